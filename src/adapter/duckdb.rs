@@ -1,0 +1,295 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use duckdb::types::Value as DuckValue;
+use duckdb::{Config, Connection};
+use serde_json::Value as Json;
+
+use super::DbError;
+use crate::config::Target;
+use crate::diagnostics::{Code, Problem};
+use crate::dialect::Statement;
+use crate::materialize::{Existing, Kind};
+use crate::render::{Introspect, QueryTable, Relation};
+
+fn key(database: &str, schema: &str, name: &str) -> String {
+    format!("{}\u{1f}{}\u{1f}{}", database.to_lowercase(), schema.to_lowercase(), name.to_lowercase())
+}
+
+fn relation_key(rel: &Relation, default_db: &str) -> String {
+    key(rel.database.as_deref().unwrap_or(default_db), &rel.schema, &rel.identifier)
+}
+
+/// The target database for one run.
+pub struct Warehouse {
+    conn: Connection,
+    database: String,
+    relations: Mutex<HashMap<String, Kind>>,
+    interrupts: Mutex<Vec<Arc<duckdb::InterruptHandle>>>,
+}
+
+fn lock_problem(target: &Target, message: &str) -> Problem {
+    let holder = message
+        .find("Conflicting lock is held in ")
+        .map(|at| {
+            let rest = &message[at + "Conflicting lock is held in ".len()..];
+            rest.split(" by user").next().unwrap_or(rest).trim_end_matches('.').to_string()
+        })
+        .unwrap_or_else(|| "another process".to_string());
+    Problem::new(
+        Code::DatabaseLocked,
+        format!("the database `{}` is in use by {holder}", target.path.display()),
+    )
+    .help("DuckDB allows one writing process per file: wait for the other run to finish or close that program, then run again")
+}
+
+impl Warehouse {
+    pub fn open(target: &Target) -> Result<Warehouse, Problem> {
+        let config = Config::default()
+            .threads(i64::try_from(target.threads.max(1)).unwrap_or(1))
+            .map_err(|e| Problem::new(Code::Database, format!("cannot configure DuckDB: {e}")))?;
+        let opened = if target.path.as_os_str() == ":memory:" {
+            Connection::open_in_memory_with_flags(config)
+        } else {
+            if let Some(dir) = target.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Problem::io(dir, &e))?;
+            }
+            Connection::open_with_flags(&target.path, config)
+        };
+        let conn = opened.map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock") {
+                lock_problem(target, &message)
+            } else {
+                Problem::new(Code::Database, format!("cannot open `{}`: {message}", target.path.display()))
+            }
+        })?;
+        let database: String = conn
+            .query_row("select current_database()", [], |r| r.get(0))
+            .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+        let warehouse = Warehouse {
+            conn,
+            database,
+            relations: Mutex::new(HashMap::new()),
+            interrupts: Mutex::new(Vec::new()),
+        };
+        warehouse.refresh()?;
+        Ok(warehouse)
+    }
+
+    /// Read the list of tables and views once.
+    fn refresh(&self) -> Result<(), Problem> {
+        let mut stmt = self
+            .conn
+            .prepare("select table_catalog, table_schema, table_name, table_type from information_schema.tables")
+            .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+        let mut relations = self.relations.lock().expect("relations lock");
+        relations.clear();
+        for row in rows {
+            let (db, schema, name, kind) = row.map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+            let kind = if kind.eq_ignore_ascii_case("VIEW") { Kind::View } else { Kind::Table };
+            relations.insert(key(&db, &schema, &name), kind);
+        }
+        Ok(())
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Record what a successful plan left behind.
+    pub fn record(&self, relation: &Relation, kind: Option<Kind>) {
+        let k = relation_key(relation, &self.database);
+        let mut relations = self.relations.lock().expect("relations lock");
+        match kind {
+            Some(kind) => relations.insert(k, kind),
+            None => relations.remove(&k),
+        };
+        for suffix in [crate::materialize::TMP_SUFFIX, crate::materialize::BACKUP_SUFFIX] {
+            relations.remove(&relation_key(&relation.with_suffix(suffix), &self.database));
+        }
+    }
+
+    /// A connection for one worker thread.
+    pub fn worker(&self) -> Result<Worker, Problem> {
+        let conn = self
+            .conn
+            .try_clone()
+            .map_err(|e| Problem::new(Code::Database, format!("cannot open a connection: {e}")))?;
+        self.interrupts.lock().expect("interrupts lock").push(conn.interrupt_handle());
+        Ok(Worker {
+            conn: Mutex::new(conn),
+            database: self.database.clone(),
+        })
+    }
+
+    /// Cancel every running query (Ctrl-C).
+    pub fn interrupt_all(&self) {
+        for h in self.interrupts.lock().expect("interrupts lock").iter() {
+            h.interrupt();
+        }
+    }
+
+    /// A snapshot of the interrupt handles, for a signal handler.
+    pub fn interrupt_handles(&self) -> Vec<Arc<duckdb::InterruptHandle>> {
+        self.interrupts.lock().expect("interrupts lock").clone()
+    }
+
+    /// Names of relations in the database that end in a temporary suffix (for tests and checks).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.relations
+            .lock()
+            .expect("relations lock")
+            .keys()
+            .filter(|k| k.ends_with(crate::materialize::TMP_SUFFIX) || k.ends_with(crate::materialize::BACKUP_SUFFIX))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Existing for Warehouse {
+    fn kind_of(&self, relation: &Relation) -> Option<Kind> {
+        self.relations
+            .lock()
+            .expect("relations lock")
+            .get(&relation_key(relation, &self.database))
+            .copied()
+    }
+}
+
+/// One worker thread's connection.
+pub struct Worker {
+    conn: Mutex<Connection>,
+    database: String,
+}
+
+fn to_json(value: DuckValue) -> Json {
+    match value {
+        DuckValue::Null => Json::Null,
+        DuckValue::Boolean(b) => Json::Bool(b),
+        DuckValue::TinyInt(i) => Json::from(i),
+        DuckValue::SmallInt(i) => Json::from(i),
+        DuckValue::Int(i) => Json::from(i),
+        DuckValue::BigInt(i) => Json::from(i),
+        DuckValue::UTinyInt(i) => Json::from(i),
+        DuckValue::USmallInt(i) => Json::from(i),
+        DuckValue::UInt(i) => Json::from(i),
+        DuckValue::UBigInt(i) => Json::from(i),
+        DuckValue::HugeInt(i) => i64::try_from(i).map_or_else(|_| Json::String(i.to_string()), Json::from),
+        DuckValue::Float(f) => Json::from(f64::from(f)),
+        DuckValue::Double(f) => Json::from(f),
+        DuckValue::Text(s) => Json::String(s),
+        DuckValue::Date32(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+            .and_then(|d| d.checked_add_signed(chrono::Duration::days(i64::from(days))))
+            .map_or(Json::Null, |d| Json::String(d.to_string())),
+        other => {
+            let text = format!("{other:?}");
+            text.parse::<f64>().map_or(Json::String(text), Json::from)
+        }
+    }
+}
+
+impl Worker {
+    /// Run statements in order. On failure, roll back an open transaction so that the
+    /// warehouse is as it was before the node started.
+    pub fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+        let conn = self.conn.lock().expect("connection lock");
+        let mut rows = 0usize;
+        let mut in_transaction = false;
+        for (i, s) in statements.iter().enumerate() {
+            match conn.execute(&s.sql, []) {
+                Ok(n) => {
+                    if s.body_line.is_some() || s.sql.starts_with("create table") {
+                        rows = rows.max(n);
+                    }
+                    if s.sql == "begin transaction" {
+                        in_transaction = true;
+                    } else if s.sql == "commit" {
+                        in_transaction = false;
+                    }
+                }
+                Err(e) => {
+                    if in_transaction {
+                        let _ = conn.execute_batch("rollback");
+                    }
+                    let message = e.to_string();
+                    return Err(DbError {
+                        statement: i,
+                        interrupted: message.contains("INTERRUPT") || message.contains("nterrupted"),
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl Introspect for Worker {
+    fn query(&self, sql: &str) -> Result<QueryTable, String> {
+        let conn = self.conn.lock().expect("connection lock");
+        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+        let mut rows_out = Vec::new();
+        let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+        let mut width = 0;
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            let stmt_ref = row.as_ref();
+            width = stmt_ref.column_count();
+            let mut values = Vec::with_capacity(width);
+            for c in 0..width {
+                values.push(to_json(row.get::<_, DuckValue>(c).map_err(|e| e.to_string())?));
+            }
+            rows_out.push(values);
+        }
+        drop(rows);
+        let columns = stmt.column_names();
+        let _ = width;
+        Ok(QueryTable { columns, rows: rows_out })
+    }
+
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String> {
+        let conn = self.conn.lock().expect("connection lock");
+        let db = relation.database.clone().unwrap_or_else(|| self.database.clone());
+        let mut stmt = conn
+            .prepare(
+                "select table_type from information_schema.tables where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?)",
+            )
+            .map_err(|e| e.to_string())?;
+        let mut rows = stmt
+            .query([db.as_str(), relation.schema.as_str(), relation.identifier.as_str()])
+            .map_err(|e| e.to_string())?;
+        match rows.next().map_err(|e| e.to_string())? {
+            Some(row) => {
+                let t: String = row.get(0).map_err(|e| e.to_string())?;
+                Ok(Some(if t.eq_ignore_ascii_case("VIEW") { "view" } else { "table" }.to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String> {
+        let conn = self.conn.lock().expect("connection lock");
+        let db = relation.database.clone().unwrap_or_else(|| self.database.clone());
+        let mut stmt = conn
+            .prepare(
+                "select column_name, data_type from information_schema.columns where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?) order by ordinal_position",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([db.as_str(), relation.schema.as_str(), relation.identifier.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,77 @@
+//! Command-line types (clap). Raw flags only: `config.rs` validates them into `Settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xform", version, about = "A fast SQL transformation compiler in the family of dbt")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render every selected model to SQL under target/compiled (no database needed)
+    Compile(CommonArgs),
+    /// Build the selected models in graph order
+    Run(CommonArgs),
+    /// Load CSV seeds into tables
+    Seed(CommonArgs),
+    /// Seeds, then models, in graph order
+    Build(CommonArgs),
+    /// List the selected nodes
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Delete the folders listed in clean-targets
+    Clean(ProjectArgs),
+    /// Show the project, profile, target and database in use
+    Debug(CommonArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProjectArgs {
+    /// Folder holding xform.yml or dbt_project.yml (default: the current folder)
+    #[arg(long, global = true)]
+    pub project_dir: Option<PathBuf>,
+    /// Folder holding profiles.yml
+    #[arg(long, global = true)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Target of the profile to use
+    #[arg(long, short = 't', global = true)]
+    pub target: Option<String>,
+    /// Variables as a YAML mapping, overriding the project's vars
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Nodes to select (by name; globs allowed)
+    #[arg(long, short = 's', num_args = 1.., alias = "models", short_alias = 'm')]
+    pub select: Vec<String>,
+    /// Nodes to leave out
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// Number of nodes to build at once
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Drop and rebuild seeds and incremental models
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// name, path, selector or json
+    #[arg(long, default_value = "selector")]
+    pub output: String,
+    /// Restrict to a resource type (model, seed, source)
+    #[arg(long)]
+    pub resource_type: Vec<String>,
+}

@@ -1,0 +1,91 @@
+//! `xform compile`: parse, build the graph, render the selected models and write
+//! `target/compiled/` and `manifest.json`. No database is opened; introspective calls
+//! (`run_query`, `adapter.get_relation`) return nothing here. Every broken model is reported in
+//! one run. Compiled SQL is parsed with sqlparser; what it cannot parse is a warning only.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use sqlparser::dialect::DuckDbDialect;
+use sqlparser::parser::Parser;
+
+use super::{EXIT_OK, EXIT_USAGE, Session, report};
+use crate::artifacts::{sql_path, write_file, write_manifest};
+use crate::cli::CommonArgs;
+use crate::compile::{Compiler, parse};
+use crate::diagnostics::{Code, Problem};
+use crate::graph::ResourceType;
+use crate::graph::select::select;
+
+pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
+    let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
+        Ok(g) => g,
+        Err(p) => {
+            report(&p);
+            return EXIT_USAGE;
+        }
+    };
+    let (chosen, empty) = match select(&graph, &args.select, &args.exclude, &[ResourceType::Model]) {
+        Ok(c) => c,
+        Err(p) => {
+            report(&[p]);
+            return EXIT_USAGE;
+        }
+    };
+    for e in &empty {
+        eprintln!("warning: the selector `{e}` matches no node");
+    }
+    let compiler = Compiler::new(&graph, &renderer);
+    let results: Vec<(usize, Result<String, Problem>)> = chosen
+        .par_iter()
+        .map(|&i| (i, compiler.compiled(i, None, false)))
+        .collect();
+    let mut problems = Vec::new();
+    let mut compiled = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(sql) => {
+                compiled.insert(i, sql);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    let writes: Vec<Result<Option<Problem>, Problem>> = compiled
+        .par_iter()
+        .map(|(&i, sql)| {
+            let node = &graph.nodes[i];
+            let path = sql_path(&s.target_dir, "compiled", &s.project.name, &node.path);
+            write_file(&path, sql.as_bytes())?;
+            if node.is_ephemeral() {
+                return Ok(None);
+            }
+            Ok(Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {
+                Problem::new(
+                    Code::Jinja,
+                    format!("the compiled SQL of `{}` could not be parsed for lineage: {e}", node.name),
+                )
+                .help(format!("DuckDB may still accept it; see {}", path.display()))
+                .warning()
+            }))
+        })
+        .collect();
+    for w in writes {
+        match w {
+            Ok(Some(p)) => warnings.push(p),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+    }
+    report(&warnings);
+    if let Err(p) = write_manifest(&s.target_dir, &s.project.name, &s.target, &graph, &compiled, &s.run) {
+        problems.push(p);
+    }
+    if !problems.is_empty() {
+        report(&problems);
+        eprintln!("{} of {} models failed to compile", problems.len(), chosen.len());
+        return EXIT_USAGE;
+    }
+    println!("Compiled {} models to {}", compiled.len(), s.target_dir.join("compiled").display());
+    EXIT_OK
+}

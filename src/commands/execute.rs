@@ -1,0 +1,488 @@
+//! `xform run`, `seed` and `build`: execute the selected nodes on DuckDB in graph order with
+//! `--threads` workers, each on its own connection.
+//!
+//! A node starts when all its selected parents succeeded; a failure marks its descendants
+//! skipped while the rest of the graph goes on. Ctrl-C cancels running queries (rolled back by
+//! the worker), skips what had not started and still writes `run_results.json`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Session, report};
+use crate::adapter::{DbError, Warehouse, Worker, error_line};
+use crate::artifacts::{NodeResult, Status, sql_path, write_file, write_manifest, write_run_results};
+use crate::cli::CommonArgs;
+use crate::compile::{Compiler, parse};
+use crate::diagnostics::{Code, Problem};
+use crate::dialect::duckdb::DuckDb;
+use crate::dialect::{Dialect, Statement};
+use crate::graph::select::select;
+use crate::graph::{Graph, Node, ResourceType};
+use crate::materialize::plan;
+use crate::render::{Introspect, spans};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Seed,
+    Build,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Seed => "seed",
+            Mode::Build => "build",
+        }
+    }
+
+    fn types(self) -> Vec<ResourceType> {
+        match self {
+            Mode::Run => vec![ResourceType::Model],
+            Mode::Seed => vec![ResourceType::Seed],
+            Mode::Build => vec![ResourceType::Seed, ResourceType::Model],
+        }
+    }
+}
+
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+static ON_CANCEL: Mutex<Vec<Arc<duckdb::InterruptHandle>>> = Mutex::new(Vec::new());
+
+fn install_ctrl_c(handles: Vec<Arc<duckdb::InterruptHandle>>) {
+    *ON_CANCEL.lock().expect("cancel lock") = handles;
+    let _ = ctrlc::set_handler(|| {
+        CANCELLED.store(true, Ordering::SeqCst);
+        for h in ON_CANCEL.lock().expect("cancel lock").iter() {
+            h.interrupt();
+        }
+    });
+}
+
+/// The scheduler's shared state.
+struct Schedule {
+    ready: BinaryHeap<Reverse<(usize, usize)>>,
+    pending: Vec<usize>,
+    blocked_by: Vec<Option<String>>,
+    results: Vec<Option<NodeResult>>,
+    problems: Vec<(usize, Problem)>,
+    running: BTreeSet<String>,
+    done: usize,
+    reported: usize,
+}
+
+struct Runner<'a> {
+    session: &'a Session,
+    graph: &'a Graph,
+    compiler: Compiler<'a>,
+    warehouse: &'a Warehouse,
+    /// Selected node positions; a slot is an index into this.
+    slots: Vec<usize>,
+    slot_of: HashMap<usize, usize>,
+    reportable: usize,
+    progress: Output,
+}
+
+/// Where per-node lines go: a progress bar on a terminal, plain lines otherwise.
+struct Output {
+    bar: Option<ProgressBar>,
+}
+
+impl Output {
+    fn new(total: usize) -> Self {
+        if std::io::stderr().is_terminal() && total > 0 {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            Output { bar: Some(bar) }
+        } else {
+            Output { bar: None }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    fn running(&self, running: &BTreeSet<String>, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            let names: Vec<&str> = running.iter().map(String::as_str).take(4).collect();
+            bar.set_message(format!("running: {}", names.join(", ")));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn describe(node: &Node) -> String {
+    match node.resource_type {
+        ResourceType::Seed => format!("seed {}", node.relation),
+        _ => format!("{} {}", node.materialized(), node.relation),
+    }
+}
+
+impl Runner<'_> {
+    fn is_reportable(&self, i: usize) -> bool {
+        !self.graph.nodes[i].is_ephemeral()
+    }
+
+    /// Build one node on a worker's connection.
+    fn build(&self, i: usize, worker: &Arc<Worker>) -> Result<(Option<usize>, Option<String>), Problem> {
+        let node = &self.graph.nodes[i];
+        let introspector: Arc<dyn Introspect> = worker.clone();
+        let sql = match node.resource_type {
+            ResourceType::Model => self.compiler.compiled(i, Some(&introspector), false)?,
+            _ => String::new(),
+        };
+        let project = &self.session.project.name;
+        if node.resource_type == ResourceType::Model {
+            write_file(&sql_path(&self.session.target_dir, "compiled", project, &node.path), sql.as_bytes())?;
+        }
+        if node.is_ephemeral() {
+            return Ok((None, Some(sql)));
+        }
+        let plan = plan(node, &sql, self.warehouse)?;
+        let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+        let mut run_sql: String = statements.iter().map(|s| format!("{};\n", s.sql)).collect::<Vec<_>>().join("\n");
+        if run_sql.is_empty() {
+            run_sql.push('\n');
+        }
+        let run_path = sql_path(&self.session.target_dir, "run", project, &node.path);
+        write_file(&run_path, run_sql.as_bytes())?;
+        match worker.run(&statements) {
+            Ok(rows) => {
+                self.warehouse.record(&node.relation, plan.result);
+                Ok((Some(rows), (node.resource_type == ResourceType::Model).then_some(sql)))
+            }
+            Err(e) => Err(self.db_problem(node, &sql, &statements, &e)),
+        }
+    }
+
+    fn db_problem(&self, node: &Node, sql: &str, statements: &[Statement], e: &DbError) -> Problem {
+        if e.interrupted {
+            return Problem::new(Code::Interrupted, format!("{} `{}` was cancelled", node.resource_type.as_str(), node.name))
+                .help("the node's changes were rolled back");
+        }
+        let first = e.message.lines().next().unwrap_or(&e.message).to_string();
+        let mut p = Problem::new(Code::Database, format!("{} `{}` failed: {first}", node.resource_type.as_str(), node.name));
+        let compiled_path = sql_path(&self.session.target_dir, "compiled", &self.session.project.name, &node.path);
+        let stmt = &statements[e.statement];
+        let compiled_line = match (stmt.body_line, error_line(&e.message)) {
+            (Some(body), Some(line)) if line >= body => Some(line - body + 1),
+            _ => None,
+        };
+        if let (Some(file), Some(line)) = (&node.file, compiled_line) {
+            let template_line = spans::template_line(&file.text, sql, line);
+            p = p.at_line(file, template_line, "DuckDB points here");
+        } else if let Some(file) = &node.file {
+            p = p.at(file, 0, 0, "in this model");
+        }
+        let location = match compiled_line {
+            Some(l) => format!("{}:{l}", compiled_path.display()),
+            None => compiled_path.display().to_string(),
+        };
+        let what = if node.resource_type == ResourceType::Seed {
+            format!("check the CSV file {}", node.path)
+        } else {
+            format!("compiled SQL: {location}")
+        };
+        p.help(format!("{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged", e.message.trim()))
+    }
+
+    fn work(&self, state: &Mutex<Schedule>, cvar: &Condvar, worker: &Arc<Worker>, thread: usize) {
+        loop {
+            let slot = {
+                let mut s = state.lock().expect("schedule lock");
+                loop {
+                    if s.done == self.slots.len() {
+                        return;
+                    }
+                    if CANCELLED.load(Ordering::SeqCst) {
+                        self.cancel_rest(&mut s);
+                        cvar.notify_all();
+                        return;
+                    }
+                    if let Some(Reverse((_, slot))) = s.ready.pop() {
+                        let name = self.graph.nodes[self.slots[slot]].name.clone();
+                        s.running.insert(name);
+                        self.progress.running(&s.running, s.reported);
+                        break slot;
+                    }
+                    s = cvar.wait(s).expect("schedule wait");
+                }
+            };
+            let i = self.slots[slot];
+            let node = &self.graph.nodes[i];
+            let started = chrono::Utc::now();
+            let clock = Instant::now();
+            let outcome = self.build(i, worker);
+            let completed = chrono::Utc::now();
+            let mut result = NodeResult {
+                unique_id: node.unique_id.clone(),
+                status: Status::Success,
+                started_at: started,
+                completed_at: completed,
+                thread,
+                rows_affected: None,
+                message: String::new(),
+                compiled_code: None,
+                relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+            };
+            let mut problem = None;
+            match outcome {
+                Ok((rows, sql)) => {
+                    result.rows_affected = rows;
+                    result.compiled_code = sql;
+                    result.message = match rows {
+                        Some(n) if node.resource_type == ResourceType::Seed => format!("INSERT {n}"),
+                        Some(n) if node.materialized() == "table" => format!("SELECT {n}"),
+                        _ => "OK".to_string(),
+                    };
+                }
+                Err(p) => {
+                    result.status = Status::Error;
+                    result.message.clone_from(&p.message);
+                    problem = Some(p);
+                }
+            }
+            let mut s = state.lock().expect("schedule lock");
+            s.running.remove(&node.name);
+            if self.is_reportable(i) {
+                s.reported += 1;
+                let (word, extra) = match result.status {
+                    Status::Success => ("OK", result.message.clone()),
+                    _ => ("ERROR", String::new()),
+                };
+                self.progress.line(&format!(
+                    "{:>4} of {} {word:<5} {} {extra} ({:.2} s)",
+                    s.reported,
+                    self.reportable,
+                    describe(node),
+                    clock.elapsed().as_secs_f64()
+                ));
+            }
+            let failed = result.status != Status::Success;
+            if let Some(p) = problem {
+                s.problems.push((i, p));
+            }
+            s.results[slot] = Some(result);
+            s.done += 1;
+            self.release(&mut s, i, failed);
+            self.progress.running(&s.running, s.reported);
+            cvar.notify_all();
+        }
+    }
+
+    /// A node finished: unlock its children, or skip them (and theirs) when it failed.
+    fn release(&self, s: &mut Schedule, finished: usize, failed: bool) {
+        let mut stack = vec![(finished, failed)];
+        while let Some((i, failed)) = stack.pop() {
+            for c in self.graph.children(i) {
+                let Some(&slot) = self.slot_of.get(&c) else { continue };
+                if failed && s.blocked_by[slot].is_none() {
+                    let name = s.blocked_by[self.slot_of[&i]].clone().unwrap_or_else(|| self.graph.nodes[i].name.clone());
+                    s.blocked_by[slot] = Some(name);
+                }
+                s.pending[slot] -= 1;
+                if s.pending[slot] > 0 {
+                    continue;
+                }
+                if let Some(upstream) = s.blocked_by[slot].clone() {
+                    let node = &self.graph.nodes[c];
+                    if self.is_reportable(c) {
+                        s.reported += 1;
+                        self.progress.line(&format!(
+                            "{:>4} of {} SKIP  {} (upstream {upstream} failed)",
+                            s.reported,
+                            self.reportable,
+                            describe(node)
+                        ));
+                    }
+                    s.results[slot] = Some(skipped(node, format!("skipped because `{upstream}` failed")));
+                    s.done += 1;
+                    stack.push((c, true));
+                } else {
+                    s.ready.push(Reverse((self.graph.rank(c), slot)));
+                }
+            }
+        }
+    }
+
+    fn cancel_rest(&self, s: &mut Schedule) {
+        for slot in 0..self.slots.len() {
+            if s.results[slot].is_none() && !s.running.contains(&self.graph.nodes[self.slots[slot]].name) {
+                s.results[slot] = Some(skipped(&self.graph.nodes[self.slots[slot]], "interrupted".to_string()));
+                s.done += 1;
+            }
+        }
+        s.ready.clear();
+    }
+}
+
+fn skipped(node: &Node, message: String) -> NodeResult {
+    let now = chrono::Utc::now();
+    NodeResult {
+        unique_id: node.unique_id.clone(),
+        status: Status::Skipped,
+        started_at: now,
+        completed_at: now,
+        thread: 0,
+        rows_affected: None,
+        message,
+        compiled_code: None,
+        relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+    }
+}
+
+pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
+    let clock = Instant::now();
+    let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
+        Ok(g) => g,
+        Err(p) => {
+            report(&p);
+            return EXIT_USAGE;
+        }
+    };
+    let (slots, empty) = match select(&graph, &args.select, &args.exclude, &mode.types()) {
+        Ok(c) => c,
+        Err(p) => {
+            report(&[p]);
+            return EXIT_USAGE;
+        }
+    };
+    for e in &empty {
+        eprintln!("warning: the selector `{e}` matches no node");
+    }
+    let warehouse = match Warehouse::open(&s.target) {
+        Ok(w) => w,
+        Err(p) => {
+            report(&[p]);
+            return EXIT_USAGE;
+        }
+    };
+    let threads = s.target.threads.clamp(1, slots.len().max(1));
+    let mut workers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        match warehouse.worker() {
+            Ok(w) => workers.push(Arc::new(w)),
+            Err(p) => {
+                report(&[p]);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    install_ctrl_c(warehouse.interrupt_handles());
+
+    let slot_of: HashMap<usize, usize> = slots.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let mut pending = vec![0; slots.len()];
+    let mut ready = BinaryHeap::new();
+    for (slot, &i) in slots.iter().enumerate() {
+        pending[slot] = graph.parents(i).iter().filter(|p| slot_of.contains_key(p)).count();
+        if pending[slot] == 0 {
+            ready.push(Reverse((graph.rank(i), slot)));
+        }
+    }
+    let reportable = slots.iter().filter(|&&i| !graph.nodes[i].is_ephemeral()).count();
+    let runner = Runner {
+        session: s,
+        graph: &graph,
+        compiler: Compiler::new(&graph, &renderer),
+        warehouse: &warehouse,
+        slots: slots.clone(),
+        slot_of,
+        reportable,
+        progress: Output::new(reportable),
+    };
+    let state = Mutex::new(Schedule {
+        ready,
+        pending,
+        blocked_by: vec![None; slots.len()],
+        results: vec![None; slots.len()],
+        problems: Vec::new(),
+        running: BTreeSet::new(),
+        done: 0,
+        reported: 0,
+    });
+    let cvar = Condvar::new();
+    if reportable > 0 {
+        runner.progress.line(&format!(
+            "Running {reportable} nodes with {threads} threads on {}",
+            s.target.path.display()
+        ));
+    }
+    std::thread::scope(|scope| {
+        for (t, worker) in workers.iter().enumerate() {
+            let (runner, state, cvar) = (&runner, &state, &cvar);
+            scope.spawn(move || runner.work(state, cvar, worker, t + 1));
+        }
+    });
+    runner.progress.finish();
+    let schedule = state.into_inner().expect("schedule lock");
+    let results: Vec<NodeResult> = schedule
+        .results
+        .iter()
+        .zip(&slots)
+        .filter(|(_, i)| !graph.nodes[**i].is_ephemeral())
+        .filter_map(|(r, _)| r.clone())
+        .collect();
+    let elapsed = clock.elapsed().as_secs_f64();
+    let mut compiled: BTreeMap<usize, String> = runner
+        .compiler
+        .compiled_bodies()
+        .into_iter()
+        .map(|(i, b)| (i, b.to_string()))
+        .collect();
+    for (r, &i) in schedule.results.iter().zip(&slots) {
+        if let Some(code) = r.as_ref().and_then(|r| r.compiled_code.clone()) {
+            compiled.insert(i, code);
+        }
+    }
+    let run_args = serde_json::json!({
+        "which": mode.name(),
+        "select": args.select,
+        "exclude": args.exclude,
+        "threads": threads,
+        "full_refresh": args.full_refresh,
+        "target": s.target.name,
+    });
+    let mut problems: Vec<Problem> = schedule.problems.into_iter().map(|(_, p)| p).collect();
+    if let Err(p) = write_run_results(&s.target_dir, &s.project.name, &s.target, &s.run, &results, elapsed, &run_args) {
+        problems.push(p);
+    }
+    if let Err(p) = write_manifest(&s.target_dir, &s.project.name, &s.target, &graph, &compiled, &s.run) {
+        problems.push(p);
+    }
+    let count = |st: Status| results.iter().filter(|r| r.status == st).count();
+    let (passed, failed, skipped) = (count(Status::Success), count(Status::Error), count(Status::Skipped));
+    let interrupted = CANCELLED.load(Ordering::SeqCst);
+    let mut summary = format!("Done in {elapsed:.2} s: {passed} passed, {failed} failed, {skipped} skipped");
+    if interrupted {
+        summary.push_str(" (interrupted)");
+    }
+    report(&problems);
+    println!("{summary}");
+    if interrupted {
+        EXIT_INTERRUPTED
+    } else if failed > 0 || !problems.is_empty() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}

@@ -1,0 +1,75 @@
+//! `xform ls`: the selected nodes, as selectors, names, paths or JSON lines.
+
+use super::{EXIT_OK, EXIT_USAGE, Session, report};
+use crate::cli::LsArgs;
+use crate::compile::parse;
+use crate::diagnostics::{Code, Problem};
+use crate::graph::ResourceType;
+use crate::graph::select::select;
+
+pub fn ls(s: &Session, args: &LsArgs) -> i32 {
+    let (_, graph) = match parse(&s.project, &s.target, &s.run) {
+        Ok(g) => g,
+        Err(p) => {
+            report(&p);
+            return EXIT_USAGE;
+        }
+    };
+    let mut types = Vec::new();
+    for t in &args.resource_type {
+        match t.as_str() {
+            "model" => types.push(ResourceType::Model),
+            "seed" => types.push(ResourceType::Seed),
+            "source" => types.push(ResourceType::Source),
+            other => {
+                report(&[Problem::new(Code::Selection, format!("unknown resource type `{other}`"))
+                    .help("use model, seed or source")]);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if types.is_empty() {
+        types = vec![ResourceType::Model, ResourceType::Seed, ResourceType::Source];
+    }
+    let (chosen, empty) = match select(&graph, &args.common.select, &args.common.exclude, &types) {
+        Ok(c) => c,
+        Err(p) => {
+            report(&[p]);
+            return EXIT_USAGE;
+        }
+    };
+    for e in &empty {
+        eprintln!("warning: the selector `{e}` matches no node");
+    }
+    let mut lines: Vec<String> = chosen
+        .iter()
+        .map(|&i| {
+            let n = &graph.nodes[i];
+            match args.output.as_str() {
+                "name" => n.name.clone(),
+                "path" => n.path.clone(),
+                "json" => serde_json::json!({
+                    "name": n.name,
+                    "resource_type": n.resource_type.as_str(),
+                    "unique_id": n.unique_id,
+                    "original_file_path": n.path,
+                    "config": n.config.to_json(),
+                })
+                .to_string(),
+                _ => match n.resource_type {
+                    ResourceType::Source => format!("source:{}", n.fqn.join(".")),
+                    _ => n.fqn.join("."),
+                },
+            }
+        })
+        .collect();
+    if args.output != "json" {
+        lines.sort();
+    }
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    print!("{out}");
+    EXIT_OK
+}

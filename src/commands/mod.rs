@@ -1,0 +1,135 @@
+//! The command layer: turns parsed flags into a `Session`, runs one subcommand, prints
+//! diagnostics and returns the exit code (0 success, 1 a node failed, 2 usage or project error,
+//! 130 interrupted).
+
+mod clean;
+mod compile;
+mod debug;
+#[cfg(feature = "duckdb")]
+mod execute;
+mod ls;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, CommonArgs, ProjectArgs};
+use crate::config::{Target, resolve_target};
+use crate::diagnostics::{Code, Problem, render_plain};
+use crate::project::Project;
+use crate::render::RunInfo;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A loaded project with its target, ready for a command.
+pub struct Session {
+    pub project: Project,
+    pub target: Target,
+    pub run: RunInfo,
+    pub target_dir: PathBuf,
+}
+
+/// Print problems to stderr: with colour on a terminal, plain otherwise.
+pub fn report(problems: &[Problem]) {
+    let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let width = if tty { 100 } else { 80 };
+    for p in problems {
+        let text = if tty {
+            let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode()).with_width(width);
+            let mut out = String::new();
+            let _ = handler.render_report(&mut out, p);
+            out
+        } else {
+            render_plain(p, width)
+        };
+        eprint!("{text}");
+    }
+}
+
+/// Fixed run time when `SOURCE_DATE_EPOCH` is set, so artifacts can be byte-identical.
+fn run_info(command: &str, full_refresh: bool) -> RunInfo {
+    let fixed = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    let invocation_id = match fixed {
+        Some(t) => uuid::Uuid::from_u128(u128::try_from(t.timestamp()).unwrap_or(0)).to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    RunInfo {
+        invocation_id,
+        started_at: fixed.unwrap_or_else(chrono::Utc::now),
+        full_refresh,
+        command: command.to_string(),
+    }
+}
+
+impl Session {
+    pub fn load(args: &ProjectArgs, threads: Option<usize>, full_refresh: bool, command: &str) -> Result<Session, Vec<Problem>> {
+        let dir = args.project_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let dir = std::fs::canonicalize(&dir).map_err(|e| {
+            vec![Problem::new(Code::ProjectNotFound, format!("cannot open the project folder `{}`: {e}", dir.display()))
+                .help("pass an existing folder to --project-dir")]
+        })?;
+        let project = Project::load(&dir, args.vars.as_deref())?;
+        if threads == Some(0) {
+            return Err(vec![Problem::new(Code::ProjectConfig, "--threads must be at least 1")]);
+        }
+        let target = resolve_target(&project, args.profiles_dir.as_deref(), args.target.as_deref(), threads)
+            .map_err(|p| vec![p])?;
+        let target_dir = project.root.join(&project.target_path);
+        report(&project.warnings);
+        Ok(Session {
+            project,
+            target,
+            run: run_info(command, full_refresh),
+            target_dir,
+        })
+    }
+}
+
+fn with_session(args: &CommonArgs, command: &str, f: impl FnOnce(Session) -> i32) -> i32 {
+    match Session::load(&args.project, args.threads, args.full_refresh, command) {
+        Ok(s) => f(s),
+        Err(problems) => {
+            report(&problems);
+            EXIT_USAGE
+        }
+    }
+}
+
+#[cfg(feature = "duckdb")]
+fn execute_command(args: &CommonArgs, mode: execute::Mode) -> i32 {
+    with_session(args, mode.name(), |s| execute::execute(&s, args, mode))
+}
+
+#[cfg(not(feature = "duckdb"))]
+fn execute_command(_args: &CommonArgs, _mode: ()) -> i32 {
+    report(&[Problem::new(Code::Database, "this xform was built without DuckDB").help("rebuild with the default features")]);
+    EXIT_USAGE
+}
+
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Compile(args) => with_session(&args, "compile", |s| compile::compile(&s, &args)),
+        #[cfg(feature = "duckdb")]
+        Command::Run(args) => execute_command(&args, execute::Mode::Run),
+        #[cfg(feature = "duckdb")]
+        Command::Seed(args) => execute_command(&args, execute::Mode::Seed),
+        #[cfg(feature = "duckdb")]
+        Command::Build(args) => execute_command(&args, execute::Mode::Build),
+        #[cfg(not(feature = "duckdb"))]
+        Command::Run(args) | Command::Seed(args) | Command::Build(args) => execute_command(&args, ()),
+        Command::Ls(args) => with_session(&args.common, "ls", |s| ls::ls(&s, &args)),
+        Command::Clean(args) => {
+            let common = CommonArgs {
+                project: args,
+                ..CommonArgs::default()
+            };
+            with_session(&common, "clean", |s| clean::clean(&s))
+        }
+        Command::Debug(args) => with_session(&args, "debug", |s| debug::debug(&s)),
+    }
+}

@@ -1,0 +1,374 @@
+//! The parse pass and the compile pass over a loaded project.
+//!
+//! Parse: every model is rendered once with `execute` false, in parallel, to learn its config,
+//! refs and sources; with the property YAML and the project's config trees that gives each node
+//! its final config and relation name. Compile: a model is rendered again with `execute` true
+//! (lazily, when a command needs its SQL) and the ephemeral models it reads are injected as
+//! CTEs. Neither pass touches the database except through the `Introspect` handle a caller
+//! passes in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::Value;
+use rayon::prelude::*;
+
+use crate::config::Target;
+use crate::diagnostics::Problem;
+use crate::graph::{Graph, Node, ResourceType};
+use crate::project::{NodeConfig, Project};
+use crate::render::{Introspect, RenderRequest, Renderer, Relation, Resolve, RunInfo};
+
+/// Resolves refs and sources to the relations the graph assigned.
+#[derive(Debug, Default)]
+pub struct GraphResolver {
+    refs: HashMap<String, Relation>,
+    sources: HashMap<(String, String), Relation>,
+}
+
+impl Resolve for GraphResolver {
+    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Option<Relation> {
+        self.refs.get(name).cloned()
+    }
+
+    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
+        self.sources.get(&(source.to_string(), table.to_string())).cloned()
+    }
+}
+
+/// Resolves nothing: the parse pass only records calls.
+struct NoResolver;
+
+impl Resolve for NoResolver {
+    fn resolve_ref(&self, _package: Option<&str>, _name: &str) -> Option<Relation> {
+        None
+    }
+
+    fn resolve_source(&self, _source: &str, _table: &str) -> Option<Relation> {
+        None
+    }
+}
+
+/// The `model` value templates see.
+fn model_value(node: &Node) -> Value {
+    crate::render::context::to_value(serde_json::json!({
+        "name": node.name,
+        "unique_id": node.unique_id,
+        "resource_type": node.resource_type.as_str(),
+        "path": node.relative,
+        "original_file_path": node.path,
+        "fqn": node.fqn,
+        "alias": node.relation.identifier,
+        "schema": node.relation.schema,
+        "database": node.relation.database,
+        "config": node.config.to_json(),
+        "tags": node.config.tags(),
+        "description": node.description,
+        "package_name": node.fqn.first(),
+    }))
+}
+
+/// The schema a node builds in: dbt's default `generate_schema_name`, or the project's macro.
+fn schema_for(
+    renderer: &Renderer,
+    target: &Target,
+    custom: Option<&str>,
+    node: &Node,
+) -> Result<String, Problem> {
+    if renderer.has_macro("generate_schema_name") {
+        let args = [
+            custom.map_or(Value::from(()), Value::from),
+            model_value(node),
+        ];
+        let out = renderer.call_macro("generate_schema_name", &args, Arc::new(NoResolver))?;
+        return Ok(out.trim().to_string());
+    }
+    Ok(match custom.map(str::trim) {
+        Some(c) if !c.is_empty() => format!("{}_{c}", target.schema),
+        _ => target.schema.clone(),
+    })
+}
+
+fn relation_for(renderer: &Renderer, target: &Target, node: &Node) -> Result<Relation, Problem> {
+    let schema = schema_for(renderer, target, node.config.str("schema"), node)?;
+    let database = node.config.str("database").unwrap_or(&target.database);
+    let identifier = node.config.str("alias").unwrap_or(&node.name);
+    Ok(Relation::new(Some(database), &schema, identifier))
+}
+
+/// Parse every model and build the graph. Returns every problem found, not just the first.
+pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Renderer, Graph), Vec<Problem>> {
+    let renderer = Renderer::new(project, target, run)?;
+    let placeholder = Relation::new(Some(&target.database), &target.schema, "");
+    let parsed: Vec<Result<Option<Node>, Problem>> = project
+        .models
+        .par_iter()
+        .map(|model| {
+            let props = project.model_props.get(&model.name);
+            let mut config = project.models_tree.resolve(&model.fqn);
+            if let Some(p) = props {
+                config.apply(&p.config);
+            }
+            let mut node = Node {
+                unique_id: format!("model.{}.{}", project.name, model.name),
+                resource_type: ResourceType::Model,
+                name: model.name.clone(),
+                path: model.path.clone(),
+                relative: model.relative.clone(),
+                fqn: model.fqn.clone(),
+                file: Some(model.file.clone()),
+                config: NodeConfig::default(),
+                description: props.map(|p| p.description.clone()).unwrap_or_default(),
+                columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+                patch_path: props.map(|p| p.patch_path.clone()),
+                refs: Vec::new(),
+                sources: Vec::new(),
+                depends_on: Vec::new(),
+                relation: placeholder.clone(),
+                seed_path: None,
+                source: None,
+            };
+            let rendered = renderer.render(RenderRequest {
+                template: &model.path,
+                name: &model.name,
+                unique_id: &node.unique_id,
+                execute: false,
+                is_incremental: false,
+                config,
+                this: Relation::new(Some(&target.database), &target.schema, &model.name),
+                resolver: Arc::new(NoResolver),
+                introspector: None,
+                model: model_value(&node),
+            })?;
+            node.config = rendered.config;
+            if !node.config.enabled() {
+                return Ok(None);
+            }
+            node.refs = rendered.refs;
+            node.sources = rendered.sources;
+            node.relation = relation_for(&renderer, target, &node)?;
+            Ok(Some(node))
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(parsed.len() + project.seeds.len() + project.sources.len());
+    let mut problems = Vec::new();
+    for p in parsed {
+        match p {
+            Ok(Some(n)) => nodes.push(n),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    for seed in &project.seeds {
+        let props = project.seed_props.get(&seed.name);
+        let mut config = project.seeds_tree.resolve(&seed.fqn);
+        if let Some(p) = props {
+            config.apply(&p.config);
+        }
+        if !config.enabled() {
+            continue;
+        }
+        let mut node = Node {
+            unique_id: format!("seed.{}.{}", project.name, seed.name),
+            resource_type: ResourceType::Seed,
+            name: seed.name.clone(),
+            path: seed.path.clone(),
+            relative: seed.relative.clone(),
+            fqn: seed.fqn.clone(),
+            file: None,
+            config,
+            description: props.map(|p| p.description.clone()).unwrap_or_default(),
+            columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+            patch_path: props.map(|p| p.patch_path.clone()),
+            refs: Vec::new(),
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            relation: placeholder.clone(),
+            seed_path: Some(seed.absolute.clone()),
+            source: None,
+        };
+        match relation_for(&renderer, target, &node) {
+            Ok(r) => node.relation = r,
+            Err(e) => problems.push(e),
+        }
+        nodes.push(node);
+    }
+    for source in &project.sources {
+        let database = source.database.clone().unwrap_or_else(|| target.database.clone());
+        nodes.push(Node {
+            unique_id: format!("source.{}.{}.{}", project.name, source.source_name, source.name),
+            resource_type: ResourceType::Source,
+            name: source.name.clone(),
+            path: source.path.clone(),
+            relative: source.path.clone(),
+            fqn: source.fqn.clone(),
+            file: None,
+            config: NodeConfig::default(),
+            description: source.description.clone(),
+            columns: source.columns.clone(),
+            patch_path: None,
+            refs: Vec::new(),
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            relation: Relation::new(Some(&database), &source.schema, &source.identifier),
+            seed_path: None,
+            source: Some(source.clone()),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let graph = Graph::build(nodes)?;
+    Ok((renderer, graph))
+}
+
+/// Compiles models on demand, each at most once, and injects ephemeral CTEs.
+pub struct Compiler<'a> {
+    pub graph: &'a Graph,
+    renderer: &'a Renderer,
+    resolver: Arc<GraphResolver>,
+    bodies: Vec<OnceLock<Result<Arc<str>, Problem>>>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(graph: &'a Graph, renderer: &'a Renderer) -> Self {
+        let mut resolver = GraphResolver::default();
+        for node in &graph.nodes {
+            match node.resource_type {
+                ResourceType::Source => {
+                    if let Some(s) = &node.source {
+                        resolver.sources.insert((s.source_name.clone(), s.name.clone()), node.relation.clone());
+                    }
+                }
+                _ if node.is_ephemeral() => {
+                    resolver.refs.insert(node.name.clone(), Relation::cte(&node.name));
+                }
+                _ => {
+                    resolver.refs.insert(node.name.clone(), node.relation.clone());
+                }
+            }
+        }
+        Compiler {
+            graph,
+            renderer,
+            resolver: Arc::new(resolver),
+            bodies: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The rendered SQL of a model, without injected CTEs.
+    fn body(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+    ) -> Result<Arc<str>, Problem> {
+        self.bodies[i]
+            .get_or_init(|| {
+                let node = &self.graph.nodes[i];
+                let Some(file) = &node.file else {
+                    return Ok(Arc::from(""));
+                };
+                let rendered = self.renderer.render(RenderRequest {
+                    template: &file.name,
+                    name: &node.name,
+                    unique_id: &node.unique_id,
+                    execute: true,
+                    is_incremental,
+                    config: node.config.clone(),
+                    this: node.relation.clone(),
+                    resolver: self.resolver.clone(),
+                    introspector: introspector.cloned(),
+                    model: model_value(node),
+                })?;
+                for line in &rendered.logs {
+                    eprintln!("{}: {line}", node.name);
+                }
+                Ok(Arc::from(rendered.sql.as_str()))
+            })
+            .clone()
+    }
+
+    /// The compiled SQL of a model: its body with every ephemeral it reads as a leading CTE.
+    pub fn compiled(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+    ) -> Result<String, Problem> {
+        let body = self.body(i, introspector, is_incremental)?;
+        let ephemerals = self.graph.ephemeral_ancestors(i);
+        if ephemerals.is_empty() {
+            return Ok(body.to_string());
+        }
+        let mut ctes = Vec::with_capacity(ephemerals.len());
+        for e in ephemerals {
+            let sql = self.body(e, introspector, false)?;
+            ctes.push((self.graph.nodes[e].name.clone(), sql));
+        }
+        Ok(inject_ctes(&body, &ctes))
+    }
+
+    /// Bodies compiled so far, by node position (for artifacts).
+    pub fn compiled_bodies(&self) -> BTreeMap<usize, Arc<str>> {
+        self.bodies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.get().and_then(|r| r.as_ref().ok()).map(|s| (i, s.clone())))
+            .collect()
+    }
+}
+
+/// Length of leading whitespace and SQL comments.
+fn leading_trivia(sql: &str) -> usize {
+    let mut pos = 0;
+    loop {
+        let rest = &sql[pos..];
+        let trimmed = rest.trim_start();
+        pos += rest.len() - trimmed.len();
+        if trimmed.starts_with("--") {
+            pos += trimmed.find('\n').map_or(trimmed.len(), |i| i + 1);
+        } else if trimmed.starts_with("/*") {
+            pos += trimmed.find("*/").map_or(trimmed.len(), |i| i + 2);
+        } else {
+            return pos;
+        }
+    }
+}
+
+/// Put ephemeral CTEs in front of a query: into its leading `with`, or as a new one.
+pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
+    let defs: Vec<String> = ctes
+        .iter()
+        .map(|(name, body)| format!("__dbt__cte__{name} as (\n{body}\n)"))
+        .collect();
+    let defs = defs.join(", ");
+    let start = leading_trivia(sql);
+    let rest = &sql[start..];
+    let lower: String = rest.chars().take(16).collect::<String>().to_ascii_lowercase();
+    if lower.starts_with("with") && rest[4..].starts_with(char::is_whitespace) {
+        let mut head = 4;
+        let after = rest[4..].trim_start();
+        if after.to_ascii_lowercase().starts_with("recursive") && after[9..].starts_with(char::is_whitespace) {
+            head = rest.len() - after.len() + 9;
+        }
+        format!("{}{} {defs}, {}", &sql[..start], &rest[..head], rest[head..].trim_start())
+    } else {
+        format!("{}with {defs}\n{rest}", &sql[..start])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctes_join_a_leading_with_or_start_one() {
+        let ctes = vec![("a".to_string(), Arc::from("select 1"))];
+        assert_eq!(inject_ctes("select * from __dbt__cte__a", &ctes), "with __dbt__cte__a as (\nselect 1\n)\nselect * from __dbt__cte__a");
+        assert_eq!(
+            inject_ctes("-- c\nWITH x as (select 2) select 1", &ctes),
+            "-- c\nWITH __dbt__cte__a as (\nselect 1\n), x as (select 2) select 1"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Validated settings: the target (which database, schema and thread count a run uses), found
+//! from `profiles.yml` or, with no profile at all, the zero-configuration embedded DuckDB file.
+//!
+//! Profiles are searched in `--profiles-dir`, `$DBT_PROFILES_DIR`, the project folder,
+//! `~/.xform/` and `~/.dbt/`, in that order; the first file that defines the project's profile
+//! wins. This module reads no project file itself.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value as Yaml;
+
+use crate::diagnostics::{Code, Problem, SourceFile};
+use crate::project::{Project, find_key, parse_yaml};
+
+/// Where and how a run builds relations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub profile_name: String,
+    pub name: String,
+    pub adapter: String,
+    pub database: String,
+    pub schema: String,
+    /// The DuckDB file (or `:memory:`).
+    pub path: PathBuf,
+    pub threads: usize,
+    /// The profiles.yml it came from; `None` for the zero-configuration default.
+    pub profiles_file: Option<PathBuf>,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8)
+}
+
+fn candidate_dirs(project: &Project, profiles_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = profiles_dir {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(d) = std::env::var_os("DBT_PROFILES_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(project.root.clone());
+    if let Some(home) = std::env::var_os("HOME") {
+        let home = PathBuf::from(home);
+        dirs.push(home.join(".xform"));
+        dirs.push(home.join(".dbt"));
+    }
+    dirs
+}
+
+/// Render `{{ env_var('X', 'default') }}` in profiles.yml, as dbt does.
+fn render_profiles(file: &SourceFile) -> Result<String, Problem> {
+    if !file.text.contains("{{") && !file.text.contains("{%") {
+        return Ok(file.text.to_string());
+    }
+    let mut env = minijinja::Environment::new();
+    env.add_function("env_var", crate::render::env_var);
+    env.render_str(&file.text, minijinja::context! {}).map_err(|e| {
+        let line = e.line().unwrap_or(1);
+        Problem::new(Code::Profile, format!("cannot render `{}`: {}", file.name, e.detail().unwrap_or("template error")))
+            .at_line(file, line, "here")
+            .help("set the environment variable or give env_var a default")
+    })
+}
+
+/// Resolve the target for a run.
+pub fn resolve_target(
+    project: &Project,
+    profiles_dir: Option<&Path>,
+    target_name: Option<&str>,
+    threads: Option<usize>,
+) -> Result<Target, Problem> {
+    let profile_name = project.profile.clone().unwrap_or_else(|| project.name.clone());
+    for dir in candidate_dirs(project, profiles_dir) {
+        let path = dir.join("profiles.yml");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let file = SourceFile::new(path.display().to_string(), text);
+        let rendered = SourceFile::new(file.name.clone(), render_profiles(&file)?);
+        let doc = parse_yaml(&rendered)?;
+        let Some(profile) = doc.get(profile_name.as_str()) else {
+            if profiles_dir.is_some_and(|d| d == dir) {
+                return Err(Problem::new(
+                    Code::Profile,
+                    format!("profile `{profile_name}` is not in `{}`", path.display()),
+                )
+                .help(format!("add a `{profile_name}:` entry with `target:` and `outputs:`")));
+            }
+            continue;
+        };
+        let default_target = profile.get("target").and_then(Yaml::as_str).unwrap_or("dev");
+        let name = target_name.unwrap_or(default_target).to_string();
+        let key_offset = find_key(&rendered.text, &profile_name).unwrap_or(0);
+        let Some(output) = profile.get("outputs").and_then(|o| o.get(name.as_str())) else {
+            let known: Vec<String> = profile
+                .get("outputs")
+                .and_then(Yaml::as_mapping)
+                .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            return Err(Problem::new(Code::Profile, format!("profile `{profile_name}` has no target `{name}`"))
+                .at(&rendered, key_offset, profile_name.len(), "this profile")
+                .help(format!("targets defined: {}", known.join(", "))));
+        };
+        let adapter = output.get("type").and_then(Yaml::as_str).unwrap_or("duckdb").to_string();
+        if adapter != "duckdb" {
+            return Err(Problem::new(
+                Code::Profile,
+                format!("target `{name}` has type `{adapter}`; xform executes on duckdb only"),
+            )
+            .at(&rendered, key_offset, profile_name.len(), "this profile")
+            .help("use a duckdb target to run; other warehouses get compiled SQL only"));
+        }
+        let raw_path = output.get("path").and_then(Yaml::as_str).unwrap_or(":memory:");
+        let path = if raw_path == ":memory:" {
+            PathBuf::from(raw_path)
+        } else {
+            project.root.join(raw_path)
+        };
+        let database = output
+            .get("database")
+            .and_then(Yaml::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| database_name(&path));
+        let schema = output.get("schema").and_then(Yaml::as_str).unwrap_or("main").to_string();
+        let profile_threads = output.get("threads").and_then(Yaml::as_u64).map(|t| usize::try_from(t).unwrap_or(1));
+        return Ok(Target {
+            profile_name: profile_name.clone(),
+            name,
+            adapter,
+            database,
+            schema,
+            path,
+            threads: threads.or(profile_threads).unwrap_or(1).max(1),
+            profiles_file: Some(path_of(&dir)),
+        });
+    }
+    let path = project.root.join(format!("{}.duckdb", project.name));
+    Ok(Target {
+        profile_name,
+        name: "dev".to_string(),
+        adapter: "duckdb".to_string(),
+        database: database_name(&path),
+        schema: "main".to_string(),
+        path,
+        threads: threads.unwrap_or_else(default_threads).max(1),
+        profiles_file: None,
+    })
+}
+
+fn path_of(dir: &Path) -> PathBuf {
+    dir.join("profiles.yml")
+}
+
+/// DuckDB names an attached file's catalog after the file's stem.
+fn database_name(path: &Path) -> String {
+    if path.as_os_str() == ":memory:" {
+        return "memory".to_string();
+    }
+    path.file_stem().map_or_else(|| "memory".to_string(), |s| s.to_string_lossy().to_string())
+}

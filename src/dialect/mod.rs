@@ -1,0 +1,19 @@
+//! Dialects turn plan steps into SQL statements. DuckDB is the dialect executed today; the
+//! boundary exists so that BigQuery and Snowflake can render the same plans.
+
+pub mod duckdb;
+
+use crate::materialize::Step;
+
+/// One SQL statement and, when it wraps a model's SQL, the line where that SQL starts, so that
+/// a database error's line can be traced back to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub body_line: Option<usize>,
+}
+
+pub trait Dialect {
+    fn name(&self) -> &'static str;
+    fn statement(&self, step: &Step) -> Statement;
+}

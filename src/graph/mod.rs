@@ -1,0 +1,387 @@
+//! The lineage graph: every seed, model and source as a node, `ref()` and `source()` calls as
+//! edges, in a petgraph DAG.
+//!
+//! Building the graph checks what only the whole project can tell: unknown refs and sources
+//! (with the closest names as suggestions) and cycles (with the whole path). Node ids are
+//! stable strings and every order it hands out is deterministic: ties break on the node id.
+
+pub mod select;
+
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::path::PathBuf;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diagnostics::{Code, Problem, SourceFile};
+use crate::project::{ColumnProps, NodeConfig, SourceTable};
+use crate::render::{RefCall, Relation};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Seed,
+    Model,
+    Source,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Seed => "seed",
+            ResourceType::Model => "model",
+            ResourceType::Source => "source",
+        }
+    }
+}
+
+/// A node of the project after the parse pass.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub unique_id: String,
+    pub resource_type: ResourceType,
+    pub name: String,
+    /// Path relative to the project root (`original_file_path`).
+    pub path: String,
+    /// Path relative to its resource folder.
+    pub relative: String,
+    pub fqn: Vec<String>,
+    /// The template, for models.
+    pub file: Option<SourceFile>,
+    pub config: NodeConfig,
+    pub description: String,
+    pub columns: Vec<ColumnProps>,
+    pub patch_path: Option<String>,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    /// Unique ids of the nodes this one reads, deduplicated, in first-use order.
+    pub depends_on: Vec<String>,
+    pub relation: Relation,
+    /// The CSV file, for seeds.
+    pub seed_path: Option<PathBuf>,
+    /// The YAML definition, for sources.
+    pub source: Option<SourceTable>,
+}
+
+impl Node {
+    pub fn materialized(&self) -> &str {
+        match self.resource_type {
+            ResourceType::Seed => "seed",
+            ResourceType::Source => "source",
+            ResourceType::Model => self.config.materialized(),
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.resource_type == ResourceType::Model && self.materialized() == "ephemeral"
+    }
+}
+
+/// The DAG over all nodes.
+#[derive(Debug)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    index: HashMap<String, usize>,
+    dag: DiGraph<usize, ()>,
+    /// Node positions in a deterministic topological order.
+    order: Vec<usize>,
+    /// Topological rank of each node (its place in `order`).
+    rank: Vec<usize>,
+}
+
+/// Where `func('name')` (or `func("name")`) is called in a template, as (offset, length).
+pub fn find_call(text: &str, func: &str, arg: &str) -> Option<(usize, usize)> {
+    for quote in ['\'', '"'] {
+        let needle = format!("{quote}{arg}{quote}");
+        let mut search = 0;
+        while let Some(found) = text[search..].find(&needle) {
+            let at = search + found;
+            let before = &text[..at];
+            if let Some(call) = before.rfind(&format!("{func}(")) {
+                if at - call < 120 && !before[call..].contains(')') {
+                    let end = text[at..].find(')').map_or(at + needle.len(), |e| at + e + 1);
+                    return Some((call, end - call));
+                }
+            }
+            search = at + needle.len();
+        }
+    }
+    None
+}
+
+/// The closest names to `wanted`, best first.
+pub fn suggestions<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let limit = (wanted.len() / 3).max(2);
+    let mut scored: Vec<(usize, &str)> = names
+        .map(|n| (strsim::levenshtein(wanted, n), n))
+        .filter(|(d, n)| *d <= limit || n.contains(wanted) || wanted.contains(n))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect()
+}
+
+impl Graph {
+    /// Link nodes by their refs and sources, and check the result is a DAG.
+    pub fn build(mut nodes: Vec<Node>) -> Result<Graph, Vec<Problem>> {
+        nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
+        let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.unique_id.clone(), i)).collect();
+        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut sources: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            match n.resource_type {
+                ResourceType::Source => {
+                    if let Some(s) = &n.source {
+                        sources.insert((s.source_name.as_str(), s.name.as_str()), i);
+                    }
+                }
+                _ => {
+                    by_name.insert(n.name.as_str(), i);
+                }
+            }
+        }
+        let project = nodes.iter().find_map(|n| n.fqn.first().cloned()).unwrap_or_default();
+        let mut problems = Vec::new();
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            let text = node.file.as_ref().map_or("", |f| &f.text);
+            for r in &node.refs {
+                let known_package = r.package.as_deref().is_none_or(|p| p == project);
+                match by_name.get(r.name.as_str()).filter(|_| known_package) {
+                    Some(&d) => deps[i].push(d),
+                    None => {
+                        let mut p = Problem::new(
+                            Code::UnknownRef,
+                            format!("{} `{}` refers to `{}`, which does not exist", node.resource_type.as_str(), node.name, r.name),
+                        );
+                        if let (Some(file), Some((at, len))) = (&node.file, find_call(text, "ref", &r.name)) {
+                            p = p.at(file, at, len, "no model, seed or snapshot has this name");
+                        }
+                        let near = suggestions(&r.name, by_name.keys().copied());
+                        p = match near.first() {
+                            Some(best) => {
+                                let path = &nodes[by_name[best.as_str()]].path;
+                                p.help(format!("did you mean `{best}` ({path})?"))
+                            }
+                            None => p.help("create the model or seed, or fix the name in ref()"),
+                        };
+                        problems.push(p);
+                    }
+                }
+            }
+            for (s, t) in &node.sources {
+                match sources.get(&(s.as_str(), t.as_str())) {
+                    Some(&d) => deps[i].push(d),
+                    None => {
+                        let mut p = Problem::new(
+                            Code::UnknownSource,
+                            format!("model `{}` reads source `{s}.{t}`, which is not defined", node.name),
+                        );
+                        if let (Some(file), Some((at, len))) = (&node.file, find_call(text, "source", t)) {
+                            p = p.at(file, at, len, "no source table with this name");
+                        }
+                        let names: Vec<String> = sources.keys().map(|(a, b)| format!("{a}.{b}")).collect();
+                        let near = suggestions(&format!("{s}.{t}"), names.iter().map(String::as_str));
+                        p = match near.first() {
+                            Some(best) => p.help(format!("did you mean `{best}`? sources are declared under `sources:` in a YAML file")),
+                            None => p.help("declare it under `sources:` in a YAML file in a model path"),
+                        };
+                        problems.push(p);
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut dag = DiGraph::with_capacity(nodes.len(), deps.iter().map(Vec::len).sum());
+        let idx: Vec<NodeIndex> = (0..nodes.len()).map(|i| dag.add_node(i)).collect();
+        for (i, ds) in deps.iter_mut().enumerate() {
+            let mut seen = BTreeSet::new();
+            ds.retain(|d| seen.insert(*d));
+            for &d in ds.iter() {
+                dag.add_edge(idx[d], idx[i], ());
+            }
+            nodes[i].depends_on = ds.iter().map(|&d| nodes[d].unique_id.clone()).collect();
+        }
+        let mut graph = Graph {
+            nodes,
+            index,
+            dag,
+            order: Vec::new(),
+            rank: Vec::new(),
+        };
+        graph.order = graph.topological()?;
+        graph.rank = vec![0; graph.nodes.len()];
+        for (r, &i) in graph.order.iter().enumerate() {
+            graph.rank[i] = r;
+        }
+        Ok(graph)
+    }
+
+    /// Kahn's algorithm with ties broken by node id, so the order never changes between runs.
+    fn topological(&self) -> Result<Vec<usize>, Vec<Problem>> {
+        let n = self.nodes.len();
+        let mut indegree: Vec<usize> = (0..n)
+            .map(|i| self.dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
+            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse(i)) = ready.pop() {
+            order.push(i);
+            for child in self.dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing) {
+                let c = child.index();
+                indegree[c] -= 1;
+                if indegree[c] == 0 {
+                    ready.push(Reverse(c));
+                }
+            }
+        }
+        if order.len() == n {
+            return Ok(order);
+        }
+        Err(vec![self.cycle_problem()])
+    }
+
+    fn cycle_problem(&self) -> Problem {
+        let sccs = petgraph::algo::tarjan_scc(&self.dag);
+        let mut cyclic: Vec<Vec<usize>> = sccs
+            .into_iter()
+            .map(|c| c.into_iter().map(NodeIndex::index).collect::<Vec<_>>())
+            .filter(|c| c.len() > 1 || self.dag.contains_edge(NodeIndex::new(c[0]), NodeIndex::new(c[0])))
+            .collect();
+        for c in &mut cyclic {
+            c.sort_unstable();
+        }
+        cyclic.sort();
+        let Some(component) = cyclic.first() else {
+            return Problem::new(Code::Cycle, "the graph has a cycle");
+        };
+        let members: BTreeSet<usize> = component.iter().copied().collect();
+        let start = component[0];
+        // Breadth-first search from `start` back to itself inside the component.
+        let mut prev: HashMap<usize, usize> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut found = false;
+        'search: while let Some(i) = queue.pop_front() {
+            let mut children: Vec<usize> = self
+                .dag
+                .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+                .map(NodeIndex::index)
+                .filter(|c| members.contains(c))
+                .collect();
+            children.sort_unstable();
+            for c in children {
+                if c == start {
+                    prev.insert(start, i);
+                    found = true;
+                    break 'search;
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(c) {
+                    e.insert(i);
+                    queue.push_back(c);
+                }
+            }
+        }
+        let mut path = vec![start];
+        if found {
+            let mut at = prev[&start];
+            while at != start {
+                path.push(at);
+                at = prev[&at];
+            }
+            path.push(start);
+            path[1..].reverse();
+        }
+        let names: Vec<&str> = path.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+        let first = &self.nodes[start];
+        let mut p = Problem::new(Code::Cycle, format!("the models form a cycle: {}", names.join(" → ")))
+            .help("a model cannot depend on itself, directly or through others; remove one of these refs");
+        if let (Some(file), Some(next)) = (&first.file, path.get(1)) {
+            let next = &self.nodes[*next];
+            // `start` is read by `next`: point at the ref in the node after start that closes the loop.
+            let reader = &self.nodes[path[path.len() - 2]];
+            let _ = next;
+            if let (Some(rf), Some((at, len))) = (&reader.file, reader.file.as_ref().and_then(|f| find_call(&f.text, "ref", &first.name))) {
+                p = p.at(rf, at, len, format!("`{}` refers back to `{}` here", reader.name, first.name));
+            } else {
+                p = p.at(file, 0, 0, "part of the cycle");
+            }
+        }
+        p
+    }
+
+    pub fn get(&self, unique_id: &str) -> Option<&Node> {
+        self.index.get(unique_id).map(|&i| &self.nodes[i])
+    }
+
+    pub fn position(&self, unique_id: &str) -> Option<usize> {
+        self.index.get(unique_id).copied()
+    }
+
+    /// Node positions in topological order.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    pub fn rank(&self, i: usize) -> usize {
+        self.rank[i]
+    }
+
+    /// Positions of the direct parents of a node.
+    pub fn parents(&self, i: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .dag
+            .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+            .map(NodeIndex::index)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Positions of the direct children of a node.
+    pub fn children(&self, i: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .dag
+            .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+            .map(NodeIndex::index)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Ephemeral models a node reads, directly or through other ephemerals, each once, in
+    /// dependency order (a CTE comes after the CTEs it reads).
+    pub fn ephemeral_ancestors(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        self.collect_ephemerals(i, &mut seen, &mut out);
+        out
+    }
+
+    fn collect_ephemerals(&self, i: usize, seen: &mut BTreeSet<usize>, out: &mut Vec<usize>) {
+        for p in self.parents(i) {
+            if self.nodes[p].is_ephemeral() && seen.insert(p) {
+                self.collect_ephemerals(p, seen, out);
+                out.push(p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_call_spans_the_call() {
+        let text = "select * from {{ ref('raw_order') }}";
+        let (at, len) = find_call(text, "ref", "raw_order").unwrap();
+        assert_eq!(&text[at..at + len], "ref('raw_order')");
+    }
+
+    #[test]
+    fn suggestions_rank_by_distance() {
+        let names = ["raw_orders", "raw_customers", "orders"];
+        assert_eq!(suggestions("raw_order", names.iter().copied())[0], "raw_orders");
+        assert!(suggestions("zzzzzz", names.iter().copied()).is_empty());
+    }
+}

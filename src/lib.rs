@@ -1,0 +1,38 @@
+//! xform: a fast SQL transformation compiler in the family of dbt.
+//!
+//! The pipeline, one module per stage: `project` (load files) → `render` (minijinja) →
+//! `compile` (parse pass, graph, compile pass) → `graph` (DAG, selection) → `materialize`
+//! (plans) → `dialect` (SQL) → `adapter` (DuckDB) → `artifacts`. `commands` wires them per
+//! subcommand; `main.rs` only calls [`run`].
+
+pub(crate) mod adapter;
+pub(crate) mod artifacts;
+pub(crate) mod cli;
+pub(crate) mod commands;
+pub(crate) mod compile;
+pub(crate) mod config;
+pub mod diagnostics;
+pub(crate) mod dialect;
+pub(crate) mod graph;
+pub(crate) mod materialize;
+pub(crate) mod project;
+pub(crate) mod render;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+/// Run xform with command-line arguments (the first is the program name); returns the exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match cli::Cli::try_parse_from(args) {
+        Ok(cli) => commands::dispatch(cli),
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() { commands::EXIT_USAGE } else { commands::EXIT_OK }
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! Project loading: finds `xform.yml` (or `dbt_project.yml`), reads it, discovers models, seeds
+//! and macros with walkdir, and reads the property YAML files (models, seeds, sources).
+//!
+//! This is the only stage that reads the user's files. It collects every problem it finds
+//! instead of stopping at the first, and it never renders Jinja: templates are kept as text
+//! for `render`.
+
+pub mod config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+use crate::diagnostics::{Code, Problem, SourceFile};
+pub use config::{ConfigTree, NodeConfig, yaml_to_json};
+
+/// Keys of the project file that xform reads or knowingly ignores.
+const PROJECT_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "config-version",
+    "profile",
+    "model-paths",
+    "seed-paths",
+    "snapshot-paths",
+    "macro-paths",
+    "test-paths",
+    "analysis-paths",
+    "docs-paths",
+    "asset-paths",
+    "target-path",
+    "log-path",
+    "packages-install-path",
+    "clean-targets",
+    "vars",
+    "models",
+    "seeds",
+    "snapshots",
+    "data_tests",
+    "tests",
+    "sources",
+    "on-run-start",
+    "on-run-end",
+    "dispatch",
+    "require-dbt-version",
+    "quoting",
+    "query-comment",
+    "flags",
+    "metrics",
+    "semantic-models",
+    "saved-queries",
+    "exposures",
+    "unit_tests",
+];
+
+/// A model's SQL file.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub name: String,
+    /// Path relative to the project root, with `/` separators.
+    pub path: String,
+    /// Path relative to the model path it was found in.
+    pub relative: String,
+    pub fqn: Vec<String>,
+    pub file: SourceFile,
+}
+
+/// A CSV seed.
+#[derive(Debug, Clone)]
+pub struct SeedFile {
+    pub name: String,
+    pub path: String,
+    pub relative: String,
+    pub absolute: PathBuf,
+    pub fqn: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ColumnProps {
+    pub name: String,
+    pub description: String,
+    pub data_type: Option<String>,
+}
+
+/// What a property YAML file says about a model or seed.
+#[derive(Debug, Clone, Default)]
+pub struct NodeProps {
+    pub description: String,
+    pub columns: Vec<ColumnProps>,
+    pub config: NodeConfig,
+    /// The YAML file, relative to the project root.
+    pub patch_path: String,
+}
+
+/// One table of a `sources:` entry.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub source_name: String,
+    pub name: String,
+    pub database: Option<String>,
+    pub schema: String,
+    pub identifier: String,
+    pub description: String,
+    pub source_description: String,
+    pub columns: Vec<ColumnProps>,
+    pub loader: String,
+    pub path: String,
+    pub fqn: Vec<String>,
+}
+
+/// A loaded project: every file it owns, read once.
+#[derive(Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    pub file: SourceFile,
+    pub name: String,
+    pub profile: Option<String>,
+    pub model_paths: Vec<String>,
+    pub seed_paths: Vec<String>,
+    pub macro_paths: Vec<String>,
+    pub target_path: String,
+    pub clean_targets: Vec<String>,
+    pub vars: BTreeMap<String, Json>,
+    pub models_tree: ConfigTree,
+    pub seeds_tree: ConfigTree,
+    pub models: Vec<ModelFile>,
+    pub seeds: Vec<SeedFile>,
+    pub macro_files: Vec<SourceFile>,
+    pub model_props: BTreeMap<String, NodeProps>,
+    pub seed_props: BTreeMap<String, NodeProps>,
+    pub sources: Vec<SourceTable>,
+    pub warnings: Vec<Problem>,
+}
+
+/// Find the project file in `dir`: `xform.yml` first, then `dbt_project.yml`.
+pub fn find_project_file(dir: &Path) -> Option<PathBuf> {
+    ["xform.yml", "xform.yaml", "dbt_project.yml"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+/// Parse YAML text, turning a syntax error into a diagnostic at its line and column.
+pub fn parse_yaml(file: &SourceFile) -> Result<Yaml, Problem> {
+    if file.text.trim().is_empty() {
+        return Ok(Yaml::Null);
+    }
+    serde_yaml::from_str::<Yaml>(&file.text).map_err(|e| yaml_problem(file, &e))
+}
+
+fn yaml_problem(file: &SourceFile, e: &serde_yaml::Error) -> Problem {
+    let message = e.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let p = Problem::new(Code::Yaml, format!("invalid YAML in `{}`: {message}", file.name))
+        .help("fix the YAML syntax at the marked place (indentation, a missing `:` or an unclosed quote)");
+    match e.location() {
+        Some(loc) => {
+            let offset = file.offset_of(loc.line(), loc.column());
+            p.at(file, offset, 1, message)
+        }
+        None => p,
+    }
+}
+
+/// The byte offset of `key:` in YAML text, for pointing at a key in a diagnostic.
+pub fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - trimmed.len();
+        for quoted in [key.to_string(), format!("\"{key}\""), format!("'{key}'")] {
+            if let Some(rest) = trimmed.strip_prefix(&quoted)
+                && rest.trim_start().starts_with(':')
+            {
+                return Some(offset + indent);
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn string_list(value: Option<&Yaml>, default: &str) -> Vec<String> {
+    match value {
+        Some(Yaml::Sequence(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Yaml::String(s)) => vec![s.clone()],
+        _ => vec![default.to_string()],
+    }
+}
+
+fn str_of(value: Option<&Yaml>) -> String {
+    value.and_then(Yaml::as_str).unwrap_or_default().to_string()
+}
+
+/// Relative path with `/` separators.
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Files below `root/dir` with one of the extensions, sorted by path.
+fn files_with(root: &Path, dirs: &[String], exts: &[&str]) -> Vec<(PathBuf, String, String)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let base = root.join(dir);
+        if !base.is_dir() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&base)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !exts.contains(&ext) {
+                continue;
+            }
+            let rel_root = slash_path(path.strip_prefix(root).unwrap_or(path));
+            let rel_dir = slash_path(path.strip_prefix(&base).unwrap_or(path));
+            out.push((path.to_path_buf(), rel_root, rel_dir));
+        }
+    }
+    out
+}
+
+fn fqn_of(project: &str, relative: &str) -> Vec<String> {
+    let mut fqn = vec![project.to_string()];
+    let parts: Vec<&str> = relative.split('/').collect();
+    for p in &parts[..parts.len() - 1] {
+        fqn.push((*p).to_string());
+    }
+    let last = parts[parts.len() - 1];
+    fqn.push(last.rsplit_once('.').map_or(last, |(stem, _)| stem).to_string());
+    fqn
+}
+
+fn read_source(root: &Path, path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<SourceFile> {
+    let _ = root;
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(SourceFile::new(name, text)),
+        Err(e) => {
+            problems.push(Problem::io(path, &e));
+            None
+        }
+    }
+}
+
+impl Project {
+    /// Load the project in `dir`. `cli_vars` (YAML text from `--vars`) override the project's vars.
+    pub fn load(dir: &Path, cli_vars: Option<&str>) -> Result<Project, Vec<Problem>> {
+        let Some(project_path) = find_project_file(dir) else {
+            return Err(vec![Problem::new(
+                Code::ProjectNotFound,
+                format!("no xform.yml or dbt_project.yml in `{}`", dir.display()),
+            )
+            .help("run xform in a project folder, or pass --project-dir <folder>")]);
+        };
+        let root = dir.to_path_buf();
+        let mut problems = Vec::new();
+        let file_name = project_path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let Some(file) = read_source(&root, &project_path, &file_name, &mut problems) else {
+            return Err(problems);
+        };
+        let doc = parse_yaml(&file).map_err(|p| vec![p])?;
+        let Some(map) = doc.as_mapping() else {
+            return Err(vec![Problem::new(Code::ProjectConfig, format!("`{file_name}` must be a YAML mapping"))
+                .at(&file, 0, 0, "expected keys such as `name:` here")]);
+        };
+        let mut warnings = Vec::new();
+        for key in map.keys() {
+            let key = config::yaml_key(key);
+            if !PROJECT_KEYS.contains(&key.as_str()) {
+                let offset = find_key(&file.text, &key).unwrap_or(0);
+                warnings.push(
+                    Problem::new(Code::UnknownKey, format!("unknown key `{key}` in `{file_name}` is ignored"))
+                        .at(&file, offset, key.len(), "not a project setting")
+                        .warning(),
+                );
+            }
+        }
+        let name = match doc.get("name").and_then(Yaml::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                return Err(vec![Problem::new(Code::ProjectConfig, format!("`{file_name}` has no `name`"))
+                    .at(&file, 0, 0, "the project needs a name")
+                    .help("add `name: my_project` at the top of the file")]);
+            }
+        };
+        let profile = doc.get("profile").and_then(Yaml::as_str).map(String::from);
+        let model_paths = string_list(doc.get("model-paths"), "models");
+        let seed_paths = string_list(doc.get("seed-paths"), "seeds");
+        let macro_paths = string_list(doc.get("macro-paths"), "macros");
+        let target_path = doc.get("target-path").and_then(Yaml::as_str).unwrap_or("target").to_string();
+        let clean_targets = match doc.get("clean-targets") {
+            Some(v) => string_list(Some(v), "target"),
+            None => vec![target_path.clone()],
+        };
+
+        let mut vars = BTreeMap::new();
+        if let Some(Yaml::Mapping(m)) = doc.get("vars") {
+            for (k, v) in m {
+                let k = config::yaml_key(k);
+                if k == name && v.is_mapping() {
+                    continue;
+                }
+                vars.insert(k, yaml_to_json(v));
+            }
+            if let Some(Yaml::Mapping(scoped)) = doc.get("vars").and_then(|v| v.get(name.as_str())) {
+                for (k, v) in scoped {
+                    vars.insert(config::yaml_key(k), yaml_to_json(v));
+                }
+            }
+        }
+        if let Some(text) = cli_vars {
+            let cli = SourceFile::new("--vars", text.to_string());
+            match parse_yaml(&cli) {
+                Ok(Yaml::Mapping(m)) => {
+                    for (k, v) in m {
+                        vars.insert(config::yaml_key(&k), yaml_to_json(&v));
+                    }
+                }
+                Ok(Yaml::Null) => {}
+                Ok(_) => problems.push(
+                    Problem::new(Code::ProjectConfig, "--vars must be a YAML mapping")
+                        .help("write it as --vars '{key: value}'"),
+                ),
+                Err(p) => problems.push(p),
+            }
+        }
+
+        let mut project = Project {
+            root: root.clone(),
+            file,
+            name: name.clone(),
+            profile,
+            model_paths,
+            seed_paths,
+            macro_paths,
+            target_path,
+            clean_targets,
+            vars,
+            models_tree: ConfigTree(doc.get("models").cloned().unwrap_or(Yaml::Null)),
+            seeds_tree: ConfigTree(doc.get("seeds").cloned().unwrap_or(Yaml::Null)),
+            models: Vec::new(),
+            seeds: Vec::new(),
+            macro_files: Vec::new(),
+            model_props: BTreeMap::new(),
+            seed_props: BTreeMap::new(),
+            sources: Vec::new(),
+            warnings,
+        };
+        project.discover(&mut problems);
+        if problems.iter().any(|p| !p.warning) {
+            return Err(problems);
+        }
+        project.warnings.extend(problems);
+        Ok(project)
+    }
+
+    fn discover(&mut self, problems: &mut Vec<Problem>) {
+        let root = self.root.clone();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (abs, rel_root, rel_dir) in files_with(&root, &self.model_paths, &["sql"]) {
+            let Some(file) = read_source(&root, &abs, &rel_root, problems) else { continue };
+            let fqn = fqn_of(&self.name, &rel_dir);
+            let name = fqn.last().cloned().unwrap_or_default();
+            if let Some(other) = seen.insert(name.clone(), rel_root.clone()) {
+                problems.push(
+                    Problem::new(Code::DuplicateNode, format!("two models are named `{name}`: `{other}` and `{rel_root}`"))
+                        .at(&file, 0, 0, "second definition")
+                        .help("rename one of the files; model names must be unique in a project"),
+                );
+            }
+            self.models.push(ModelFile {
+                name,
+                path: rel_root,
+                relative: rel_dir,
+                fqn,
+                file,
+            });
+        }
+        for (abs, rel_root, rel_dir) in files_with(&root, &self.seed_paths, &["csv"]) {
+            let fqn = fqn_of(&self.name, &rel_dir);
+            let name = fqn.last().cloned().unwrap_or_default();
+            if let Some(other) = seen.insert(name.clone(), rel_root.clone()) {
+                problems.push(Problem::new(
+                    Code::DuplicateNode,
+                    format!("a seed and a model share the name `{name}`: `{other}` and `{rel_root}`"),
+                ).help("rename one of them; `ref()` must know which one you mean"));
+            }
+            self.seeds.push(SeedFile {
+                name,
+                path: rel_root,
+                relative: rel_dir,
+                absolute: abs,
+                fqn,
+            });
+        }
+        for (abs, rel_root, _) in files_with(&root, &self.macro_paths, &["sql"]) {
+            if let Some(file) = read_source(&root, &abs, &rel_root, problems) {
+                self.macro_files.push(file);
+            }
+        }
+        let mut yaml_dirs = self.model_paths.clone();
+        yaml_dirs.extend(self.seed_paths.iter().cloned());
+        for (abs, rel_root, _) in files_with(&root, &yaml_dirs, &["yml", "yaml"]) {
+            if let Some(file) = read_source(&root, &abs, &rel_root, problems) {
+                self.read_properties(&file, problems);
+            }
+        }
+    }
+
+    fn read_properties(&mut self, file: &SourceFile, problems: &mut Vec<Problem>) {
+        let doc = match parse_yaml(file) {
+            Ok(doc) => doc,
+            Err(p) => {
+                problems.push(p);
+                return;
+            }
+        };
+        let Some(map) = doc.as_mapping() else { return };
+        for (key, value) in map {
+            let key = config::yaml_key(key);
+            match key.as_str() {
+                "models" | "seeds" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(self.shape_problem(file, &key, "a list of entries with `name:`"));
+                        continue;
+                    };
+                    for item in items {
+                        let Some(name) = item.get("name").and_then(Yaml::as_str) else {
+                            problems.push(self.shape_problem(file, &key, "every entry to have a `name:`"));
+                            continue;
+                        };
+                        let props = NodeProps {
+                            description: str_of(item.get("description")),
+                            columns: columns_of(item.get("columns")),
+                            config: config_of(item.get("config")),
+                            patch_path: file.name.clone(),
+                        };
+                        let target = if key == "models" { &mut self.model_props } else { &mut self.seed_props };
+                        target.insert(name.to_string(), props);
+                    }
+                }
+                "sources" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(self.shape_problem(file, &key, "a list of sources with `name:`"));
+                        continue;
+                    };
+                    for source in items {
+                        let Some(source_name) = source.get("name").and_then(Yaml::as_str) else {
+                            problems.push(self.shape_problem(file, &key, "every source to have a `name:`"));
+                            continue;
+                        };
+                        let database = source.get("database").and_then(Yaml::as_str).map(String::from);
+                        let schema = source.get("schema").and_then(Yaml::as_str).unwrap_or(source_name).to_string();
+                        for table in source.get("tables").and_then(Yaml::as_sequence).into_iter().flatten() {
+                            let Some(name) = table.get("name").and_then(Yaml::as_str) else {
+                                problems.push(self.shape_problem(file, "tables", "every table to have a `name:`"));
+                                continue;
+                            };
+                            let identifier = table.get("identifier").and_then(Yaml::as_str).unwrap_or(name).to_string();
+                            let mut fqn = vec![self.name.clone()];
+                            let dir = file.name.rsplit_once('/').map_or("", |(d, _)| d);
+                            fqn.extend(dir.split('/').skip(1).filter(|s| !s.is_empty()).map(String::from));
+                            fqn.push(source_name.to_string());
+                            fqn.push(name.to_string());
+                            self.sources.push(SourceTable {
+                                source_name: source_name.to_string(),
+                                name: name.to_string(),
+                                database: database.clone(),
+                                schema: schema.clone(),
+                                identifier,
+                                description: str_of(table.get("description")),
+                                source_description: str_of(source.get("description")),
+                                columns: columns_of(table.get("columns")),
+                                loader: str_of(source.get("loader")),
+                                path: file.name.clone(),
+                                fqn,
+                            });
+                        }
+                    }
+                }
+                "version" | "snapshots" | "macros" | "exposures" | "metrics" | "semantic_models" | "saved_queries"
+                | "unit_tests" | "analyses" | "groups" => {}
+                other => {
+                    let offset = find_key(&file.text, other).unwrap_or(0);
+                    problems.push(
+                        Problem::new(Code::UnknownKey, format!("unknown key `{other}` in `{}` is ignored", file.name))
+                            .at(file, offset, other.len(), "not a property section")
+                            .help("property files hold `models:`, `seeds:` and `sources:`")
+                            .warning(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn shape_problem(&self, file: &SourceFile, key: &str, expected: &str) -> Problem {
+        let offset = find_key(&file.text, key).unwrap_or(0);
+        Problem::new(Code::ProjectConfig, format!("`{key}` in `{}` has the wrong shape", file.name))
+            .at(file, offset, key.len(), format!("expected {expected}"))
+    }
+}
+
+fn columns_of(value: Option<&Yaml>) -> Vec<ColumnProps> {
+    value
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(ColumnProps {
+                name: c.get("name")?.as_str()?.to_string(),
+                description: str_of(c.get("description")),
+                data_type: c.get("data_type").and_then(Yaml::as_str).map(String::from),
+            })
+        })
+        .collect()
+}
+
+fn config_of(value: Option<&Yaml>) -> NodeConfig {
+    let mut config = NodeConfig::default();
+    if let Some(Yaml::Mapping(m)) = value {
+        for (k, v) in m {
+            config.set(&config::yaml_key(k), yaml_to_json(v));
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_key_points_at_the_key() {
+        let text = "name: x\nmodels:\n  - name: a\n    colums: []\n";
+        assert_eq!(find_key(text, "colums"), Some(text.find("colums").unwrap()));
+        assert_eq!(find_key(text, "nope"), None);
+    }
+
+    #[test]
+    fn fqn_follows_folders() {
+        assert_eq!(fqn_of("shop", "marts/core/orders.sql"), vec!["shop", "marts", "core", "orders"]);
+        assert_eq!(fqn_of("shop", "orders.sql"), vec!["shop", "orders"]);
+    }
+}

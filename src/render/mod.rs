@@ -1,0 +1,311 @@
+//! Rendering with minijinja: one environment per run holding every model template and every
+//! project macro, used twice: a parse pass (`execute` false) that records `ref()`, `source()`
+//! and `config()` calls, and a compile pass (`execute` true) that produces the final SQL.
+//!
+//! The environment is built once and shared by all threads; per-model state travels in the
+//! render context. This module turns minijinja errors into diagnostics that point into the
+//! user's file (models and macro files alike) and knows nothing of the graph or the database.
+
+pub mod context;
+pub mod macros;
+pub mod relation;
+pub mod spans;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use minijinja::value::Value;
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value as Json;
+
+pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, env_var};
+use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
+use macros::MacroObject;
+pub use relation::Relation;
+
+use crate::config::Target;
+use crate::diagnostics::{Code, Problem, SourceFile};
+use crate::project::{NodeConfig, Project};
+
+/// Where a template's text comes from: the file and the offset of the template in it.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: SourceFile,
+    offset: usize,
+}
+
+/// What one render needs to know about the model.
+pub struct RenderRequest<'a> {
+    pub template: &'a str,
+    pub name: &'a str,
+    pub unique_id: &'a str,
+    pub execute: bool,
+    pub is_incremental: bool,
+    pub config: NodeConfig,
+    pub this: Relation,
+    pub resolver: Arc<dyn Resolve>,
+    pub introspector: Option<Arc<dyn Introspect>>,
+    /// Extra values in the model's context (`model`).
+    pub model: Value,
+}
+
+/// What a render found out besides the SQL.
+#[derive(Debug)]
+pub struct Rendered {
+    pub sql: String,
+    pub config: NodeConfig,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub logs: Vec<String>,
+}
+
+pub struct Renderer {
+    env: Environment<'static>,
+    origins: HashMap<String, Origin>,
+    vars: Arc<BTreeMap<String, Json>>,
+    macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
+}
+
+/// Run-wide facts templates can see.
+pub struct RunInfo {
+    pub invocation_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub full_refresh: bool,
+    pub command: String,
+}
+
+impl Renderer {
+    /// Build the environment: macros from the project's macro files, then every model template.
+    pub fn new(project: &Project, target: &Target, run: &RunInfo) -> Result<Renderer, Vec<Problem>> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        let mut problems = Vec::new();
+        let mut origins = HashMap::new();
+        let mut macro_objects = BTreeMap::new();
+
+        for file in &project.macro_files {
+            let defs = match macros::extract(file) {
+                Ok(defs) => defs,
+                Err(e) => {
+                    problems.push(
+                        Problem::new(Code::Jinja, format!("cannot read the macros in `{}`: {}", file.name, e.message))
+                            .at(file, e.offset, 2, "here")
+                            .help("every `{% macro name(...) %}` needs a matching `{% endmacro %}`"),
+                    );
+                    continue;
+                }
+            };
+            for def in defs {
+                let template = def.template_name();
+                if let Err(e) = env.add_template_owned(template.clone(), def.body.clone()) {
+                    problems.push(jinja_problem(&e, &def.file, def.body_offset, &format!("macro `{}`", def.name)));
+                    continue;
+                }
+                origins.insert(template, Origin { file: def.file.clone(), offset: def.body_offset });
+                if def.kind == macros::BlockKind::Macro {
+                    macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
+                }
+            }
+        }
+        let macros = Arc::new(macro_objects);
+        for (name, object) in macros.iter() {
+            env.add_global(name.clone(), Value::from_dyn_object(object.clone()));
+        }
+
+        env.add_function("ref", context::ref_fn);
+        env.add_function("source", context::source_fn);
+        env.add_global("config", Value::from_object(ConfigObject));
+        env.add_function("var", context::var_fn);
+        env.add_function("env_var", context::env_var);
+        env.add_function("is_incremental", context::is_incremental);
+        env.add_function("log", context::log_fn);
+        env.add_function("print", context::print_fn);
+        env.add_function("return", context::return_fn);
+        env.add_function("run_query", context::run_query);
+        env.add_function("statement", context::statement_fn);
+        env.add_function("load_result", context::load_result);
+        env.add_function("tojson", context::tojson);
+        env.add_function("fromjson", context::fromjson);
+        env.add_function("toyaml", context::toyaml);
+        env.add_function("fromyaml", context::fromyaml);
+        env.add_global(
+            "adapter",
+            Value::from_object(AdapterObject {
+                macros: macros.clone(),
+                adapter_type: target.adapter.clone(),
+            }),
+        );
+        env.add_global("exceptions", Value::from_object(ExceptionsObject));
+        env.add_global("modules", Value::from_object(ModulesObject));
+        env.add_global(
+            "run_started_at",
+            Value::from_object(DateTimeObject {
+                at: run.started_at.naive_utc(),
+                utc: true,
+            }),
+        );
+        env.add_global("invocation_id", Value::from(run.invocation_id.clone()));
+        env.add_global(
+            "target",
+            crate::render::context::to_value(serde_json::json!({
+                "name": target.name,
+                "type": target.adapter,
+                "schema": target.schema,
+                "database": target.database,
+                "threads": target.threads,
+                "profile_name": target.profile_name,
+                "path": target.path.display().to_string(),
+            })),
+        );
+        env.add_global(
+            "flags",
+            crate::render::context::to_value(serde_json::json!({
+                "FULL_REFRESH": run.full_refresh,
+                "WHICH": run.command,
+            })),
+        );
+        env.add_global("project_name", Value::from(project.name.clone()));
+
+        for model in &project.models {
+            if let Err(e) = env.add_template_owned(model.path.clone(), model.file.text.to_string()) {
+                problems.push(jinja_problem(&e, &model.file, 0, &format!("model `{}`", model.name)));
+                continue;
+            }
+            origins.insert(model.path.clone(), Origin { file: model.file.clone(), offset: 0 });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Renderer {
+            env,
+            origins,
+            vars: Arc::new(project.vars.clone()),
+            macros,
+        })
+    }
+
+    pub fn has_macro(&self, name: &str) -> bool {
+        self.macros.contains_key(name)
+    }
+
+    /// Render one model template.
+    pub fn render(&self, req: RenderRequest<'_>) -> Result<Rendered, Problem> {
+        let ctx = Arc::new(RenderCtx {
+            name: req.name.to_string(),
+            unique_id: req.unique_id.to_string(),
+            execute: req.execute,
+            is_incremental: req.is_incremental,
+            config: Mutex::new(req.config),
+            refs: Mutex::new(Vec::new()),
+            sources: Mutex::new(Vec::new()),
+            resolver: req.resolver,
+            vars: self.vars.clone(),
+            introspector: req.introspector,
+            statements: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(Vec::new()),
+        });
+        let template = self
+            .env
+            .get_template(req.template)
+            .map_err(|e| self.problem(&e, req.name))?;
+        let values = minijinja::context! {
+            __xform => Value::from_dyn_object(ctx.clone()),
+            this => Value::from_object(req.this),
+            model => req.model,
+            execute => req.execute,
+        };
+        let sql = template.render(values).map_err(|e| self.problem(&e, req.name))?;
+        let take = |m: &Mutex<NodeConfig>| std::mem::take(&mut *m.lock().expect("config lock"));
+        Ok(Rendered {
+            sql,
+            config: take(&ctx.config),
+            refs: std::mem::take(&mut *ctx.refs.lock().expect("refs lock")),
+            sources: std::mem::take(&mut *ctx.sources.lock().expect("sources lock")),
+            logs: std::mem::take(&mut *ctx.logs.lock().expect("logs lock")),
+        })
+    }
+
+    /// Call a project macro by name outside any model (for `generate_schema_name`).
+    pub fn call_macro(&self, name: &str, args: &[Value], resolver: Arc<dyn Resolve>) -> Result<String, Problem> {
+        let source = format!("{{{{ {name}(*__args) }}}}");
+        let ctx = Arc::new(RenderCtx {
+            name: name.to_string(),
+            unique_id: String::new(),
+            execute: false,
+            is_incremental: false,
+            config: Mutex::new(NodeConfig::default()),
+            refs: Mutex::new(Vec::new()),
+            sources: Mutex::new(Vec::new()),
+            resolver,
+            vars: self.vars.clone(),
+            introspector: None,
+            statements: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(Vec::new()),
+        });
+        self.env
+            .render_str(
+                &source,
+                minijinja::context! { __args => args.to_vec(), __xform => Value::from_dyn_object(ctx) },
+            )
+            .map_err(|e| self.problem(&e, name))
+    }
+
+    /// A diagnostic for a minijinja error, pointing into the file the failing template came from.
+    fn problem(&self, err: &minijinja::Error, what: &str) -> Problem {
+        let mut innermost = err;
+        let mut chain = Some(err as &dyn std::error::Error);
+        while let Some(e) = chain {
+            if let Some(mj) = e.downcast_ref::<minijinja::Error>()
+                && mj.name().is_some_and(|n| self.origins.contains_key(n))
+            {
+                innermost = mj;
+            }
+            chain = e.source();
+        }
+        match innermost.name().and_then(|n| self.origins.get(n)) {
+            Some(origin) => jinja_problem(innermost, &origin.file, origin.offset, what),
+            None => Problem::new(Code::Jinja, format!("cannot render {what}: {}", describe(err))),
+        }
+    }
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = err.detail().map_or_else(|| err.kind().to_string(), ToString::to_string);
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(mj) = s.downcast_ref::<minijinja::Error>() {
+            if let Some(d) = mj.detail() {
+                text = format!("{text}: {d}");
+            }
+        } else {
+            text = format!("{text}: {s}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A Jinja diagnostic at the error's place in `file` (the template starts at `offset`).
+fn jinja_problem(err: &minijinja::Error, file: &SourceFile, offset: usize, what: &str) -> Problem {
+    let detail = describe(err);
+    let problem = Problem::new(Code::Jinja, format!("cannot render {what}: {detail}"));
+    let help = match err.kind() {
+        minijinja::ErrorKind::SyntaxError => "check the Jinja tags around the marked place: every `{{`, `{%` and `{#` needs its closing pair",
+        minijinja::ErrorKind::UnknownFunction => "this function is not defined; macros must be in a macro path (`macros/` by default)",
+        minijinja::ErrorKind::UndefinedError => "a value used here is undefined; check the variable or attribute name",
+        _ => "fix the template at the marked place",
+    };
+    let problem = problem.help(help);
+    if let Some(range) = err.range() {
+        return problem.at(file, offset + range.start, range.end - range.start, err.kind().to_string());
+    }
+    match err.line() {
+        Some(line) => {
+            let base_line = crate::diagnostics::line_of(&file.text, offset);
+            problem.at_line(file, base_line + line - 1, err.kind().to_string())
+        }
+        None => problem.at(file, offset, 0, "in this template"),
+    }
+}
