@@ -98,11 +98,16 @@ fn relation_for(renderer: &Renderer, target: &Target, node: &Node) -> Result<Rel
 
 /// Parse every model and build the graph. Returns every problem found, not just the first.
 pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Renderer, Graph), Vec<Problem>> {
-    let renderer = Renderer::new(project, target, run)?;
+    let (renderer, mut problems) = Renderer::new(project, target, run)?;
+    let broken: std::collections::BTreeSet<String> = problems
+        .iter()
+        .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
+        .collect();
     let placeholder = Relation::new(Some(&target.database), &target.schema, "");
     let parsed: Vec<Result<Option<Node>, Problem>> = project
         .models
         .par_iter()
+        .filter(|model| !broken.contains(&model.path))
         .map(|model| {
             let props = project.model_props.get(&model.name);
             let mut config = project.models_tree.resolve(&model.fqn);
@@ -151,12 +156,25 @@ pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Rende
         })
         .collect();
     let mut nodes = Vec::with_capacity(parsed.len() + project.seeds.len() + project.sources.len());
-    let mut problems = Vec::new();
+    let unparsed: std::collections::BTreeSet<String> = project
+        .models
+        .iter()
+        .filter(|m| broken.contains(&m.path))
+        .map(|m| m.name.clone())
+        .collect();
     for p in parsed {
         match p {
             Ok(Some(n)) => nodes.push(n),
             Ok(None) => {}
             Err(e) => problems.push(e),
+        }
+    }
+    let mut unparsed = unparsed;
+    for p in &problems {
+        if let Some(l) = &p.label
+            && let Some(m) = project.models.iter().find(|m| m.path == l.file.name)
+        {
+            unparsed.insert(m.name.clone());
         }
     }
     for seed in &project.seeds {
@@ -215,11 +233,14 @@ pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Rende
             source: Some(source.clone()),
         });
     }
-    if !problems.is_empty() {
-        return Err(problems);
+    match Graph::build(nodes, &unparsed) {
+        Ok(graph) if problems.is_empty() => Ok((renderer, graph)),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
     }
-    let graph = Graph::build(nodes)?;
-    Ok((renderer, graph))
 }
 
 /// Compiles models on demand, each at most once, and injects ephemeral CTEs.

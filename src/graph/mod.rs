@@ -121,7 +121,8 @@ pub fn suggestions<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Ve
 
 impl Graph {
     /// Link nodes by their refs and sources, and check the result is a DAG.
-    pub fn build(mut nodes: Vec<Node>) -> Result<Graph, Vec<Problem>> {
+    /// `unparsed` names models that failed to render: refs to them are not reported again.
+    pub fn build(mut nodes: Vec<Node>, unparsed: &BTreeSet<String>) -> Result<Graph, Vec<Problem>> {
         nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
         let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.unique_id.clone(), i)).collect();
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
@@ -147,6 +148,7 @@ impl Graph {
                 let known_package = r.package.as_deref().is_none_or(|p| p == project);
                 match by_name.get(r.name.as_str()).filter(|_| known_package) {
                     Some(&d) => deps[i].push(d),
+                    None if unparsed.contains(&r.name) => {}
                     None => {
                         let mut p = Problem::new(
                             Code::UnknownRef,
@@ -189,9 +191,6 @@ impl Graph {
                 }
             }
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
         let mut dag = DiGraph::with_capacity(nodes.len(), deps.iter().map(Vec::len).sum());
         let idx: Vec<NodeIndex> = (0..nodes.len()).map(|i| dag.add_node(i)).collect();
         for (i, ds) in deps.iter_mut().enumerate() {
@@ -209,7 +208,14 @@ impl Graph {
             order: Vec::new(),
             rank: Vec::new(),
         };
-        graph.order = graph.topological()?;
+        match graph.topological() {
+            Ok(order) if problems.is_empty() => graph.order = order,
+            Ok(_) => return Err(problems),
+            Err(cycle) => {
+                problems.extend(cycle);
+                return Err(problems);
+            }
+        }
         graph.rank = vec![0; graph.nodes.len()];
         for (r, &i) in graph.order.iter().enumerate() {
             graph.rank[i] = r;
@@ -281,6 +287,8 @@ impl Graph {
                 }
             }
         }
+        // `prev` links lead backwards along "is read by" edges; walking them from `start`
+        // gives the cycle in "refers to" order.
         let mut path = vec![start];
         if found {
             let mut at = prev[&start];
@@ -288,23 +296,21 @@ impl Graph {
                 path.push(at);
                 at = prev[&at];
             }
-            path.push(start);
-            path[1..].reverse();
         }
+        path.push(start);
         let names: Vec<&str> = path.iter().map(|&i| self.nodes[i].name.as_str()).collect();
-        let first = &self.nodes[start];
-        let mut p = Problem::new(Code::Cycle, format!("the models form a cycle: {}", names.join(" → ")))
-            .help("a model cannot depend on itself, directly or through others; remove one of these refs");
-        if let (Some(file), Some(next)) = (&first.file, path.get(1)) {
-            let next = &self.nodes[*next];
-            // `start` is read by `next`: point at the ref in the node after start that closes the loop.
-            let reader = &self.nodes[path[path.len() - 2]];
-            let _ = next;
-            if let (Some(rf), Some((at, len))) = (&reader.file, reader.file.as_ref().and_then(|f| find_call(&f.text, "ref", &first.name))) {
-                p = p.at(rf, at, len, format!("`{}` refers back to `{}` here", reader.name, first.name));
-            } else {
-                p = p.at(file, 0, 0, "part of the cycle");
-            }
+        let mut p = Problem::new(
+            Code::Cycle,
+            format!("the models form a cycle: {} (each refers to the next)", names.join(" → ")),
+        )
+        .help("a model cannot depend on itself, directly or through others; remove one of these refs");
+        let first = &self.nodes[path[0]];
+        let next = &self.nodes[path[1]];
+        if let Some(file) = &first.file {
+            p = match find_call(&file.text, "ref", &next.name) {
+                Some((at, len)) => p.at(file, at, len, format!("`{}` refers to `{}` here", first.name, next.name)),
+                None => p.at(file, 0, 0, "part of the cycle"),
+            };
         }
         p
     }

@@ -177,9 +177,7 @@ pub fn var_fn(state: &State<'_, '_>, name: String, default: Option<Value>) -> Re
     match ctx.vars.get(&name) {
         Some(v) => Ok(json_to_value(v)),
         None => default.ok_or_else(|| {
-            invalid(format!(
-                "required var `{name}` is not set; define it under `vars:` in the project file or pass --vars '{{{name}: ...}}'"
-            ))
+            invalid(format!("required var `{name}` is not set"))
         }),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod macros;
+pub mod mutable;
 pub mod relation;
 pub mod spans;
 
@@ -32,6 +33,7 @@ use crate::project::{NodeConfig, Project};
 struct Origin {
     file: SourceFile,
     offset: usize,
+    shifts: mutable::Shifts,
 }
 
 /// What one render needs to know about the model.
@@ -76,7 +78,9 @@ pub struct RunInfo {
 
 impl Renderer {
     /// Build the environment: macros from the project's macro files, then every model template.
-    pub fn new(project: &Project, target: &Target, run: &RunInfo) -> Result<Renderer, Vec<Problem>> {
+    /// A broken macro stops here; broken model templates are returned beside the renderer so
+    /// that the rest of the project can still be checked in the same run.
+    pub fn new(project: &Project, target: &Target, run: &RunInfo) -> Result<(Renderer, Vec<Problem>), Vec<Problem>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         minijinja_contrib::add_to_environment(&mut env);
@@ -99,11 +103,13 @@ impl Renderer {
             };
             for def in defs {
                 let template = def.template_name();
-                if let Err(e) = env.add_template_owned(template.clone(), def.body.clone()) {
-                    problems.push(jinja_problem(&e, &def.file, def.body_offset, &format!("macro `{}`", def.name)));
+                let (body, shifts) = mutable::prepare(&def.body);
+                let origin = Origin { file: def.file.clone(), offset: def.body_offset, shifts };
+                if let Err(e) = env.add_template_owned(template.clone(), body) {
+                    problems.push(jinja_problem(&e, &origin, &format!("macro `{}`", def.name)));
                     continue;
                 }
-                origins.insert(template, Origin { file: def.file.clone(), offset: def.body_offset });
+                origins.insert(template, origin);
                 if def.kind == macros::BlockKind::Macro {
                     macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
                 }
@@ -114,6 +120,8 @@ impl Renderer {
             env.add_global(name.clone(), Value::from_dyn_object(object.clone()));
         }
 
+        env.add_function("__list", mutable::new_list);
+        env.add_function("__dict", mutable::new_dict);
         env.add_function("ref", context::ref_fn);
         env.add_function("source", context::source_fn);
         env.add_global("config", Value::from_object(ConfigObject));
@@ -168,22 +176,25 @@ impl Renderer {
         );
         env.add_global("project_name", Value::from(project.name.clone()));
 
-        for model in &project.models {
-            if let Err(e) = env.add_template_owned(model.path.clone(), model.file.text.to_string()) {
-                problems.push(jinja_problem(&e, &model.file, 0, &format!("model `{}`", model.name)));
-                continue;
-            }
-            origins.insert(model.path.clone(), Origin { file: model.file.clone(), offset: 0 });
-        }
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Renderer {
+        for model in &project.models {
+            let (text, shifts) = mutable::prepare(&model.file.text);
+            let origin = Origin { file: model.file.clone(), offset: 0, shifts };
+            if let Err(e) = env.add_template_owned(model.path.clone(), text) {
+                problems.push(jinja_problem(&e, &origin, &format!("model `{}`", model.name)));
+                continue;
+            }
+            origins.insert(model.path.clone(), origin);
+        }
+        let renderer = Renderer {
             env,
             origins,
             vars: Arc::new(project.vars.clone()),
             macros,
-        })
+        };
+        Ok((renderer, problems))
     }
 
     pub fn has_macro(&self, name: &str) -> bool {
@@ -209,14 +220,16 @@ impl Renderer {
         let template = self
             .env
             .get_template(req.template)
-            .map_err(|e| self.problem(&e, req.name))?;
+            .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
         let values = minijinja::context! {
             __xform => Value::from_dyn_object(ctx.clone()),
             this => Value::from_object(req.this),
             model => req.model,
             execute => req.execute,
         };
-        let sql = template.render(values).map_err(|e| self.problem(&e, req.name))?;
+        let sql = template
+            .render(values)
+            .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
         let take = |m: &Mutex<NodeConfig>| std::mem::take(&mut *m.lock().expect("config lock"));
         Ok(Rendered {
             sql,
@@ -249,7 +262,7 @@ impl Renderer {
                 &source,
                 minijinja::context! { __args => args.to_vec(), __xform => Value::from_dyn_object(ctx) },
             )
-            .map_err(|e| self.problem(&e, name))
+            .map_err(|e| self.problem(&e, &format!("macro `{name}`")))
     }
 
     /// A diagnostic for a minijinja error, pointing into the file the failing template came from.
@@ -264,10 +277,19 @@ impl Renderer {
             }
             chain = e.source();
         }
-        match innermost.name().and_then(|n| self.origins.get(n)) {
-            Some(origin) => jinja_problem(innermost, &origin.file, origin.offset, what),
+        let mut problem = match innermost.name().and_then(|n| self.origins.get(n)) {
+            Some(origin) => jinja_problem(innermost, origin, what),
             None => Problem::new(Code::Jinja, format!("cannot render {what}: {}", describe(err))),
+        };
+        if innermost.kind() == minijinja::ErrorKind::UnknownFunction
+            && let Some(name) = innermost.detail().and_then(|d| d.strip_suffix(" is unknown"))
+        {
+            let near = crate::graph::suggestions(name, self.macros.keys().map(String::as_str));
+            if let Some(best) = near.first() {
+                problem = problem.help(format!("did you mean the macro `{best}`?"));
+            }
         }
+        problem
     }
 }
 
@@ -288,23 +310,37 @@ fn describe(err: &minijinja::Error) -> String {
 }
 
 /// A Jinja diagnostic at the error's place in `file` (the template starts at `offset`).
-fn jinja_problem(err: &minijinja::Error, file: &SourceFile, offset: usize, what: &str) -> Problem {
+fn jinja_problem(err: &minijinja::Error, origin: &Origin, what: &str) -> Problem {
+    let (file, offset) = (&origin.file, origin.offset);
     let detail = describe(err);
     let problem = Problem::new(Code::Jinja, format!("cannot render {what}: {detail}"));
-    let help = match err.kind() {
-        minijinja::ErrorKind::SyntaxError => "check the Jinja tags around the marked place: every `{{`, `{%` and `{#` needs its closing pair",
-        minijinja::ErrorKind::UnknownFunction => "this function is not defined; macros must be in a macro path (`macros/` by default)",
-        minijinja::ErrorKind::UndefinedError => "a value used here is undefined; check the variable or attribute name",
-        _ => "fix the template at the marked place",
+    let (label, help) = match err.kind() {
+        minijinja::ErrorKind::SyntaxError => (
+            "syntax error",
+            "check the Jinja tags around the marked place: every `{{`, `{%` and `{#` needs its closing pair",
+        ),
+        minijinja::ErrorKind::UnknownFunction => (
+            "not defined",
+            "no macro or function has this name; project macros must be in a macro path (`macros/` by default)",
+        ),
+        minijinja::ErrorKind::UndefinedError => ("undefined", "a value used here is undefined; check the variable or attribute name"),
+        _ if detail.contains("environment variable") => (
+            "not set",
+            "set the variable in the environment, or give a default: env_var('NAME', 'default')",
+        ),
+        _ if detail.contains("required var") => ("not set", "add it under `vars:` in the project file, pass --vars, or give a default: var('name', default)"),
+        _ => ("failed here", "the call at the marked place failed; the message above is its reason"),
     };
     let problem = problem.help(help);
     if let Some(range) = err.range() {
-        return problem.at(file, offset + range.start, range.end - range.start, err.kind().to_string());
+        let start = mutable::original_offset(&origin.shifts, range.start);
+        let end = mutable::original_offset(&origin.shifts, range.end).max(start);
+        return problem.at(file, offset + start, end - start, label);
     }
     match err.line() {
         Some(line) => {
             let base_line = crate::diagnostics::line_of(&file.text, offset);
-            problem.at_line(file, base_line + line - 1, err.kind().to_string())
+            problem.at_line(file, base_line + line - 1, label)
         }
         None => problem.at(file, offset, 0, "in this template"),
     }
