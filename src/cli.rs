@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "xform", version, about = "A fast SQL transformation compiler in the family of dbt")]
+#[command(
+    name = "xform",
+    version,
+    about = "A fast SQL transformation compiler in the family of dbt"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

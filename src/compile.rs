@@ -17,7 +17,7 @@ use crate::config::Target;
 use crate::diagnostics::Problem;
 use crate::graph::{Graph, Node, ResourceType};
 use crate::project::{NodeConfig, Project};
-use crate::render::{Introspect, RenderRequest, Renderer, Relation, Resolve, RunInfo};
+use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve, RunInfo};
 
 /// Resolves refs and sources to the relations the graph assigned.
 #[derive(Debug, Default)]
@@ -32,7 +32,9 @@ impl Resolve for GraphResolver {
     }
 
     fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
-        self.sources.get(&(source.to_string(), table.to_string())).cloned()
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
     }
 }
 
@@ -97,7 +99,11 @@ fn relation_for(renderer: &Renderer, target: &Target, node: &Node) -> Result<Rel
 }
 
 /// Parse every model and build the graph. Returns every problem found, not just the first.
-pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Renderer, Graph), Vec<Problem>> {
+pub fn parse(
+    project: &Project,
+    target: &Target,
+    run: &RunInfo,
+) -> Result<(Renderer, Graph), Vec<Problem>> {
     let (renderer, mut problems) = Renderer::new(project, target, run)?;
     let broken: std::collections::BTreeSet<String> = problems
         .iter()
@@ -212,9 +218,15 @@ pub fn parse(project: &Project, target: &Target, run: &RunInfo) -> Result<(Rende
         nodes.push(node);
     }
     for source in &project.sources {
-        let database = source.database.clone().unwrap_or_else(|| target.database.clone());
+        let database = source
+            .database
+            .clone()
+            .unwrap_or_else(|| target.database.clone());
         nodes.push(Node {
-            unique_id: format!("source.{}.{}.{}", project.name, source.source_name, source.name),
+            unique_id: format!(
+                "source.{}.{}.{}",
+                project.name, source.source_name, source.name
+            ),
             resource_type: ResourceType::Source,
             name: source.name.clone(),
             path: source.path.clone(),
@@ -258,14 +270,21 @@ impl<'a> Compiler<'a> {
             match node.resource_type {
                 ResourceType::Source => {
                     if let Some(s) = &node.source {
-                        resolver.sources.insert((s.source_name.clone(), s.name.clone()), node.relation.clone());
+                        resolver.sources.insert(
+                            (s.source_name.clone(), s.name.clone()),
+                            node.relation.clone(),
+                        );
                     }
                 }
                 _ if node.is_ephemeral() => {
-                    resolver.refs.insert(node.name.clone(), Relation::cte(&node.name));
+                    resolver
+                        .refs
+                        .insert(node.name.clone(), Relation::cte(&node.name));
                 }
                 _ => {
-                    resolver.refs.insert(node.name.clone(), node.relation.clone());
+                    resolver
+                        .refs
+                        .insert(node.name.clone(), node.relation.clone());
                 }
             }
         }
@@ -335,7 +354,11 @@ impl<'a> Compiler<'a> {
         self.bodies
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.get().and_then(|r| r.as_ref().ok()).map(|s| (i, s.clone())))
+            .filter_map(|(i, c)| {
+                c.get()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|s| (i, s.clone()))
+            })
             .collect()
     }
 }
@@ -366,14 +389,25 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
     let defs = defs.join(", ");
     let start = leading_trivia(sql);
     let rest = &sql[start..];
-    let lower: String = rest.chars().take(16).collect::<String>().to_ascii_lowercase();
+    let lower: String = rest
+        .chars()
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase();
     if lower.starts_with("with") && rest[4..].starts_with(char::is_whitespace) {
         let mut head = 4;
         let after = rest[4..].trim_start();
-        if after.to_ascii_lowercase().starts_with("recursive") && after[9..].starts_with(char::is_whitespace) {
+        if after.to_ascii_lowercase().starts_with("recursive")
+            && after[9..].starts_with(char::is_whitespace)
+        {
             head = rest.len() - after.len() + 9;
         }
-        format!("{}{} {defs}, {}", &sql[..start], &rest[..head], rest[head..].trim_start())
+        format!(
+            "{}{} {defs}, {}",
+            &sql[..start],
+            &rest[..head],
+            rest[head..].trim_start()
+        )
     } else {
         format!("{}with {defs}\n{rest}", &sql[..start])
     }
@@ -386,7 +420,10 @@ mod tests {
     #[test]
     fn ctes_join_a_leading_with_or_start_one() {
         let ctes = vec![("a".to_string(), Arc::from("select 1"))];
-        assert_eq!(inject_ctes("select * from __dbt__cte__a", &ctes), "with __dbt__cte__a as (\nselect 1\n)\nselect * from __dbt__cte__a");
+        assert_eq!(
+            inject_ctes("select * from __dbt__cte__a", &ctes),
+            "with __dbt__cte__a as (\nselect 1\n)\nselect * from __dbt__cte__a"
+        );
         assert_eq!(
             inject_ctes("-- c\nWITH x as (select 2) select 1", &ctes),
             "-- c\nWITH __dbt__cte__a as (\nselect 1\n), x as (select 2) select 1"

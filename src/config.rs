@@ -28,7 +28,9 @@ pub struct Target {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8)
 }
 
 fn candidate_dirs(project: &Project, profiles_dir: Option<&Path>) -> Vec<PathBuf> {
@@ -55,12 +57,20 @@ fn render_profiles(file: &SourceFile) -> Result<String, Problem> {
     }
     let mut env = minijinja::Environment::new();
     env.add_function("env_var", crate::render::env_var);
-    env.render_str(&file.text, minijinja::context! {}).map_err(|e| {
-        let line = e.line().unwrap_or(1);
-        Problem::new(Code::Profile, format!("cannot render `{}`: {}", file.name, e.detail().unwrap_or("template error")))
+    env.render_str(&file.text, minijinja::context! {})
+        .map_err(|e| {
+            let line = e.line().unwrap_or(1);
+            Problem::new(
+                Code::Profile,
+                format!(
+                    "cannot render `{}`: {}",
+                    file.name,
+                    e.detail().unwrap_or("template error")
+                ),
+            )
             .at_line(file, line, "here")
             .help("set the environment variable or give env_var a default")
-    })
+        })
 }
 
 /// Resolve the target for a run.
@@ -70,10 +80,15 @@ pub fn resolve_target(
     target_name: Option<&str>,
     threads: Option<usize>,
 ) -> Result<Target, Problem> {
-    let profile_name = project.profile.clone().unwrap_or_else(|| project.name.clone());
+    let profile_name = project
+        .profile
+        .clone()
+        .unwrap_or_else(|| project.name.clone());
     for dir in candidate_dirs(project, profiles_dir) {
         let path = dir.join("profiles.yml");
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
         let file = SourceFile::new(path.display().to_string(), text);
         let rendered = SourceFile::new(file.name.clone(), render_profiles(&file)?);
         let doc = parse_yaml(&rendered)?;
@@ -83,24 +98,40 @@ pub fn resolve_target(
                     Code::Profile,
                     format!("profile `{profile_name}` is not in `{}`", path.display()),
                 )
-                .help(format!("add a `{profile_name}:` entry with `target:` and `outputs:`")));
+                .help(format!(
+                    "add a `{profile_name}:` entry with `target:` and `outputs:`"
+                )));
             }
             continue;
         };
-        let default_target = profile.get("target").and_then(Yaml::as_str).unwrap_or("dev");
+        let default_target = profile
+            .get("target")
+            .and_then(Yaml::as_str)
+            .unwrap_or("dev");
         let name = target_name.unwrap_or(default_target).to_string();
         let key_offset = find_key(&rendered.text, &profile_name).unwrap_or(0);
         let Some(output) = profile.get("outputs").and_then(|o| o.get(name.as_str())) else {
             let known: Vec<String> = profile
                 .get("outputs")
                 .and_then(Yaml::as_mapping)
-                .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            return Err(Problem::new(Code::Profile, format!("profile `{profile_name}` has no target `{name}`"))
-                .at(&rendered, key_offset, profile_name.len(), "this profile")
-                .help(format!("targets defined: {}", known.join(", "))));
+            return Err(Problem::new(
+                Code::Profile,
+                format!("profile `{profile_name}` has no target `{name}`"),
+            )
+            .at(&rendered, key_offset, profile_name.len(), "this profile")
+            .help(format!("targets defined: {}", known.join(", "))));
         };
-        let adapter = output.get("type").and_then(Yaml::as_str).unwrap_or("duckdb").to_string();
+        let adapter = output
+            .get("type")
+            .and_then(Yaml::as_str)
+            .unwrap_or("duckdb")
+            .to_string();
         if adapter != "duckdb" {
             return Err(Problem::new(
                 Code::Profile,
@@ -109,7 +140,10 @@ pub fn resolve_target(
             .at(&rendered, key_offset, profile_name.len(), "this profile")
             .help("use a duckdb target to run; other warehouses get compiled SQL only"));
         }
-        let raw_path = output.get("path").and_then(Yaml::as_str).unwrap_or(":memory:");
+        let raw_path = output
+            .get("path")
+            .and_then(Yaml::as_str)
+            .unwrap_or(":memory:");
         let path = if raw_path == ":memory:" {
             PathBuf::from(raw_path)
         } else {
@@ -118,10 +152,16 @@ pub fn resolve_target(
         let database = output
             .get("database")
             .and_then(Yaml::as_str)
-            .map(String::from)
-            .unwrap_or_else(|| database_name(&path));
-        let schema = output.get("schema").and_then(Yaml::as_str).unwrap_or("main").to_string();
-        let profile_threads = output.get("threads").and_then(Yaml::as_u64).map(|t| usize::try_from(t).unwrap_or(1));
+            .map_or_else(|| database_name(&path), String::from);
+        let schema = output
+            .get("schema")
+            .and_then(Yaml::as_str)
+            .unwrap_or("main")
+            .to_string();
+        let profile_threads = output
+            .get("threads")
+            .and_then(Yaml::as_u64)
+            .map(|t| usize::try_from(t).unwrap_or(1));
         return Ok(Target {
             profile_name: profile_name.clone(),
             name,
@@ -155,5 +195,6 @@ fn database_name(path: &Path) -> String {
     if path.as_os_str() == ":memory:" {
         return "memory".to_string();
     }
-    path.file_stem().map_or_else(|| "memory".to_string(), |s| s.to_string_lossy().to_string())
+    path.file_stem()
+        .map_or_else(|| "memory".to_string(), |s| s.to_string_lossy().to_string())
 }

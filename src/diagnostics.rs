@@ -85,14 +85,20 @@ impl SourceFile {
     /// The span of a whole 1-based line, without its line break.
     pub fn line_span(&self, line: usize) -> (usize, usize) {
         let start = self.offset_of(line, 1);
-        let len = self.text[start..].find('\n').unwrap_or(self.text.len() - start);
+        let len = self.text[start..]
+            .find('\n')
+            .unwrap_or(self.text.len() - start);
         (start, len)
     }
 }
 
 /// 1-based line number of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// A labelled place in a file.
@@ -128,7 +134,13 @@ impl Problem {
     }
 
     #[must_use]
-    pub fn at(mut self, file: &SourceFile, offset: usize, len: usize, text: impl Into<String>) -> Self {
+    pub fn at(
+        mut self,
+        file: &SourceFile,
+        offset: usize,
+        len: usize,
+        text: impl Into<String>,
+    ) -> Self {
         let offset = offset.min(file.text.len());
         let len = len.min(file.text.len() - offset);
         self.label = Some(Label {
@@ -166,7 +178,10 @@ impl Problem {
     }
 
     pub fn io(path: &Path, err: &std::io::Error) -> Self {
-        Problem::new(Code::Io, format!("cannot read or write `{}`: {err}", path.display()))
+        Problem::new(
+            Code::Io,
+            format!("cannot read or write `{}`: {err}", path.display()),
+        )
     }
 
     /// The file and 1-based line of the label, when there is one.
@@ -191,11 +206,17 @@ impl Diagnostic for Problem {
     }
 
     fn severity(&self) -> Option<Severity> {
-        Some(if self.warning { Severity::Warning } else { Severity::Error })
+        Some(if self.warning {
+            Severity::Warning
+        } else {
+            Severity::Error
+        })
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -244,8 +265,9 @@ impl SourceCode for SourceFile {
 
 /// Render problems as text without colour at a fixed width (used by tests and non-terminals).
 pub fn render_plain(problem: &Problem, width: usize) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(width);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(width);
     let mut out = String::new();
     let _ = handler.render_report(&mut out, problem);
     out

@@ -5,6 +5,8 @@
 //! (plans) → `dialect` (SQL) → `adapter` (DuckDB) → `artifacts`. `commands` wires them per
 //! subcommand; `main.rs` only calls [`run`].
 
+#![cfg_attr(not(feature = "duckdb"), allow(dead_code, unused_imports))]
+
 pub(crate) mod adapter;
 pub(crate) mod artifacts;
 pub(crate) mod cli;
@@ -32,7 +34,11 @@ where
         Ok(cli) => commands::dispatch(cli),
         Err(e) => {
             let _ = e.print();
-            if e.use_stderr() { commands::EXIT_USAGE } else { commands::EXIT_OK }
+            if e.use_stderr() {
+                commands::EXIT_USAGE
+            } else {
+                commands::EXIT_OK
+            }
         }
     }
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use common::{TempProject, transcript};
 
 #[test]
@@ -26,8 +28,17 @@ fn compile_fixtures() {
                 .collect();
             files.sort_by(|a, b| a.path().cmp(b.path()));
             for f in files {
-                let rel = f.path().strip_prefix(&compiled).unwrap().to_string_lossy().to_string();
-                text.push_str(&format!("\n=== {rel}\n{}\n", std::fs::read_to_string(f.path()).unwrap()));
+                let rel = f
+                    .path()
+                    .strip_prefix(&compiled)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                let _ = write!(
+                    text,
+                    "\n=== {rel}\n{}\n",
+                    std::fs::read_to_string(f.path()).unwrap()
+                );
             }
         }
         insta::assert_snapshot!(text);
@@ -36,7 +47,8 @@ fn compile_fixtures() {
 
 #[test]
 fn compile_is_deterministic() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compile/basic");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compile/basic");
     let a = TempProject::from_fixture(&fixture);
     let b = TempProject::from_fixture(&fixture);
     for p in [&a, &b] {
@@ -48,12 +60,22 @@ fn compile_is_deterministic() {
             .unwrap();
         assert!(out.status.success());
     }
-    for rel in ["target/manifest.json", "target/compiled/basic/models/marts/user_activity.sql"] {
+    for rel in [
+        "target/manifest.json",
+        "target/compiled/basic/models/marts/user_activity.sql",
+    ] {
         let x = std::fs::read(a.path().join(rel)).unwrap();
         let y = std::fs::read(b.path().join(rel)).unwrap();
-        if rel.ends_with(".json") {
+        if std::path::Path::new(rel)
+            .extension()
+            .is_some_and(|e| e == "json")
+        {
             // The manifest names no temporary folder, so two copies give the same bytes.
-            assert_eq!(String::from_utf8_lossy(&x), String::from_utf8_lossy(&y), "{rel} differs");
+            assert_eq!(
+                String::from_utf8_lossy(&x),
+                String::from_utf8_lossy(&y),
+                "{rel} differs"
+            );
         } else {
             assert_eq!(x, y, "{rel} differs");
         }

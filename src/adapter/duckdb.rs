@@ -13,11 +13,20 @@ use crate::materialize::{Existing, Kind};
 use crate::render::{Introspect, QueryTable, Relation};
 
 fn key(database: &str, schema: &str, name: &str) -> String {
-    format!("{}\u{1f}{}\u{1f}{}", database.to_lowercase(), schema.to_lowercase(), name.to_lowercase())
+    format!(
+        "{}\u{1f}{}\u{1f}{}",
+        database.to_lowercase(),
+        schema.to_lowercase(),
+        name.to_lowercase()
+    )
 }
 
 fn relation_key(rel: &Relation, default_db: &str) -> String {
-    key(rel.database.as_deref().unwrap_or(default_db), &rel.schema, &rel.identifier)
+    key(
+        rel.database.as_deref().unwrap_or(default_db),
+        &rel.schema,
+        &rel.identifier,
+    )
 }
 
 /// The target database for one run.
@@ -33,7 +42,11 @@ fn lock_problem(target: &Target, message: &str) -> Problem {
         .find("Conflicting lock is held in ")
         .map(|at| {
             let rest = &message[at + "Conflicting lock is held in ".len()..];
-            rest.split(" by user").next().unwrap_or(rest).trim_end_matches('.').to_string()
+            rest.split(" by user")
+                .next()
+                .unwrap_or(rest)
+                .trim_end_matches('.')
+                .to_string()
         })
         .unwrap_or_else(|| "another process".to_string());
     Problem::new(
@@ -61,7 +74,10 @@ impl Warehouse {
             if message.contains("lock") {
                 lock_problem(target, &message)
             } else {
-                Problem::new(Code::Database, format!("cannot open `{}`: {message}", target.path.display()))
+                Problem::new(
+                    Code::Database,
+                    format!("cannot open `{}`: {message}", target.path.display()),
+                )
             }
         })?;
         let database: String = conn
@@ -96,8 +112,13 @@ impl Warehouse {
         let mut relations = self.relations.lock().expect("relations lock");
         relations.clear();
         for row in rows {
-            let (db, schema, name, kind) = row.map_err(|e| Problem::new(Code::Database, e.to_string()))?;
-            let kind = if kind.eq_ignore_ascii_case("VIEW") { Kind::View } else { Kind::Table };
+            let (db, schema, name, kind) =
+                row.map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+            let kind = if kind.eq_ignore_ascii_case("VIEW") {
+                Kind::View
+            } else {
+                Kind::Table
+            };
             relations.insert(key(&db, &schema, &name), kind);
         }
         Ok(())
@@ -115,7 +136,10 @@ impl Warehouse {
             Some(kind) => relations.insert(k, kind),
             None => relations.remove(&k),
         };
-        for suffix in [crate::materialize::TMP_SUFFIX, crate::materialize::BACKUP_SUFFIX] {
+        for suffix in [
+            crate::materialize::TMP_SUFFIX,
+            crate::materialize::BACKUP_SUFFIX,
+        ] {
             relations.remove(&relation_key(&relation.with_suffix(suffix), &self.database));
         }
     }
@@ -126,7 +150,10 @@ impl Warehouse {
             .conn
             .try_clone()
             .map_err(|e| Problem::new(Code::Database, format!("cannot open a connection: {e}")))?;
-        self.interrupts.lock().expect("interrupts lock").push(conn.interrupt_handle());
+        self.interrupts
+            .lock()
+            .expect("interrupts lock")
+            .push(conn.interrupt_handle());
         Ok(Worker {
             conn: Mutex::new(conn),
             database: self.database.clone(),
@@ -151,7 +178,10 @@ impl Warehouse {
             .lock()
             .expect("relations lock")
             .keys()
-            .filter(|k| k.ends_with(crate::materialize::TMP_SUFFIX) || k.ends_with(crate::materialize::BACKUP_SUFFIX))
+            .filter(|k| {
+                k.ends_with(crate::materialize::TMP_SUFFIX)
+                    || k.ends_with(crate::materialize::BACKUP_SUFFIX)
+            })
             .cloned()
             .collect()
     }
@@ -185,7 +215,9 @@ fn to_json(value: DuckValue) -> Json {
         DuckValue::USmallInt(i) => Json::from(i),
         DuckValue::UInt(i) => Json::from(i),
         DuckValue::UBigInt(i) => Json::from(i),
-        DuckValue::HugeInt(i) => i64::try_from(i).map_or_else(|_| Json::String(i.to_string()), Json::from),
+        DuckValue::HugeInt(i) => {
+            i64::try_from(i).map_or_else(|_| Json::String(i.to_string()), Json::from)
+        }
         DuckValue::Float(f) => Json::from(f64::from(f)),
         DuckValue::Double(f) => Json::from(f),
         DuckValue::Text(s) => Json::String(s),
@@ -225,7 +257,8 @@ impl Worker {
                     let message = e.to_string();
                     return Err(DbError {
                         statement: i,
-                        interrupted: message.contains("INTERRUPT") || message.contains("nterrupted"),
+                        interrupted: message.contains("INTERRUPT")
+                            || message.contains("nterrupted"),
                         message,
                     });
                 }
@@ -247,31 +280,50 @@ impl Introspect for Worker {
             width = stmt_ref.column_count();
             let mut values = Vec::with_capacity(width);
             for c in 0..width {
-                values.push(to_json(row.get::<_, DuckValue>(c).map_err(|e| e.to_string())?));
+                values.push(to_json(
+                    row.get::<_, DuckValue>(c).map_err(|e| e.to_string())?,
+                ));
             }
             rows_out.push(values);
         }
         drop(rows);
         let columns = stmt.column_names();
         let _ = width;
-        Ok(QueryTable { columns, rows: rows_out })
+        Ok(QueryTable {
+            columns,
+            rows: rows_out,
+        })
     }
 
     fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String> {
         let conn = self.conn.lock().expect("connection lock");
-        let db = relation.database.clone().unwrap_or_else(|| self.database.clone());
+        let db = relation
+            .database
+            .clone()
+            .unwrap_or_else(|| self.database.clone());
         let mut stmt = conn
             .prepare(
                 "select table_type from information_schema.tables where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?)",
             )
             .map_err(|e| e.to_string())?;
         let mut rows = stmt
-            .query([db.as_str(), relation.schema.as_str(), relation.identifier.as_str()])
+            .query([
+                db.as_str(),
+                relation.schema.as_str(),
+                relation.identifier.as_str(),
+            ])
             .map_err(|e| e.to_string())?;
         match rows.next().map_err(|e| e.to_string())? {
             Some(row) => {
                 let t: String = row.get(0).map_err(|e| e.to_string())?;
-                Ok(Some(if t.eq_ignore_ascii_case("VIEW") { "view" } else { "table" }.to_string()))
+                Ok(Some(
+                    if t.eq_ignore_ascii_case("VIEW") {
+                        "view"
+                    } else {
+                        "table"
+                    }
+                    .to_string(),
+                ))
             }
             None => Ok(None),
         }
@@ -279,17 +331,26 @@ impl Introspect for Worker {
 
     fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String> {
         let conn = self.conn.lock().expect("connection lock");
-        let db = relation.database.clone().unwrap_or_else(|| self.database.clone());
+        let db = relation
+            .database
+            .clone()
+            .unwrap_or_else(|| self.database.clone());
         let mut stmt = conn
             .prepare(
                 "select column_name, data_type from information_schema.columns where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?) order by ordinal_position",
             )
             .map_err(|e| e.to_string())?;
         let rows = stmt
-            .query_map([db.as_str(), relation.schema.as_str(), relation.identifier.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
+            .query_map(
+                [
+                    db.as_str(),
+                    relation.schema.as_str(),
+                    relation.identifier.as_str(),
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
             .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
     }
 }

@@ -32,7 +32,10 @@ pub fn error_line(message: &str) -> Option<usize> {
 mod tests {
     #[test]
     fn reads_duckdb_error_lines() {
-        assert_eq!(super::error_line("Binder Error: x\n\nLINE 4:   bad\n   ^"), Some(4));
+        assert_eq!(
+            super::error_line("Binder Error: x\n\nLINE 4:   bad\n   ^"),
+            Some(4)
+        );
         assert_eq!(super::error_line("Catalog Error: no"), None);
     }
 }

@@ -60,7 +60,9 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), Problem> {
     }
     let file = std::fs::File::create(path).map_err(|e| Problem::io(path, &e))?;
     let mut w = std::io::BufWriter::new(file);
-    w.write_all(contents).and_then(|()| w.flush()).map_err(|e| Problem::io(path, &e))
+    w.write_all(contents)
+        .and_then(|()| w.flush())
+        .map_err(|e| Problem::io(path, &e))
 }
 
 /// `target/compiled/<project>/<path>` or `target/run/<project>/<path>`.
@@ -104,11 +106,23 @@ pub fn write_manifest(
                 )
             })
             .collect();
-        let parents: Vec<&str> = graph.parents(i).iter().map(|&p| graph.nodes[p].unique_id.as_str()).collect();
-        let children: Vec<&str> = graph.children(i).iter().map(|&c| graph.nodes[c].unique_id.as_str()).collect();
+        let parents: Vec<&str> = graph
+            .parents(i)
+            .iter()
+            .map(|&p| graph.nodes[p].unique_id.as_str())
+            .collect();
+        let children: Vec<&str> = graph
+            .children(i)
+            .iter()
+            .map(|&c| graph.nodes[c].unique_id.as_str())
+            .collect();
         parent_map.insert(node.unique_id.clone(), json!(parents));
         child_map.insert(node.unique_id.clone(), json!(children));
-        let relation_name = if node.is_ephemeral() { Json::Null } else { json!(node.relation.to_string()) };
+        let relation_name = if node.is_ephemeral() {
+            Json::Null
+        } else {
+            json!(node.relation.to_string())
+        };
         if node.resource_type == ResourceType::Source {
             let s = node.source.as_ref();
             sources.insert(
@@ -163,7 +177,8 @@ pub fn write_manifest(
         if let Some(code) = compiled.get(&i) {
             entry["compiled"] = json!(true);
             entry["compiled_code"] = json!(code);
-            entry["compiled_path"] = json!(format!("{}/compiled/{project}/{}", "target", node.path));
+            entry["compiled_path"] =
+                json!(format!("{}/compiled/{project}/{}", "target", node.path));
         }
         if let Some(seed) = &node.seed_path {
             entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));

@@ -7,11 +7,16 @@ pub fn clean(s: &Session) -> i32 {
     let mut problems = Vec::new();
     for t in &s.project.clean_targets {
         let path = s.project.root.join(t);
-        let Ok(canonical) = std::fs::canonicalize(&path) else { continue };
+        let Ok(canonical) = std::fs::canonicalize(&path) else {
+            continue;
+        };
         if !canonical.starts_with(&s.project.root) || canonical == s.project.root {
             problems.push(
-                Problem::new(Code::ProjectConfig, format!("clean-targets entry `{t}` is outside the project; not deleted"))
-                    .help("list only folders inside the project under clean-targets"),
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!("clean-targets entry `{t}` is outside the project; not deleted"),
+                )
+                .help("list only folders inside the project under clean-targets"),
             );
             continue;
         }
@@ -21,5 +26,9 @@ pub fn clean(s: &Session) -> i32 {
         }
     }
     report(&problems);
-    if problems.is_empty() { EXIT_OK } else { EXIT_FAILED }
+    if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }

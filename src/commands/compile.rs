@@ -25,7 +25,8 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (chosen, empty) = match select(&graph, &args.select, &args.exclude, &[ResourceType::Model]) {
+    let (chosen, empty) = match select(&graph, &args.select, &args.exclude, &[ResourceType::Model])
+    {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);
@@ -63,9 +64,15 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             Ok(Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {
                 Problem::new(
                     Code::Jinja,
-                    format!("the compiled SQL of `{}` could not be parsed for lineage: {e}", node.name),
+                    format!(
+                        "the compiled SQL of `{}` could not be parsed for lineage: {e}",
+                        node.name
+                    ),
                 )
-                .help(format!("DuckDB may still accept it; see {}", path.display()))
+                .help(format!(
+                    "DuckDB may still accept it; see {}",
+                    path.display()
+                ))
                 .warning()
             }))
         })
@@ -78,14 +85,29 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         }
     }
     report(&warnings);
-    if let Err(p) = write_manifest(&s.target_dir, &s.project.name, &s.target, &graph, &compiled, &s.run) {
+    if let Err(p) = write_manifest(
+        &s.target_dir,
+        &s.project.name,
+        &s.target,
+        &graph,
+        &compiled,
+        &s.run,
+    ) {
         problems.push(p);
     }
     if !problems.is_empty() {
         report(&problems);
-        eprintln!("{} of {} models failed to compile", problems.len(), chosen.len());
+        eprintln!(
+            "{} of {} models failed to compile",
+            problems.len(),
+            chosen.len()
+        );
         return EXIT_USAGE;
     }
-    println!("Compiled {} models to {}", compiled.len(), s.target_dir.join("compiled").display());
+    println!(
+        "Compiled {} models to {}",
+        compiled.len(),
+        s.target_dir.join("compiled").display()
+    );
     EXIT_OK
 }

@@ -5,7 +5,11 @@ use super::{EXIT_OK, EXIT_USAGE, Session, report};
 pub fn debug(s: &Session) -> i32 {
     let t = &s.target;
     println!("xform {}", env!("CARGO_PKG_VERSION"));
-    println!("project:      {} ({})", s.project.name, s.project.root.join(&s.project.file.name).display());
+    println!(
+        "project:      {} ({})",
+        s.project.name,
+        s.project.root.join(&s.project.file.name).display()
+    );
     println!("models:       {}", s.project.models.len());
     println!("seeds:        {}", s.project.seeds.len());
     println!("macro files:  {}", s.project.macro_files.len());
@@ -13,7 +17,10 @@ pub fn debug(s: &Session) -> i32 {
         Some(p) => println!("profile:      {} ({})", t.profile_name, p.display()),
         None => println!("profile:      none found; using the embedded default"),
     }
-    println!("target:       {} (type {}, schema {}, threads {})", t.name, t.adapter, t.schema, t.threads);
+    println!(
+        "target:       {} (type {}, schema {}, threads {})",
+        t.name, t.adapter, t.schema, t.threads
+    );
     println!("database:     {} ({})", t.database, t.path.display());
     #[cfg(feature = "duckdb")]
     {

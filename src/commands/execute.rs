@@ -16,7 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Session, report};
 use crate::adapter::{DbError, Warehouse, Worker, error_line};
-use crate::artifacts::{NodeResult, Status, sql_path, write_file, write_manifest, write_run_results};
+use crate::artifacts::{
+    NodeResult, Status, sql_path, write_file, write_manifest, write_run_results,
+};
 use crate::cli::CommonArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
@@ -144,7 +146,11 @@ impl Runner<'_> {
     }
 
     /// Build one node on a worker's connection.
-    fn build(&self, i: usize, worker: &Arc<Worker>) -> Result<(Option<usize>, Option<String>), Problem> {
+    fn build(
+        &self,
+        i: usize,
+        worker: &Arc<Worker>,
+    ) -> Result<(Option<usize>, Option<String>), Problem> {
         let node = &self.graph.nodes[i];
         let introspector: Arc<dyn Introspect> = worker.clone();
         let sql = match node.resource_type {
@@ -153,14 +159,21 @@ impl Runner<'_> {
         };
         let project = &self.session.project.name;
         if node.resource_type == ResourceType::Model {
-            write_file(&sql_path(&self.session.target_dir, "compiled", project, &node.path), sql.as_bytes())?;
+            write_file(
+                &sql_path(&self.session.target_dir, "compiled", project, &node.path),
+                sql.as_bytes(),
+            )?;
         }
         if node.is_ephemeral() {
             return Ok((None, Some(sql)));
         }
         let plan = plan(node, &sql, self.warehouse)?;
         let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
-        let mut run_sql: String = statements.iter().map(|s| format!("{};\n", s.sql)).collect::<Vec<_>>().join("\n");
+        let mut run_sql: String = statements
+            .iter()
+            .map(|s| format!("{};\n", s.sql))
+            .collect::<Vec<_>>()
+            .join("\n");
         if run_sql.is_empty() {
             run_sql.push('\n');
         }
@@ -169,7 +182,10 @@ impl Runner<'_> {
         match worker.run(&statements) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
-                Ok((Some(rows), (node.resource_type == ResourceType::Model).then_some(sql)))
+                Ok((
+                    Some(rows),
+                    (node.resource_type == ResourceType::Model).then_some(sql),
+                ))
             }
             Err(e) => Err(self.db_problem(node, &sql, &statements, &e)),
         }
@@ -177,12 +193,31 @@ impl Runner<'_> {
 
     fn db_problem(&self, node: &Node, sql: &str, statements: &[Statement], e: &DbError) -> Problem {
         if e.interrupted {
-            return Problem::new(Code::Interrupted, format!("{} `{}` was cancelled", node.resource_type.as_str(), node.name))
-                .help("the node's changes were rolled back");
+            return Problem::new(
+                Code::Interrupted,
+                format!(
+                    "{} `{}` was cancelled",
+                    node.resource_type.as_str(),
+                    node.name
+                ),
+            )
+            .help("the node's changes were rolled back");
         }
         let first = e.message.lines().next().unwrap_or(&e.message).to_string();
-        let mut p = Problem::new(Code::Database, format!("{} `{}` failed: {first}", node.resource_type.as_str(), node.name));
-        let compiled_path = sql_path(&self.session.target_dir, "compiled", &self.session.project.name, &node.path);
+        let mut p = Problem::new(
+            Code::Database,
+            format!(
+                "{} `{}` failed: {first}",
+                node.resource_type.as_str(),
+                node.name
+            ),
+        );
+        let compiled_path = sql_path(
+            &self.session.target_dir,
+            "compiled",
+            &self.session.project.name,
+            &node.path,
+        );
         let stmt = &statements[e.statement];
         let compiled_line = match (stmt.body_line, error_line(&e.message)) {
             (Some(body), Some(line)) if line >= body => Some(line - body + 1),
@@ -203,7 +238,10 @@ impl Runner<'_> {
         } else {
             format!("compiled SQL: {location}")
         };
-        p.help(format!("{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged", e.message.trim()))
+        p.help(format!(
+            "{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged",
+            e.message.trim()
+        ))
     }
 
     fn work(&self, state: &Mutex<Schedule>, cvar: &Condvar, worker: &Arc<Worker>, thread: usize) {
@@ -251,7 +289,9 @@ impl Runner<'_> {
                     result.rows_affected = rows;
                     result.compiled_code = sql;
                     result.message = match rows {
-                        Some(n) if node.resource_type == ResourceType::Seed => format!("INSERT {n}"),
+                        Some(n) if node.resource_type == ResourceType::Seed => {
+                            format!("INSERT {n}")
+                        }
                         Some(n) if node.materialized() == "table" => format!("SELECT {n}"),
                         _ => "OK".to_string(),
                     };
@@ -295,9 +335,13 @@ impl Runner<'_> {
         let mut stack = vec![(finished, failed)];
         while let Some((i, failed)) = stack.pop() {
             for c in self.graph.children(i) {
-                let Some(&slot) = self.slot_of.get(&c) else { continue };
+                let Some(&slot) = self.slot_of.get(&c) else {
+                    continue;
+                };
                 if failed && s.blocked_by[slot].is_none() {
-                    let name = s.blocked_by[self.slot_of[&i]].clone().unwrap_or_else(|| self.graph.nodes[i].name.clone());
+                    let name = s.blocked_by[self.slot_of[&i]]
+                        .clone()
+                        .unwrap_or_else(|| self.graph.nodes[i].name.clone());
                     s.blocked_by[slot] = Some(name);
                 }
                 s.pending[slot] -= 1;
@@ -315,7 +359,10 @@ impl Runner<'_> {
                             describe(node)
                         ));
                     }
-                    s.results[slot] = Some(skipped(node, format!("skipped because `{upstream}` failed")));
+                    s.results[slot] = Some(skipped(
+                        node,
+                        format!("skipped because `{upstream}` failed"),
+                    ));
                     s.done += 1;
                     stack.push((c, true));
                 } else {
@@ -327,8 +374,13 @@ impl Runner<'_> {
 
     fn cancel_rest(&self, s: &mut Schedule) {
         for slot in 0..self.slots.len() {
-            if s.results[slot].is_none() && !s.running.contains(&self.graph.nodes[self.slots[slot]].name) {
-                s.results[slot] = Some(skipped(&self.graph.nodes[self.slots[slot]], "interrupted".to_string()));
+            if s.results[slot].is_none()
+                && !s.running.contains(&self.graph.nodes[self.slots[slot]].name)
+            {
+                s.results[slot] = Some(skipped(
+                    &self.graph.nodes[self.slots[slot]],
+                    "interrupted".to_string(),
+                ));
                 s.done += 1;
             }
         }
@@ -394,12 +446,19 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     let mut pending = vec![0; slots.len()];
     let mut ready = BinaryHeap::new();
     for (slot, &i) in slots.iter().enumerate() {
-        pending[slot] = graph.parents(i).iter().filter(|p| slot_of.contains_key(p)).count();
+        pending[slot] = graph
+            .parents(i)
+            .iter()
+            .filter(|p| slot_of.contains_key(p))
+            .count();
         if pending[slot] == 0 {
             ready.push(Reverse((graph.rank(i), slot)));
         }
     }
-    let reportable = slots.iter().filter(|&&i| !graph.nodes[i].is_ephemeral()).count();
+    let reportable = slots
+        .iter()
+        .filter(|&&i| !graph.nodes[i].is_ephemeral())
+        .count();
     let runner = Runner {
         session: s,
         graph: &graph,
@@ -463,16 +522,36 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         "target": s.target.name,
     });
     let mut problems: Vec<Problem> = schedule.problems.into_iter().map(|(_, p)| p).collect();
-    if let Err(p) = write_run_results(&s.target_dir, &s.project.name, &s.target, &s.run, &results, elapsed, &run_args) {
+    if let Err(p) = write_run_results(
+        &s.target_dir,
+        &s.project.name,
+        &s.target,
+        &s.run,
+        &results,
+        elapsed,
+        &run_args,
+    ) {
         problems.push(p);
     }
-    if let Err(p) = write_manifest(&s.target_dir, &s.project.name, &s.target, &graph, &compiled, &s.run) {
+    if let Err(p) = write_manifest(
+        &s.target_dir,
+        &s.project.name,
+        &s.target,
+        &graph,
+        &compiled,
+        &s.run,
+    ) {
         problems.push(p);
     }
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
-    let (passed, failed, skipped) = (count(Status::Success), count(Status::Error), count(Status::Skipped));
+    let (passed, failed, skipped) = (
+        count(Status::Success),
+        count(Status::Error),
+        count(Status::Skipped),
+    );
     let interrupted = CANCELLED.load(Ordering::SeqCst);
-    let mut summary = format!("Done in {elapsed:.2} s: {passed} passed, {failed} failed, {skipped} skipped");
+    let mut summary =
+        format!("Done in {elapsed:.2} s: {passed} passed, {failed} failed, {skipped} skipped");
     if interrupted {
         summary.push_str(" (interrupted)");
     }

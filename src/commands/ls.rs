@@ -22,14 +22,21 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             "seed" => types.push(ResourceType::Seed),
             "source" => types.push(ResourceType::Source),
             other => {
-                report(&[Problem::new(Code::Selection, format!("unknown resource type `{other}`"))
-                    .help("use model, seed or source")]);
+                report(&[Problem::new(
+                    Code::Selection,
+                    format!("unknown resource type `{other}`"),
+                )
+                .help("use model, seed or source")]);
                 return EXIT_USAGE;
             }
         }
     }
     if types.is_empty() {
-        types = vec![ResourceType::Model, ResourceType::Seed, ResourceType::Source];
+        types = vec![
+            ResourceType::Model,
+            ResourceType::Seed,
+            ResourceType::Source,
+        ];
     }
     let (chosen, empty) = match select(&graph, &args.common.select, &args.common.exclude, &types) {
         Ok(c) => c,

@@ -37,7 +37,9 @@ pub fn report(problems: &[Problem]) {
     let width = if tty { 100 } else { 80 };
     for p in problems {
         let text = if tty {
-            let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode()).with_width(width);
+            let handler =
+                miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode())
+                    .with_width(width);
             let mut out = String::new();
             let _ = handler.render_report(&mut out, p);
             out
@@ -67,18 +69,39 @@ fn run_info(command: &str, full_refresh: bool) -> RunInfo {
 }
 
 impl Session {
-    pub fn load(args: &ProjectArgs, threads: Option<usize>, full_refresh: bool, command: &str) -> Result<Session, Vec<Problem>> {
-        let dir = args.project_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    pub fn load(
+        args: &ProjectArgs,
+        threads: Option<usize>,
+        full_refresh: bool,
+        command: &str,
+    ) -> Result<Session, Vec<Problem>> {
+        let dir = args
+            .project_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
         let dir = std::fs::canonicalize(&dir).map_err(|e| {
-            vec![Problem::new(Code::ProjectNotFound, format!("cannot open the project folder `{}`: {e}", dir.display()))
-                .help("pass an existing folder to --project-dir")]
+            vec![
+                Problem::new(
+                    Code::ProjectNotFound,
+                    format!("cannot open the project folder `{}`: {e}", dir.display()),
+                )
+                .help("pass an existing folder to --project-dir"),
+            ]
         })?;
         let project = Project::load(&dir, args.vars.as_deref())?;
         if threads == Some(0) {
-            return Err(vec![Problem::new(Code::ProjectConfig, "--threads must be at least 1")]);
+            return Err(vec![Problem::new(
+                Code::ProjectConfig,
+                "--threads must be at least 1",
+            )]);
         }
-        let target = resolve_target(&project, args.profiles_dir.as_deref(), args.target.as_deref(), threads)
-            .map_err(|p| vec![p])?;
+        let target = resolve_target(
+            &project,
+            args.profiles_dir.as_deref(),
+            args.target.as_deref(),
+            threads,
+        )
+        .map_err(|p| vec![p])?;
         let target_dir = project.root.join(&project.target_path);
         report(&project.warnings);
         Ok(Session {
@@ -107,7 +130,10 @@ fn execute_command(args: &CommonArgs, mode: execute::Mode) -> i32 {
 
 #[cfg(not(feature = "duckdb"))]
 fn execute_command(_args: &CommonArgs, _mode: ()) -> i32 {
-    report(&[Problem::new(Code::Database, "this xform was built without DuckDB").help("rebuild with the default features")]);
+    report(&[
+        Problem::new(Code::Database, "this xform was built without DuckDB")
+            .help("rebuild with the default features"),
+    ]);
     EXIT_USAGE
 }
 
@@ -121,7 +147,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         #[cfg(feature = "duckdb")]
         Command::Build(args) => execute_command(&args, execute::Mode::Build),
         #[cfg(not(feature = "duckdb"))]
-        Command::Run(args) | Command::Seed(args) | Command::Build(args) => execute_command(&args, ()),
+        Command::Run(args) | Command::Seed(args) | Command::Build(args) => {
+            execute_command(&args, ())
+        }
         Command::Ls(args) => with_session(&args.common, "ls", |s| ls::ls(&s, &args)),
         Command::Clean(args) => {
             let common = CommonArgs {

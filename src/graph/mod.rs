@@ -7,8 +7,8 @@
 
 pub mod select;
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -96,11 +96,14 @@ pub fn find_call(text: &str, func: &str, arg: &str) -> Option<(usize, usize)> {
         while let Some(found) = text[search..].find(&needle) {
             let at = search + found;
             let before = &text[..at];
-            if let Some(call) = before.rfind(&format!("{func}(")) {
-                if at - call < 120 && !before[call..].contains(')') {
-                    let end = text[at..].find(')').map_or(at + needle.len(), |e| at + e + 1);
-                    return Some((call, end - call));
-                }
+            if let Some(call) = before.rfind(&format!("{func}("))
+                && at - call < 120
+                && !before[call..].contains(')')
+            {
+                let end = text[at..]
+                    .find(')')
+                    .map_or(at + needle.len(), |e| at + e + 1);
+                return Some((call, end - call));
             }
             search = at + needle.len();
         }
@@ -115,8 +118,12 @@ pub fn suggestions<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Ve
         .map(|n| (strsim::levenshtein(wanted, n), n))
         .filter(|(d, n)| *d <= limit || n.contains(wanted) || wanted.contains(n))
         .collect();
-    scored.sort();
-    scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect()
+    scored.sort_unstable();
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 impl Graph {
@@ -124,7 +131,11 @@ impl Graph {
     /// `unparsed` names models that failed to render: refs to them are not reported again.
     pub fn build(mut nodes: Vec<Node>, unparsed: &BTreeSet<String>) -> Result<Graph, Vec<Problem>> {
         nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
-        let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.unique_id.clone(), i)).collect();
+        let index: HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.unique_id.clone(), i))
+            .collect();
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
         let mut sources: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {
@@ -139,7 +150,10 @@ impl Graph {
                 }
             }
         }
-        let project = nodes.iter().find_map(|n| n.fqn.first().cloned()).unwrap_or_default();
+        let project = nodes
+            .iter()
+            .find_map(|n| n.fqn.first().cloned())
+            .unwrap_or_default();
         let mut problems = Vec::new();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
@@ -152,9 +166,16 @@ impl Graph {
                     None => {
                         let mut p = Problem::new(
                             Code::UnknownRef,
-                            format!("{} `{}` refers to `{}`, which does not exist", node.resource_type.as_str(), node.name, r.name),
+                            format!(
+                                "{} `{}` refers to `{}`, which does not exist",
+                                node.resource_type.as_str(),
+                                node.name,
+                                r.name
+                            ),
                         );
-                        if let (Some(file), Some((at, len))) = (&node.file, find_call(text, "ref", &r.name)) {
+                        if let (Some(file), Some((at, len))) =
+                            (&node.file, find_call(text, "ref", &r.name))
+                        {
                             p = p.at(file, at, len, "no model, seed or snapshot has this name");
                         }
                         let near = suggestions(&r.name, by_name.keys().copied());
@@ -170,24 +191,29 @@ impl Graph {
                 }
             }
             for (s, t) in &node.sources {
-                match sources.get(&(s.as_str(), t.as_str())) {
-                    Some(&d) => deps[i].push(d),
-                    None => {
-                        let mut p = Problem::new(
-                            Code::UnknownSource,
-                            format!("model `{}` reads source `{s}.{t}`, which is not defined", node.name),
-                        );
-                        if let (Some(file), Some((at, len))) = (&node.file, find_call(text, "source", t)) {
-                            p = p.at(file, at, len, "no source table with this name");
-                        }
-                        let names: Vec<String> = sources.keys().map(|(a, b)| format!("{a}.{b}")).collect();
-                        let near = suggestions(&format!("{s}.{t}"), names.iter().map(String::as_str));
-                        p = match near.first() {
-                            Some(best) => p.help(format!("did you mean `{best}`? sources are declared under `sources:` in a YAML file")),
-                            None => p.help("declare it under `sources:` in a YAML file in a model path"),
-                        };
-                        problems.push(p);
+                if let Some(&d) = sources.get(&(s.as_str(), t.as_str())) {
+                    deps[i].push(d)
+                } else {
+                    let mut p = Problem::new(
+                        Code::UnknownSource,
+                        format!(
+                            "model `{}` reads source `{s}.{t}`, which is not defined",
+                            node.name
+                        ),
+                    );
+                    if let (Some(file), Some((at, len))) =
+                        (&node.file, find_call(text, "source", t))
+                    {
+                        p = p.at(file, at, len, "no source table with this name");
                     }
+                    let names: Vec<String> =
+                        sources.keys().map(|(a, b)| format!("{a}.{b}")).collect();
+                    let near = suggestions(&format!("{s}.{t}"), names.iter().map(String::as_str));
+                    p = match near.first() {
+                        Some(best) => p.help(format!("did you mean `{best}`? sources are declared under `sources:` in a YAML file")),
+                        None => p.help("declare it under `sources:` in a YAML file in a model path"),
+                    };
+                    problems.push(p);
                 }
             }
         }
@@ -227,13 +253,21 @@ impl Graph {
     fn topological(&self) -> Result<Vec<usize>, Vec<Problem>> {
         let n = self.nodes.len();
         let mut indegree: Vec<usize> = (0..n)
-            .map(|i| self.dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
+            .map(|i| {
+                self.dag
+                    .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                    .count()
+            })
             .collect();
-        let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = ready.pop() {
             order.push(i);
-            for child in self.dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing) {
+            for child in self
+                .dag
+                .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+            {
                 let c = child.index();
                 indegree[c] -= 1;
                 if indegree[c] == 0 {
@@ -252,7 +286,12 @@ impl Graph {
         let mut cyclic: Vec<Vec<usize>> = sccs
             .into_iter()
             .map(|c| c.into_iter().map(NodeIndex::index).collect::<Vec<_>>())
-            .filter(|c| c.len() > 1 || self.dag.contains_edge(NodeIndex::new(c[0]), NodeIndex::new(c[0])))
+            .filter(|c| {
+                c.len() > 1
+                    || self
+                        .dag
+                        .contains_edge(NodeIndex::new(c[0]), NodeIndex::new(c[0]))
+            })
             .collect();
         for c in &mut cyclic {
             c.sort_unstable();
@@ -301,14 +340,24 @@ impl Graph {
         let names: Vec<&str> = path.iter().map(|&i| self.nodes[i].name.as_str()).collect();
         let mut p = Problem::new(
             Code::Cycle,
-            format!("the models form a cycle: {} (each refers to the next)", names.join(" → ")),
+            format!(
+                "the models form a cycle: {} (each refers to the next)",
+                names.join(" → ")
+            ),
         )
-        .help("a model cannot depend on itself, directly or through others; remove one of these refs");
+        .help(
+            "a model cannot depend on itself, directly or through others; remove one of these refs",
+        );
         let first = &self.nodes[path[0]];
         let next = &self.nodes[path[1]];
         if let Some(file) = &first.file {
             p = match find_call(&file.text, "ref", &next.name) {
-                Some((at, len)) => p.at(file, at, len, format!("`{}` refers to `{}` here", first.name, next.name)),
+                Some((at, len)) => p.at(
+                    file,
+                    at,
+                    len,
+                    format!("`{}` refers to `{}` here", first.name, next.name),
+                ),
                 None => p.at(file, 0, 0, "part of the cycle"),
             };
         }
@@ -387,7 +436,10 @@ mod tests {
     #[test]
     fn suggestions_rank_by_distance() {
         let names = ["raw_orders", "raw_customers", "orders"];
-        assert_eq!(suggestions("raw_order", names.iter().copied())[0], "raw_orders");
+        assert_eq!(
+            suggestions("raw_order", names.iter().copied())[0],
+            "raw_orders"
+        );
         assert!(suggestions("zzzzzz", names.iter().copied()).is_empty());
     }
 }

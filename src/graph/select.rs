@@ -23,19 +23,28 @@ fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
         "tag" => node.config.tags().iter().any(|t| glob_match(value, t)),
         "path" | "file" => {
             let v = value.trim_end_matches('/');
-            node.path == v || node.path.starts_with(&format!("{v}/")) || glob_match(v, &node.path)
+            node.path == v
+                || node.path.starts_with(&format!("{v}/"))
+                || glob_match(v, &node.path)
                 || node.path.rsplit('/').next().is_some_and(|f| f == v)
         }
         "source" => {
             node.resource_type == ResourceType::Source
                 && node.source.as_ref().is_some_and(|s| {
-                    glob_match(value, &s.source_name) || glob_match(value, &format!("{}.{}", s.source_name, s.name))
+                    glob_match(value, &s.source_name)
+                        || glob_match(value, &format!("{}.{}", s.source_name, s.name))
                 })
         }
         "resource_type" => node.resource_type.as_str() == value,
         "config.materialized" => node.materialized() == value,
         "fqn" | "" => {
-            if method.is_empty() && (value.contains('/') || value.ends_with(".sql") || value.ends_with(".csv")) {
+            let ext = std::path::Path::new(value)
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if method.is_empty()
+                && (value.contains('/') || matches!(ext.as_deref(), Some("sql" | "csv")))
+            {
                 return matches(graph, i, "path", value);
             }
             glob_match(value, &node.name)
@@ -47,14 +56,23 @@ fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
     }
 }
 
-fn closure(graph: &Graph, start: &BTreeSet<usize>, up: bool, depth: Option<usize>) -> BTreeSet<usize> {
+fn closure(
+    graph: &Graph,
+    start: &BTreeSet<usize>,
+    up: bool,
+    depth: Option<usize>,
+) -> BTreeSet<usize> {
     let mut out = start.clone();
     let mut frontier: Vec<usize> = start.iter().copied().collect();
     let mut level = 0;
     while !frontier.is_empty() && depth.is_none_or(|d| level < d) {
         let mut next = Vec::new();
         for i in frontier {
-            let around = if up { graph.parents(i) } else { graph.children(i) };
+            let around = if up {
+                graph.parents(i)
+            } else {
+                graph.children(i)
+            };
             for j in around {
                 if out.insert(j) {
                     next.push(j);
@@ -75,12 +93,18 @@ fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
         s = &s[1..];
     }
     let mut up: Option<Option<usize>> = None;
-    if let Some(plus) = s.find('+').filter(|&p| s[..p].chars().all(|c| c.is_ascii_digit()) && !s[..p].contains(':')) {
+    if let Some(plus) = s
+        .find('+')
+        .filter(|&p| s[..p].chars().all(|c| c.is_ascii_digit()) && !s[..p].contains(':'))
+    {
         up = Some(s[..plus].parse().ok());
         s = &s[plus + 1..];
     }
     let mut down: Option<Option<usize>> = None;
-    if let Some(plus) = s.rfind('+').filter(|&p| s[p + 1..].chars().all(|c| c.is_ascii_digit())) {
+    if let Some(plus) = s
+        .rfind('+')
+        .filter(|&p| s[p + 1..].chars().all(|c| c.is_ascii_digit()))
+    {
         down = Some(s[plus + 1..].parse().ok());
         s = &s[..plus];
     }
@@ -88,12 +112,26 @@ fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
         Some((m, v)) => (m, v),
         None => ("", s),
     };
-    let known = ["", "tag", "path", "file", "source", "resource_type", "fqn", "config.materialized"];
+    let known = [
+        "",
+        "tag",
+        "path",
+        "file",
+        "source",
+        "resource_type",
+        "fqn",
+        "config.materialized",
+    ];
     if !known.contains(&method) {
-        return Err(Problem::new(Code::Selection, format!("unknown selector method `{method}` in `{raw}`"))
-            .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:` or `fqn:`"));
+        return Err(Problem::new(
+            Code::Selection,
+            format!("unknown selector method `{method}` in `{raw}`"),
+        )
+        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:` or `fqn:`"));
     }
-    let base: BTreeSet<usize> = (0..graph.nodes.len()).filter(|&i| matches(graph, i, method, value)).collect();
+    let base: BTreeSet<usize> = (0..graph.nodes.len())
+        .filter(|&i| matches(graph, i, method, value))
+        .collect();
     let mut out = base.clone();
     if let Some(depth) = up {
         out.extend(closure(graph, &base, true, depth));

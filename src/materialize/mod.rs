@@ -21,14 +21,35 @@ pub enum Kind {
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    CreateSchema { database: Option<String>, schema: String },
-    Drop { relation: Relation, kind: Kind },
+    CreateSchema {
+        database: Option<String>,
+        schema: String,
+    },
+    Drop {
+        relation: Relation,
+        kind: Kind,
+    },
     Begin,
     Commit,
-    CreateTableAs { relation: Relation, sql: String },
-    CreateView { relation: Relation, sql: String },
-    Rename { from: Relation, to: String, kind: Kind },
-    CreateTableFromCsv { relation: Relation, path: PathBuf, delimiter: String, column_types: Vec<(String, String)> },
+    CreateTableAs {
+        relation: Relation,
+        sql: String,
+    },
+    CreateView {
+        relation: Relation,
+        sql: String,
+    },
+    Rename {
+        from: Relation,
+        to: String,
+        kind: Kind,
+    },
+    CreateTableFromCsv {
+        relation: Relation,
+        path: PathBuf,
+        delimiter: String,
+        column_types: Vec<(String, String)>,
+    },
 }
 
 /// The steps that build one node.
@@ -72,7 +93,12 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 .and_then(serde_json::Value::as_object)
                 .map(|m| {
                     m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), String::from),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -104,7 +130,10 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
         (_, other) => {
             let p = Problem::new(
                 Code::UnsupportedMaterialization,
-                format!("model `{}` is materialized as `{other}`, which xform cannot build yet", node.name),
+                format!(
+                    "model `{}` is materialized as `{other}`, which xform cannot build yet",
+                    node.name
+                ),
             )
             .help("use `table`, `view` or `ephemeral`");
             let p = match &node.file {

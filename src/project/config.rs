@@ -15,7 +15,14 @@ pub struct NodeConfig(pub BTreeMap<String, Json>);
 /// Keys whose values add up instead of replacing (lists).
 const APPENDED: &[&str] = &["tags", "pre-hook", "post-hook"];
 /// Keys whose values merge as maps.
-const MERGED: &[&str] = &["meta", "column_types", "docs", "persist_docs", "contract", "grants"];
+pub const MERGED: &[&str] = &[
+    "meta",
+    "column_types",
+    "docs",
+    "persist_docs",
+    "contract",
+    "grants",
+];
 
 /// Config names that may appear in a project config tree without the leading `+`.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -110,7 +117,10 @@ impl NodeConfig {
 
     pub fn tags(&self) -> Vec<String> {
         match self.get("tags") {
-            Some(Json::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(Json::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             Some(Json::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         }
@@ -158,7 +168,10 @@ pub fn yaml_to_json(value: &serde_yaml::Value) -> Json {
 pub fn yaml_key(key: &serde_yaml::Value) -> String {
     match key {
         serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -187,15 +200,15 @@ impl ConfigTree {
 }
 
 fn apply_level(config: &mut NodeConfig, level: &serde_yaml::Value) {
-    let Some(map) = level.as_mapping() else { return };
+    let Some(map) = level.as_mapping() else {
+        return;
+    };
     for (k, v) in map {
         let key = yaml_key(k);
         if let Some(stripped) = key.strip_prefix('+') {
             config.set(stripped, yaml_to_json(v));
-        } else if KNOWN_KEYS.contains(&key.as_str()) && !v.is_mapping() {
-            config.set(&key, yaml_to_json(v));
         } else if KNOWN_KEYS.contains(&key.as_str())
-            && matches!(key.as_str(), "column_types" | "meta" | "docs" | "persist_docs" | "contract" | "grants")
+            && (!v.is_mapping() || MERGED.contains(&key.as_str()))
         {
             config.set(&key, yaml_to_json(v));
         }
@@ -215,12 +228,18 @@ mod tests {
         let t = tree(
             "+tags: [all]\nshop:\n  +materialized: view\n  marts:\n    +materialized: table\n    +tags: mart\n    orders:\n      +alias: fct_orders\n",
         );
-        let fqn: Vec<String> = ["shop", "marts", "orders"].iter().map(ToString::to_string).collect();
+        let fqn: Vec<String> = ["shop", "marts", "orders"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let c = t.resolve(&fqn);
         assert_eq!(c.materialized(), "table");
         assert_eq!(c.tags(), vec!["all".to_string(), "mart".to_string()]);
         assert_eq!(c.str("alias"), Some("fct_orders"));
-        let other: Vec<String> = ["shop", "staging", "stg"].iter().map(ToString::to_string).collect();
+        let other: Vec<String> = ["shop", "staging", "stg"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(t.resolve(&other).materialized(), "view");
     }
 
@@ -231,7 +250,10 @@ mod tests {
         c.set("column_types", serde_json::json!({"b": "VARCHAR"}));
         c.set("schema", serde_json::json!("x"));
         c.set("schema", serde_json::json!("y"));
-        assert_eq!(c.get("column_types").unwrap(), &serde_json::json!({"a": "INTEGER", "b": "VARCHAR"}));
+        assert_eq!(
+            c.get("column_types").unwrap(),
+            &serde_json::json!({"a": "INTEGER", "b": "VARCHAR"})
+        );
         assert_eq!(c.str("schema"), Some("y"));
     }
 }

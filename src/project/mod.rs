@@ -152,9 +152,18 @@ pub fn parse_yaml(file: &SourceFile) -> Result<Yaml, Problem> {
 
 fn yaml_problem(file: &SourceFile, e: &serde_yaml::Error) -> Problem {
     let message = e.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-    let p = Problem::new(Code::Yaml, format!("invalid YAML in `{}`: {message}", file.name))
-        .help("fix the YAML syntax at the marked place (indentation, a missing `:` or an unclosed quote)");
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    let p = Problem::new(
+        Code::Yaml,
+        format!("invalid YAML in `{}`: {message}", file.name),
+    )
+    .help(
+        "fix the YAML syntax at the marked place (indentation, a missing `:` or an unclosed quote)",
+    );
     match e.location() {
         Some(loc) => {
             let offset = file.offset_of(loc.line(), loc.column());
@@ -184,7 +193,10 @@ pub fn find_key(text: &str, key: &str) -> Option<usize> {
 
 fn string_list(value: Option<&Yaml>, default: &str) -> Vec<String> {
     match value {
-        Some(Yaml::Sequence(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
         Some(Yaml::String(s)) => vec![s.clone()],
         _ => vec![default.to_string()],
     }
@@ -238,11 +250,20 @@ fn fqn_of(project: &str, relative: &str) -> Vec<String> {
         fqn.push((*p).to_string());
     }
     let last = parts[parts.len() - 1];
-    fqn.push(last.rsplit_once('.').map_or(last, |(stem, _)| stem).to_string());
+    fqn.push(
+        last.rsplit_once('.')
+            .map_or(last, |(stem, _)| stem)
+            .to_string(),
+    );
     fqn
 }
 
-fn read_source(root: &Path, path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<SourceFile> {
+fn read_source(
+    root: &Path,
+    path: &Path,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<SourceFile> {
     let _ = root;
     match std::fs::read_to_string(path) {
         Ok(text) => Some(SourceFile::new(name, text)),
@@ -257,22 +278,33 @@ impl Project {
     /// Load the project in `dir`. `cli_vars` (YAML text from `--vars`) override the project's vars.
     pub fn load(dir: &Path, cli_vars: Option<&str>) -> Result<Project, Vec<Problem>> {
         let Some(project_path) = find_project_file(dir) else {
-            return Err(vec![Problem::new(
-                Code::ProjectNotFound,
-                format!("no xform.yml or dbt_project.yml in `{}`", dir.display()),
-            )
-            .help("run xform in a project folder, or pass --project-dir <folder>")]);
+            return Err(vec![
+                Problem::new(
+                    Code::ProjectNotFound,
+                    format!("no xform.yml or dbt_project.yml in `{}`", dir.display()),
+                )
+                .help("run xform in a project folder, or pass --project-dir <folder>"),
+            ]);
         };
         let root = dir.to_path_buf();
         let mut problems = Vec::new();
-        let file_name = project_path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let file_name = project_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let Some(file) = read_source(&root, &project_path, &file_name, &mut problems) else {
             return Err(problems);
         };
         let doc = parse_yaml(&file).map_err(|p| vec![p])?;
         let Some(map) = doc.as_mapping() else {
-            return Err(vec![Problem::new(Code::ProjectConfig, format!("`{file_name}` must be a YAML mapping"))
-                .at(&file, 0, 0, "expected keys such as `name:` here")]);
+            return Err(vec![
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!("`{file_name}` must be a YAML mapping"),
+                )
+                .at(&file, 0, 0, "expected keys such as `name:` here"),
+            ]);
         };
         let mut warnings = Vec::new();
         for key in map.keys() {
@@ -280,25 +312,34 @@ impl Project {
             if !PROJECT_KEYS.contains(&key.as_str()) {
                 let offset = find_key(&file.text, &key).unwrap_or(0);
                 warnings.push(
-                    Problem::new(Code::UnknownKey, format!("unknown key `{key}` in `{file_name}` is ignored"))
-                        .at(&file, offset, key.len(), "not a project setting")
-                        .warning(),
+                    Problem::new(
+                        Code::UnknownKey,
+                        format!("unknown key `{key}` in `{file_name}` is ignored"),
+                    )
+                    .at(&file, offset, key.len(), "not a project setting")
+                    .warning(),
                 );
             }
         }
         let name = match doc.get("name").and_then(Yaml::as_str) {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => {
-                return Err(vec![Problem::new(Code::ProjectConfig, format!("`{file_name}` has no `name`"))
-                    .at(&file, 0, 0, "the project needs a name")
-                    .help("add `name: my_project` at the top of the file")]);
+                return Err(vec![
+                    Problem::new(Code::ProjectConfig, format!("`{file_name}` has no `name`"))
+                        .at(&file, 0, 0, "the project needs a name")
+                        .help("add `name: my_project` at the top of the file"),
+                ]);
             }
         };
         let profile = doc.get("profile").and_then(Yaml::as_str).map(String::from);
         let model_paths = string_list(doc.get("model-paths"), "models");
         let seed_paths = string_list(doc.get("seed-paths"), "seeds");
         let macro_paths = string_list(doc.get("macro-paths"), "macros");
-        let target_path = doc.get("target-path").and_then(Yaml::as_str).unwrap_or("target").to_string();
+        let target_path = doc
+            .get("target-path")
+            .and_then(Yaml::as_str)
+            .unwrap_or("target")
+            .to_string();
         let clean_targets = match doc.get("clean-targets") {
             Some(v) => string_list(Some(v), "target"),
             None => vec![target_path.clone()],
@@ -313,7 +354,8 @@ impl Project {
                 }
                 vars.insert(k, yaml_to_json(v));
             }
-            if let Some(Yaml::Mapping(scoped)) = doc.get("vars").and_then(|v| v.get(name.as_str())) {
+            if let Some(Yaml::Mapping(scoped)) = doc.get("vars").and_then(|v| v.get(name.as_str()))
+            {
                 for (k, v) in scoped {
                     vars.insert(config::yaml_key(k), yaml_to_json(v));
                 }
@@ -369,14 +411,19 @@ impl Project {
         let root = self.root.clone();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (abs, rel_root, rel_dir) in files_with(&root, &self.model_paths, &["sql"]) {
-            let Some(file) = read_source(&root, &abs, &rel_root, problems) else { continue };
+            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
+                continue;
+            };
             let fqn = fqn_of(&self.name, &rel_dir);
             let name = fqn.last().cloned().unwrap_or_default();
             if let Some(other) = seen.insert(name.clone(), rel_root.clone()) {
                 problems.push(
-                    Problem::new(Code::DuplicateNode, format!("two models are named `{name}`: `{other}` and `{rel_root}`"))
-                        .at(&file, 0, 0, "second definition")
-                        .help("rename one of the files; model names must be unique in a project"),
+                    Problem::new(
+                        Code::DuplicateNode,
+                        format!("two models are named `{name}`: `{other}` and `{rel_root}`"),
+                    )
+                    .at(&file, 0, 0, "second definition")
+                    .help("rename one of the files; model names must be unique in a project"),
                 );
             }
             self.models.push(ModelFile {
@@ -391,10 +438,15 @@ impl Project {
             let fqn = fqn_of(&self.name, &rel_dir);
             let name = fqn.last().cloned().unwrap_or_default();
             if let Some(other) = seen.insert(name.clone(), rel_root.clone()) {
-                problems.push(Problem::new(
-                    Code::DuplicateNode,
-                    format!("a seed and a model share the name `{name}`: `{other}` and `{rel_root}`"),
-                ).help("rename one of them; `ref()` must know which one you mean"));
+                problems.push(
+                    Problem::new(
+                        Code::DuplicateNode,
+                        format!(
+                            "a seed and a model share the name `{name}`: `{other}` and `{rel_root}`"
+                        ),
+                    )
+                    .help("rename one of them; `ref()` must know which one you mean"),
+                );
             }
             self.seeds.push(SeedFile {
                 name,
@@ -432,12 +484,20 @@ impl Project {
             match key.as_str() {
                 "models" | "seeds" => {
                     let Some(items) = value.as_sequence() else {
-                        problems.push(self.shape_problem(file, &key, "a list of entries with `name:`"));
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of entries with `name:`",
+                        ));
                         continue;
                     };
                     for item in items {
                         let Some(name) = item.get("name").and_then(Yaml::as_str) else {
-                            problems.push(self.shape_problem(file, &key, "every entry to have a `name:`"));
+                            problems.push(Self::shape_problem(
+                                file,
+                                &key,
+                                "every entry to have a `name:`",
+                            ));
                             continue;
                         };
                         let props = NodeProps {
@@ -446,31 +506,68 @@ impl Project {
                             config: config_of(item.get("config")),
                             patch_path: file.name.clone(),
                         };
-                        let target = if key == "models" { &mut self.model_props } else { &mut self.seed_props };
+                        let target = if key == "models" {
+                            &mut self.model_props
+                        } else {
+                            &mut self.seed_props
+                        };
                         target.insert(name.to_string(), props);
                     }
                 }
                 "sources" => {
                     let Some(items) = value.as_sequence() else {
-                        problems.push(self.shape_problem(file, &key, "a list of sources with `name:`"));
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of sources with `name:`",
+                        ));
                         continue;
                     };
                     for source in items {
                         let Some(source_name) = source.get("name").and_then(Yaml::as_str) else {
-                            problems.push(self.shape_problem(file, &key, "every source to have a `name:`"));
+                            problems.push(Self::shape_problem(
+                                file,
+                                &key,
+                                "every source to have a `name:`",
+                            ));
                             continue;
                         };
-                        let database = source.get("database").and_then(Yaml::as_str).map(String::from);
-                        let schema = source.get("schema").and_then(Yaml::as_str).unwrap_or(source_name).to_string();
-                        for table in source.get("tables").and_then(Yaml::as_sequence).into_iter().flatten() {
+                        let database = source
+                            .get("database")
+                            .and_then(Yaml::as_str)
+                            .map(String::from);
+                        let schema = source
+                            .get("schema")
+                            .and_then(Yaml::as_str)
+                            .unwrap_or(source_name)
+                            .to_string();
+                        for table in source
+                            .get("tables")
+                            .and_then(Yaml::as_sequence)
+                            .into_iter()
+                            .flatten()
+                        {
                             let Some(name) = table.get("name").and_then(Yaml::as_str) else {
-                                problems.push(self.shape_problem(file, "tables", "every table to have a `name:`"));
+                                problems.push(Self::shape_problem(
+                                    file,
+                                    "tables",
+                                    "every table to have a `name:`",
+                                ));
                                 continue;
                             };
-                            let identifier = table.get("identifier").and_then(Yaml::as_str).unwrap_or(name).to_string();
+                            let identifier = table
+                                .get("identifier")
+                                .and_then(Yaml::as_str)
+                                .unwrap_or(name)
+                                .to_string();
                             let mut fqn = vec![self.name.clone()];
                             let dir = file.name.rsplit_once('/').map_or("", |(d, _)| d);
-                            fqn.extend(dir.split('/').skip(1).filter(|s| !s.is_empty()).map(String::from));
+                            fqn.extend(
+                                dir.split('/')
+                                    .skip(1)
+                                    .filter(|s| !s.is_empty())
+                                    .map(String::from),
+                            );
                             fqn.push(source_name.to_string());
                             fqn.push(name.to_string());
                             self.sources.push(SourceTable {
@@ -489,25 +586,31 @@ impl Project {
                         }
                     }
                 }
-                "version" | "snapshots" | "macros" | "exposures" | "metrics" | "semantic_models" | "saved_queries"
-                | "unit_tests" | "analyses" | "groups" => {}
+                "version" | "snapshots" | "macros" | "exposures" | "metrics"
+                | "semantic_models" | "saved_queries" | "unit_tests" | "analyses" | "groups" => {}
                 other => {
                     let offset = find_key(&file.text, other).unwrap_or(0);
                     problems.push(
-                        Problem::new(Code::UnknownKey, format!("unknown key `{other}` in `{}` is ignored", file.name))
-                            .at(file, offset, other.len(), "not a property section")
-                            .help("property files hold `models:`, `seeds:` and `sources:`")
-                            .warning(),
+                        Problem::new(
+                            Code::UnknownKey,
+                            format!("unknown key `{other}` in `{}` is ignored", file.name),
+                        )
+                        .at(file, offset, other.len(), "not a property section")
+                        .help("property files hold `models:`, `seeds:` and `sources:`")
+                        .warning(),
                     );
                 }
             }
         }
     }
 
-    fn shape_problem(&self, file: &SourceFile, key: &str, expected: &str) -> Problem {
+    fn shape_problem(file: &SourceFile, key: &str, expected: &str) -> Problem {
         let offset = find_key(&file.text, key).unwrap_or(0);
-        Problem::new(Code::ProjectConfig, format!("`{key}` in `{}` has the wrong shape", file.name))
-            .at(file, offset, key.len(), format!("expected {expected}"))
+        Problem::new(
+            Code::ProjectConfig,
+            format!("`{key}` in `{}` has the wrong shape", file.name),
+        )
+        .at(file, offset, key.len(), format!("expected {expected}"))
     }
 }
 
@@ -549,7 +652,10 @@ mod tests {
 
     #[test]
     fn fqn_follows_folders() {
-        assert_eq!(fqn_of("shop", "marts/core/orders.sql"), vec!["shop", "marts", "core", "orders"]);
+        assert_eq!(
+            fqn_of("shop", "marts/core/orders.sql"),
+            vec!["shop", "marts", "core", "orders"]
+        );
         assert_eq!(fqn_of("shop", "orders.sql"), vec!["shop", "orders"]);
     }
 }

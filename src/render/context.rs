@@ -66,7 +66,9 @@ pub struct RenderCtx {
 
 impl fmt::Debug for RenderCtx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RenderCtx").field("unique_id", &self.unique_id).finish_non_exhaustive()
+        f.debug_struct("RenderCtx")
+            .field("unique_id", &self.unique_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +106,11 @@ pub fn ref_fn(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
     let (package, name) = match strings.as_slice() {
         [name] => (None, name.clone()),
         [package, name] => (Some(package.clone()), name.clone()),
-        _ => return Err(invalid("ref() takes a model name, or a package and a model name")),
+        _ => {
+            return Err(invalid(
+                "ref() takes a model name, or a package and a model name",
+            ));
+        }
     };
     let ctx = ctx(state)?;
     ctx.refs.lock().expect("refs lock").push(RefCall {
@@ -114,18 +120,25 @@ pub fn ref_fn(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
     match ctx.resolver.resolve_ref(package.as_deref(), &name) {
         Some(rel) => Ok(Value::from_object(rel)),
         None if !ctx.execute => Ok(Value::from_object(Relation::new(None, "main", &name))),
-        None => Err(invalid(format!("ref('{name}') does not name a model, seed or snapshot"))),
+        None => Err(invalid(format!(
+            "ref('{name}') does not name a model, seed or snapshot"
+        ))),
     }
 }
 
 /// `source('source_name', 'table_name')`.
 pub fn source_fn(state: &State<'_, '_>, source: String, table: String) -> Result<Value, Error> {
     let ctx = ctx(state)?;
-    ctx.sources.lock().expect("sources lock").push((source.clone(), table.clone()));
+    ctx.sources
+        .lock()
+        .expect("sources lock")
+        .push((source.clone(), table.clone()));
     match ctx.resolver.resolve_source(&source, &table) {
         Some(rel) => Ok(Value::from_object(rel)),
         None if !ctx.execute => Ok(Value::from_object(Relation::new(None, &source, &table))),
-        None => Err(invalid(format!("source('{source}', '{table}') is not defined"))),
+        None => Err(invalid(format!(
+            "source('{source}', '{table}') is not defined"
+        ))),
     }
 }
 
@@ -158,15 +171,25 @@ impl Object for ConfigObject {
         Ok(Value::from(""))
     }
 
-    fn call_method(self: &Arc<Self>, state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         let ctx = ctx(state)?;
         let (key, default): (String, Option<Value>) = from_args(args)?;
         let config = ctx.config.lock().expect("config lock");
         let found = config.get(&key).map(json_to_value);
         match method {
             "get" => Ok(found.or(default).unwrap_or(Value::from(()))),
-            "require" => found.ok_or_else(|| invalid(format!("config `{key}` is required but not set"))),
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("config has no method `{method}`"))),
+            "require" => {
+                found.ok_or_else(|| invalid(format!("config `{key}` is required but not set")))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("config has no method `{method}`"),
+            )),
         }
     }
 }
@@ -176,9 +199,7 @@ pub fn var_fn(state: &State<'_, '_>, name: String, default: Option<Value>) -> Re
     let ctx = ctx(state)?;
     match ctx.vars.get(&name) {
         Some(v) => Ok(json_to_value(v)),
-        None => default.ok_or_else(|| {
-            invalid(format!("required var `{name}` is not set"))
-        }),
+        None => default.ok_or_else(|| invalid(format!("required var `{name}` is not set"))),
     }
 }
 
@@ -199,23 +220,23 @@ pub fn is_incremental(state: &State<'_, '_>) -> Result<bool, Error> {
     Ok(ctx.execute && ctx.is_incremental)
 }
 
-pub fn log_fn(state: &State<'_, '_>, msg: Value, info: Option<bool>) -> Result<Value, Error> {
+pub fn log_fn(state: &State<'_, '_>, msg: Value, info: Option<bool>) -> Value {
     if info.unwrap_or(false)
         && let Ok(ctx) = ctx(state)
         && ctx.execute
     {
         ctx.logs.lock().expect("logs lock").push(msg.to_string());
     }
-    Ok(Value::from(""))
+    Value::from("")
 }
 
-pub fn print_fn(state: &State<'_, '_>, msg: Value) -> Result<Value, Error> {
+pub fn print_fn(state: &State<'_, '_>, msg: Value) -> Value {
     if let Ok(ctx) = ctx(state)
         && ctx.execute
     {
         ctx.logs.lock().expect("logs lock").push(msg.to_string());
     }
-    Ok(Value::from(""))
+    Value::from("")
 }
 
 pub fn return_fn(value: Option<Value>) -> Result<Value, Error> {
@@ -238,7 +259,9 @@ pub fn run_query(state: &State<'_, '_>, sql: Value) -> Result<Value, Error> {
 /// `{% call statement('name', fetch_result=True) %}sql{% endcall %}`.
 pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
-    let name = positional.first().map_or_else(|| "main".to_string(), ToString::to_string);
+    let name = positional
+        .first()
+        .map_or_else(|| "main".to_string(), ToString::to_string);
     let fetch = kwargs.get::<Option<bool>>("fetch_result")?.unwrap_or(false);
     let _ = kwargs.get::<Option<Value>>("auto_begin");
     let caller: Value = kwargs.get("caller")?;
@@ -247,7 +270,10 @@ pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<Value>) -> Result<Valu
     if let (Some(db), true) = (&ctx.introspector, ctx.execute) {
         let table = db.query(&sql).map_err(invalid)?;
         if fetch {
-            ctx.statements.lock().expect("statements lock").insert(name, table);
+            ctx.statements
+                .lock()
+                .expect("statements lock")
+                .insert(name, table);
         }
     }
     Ok(Value::from(""))
@@ -255,7 +281,12 @@ pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<Value>) -> Result<Valu
 
 pub fn load_result(state: &State<'_, '_>, name: String) -> Result<Value, Error> {
     let ctx = ctx(state)?;
-    let found = ctx.statements.lock().expect("statements lock").get(&name).cloned();
+    let found = ctx
+        .statements
+        .lock()
+        .expect("statements lock")
+        .get(&name)
+        .cloned();
     Ok(found.map_or(Value::from(()), |t| {
         let data: Vec<Value> = t
             .rows
@@ -283,11 +314,18 @@ impl Object for TableObject {
             return self.0.rows.get(i).map(|r| row_value(r));
         }
         match key.as_str()? {
-            "rows" => Some(Value::from(self.0.rows.iter().map(|r| row_value(r)).collect::<Vec<_>>())),
+            "rows" => Some(Value::from(
+                self.0.rows.iter().map(|r| row_value(r)).collect::<Vec<_>>(),
+            )),
             "column_names" => Some(Value::from(self.0.columns.clone())),
             "columns" => Some(Value::from(
                 (0..self.0.columns.len())
-                    .map(|i| Value::from_object(ColumnValues { table: self.0.clone(), index: i }))
+                    .map(|i| {
+                        Value::from_object(ColumnValues {
+                            table: self.0.clone(),
+                            index: i,
+                        })
+                    })
                     .collect::<Vec<_>>(),
             )),
             _ => None,
@@ -299,10 +337,18 @@ impl Object for TableObject {
         Enumerator::Values(rows)
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, _args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
         match method {
             "print_table" => Ok(Value::from(())),
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("table has no method `{method}`"))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("table has no method `{method}`"),
+            )),
         }
     }
 }
@@ -325,7 +371,12 @@ impl Object for ColumnValues {
         }
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, _args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
         match method {
             "values" => Ok(Value::from(
                 self.table
@@ -334,7 +385,10 @@ impl Object for ColumnValues {
                     .map(|r| r.get(self.index).map_or(Value::from(()), json_to_value))
                     .collect::<Vec<_>>(),
             )),
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("column has no method `{method}`"))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("column has no method `{method}`"),
+            )),
         }
     }
 }
@@ -372,7 +426,12 @@ fn relation_arg(value: &Value) -> Option<Relation> {
     if let Some(rel) = value.downcast_object_ref::<Relation>() {
         return Some(rel.clone());
     }
-    let get = |k: &str| value.get_attr(k).ok().and_then(|v| v.as_str().map(String::from));
+    let get = |k: &str| {
+        value
+            .get_attr(k)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+    };
     Some(Relation {
         database: get("database"),
         schema: get("schema")?,
@@ -393,7 +452,12 @@ impl Object for AdapterObject {
         }
     }
 
-    fn call_method(self: &Arc<Self>, state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         match method {
             "dispatch" => {
                 let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
@@ -402,7 +466,11 @@ impl Object for AdapterObject {
                     .first()
                     .map(ToString::to_string)
                     .ok_or_else(|| invalid("adapter.dispatch() needs a macro name"))?;
-                let candidates = [format!("{}__{name}", self.adapter_type), format!("default__{name}"), name.clone()];
+                let candidates = [
+                    format!("{}__{name}", self.adapter_type),
+                    format!("default__{name}"),
+                    name.clone(),
+                ];
                 candidates
                     .iter()
                     .find_map(|c| self.macros.get(c))
@@ -440,13 +508,17 @@ impl Object for AdapterObject {
             "get_columns_in_relation" => {
                 let (rel,): (Value,) = from_args(args)?;
                 let ctx = ctx(state)?;
-                let Some(rel) = relation_arg(&rel) else { return Ok(Value::from(Vec::<Value>::new())) };
+                let Some(rel) = relation_arg(&rel) else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
                 match (&ctx.introspector, ctx.execute) {
                     (Some(db), true) => Ok(Value::from(
                         db.columns(&rel)
                             .map_err(invalid)?
                             .into_iter()
-                            .map(|(name, data_type)| Value::from_object(ColumnObject { name, data_type }))
+                            .map(|(name, data_type)| {
+                                Value::from_object(ColumnObject { name, data_type })
+                            })
                             .collect::<Vec<_>>(),
                     )),
                     _ => Ok(Value::from(Vec::<Value>::new())),
@@ -456,7 +528,10 @@ impl Object for AdapterObject {
                 let (ident,): (String,) = from_args(args)?;
                 Ok(Value::from(super::relation::quote(&ident)))
             }
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("adapter has no method `{method}`"))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter has no method `{method}`"),
+            )),
         }
     }
 }
@@ -466,17 +541,28 @@ impl Object for AdapterObject {
 pub struct ExceptionsObject;
 
 impl Object for ExceptionsObject {
-    fn call_method(self: &Arc<Self>, state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         let message = args.first().map(ToString::to_string).unwrap_or_default();
         match method {
             "raise_compiler_error" | "raise_not_implemented" => Err(invalid(message)),
             "warn" => {
                 if let Ok(ctx) = ctx(state) {
-                    ctx.logs.lock().expect("logs lock").push(format!("warning: {message}"));
+                    ctx.logs
+                        .lock()
+                        .expect("logs lock")
+                        .push(format!("warning: {message}"));
                 }
                 Ok(Value::from(""))
             }
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("exceptions has no method `{method}`"))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("exceptions has no method `{method}`"),
+            )),
         }
     }
 }
@@ -503,7 +589,12 @@ impl Object for DateTimeObject {
         }
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         match method {
             "strftime" => {
                 let (fmt,): (String,) = from_args(args)?;
@@ -512,7 +603,10 @@ impl Object for DateTimeObject {
             "isoformat" => Ok(Value::from(self.iso('T'))),
             "date" => Ok(Value::from(self.at.date().format("%Y-%m-%d").to_string())),
             "timestamp" => Ok(Value::from(self.at.and_utc().timestamp())),
-            _ => Err(Error::new(ErrorKind::UnknownMethod, format!("datetime has no method `{method}`"))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("datetime has no method `{method}`"),
+            )),
         }
     }
 
@@ -523,7 +617,10 @@ impl Object for DateTimeObject {
 
 impl DateTimeObject {
     fn iso(&self, sep: char) -> String {
-        let mut s = self.at.format(&format!("%Y-%m-%d{sep}%H:%M:%S%.6f")).to_string();
+        let mut s = self
+            .at
+            .format(&format!("%Y-%m-%d{sep}%H:%M:%S%.6f"))
+            .to_string();
         if self.utc {
             s.push_str("+00:00");
         }
@@ -561,7 +658,12 @@ impl Object for DatetimeModule {
 }
 
 impl Object for DatetimeClass {
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, _args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
         let now = chrono::Utc::now();
         let value = match method {
             "now" => DateTimeObject {
@@ -576,7 +678,12 @@ impl Object for DatetimeClass {
                 let day = chrono::Local::now().date_naive();
                 return Ok(Value::from(day.format("%Y-%m-%d").to_string()));
             }
-            _ => return Err(Error::new(ErrorKind::UnknownMethod, format!("datetime has no method `{method}`"))),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::UnknownMethod,
+                    format!("datetime has no method `{method}`"),
+                ));
+            }
         };
         if self.0 {
             return Ok(Value::from(value.at.date().format("%Y-%m-%d").to_string()));

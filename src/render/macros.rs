@@ -93,7 +93,10 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
             });
         };
         let tag_end = start + close + 2;
-        let inner = text[start + 2..start + close].trim_start_matches('-').trim_end_matches('-').trim();
+        let inner = text[start + 2..start + close]
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
         let (keyword, rest) = inner.split_once(char::is_whitespace).unwrap_or((inner, ""));
         let kind = match keyword {
             "macro" => BlockKind::Macro,
@@ -109,10 +112,15 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
                 let Some(close_paren) = rest.rfind(')') else {
                     return Err(BlockError {
                         offset: start,
-                        message: format!("the parameter list of `{keyword}` is not closed with `)`"),
+                        message: format!(
+                            "the parameter list of `{keyword}` is not closed with `)`"
+                        ),
                     });
                 };
-                (rest[..open].trim(), parse_params(&rest[open + 1..close_paren]))
+                (
+                    rest[..open].trim(),
+                    parse_params(&rest[open + 1..close_paren]),
+                )
             }
             None => (rest, Vec::new()),
         };
@@ -132,7 +140,10 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
                     message: "this tag is never closed with `%}`".to_string(),
                 });
             };
-            let word = text[s + 2..s + c].trim_start_matches('-').trim_end_matches('-').trim();
+            let word = text[s + 2..s + c]
+                .trim_start_matches('-')
+                .trim_end_matches('-')
+                .trim();
             if word == end_word {
                 break (s, s + c + 2);
             }
@@ -140,7 +151,8 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
         };
         let mut body_start = tag_end;
         if text[start..tag_end].ends_with("-%}") {
-            body_start += text[body_start..end_start].len() - text[body_start..end_start].trim_start().len();
+            body_start +=
+                text[body_start..end_start].len() - text[body_start..end_start].trim_start().len();
         }
         let mut body_end = end_start;
         if text[end_start..].starts_with("{%-") {
@@ -169,7 +181,6 @@ fn parse_params(text: &str) -> Vec<Param> {
     for ch in text.chars() {
         match (quote, ch) {
             (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(ch),
             (None, '(' | '[' | '{') => depth += 1,
             (None, ')' | ']' | '}') => depth -= 1,
@@ -191,7 +202,10 @@ fn parse_params(text: &str) -> Vec<Param> {
                 name: n.trim().to_string(),
                 default: Some(d.trim().to_string()),
             },
-            None => Param { name: p, default: None },
+            None => Param {
+                name: p,
+                default: None,
+            },
         })
         .collect()
 }
@@ -294,7 +308,9 @@ impl Object for MacroObject {
             let text = Value::from_safe_string(text.to_string());
             ctx.insert(
                 "caller".to_string(),
-                Value::from_function(move |_args: &[Value]| -> Result<Value, Error> { Ok(text.clone()) }),
+                Value::from_function(move |_args: &[Value]| -> Result<Value, Error> {
+                    Ok(text.clone())
+                }),
             );
         }
         self.invoke(state, positional, &kwargs, ctx)
@@ -315,7 +331,10 @@ mod tests {
         assert_eq!(defs.len(), 2);
         assert_eq!(defs[0].name, "a");
         assert_eq!(defs[0].body, "body {{ x }}");
-        assert_eq!(&file.text[defs[0].body_offset..defs[0].body_offset + 4], "body");
+        assert_eq!(
+            &file.text[defs[0].body_offset..defs[0].body_offset + 4],
+            "body"
+        );
         assert_eq!(defs[0].params.len(), 3);
         assert_eq!(defs[0].params[2].default.as_deref(), Some("[1, 2]"));
         assert_eq!(defs[1].kind, BlockKind::Test);

@@ -19,8 +19,8 @@ use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value as Json;
 
-pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, env_var};
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
+pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, env_var};
 use macros::MacroObject;
 pub use relation::Relation;
 
@@ -80,7 +80,11 @@ impl Renderer {
     /// Build the environment: macros from the project's macro files, then every model template.
     /// A broken macro stops here; broken model templates are returned beside the renderer so
     /// that the rest of the project can still be checked in the same run.
-    pub fn new(project: &Project, target: &Target, run: &RunInfo) -> Result<(Renderer, Vec<Problem>), Vec<Problem>> {
+    pub fn new(
+        project: &Project,
+        target: &Target,
+        run: &RunInfo,
+    ) -> Result<(Renderer, Vec<Problem>), Vec<Problem>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         minijinja_contrib::add_to_environment(&mut env);
@@ -94,9 +98,12 @@ impl Renderer {
                 Ok(defs) => defs,
                 Err(e) => {
                     problems.push(
-                        Problem::new(Code::Jinja, format!("cannot read the macros in `{}`: {}", file.name, e.message))
-                            .at(file, e.offset, 2, "here")
-                            .help("every `{% macro name(...) %}` needs a matching `{% endmacro %}`"),
+                        Problem::new(
+                            Code::Jinja,
+                            format!("cannot read the macros in `{}`: {}", file.name, e.message),
+                        )
+                        .at(file, e.offset, 2, "here")
+                        .help("every `{% macro name(...) %}` needs a matching `{% endmacro %}`"),
                     );
                     continue;
                 }
@@ -104,7 +111,11 @@ impl Renderer {
             for def in defs {
                 let template = def.template_name();
                 let (body, shifts) = mutable::prepare(&def.body);
-                let origin = Origin { file: def.file.clone(), offset: def.body_offset, shifts };
+                let origin = Origin {
+                    file: def.file.clone(),
+                    offset: def.body_offset,
+                    shifts,
+                };
                 if let Err(e) = env.add_template_owned(template.clone(), body) {
                     problems.push(jinja_problem(&e, &origin, &format!("macro `{}`", def.name)));
                     continue;
@@ -181,9 +192,17 @@ impl Renderer {
         }
         for model in &project.models {
             let (text, shifts) = mutable::prepare(&model.file.text);
-            let origin = Origin { file: model.file.clone(), offset: 0, shifts };
+            let origin = Origin {
+                file: model.file.clone(),
+                offset: 0,
+                shifts,
+            };
             if let Err(e) = env.add_template_owned(model.path.clone(), text) {
-                problems.push(jinja_problem(&e, &origin, &format!("model `{}`", model.name)));
+                problems.push(jinja_problem(
+                    &e,
+                    &origin,
+                    &format!("model `{}`", model.name),
+                ));
                 continue;
             }
             origins.insert(model.path.clone(), origin);
@@ -241,7 +260,12 @@ impl Renderer {
     }
 
     /// Call a project macro by name outside any model (for `generate_schema_name`).
-    pub fn call_macro(&self, name: &str, args: &[Value], resolver: Arc<dyn Resolve>) -> Result<String, Problem> {
+    pub fn call_macro(
+        &self,
+        name: &str,
+        args: &[Value],
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<String, Problem> {
         let source = format!("{{{{ {name}(*__args) }}}}");
         let ctx = Arc::new(RenderCtx {
             name: name.to_string(),
@@ -279,10 +303,15 @@ impl Renderer {
         }
         let mut problem = match innermost.name().and_then(|n| self.origins.get(n)) {
             Some(origin) => jinja_problem(innermost, origin, what),
-            None => Problem::new(Code::Jinja, format!("cannot render {what}: {}", describe(err))),
+            None => Problem::new(
+                Code::Jinja,
+                format!("cannot render {what}: {}", describe(err)),
+            ),
         };
         if innermost.kind() == minijinja::ErrorKind::UnknownFunction
-            && let Some(name) = innermost.detail().and_then(|d| d.strip_suffix(" is unknown"))
+            && let Some(name) = innermost
+                .detail()
+                .and_then(|d| d.strip_suffix(" is unknown"))
         {
             let near = crate::graph::suggestions(name, self.macros.keys().map(String::as_str));
             if let Some(best) = near.first() {
@@ -294,7 +323,9 @@ impl Renderer {
 }
 
 fn describe(err: &minijinja::Error) -> String {
-    let mut text = err.detail().map_or_else(|| err.kind().to_string(), ToString::to_string);
+    let mut text = err
+        .detail()
+        .map_or_else(|| err.kind().to_string(), ToString::to_string);
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         if let Some(mj) = s.downcast_ref::<minijinja::Error>() {
@@ -323,13 +354,22 @@ fn jinja_problem(err: &minijinja::Error, origin: &Origin, what: &str) -> Problem
             "not defined",
             "no macro or function has this name; project macros must be in a macro path (`macros/` by default)",
         ),
-        minijinja::ErrorKind::UndefinedError => ("undefined", "a value used here is undefined; check the variable or attribute name"),
+        minijinja::ErrorKind::UndefinedError => (
+            "undefined",
+            "a value used here is undefined; check the variable or attribute name",
+        ),
         _ if detail.contains("environment variable") => (
             "not set",
             "set the variable in the environment, or give a default: env_var('NAME', 'default')",
         ),
-        _ if detail.contains("required var") => ("not set", "add it under `vars:` in the project file, pass --vars, or give a default: var('name', default)"),
-        _ => ("failed here", "the call at the marked place failed; the message above is its reason"),
+        _ if detail.contains("required var") => (
+            "not set",
+            "add it under `vars:` in the project file, pass --vars, or give a default: var('name', default)",
+        ),
+        _ => (
+            "failed here",
+            "the call at the marked place failed; the message above is its reason",
+        ),
     };
     let problem = problem.help(help);
     if let Some(range) = err.range() {

@@ -17,7 +17,10 @@ pub struct MutableList(Mutex<Vec<Value>>);
 pub struct MutableDict(Mutex<indexmap::IndexMap<Value, Value>>);
 
 fn unknown(kind: &str, method: &str) -> Error {
-    Error::new(ErrorKind::UnknownMethod, format!("{kind} has no method `{method}`"))
+    Error::new(
+        ErrorKind::UnknownMethod,
+        format!("{kind} has no method `{method}`"),
+    )
 }
 
 pub fn new_list(items: Option<Value>) -> Result<Value, Error> {
@@ -47,7 +50,11 @@ impl Object for MutableList {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let items = self.0.lock().expect("list lock");
         let i = key.as_i64()?;
-        let i = if i < 0 { i + i64::try_from(items.len()).ok()? } else { i };
+        let i = if i < 0 {
+            i + i64::try_from(items.len()).ok()?
+        } else {
+            i
+        };
         items.get(usize::try_from(i).ok()?).cloned()
     }
 
@@ -59,7 +66,12 @@ impl Object for MutableList {
         Some(self.0.lock().expect("list lock").len())
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         let mut items = self.0.lock().expect("list lock");
         match method {
             "append" => {
@@ -73,19 +85,28 @@ impl Object for MutableList {
                 Ok(Value::from(()))
             }
             "insert" => {
-                let at = args.first().and_then(Value::as_usize).unwrap_or(0).min(items.len());
+                let at = args
+                    .first()
+                    .and_then(Value::as_usize)
+                    .unwrap_or(0)
+                    .min(items.len());
                 items.insert(at, args.get(1).cloned().unwrap_or_default());
                 Ok(Value::from(()))
             }
             "pop" => {
                 let at = match args.first().and_then(Value::as_i64) {
-                    Some(i) if i < 0 => items.len().checked_sub(usize::try_from(-i).unwrap_or(usize::MAX)),
+                    Some(i) if i < 0 => items
+                        .len()
+                        .checked_sub(usize::try_from(-i).unwrap_or(usize::MAX)),
                     Some(i) => usize::try_from(i).ok(),
                     None => items.len().checked_sub(1),
                 };
                 match at.filter(|&a| a < items.len()) {
                     Some(a) => Ok(items.remove(a)),
-                    None => Err(Error::new(ErrorKind::InvalidOperation, "pop from an empty list")),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "pop from an empty list",
+                    )),
                 }
             }
             "remove" => {
@@ -95,7 +116,10 @@ impl Object for MutableList {
                         items.remove(p);
                         Ok(Value::from(()))
                     }
-                    None => Err(Error::new(ErrorKind::InvalidOperation, "list.remove(x): x not in list")),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "list.remove(x): x not in list",
+                    )),
                 }
             }
             "index" => {
@@ -104,7 +128,9 @@ impl Object for MutableList {
                     .iter()
                     .position(|v| *v == wanted)
                     .map(Value::from)
-                    .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "list.index(x): x not in list"))
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::InvalidOperation, "list.index(x): x not in list")
+                    })
             }
             "count" => {
                 let wanted = args.first().cloned().unwrap_or_default();
@@ -137,11 +163,19 @@ impl Object for MutableDict {
         Some(self.0.lock().expect("dict lock").len())
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         let mut map = self.0.lock().expect("dict lock");
         let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
         match method {
-            "get" => Ok(map.get(&arg(0)).cloned().unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from(())))),
+            "get" => Ok(map
+                .get(&arg(0))
+                .cloned()
+                .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from(())))),
             "update" => {
                 if let Some(other) = args.first() {
                     for k in other.try_iter()? {
@@ -154,7 +188,12 @@ impl Object for MutableDict {
             "pop" => map
                 .shift_remove(&arg(0))
                 .or_else(|| args.get(1).cloned())
-                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, format!("key {} not in dict", arg(0)))),
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("key {} not in dict", arg(0)),
+                    )
+                }),
             "setdefault" => Ok(map.entry(arg(0)).or_insert_with(|| arg(1)).clone()),
             "keys" => Ok(Value::from(map.keys().cloned().collect::<Vec<_>>())),
             "values" => Ok(Value::from(map.values().cloned().collect::<Vec<_>>())),
@@ -195,7 +234,9 @@ pub fn prepare(source: &str) -> (String, Shifts) {
     let mut pos = 0;
     while let Some(found) = source[pos..].find("{%") {
         let tag = pos + found;
-        let Some(close) = source[tag..].find("%}") else { break };
+        let Some(close) = source[tag..].find("%}") else {
+            break;
+        };
         let end = tag + close;
         let inner_start = tag + 2 + usize::from(source[tag + 2..].starts_with('-'));
         let inner = &source[inner_start..end];
@@ -204,7 +245,11 @@ pub fn prepare(source: &str) -> (String, Shifts) {
         let rewrite = trimmed.strip_prefix("set ").and_then(|rest| {
             let eq = rest.find('=')?;
             let name = rest[..eq].trim();
-            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            {
                 return None;
             }
             let value = &rest[eq + 1..];
@@ -219,20 +264,17 @@ pub fn prepare(source: &str) -> (String, Shifts) {
             let literal_end = matching_close(source, literal_start)?;
             Some((literal_start, literal_end, ctor))
         });
-        match rewrite {
-            Some((start, close_at, ctor)) => {
-                out.push_str(&source[pos..start]);
-                shifts.push((out.len(), ctor.len()));
-                out.push_str(ctor);
-                out.push_str(&source[start..=close_at]);
-                shifts.push((out.len(), 1));
-                out.push(')');
-                pos = close_at + 1;
-            }
-            None => {
-                out.push_str(&source[pos..end + 2]);
-                pos = end + 2;
-            }
+        if let Some((start, close_at, ctor)) = rewrite {
+            out.push_str(&source[pos..start]);
+            shifts.push((out.len(), ctor.len()));
+            out.push_str(ctor);
+            out.push_str(&source[start..=close_at]);
+            shifts.push((out.len(), 1));
+            out.push(')');
+            pos = close_at + 1;
+        } else {
+            out.push_str(&source[pos..end + 2]);
+            pos = end + 2;
         }
     }
     out.push_str(&source[pos..]);
@@ -246,7 +288,6 @@ fn matching_close(source: &str, open: usize) -> Option<usize> {
     for (i, ch) in source[open..].char_indices() {
         match (quote, ch) {
             (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(ch),
             (None, '[' | '{' | '(') => depth += 1,
             (None, ']' | '}' | ')') => {
@@ -269,9 +310,15 @@ mod tests {
     fn rewrites_set_literals_and_maps_offsets_back() {
         let src = "{% set cols = ['a', ']'] %}{{ x }}{%- set m = {'k': [1]} -%}{% set n = 3 %}";
         let (out, shifts) = prepare(src);
-        assert_eq!(out, "{% set cols = __list(['a', ']']) %}{{ x }}{%- set m = __dict({'k': [1]}) -%}{% set n = 3 %}");
+        assert_eq!(
+            out,
+            "{% set cols = __list(['a', ']']) %}{{ x }}{%- set m = __dict({'k': [1]}) -%}{% set n = 3 %}"
+        );
         let x_new = out.find("{{ x }}").unwrap();
-        assert_eq!(original_offset(&shifts, x_new), src.find("{{ x }}").unwrap());
+        assert_eq!(
+            original_offset(&shifts, x_new),
+            src.find("{{ x }}").unwrap()
+        );
         let n_new = out.find("set n").unwrap();
         assert_eq!(original_offset(&shifts, n_new), src.find("set n").unwrap());
     }
@@ -281,7 +328,9 @@ mod tests {
         let mut env = minijinja::Environment::new();
         env.add_function("__list", new_list);
         env.add_function("__dict", new_dict);
-        let (src, _) = prepare("{% set l = [] %}{% do l.append(1) %}{% do l.extend([2, 3]) %}{% set d = {} %}{% do d.update({'a': 1}) %}{{ l | join(',') }} {{ l | length }} {{ d['a'] }} {{ 2 in l }}");
+        let (src, _) = prepare(
+            "{% set l = [] %}{% do l.append(1) %}{% do l.extend([2, 3]) %}{% set d = {} %}{% do d.update({'a': 1}) %}{{ l | join(',') }} {{ l | length }} {{ d['a'] }} {{ 2 in l }}",
+        );
         assert_eq!(env.render_str(&src, ()).unwrap(), "1,2,3 3 1 True");
     }
 }

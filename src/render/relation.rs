@@ -82,7 +82,12 @@ impl Object for Relation {
         Enumerator::Str(&["database", "schema", "identifier"])
     }
 
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
         match method {
             "render" => Ok(Value::from(self.to_string())),
             "include" | "incorporate" | "quote" => {
@@ -135,8 +140,14 @@ mod tests {
 
     #[test]
     fn renders_quoted_and_cte() {
-        assert_eq!(Relation::new(Some("shop"), "main", "orders").to_string(), r#""shop"."main"."orders""#);
-        assert_eq!(Relation::new(None, "main", "a\"b").to_string(), r#""main"."a""b""#);
+        assert_eq!(
+            Relation::new(Some("shop"), "main", "orders").to_string(),
+            r#""shop"."main"."orders""#
+        );
+        assert_eq!(
+            Relation::new(None, "main", "a\"b").to_string(),
+            r#""main"."a""b""#
+        );
         assert_eq!(Relation::cte("x").to_string(), "__dbt__cte__x");
     }
 }

@@ -63,9 +63,16 @@ pub fn template_line(template: &str, rendered: &str, out_line: usize) -> usize {
     let mut cursor = 0;
     let mut best: Option<(usize, usize)> = None;
     for (tpl_offset, fragment) in literal_fragments(template) {
-        let Some(found) = rendered[cursor..].find(fragment) else { continue };
+        let Some(found) = rendered[cursor..].find(fragment) else {
+            continue;
+        };
         let out_offset = cursor + found;
-        if out_offset > target + rendered[target..].find('\n').unwrap_or(rendered.len() - target) {
+        if out_offset
+            > target
+                + rendered[target..]
+                    .find('\n')
+                    .unwrap_or(rendered.len() - target)
+        {
             break;
         }
         best = Some((out_offset, tpl_offset));

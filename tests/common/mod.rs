@@ -11,7 +11,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
         let entry = entry.unwrap();
         let rel = entry.path().strip_prefix(from).unwrap();
-        if rel.starts_with("target") || rel.extension().is_some_and(|e| e == "duckdb" || e == "wal") {
+        if rel.starts_with("target") || rel.extension().is_some_and(|e| e == "duckdb" || e == "wal")
+        {
             continue;
         }
         let dest = to.join(rel);
@@ -75,7 +76,10 @@ impl TempProject {
 /// Exit code, stdout and stderr as one text, with the temporary folder replaced by `<project>`.
 pub fn transcript(project: &Path, out: &Output) -> String {
     let root = project.to_string_lossy().to_string();
-    let canonical = std::fs::canonicalize(project).unwrap().to_string_lossy().to_string();
+    let canonical = std::fs::canonicalize(project)
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let clean = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .replace(&canonical, "<project>")
@@ -86,7 +90,9 @@ pub fn transcript(project: &Path, out: &Output) -> String {
     let stdout = stdout
         .lines()
         .map(|l| match l.find(" s:") {
-            Some(_) if l.starts_with("Done in ") => format!("Done in <time>{}", &l[l.find(" s:").unwrap() + 2..]),
+            Some(_) if l.starts_with("Done in ") => {
+                format!("Done in <time>{}", &l[l.find(" s:").unwrap() + 2..])
+            }
             _ => time_free(l),
         })
         .collect::<Vec<_>>()

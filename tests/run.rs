@@ -1,0 +1,381 @@
+//! End-to-end runs of the real binary on DuckDB: build projects, read the tables back.
+
+#![cfg(feature = "duckdb")]
+
+mod common;
+
+use std::path::Path;
+
+use common::{TempProject, transcript};
+
+fn example() -> TempProject {
+    TempProject::from_fixture(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example_project"))
+}
+
+fn open(path: &Path) -> duckdb::Connection {
+    duckdb::Connection::open(path).unwrap()
+}
+
+fn scalar<T: duckdb::types::FromSql>(conn: &duckdb::Connection, sql: &str) -> T {
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Every relation in the database as `schema.name kind`, sorted.
+fn relations(conn: &duckdb::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("select table_schema || '.' || table_name || ' ' || table_type from information_schema.tables order by 1")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_ok(project: &TempProject, out: &std::process::Output) {
+    assert!(out.status.success(), "{}", transcript(project.path(), out));
+}
+
+#[test]
+fn example_project_builds_end_to_end() {
+    let p = example();
+    let out = p.xform(&["build"]);
+    assert_ok(&p, &out);
+    let conn = open(&p.db_path("shop"));
+    assert_eq!(
+        relations(&conn),
+        vec![
+            "main.raw_customers BASE TABLE",
+            "main.raw_orders BASE TABLE",
+            "main.raw_payments BASE TABLE",
+            "main.stg_customers VIEW",
+            "main.stg_orders VIEW",
+            "main.stg_payments VIEW",
+            "main_marts.customers BASE TABLE",
+            "main_marts.orders BASE TABLE",
+        ]
+    );
+    assert_eq!(
+        scalar::<i64>(&conn, "select count(*) from main.stg_orders"),
+        34
+    );
+    assert_eq!(
+        scalar::<i64>(&conn, "select count(*) from main_marts.orders"),
+        34
+    );
+    assert_eq!(
+        scalar::<i64>(&conn, "select count(*) from main_marts.customers"),
+        15
+    );
+    let ltv = |id: i32| {
+        scalar::<f64>(
+            &conn,
+            &format!(
+                "select round(lifetime_value, 2) from main_marts.customers where customer_id = {id}"
+            ),
+        )
+    };
+    assert!((ltv(1) - 140.50).abs() < 1e-9);
+    assert!((ltv(9) - 151.60).abs() < 1e-9);
+    assert!((ltv(7) - 88.30).abs() < 1e-9);
+    assert_eq!(
+        scalar::<i64>(
+            &conn,
+            "select number_of_orders from main_marts.customers where customer_id = 1"
+        ),
+        4
+    );
+    assert!(
+        (scalar::<f64>(&conn, "select round(sum(amount), 2) from main_marts.orders") - 1273.93)
+            .abs()
+            < 1e-9
+    );
+    assert_eq!(
+        scalar::<String>(
+            &conn,
+            "select string_agg(status || '=' || n, ',' order by status) from (select status, count(*) n from main_marts.orders group by 1)"
+        ),
+        "completed=20,placed=4,returned=4,shipped=6"
+    );
+    assert_eq!(
+        scalar::<String>(
+            &conn,
+            "select string_agg(distinct currency, ',') from main_marts.orders"
+        ),
+        "EUR"
+    );
+    // Seeds: dbt's types (INTEGER for whole numbers) and column_types from the project file.
+    assert_eq!(
+        scalar::<String>(
+            &conn,
+            "select data_type from information_schema.columns where table_name = 'raw_orders' and column_name = 'id'"
+        ),
+        "INTEGER"
+    );
+    assert_eq!(
+        scalar::<String>(
+            &conn,
+            "select data_type from information_schema.columns where table_name = 'raw_orders' and column_name = 'order_date'"
+        ),
+        "DATE"
+    );
+    drop(conn);
+
+    // Artifacts have dbt's shape.
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    let rows = results["results"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        8,
+        "3 seeds and 5 models (the ephemeral is not reported)"
+    );
+    assert!(rows.iter().all(|r| r["status"] == "success"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
+            .unwrap();
+    let orders = &manifest["nodes"]["model.shop.orders"];
+    assert_eq!(orders["relation_name"], r#""shop"."main_marts"."orders""#);
+    assert_eq!(orders["depends_on"]["nodes"][0], "model.shop.stg_orders");
+    assert!(
+        orders["compiled_code"]
+            .as_str()
+            .unwrap()
+            .contains("__dbt__cte__int_order_payments as (")
+    );
+    assert!(
+        p.path()
+            .join("target/run/shop/models/marts/orders.sql")
+            .is_file()
+    );
+
+    // A second build replaces everything in place and gives the same tables.
+    let again = p.xform(&["build", "--threads", "1"]);
+    assert_ok(&p, &again);
+    let conn = open(&p.db_path("shop"));
+    assert_eq!(relations(&conn).len(), 8);
+    assert_eq!(
+        scalar::<i64>(&conn, "select count(*) from main_marts.orders"),
+        34
+    );
+}
+
+#[test]
+fn env_var_reaches_the_model() {
+    let p = example();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["build"])
+        .current_dir(p.path())
+        .env("XFORM_SHOP_CURRENCY", "USD")
+        .output()
+        .unwrap();
+    assert_ok(&p, &out);
+    let conn = open(&p.db_path("shop"));
+    assert_eq!(
+        scalar::<String>(
+            &conn,
+            "select string_agg(distinct currency, ',') from main_marts.orders"
+        ),
+        "USD"
+    );
+}
+
+#[test]
+fn failed_model_leaves_the_previous_table_and_no_temporary_relation() {
+    let p = TempProject::empty("keep");
+    p.write(
+        "models/totals.sql",
+        "{{ config(materialized='table') }}\nselect 42 as answer\n",
+    );
+    p.write("models/v.sql", "select * from {{ ref('totals') }}\n");
+    assert_ok(&p, &p.xform(&["run"]));
+
+    p.write(
+        "models/totals.sql",
+        "{{ config(materialized='table') }}\nselect\n    answer,\n    no_such_column\nfrom (select 1 as answer)\n",
+    );
+    let out = p.xform(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(transcript(p.path(), &out));
+
+    let conn = open(&p.db_path("keep"));
+    assert_eq!(scalar::<i32>(&conn, "select answer from main.totals"), 42);
+    assert_eq!(
+        relations(&conn),
+        vec!["main.totals BASE TABLE", "main.v VIEW"]
+    );
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    let status: Vec<(String, String)> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        vec![
+            ("model.keep.totals".to_string(), "error".to_string()),
+            ("model.keep.v".to_string(), "skipped".to_string())
+        ]
+    );
+}
+
+#[test]
+fn failure_skips_descendants_and_the_rest_still_runs() {
+    let p = TempProject::empty("skips");
+    p.write("models/bad.sql", "select * from no_such_table\n");
+    p.write("models/child.sql", "select * from {{ ref('bad') }}\n");
+    p.write(
+        "models/grandchild.sql",
+        "select * from {{ ref('child') }}\n",
+    );
+    for i in 0..6 {
+        p.write(
+            &format!("models/fine_{i}.sql"),
+            &format!("{{{{ config(materialized='table') }}}}\nselect {i} as n\n"),
+        );
+    }
+    let out = p.xform(&["run", "--threads", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Done in"), "{stdout}");
+    assert!(stdout.contains("6 passed, 1 failed, 2 skipped"), "{stdout}");
+    let conn = open(&p.db_path("skips"));
+    assert_eq!(
+        scalar::<i64>(
+            &conn,
+            "select count(*) from information_schema.tables where table_name like 'fine_%'"
+        ),
+        6
+    );
+    assert_eq!(
+        scalar::<i64>(
+            &conn,
+            "select count(*) from information_schema.tables where table_name like '%child'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn switching_between_view_and_table_replaces_the_relation() {
+    let p = TempProject::empty("switch");
+    p.write("models/m.sql", "select 1 as x\n");
+    assert_ok(&p, &p.xform(&["run"]));
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='table') }}\nselect 2 as x\n",
+    );
+    assert_ok(&p, &p.xform(&["run"]));
+    {
+        let conn = open(&p.db_path("switch"));
+        assert_eq!(relations(&conn), vec!["main.m BASE TABLE"]);
+        assert_eq!(scalar::<i32>(&conn, "select x from m"), 2);
+    }
+    p.write("models/m.sql", "select 3 as x\n");
+    assert_ok(&p, &p.xform(&["run"]));
+    let conn = open(&p.db_path("switch"));
+    assert_eq!(relations(&conn), vec!["main.m VIEW"]);
+    assert_eq!(scalar::<i32>(&conn, "select x from m"), 3);
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error() {
+    let p = TempProject::empty("locked");
+    p.write("models/m.sql", "select 1 as x\n");
+    assert_ok(&p, &p.xform(&["run"]));
+    // This test process holds the file open, so the xform process cannot take DuckDB's lock.
+    let conn = open(&p.db_path("locked"));
+    let out = p.xform(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("xform::database_locked"), "{stderr}");
+    assert!(stderr.contains("is in use by"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("PID {}", std::process::id())),
+        "{stderr}"
+    );
+    drop(conn);
+}
+
+#[test]
+fn profiles_choose_the_file_schema_and_threads() {
+    let p = TempProject::empty("prof");
+    p.write("xform.yml", "name: prof\nprofile: analytics\n");
+    p.write(
+        "profiles.yml",
+        "analytics:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: data/dev.duckdb\n      schema: dev_schema\n      threads: 2\n    ci:\n      type: duckdb\n      path: \"{{ env_var('XFORM_TEST_CI_DB', 'ci.duckdb') }}\"\n      threads: 1\n",
+    );
+    p.write("models/m.sql", "{{ config(schema='extra') }}\nselect '{{ target.name }}' as t, '{{ target.schema }}' as s\n");
+    assert_ok(&p, &p.xform(&["run"]));
+    {
+        let conn = open(&p.path().join("data/dev.duckdb"));
+        assert_eq!(
+            scalar::<String>(&conn, "select t || '/' || s from dev_schema_extra.m"),
+            "dev/dev_schema"
+        );
+    }
+    assert_ok(&p, &p.xform(&["run", "--target", "ci"]));
+    let conn = open(&p.path().join("ci.duckdb"));
+    assert_eq!(
+        scalar::<String>(&conn, "select t || '/' || s from main_extra.m"),
+        "ci/main"
+    );
+    drop(conn);
+    let out = p.xform(&["debug", "--target", "ci"]);
+    assert_ok(&p, &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ci.duckdb"));
+    let out = p.xform(&["run", "--target", "prod"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no target `prod`"));
+}
+
+#[test]
+fn introspection_queries_the_built_parents() {
+    let p = TempProject::empty("intro");
+    p.write("seeds/numbers.csv", "n,label\n1,one\n2,two\n5,five\n");
+    p.write(
+        "models/summary.sql",
+        "{% set r = run_query('select max(n) as m from ' ~ ref('numbers')) %}\n{% set cols = adapter.get_columns_in_relation(ref('numbers')) %}\nselect {{ r.columns[0].values()[0] if execute else 0 }} as biggest, '{{ cols | map(attribute='name') | join(',') }}' as columns\n",
+    );
+    assert_ok(&p, &p.xform(&["build"]));
+    let conn = open(&p.db_path("intro"));
+    assert_eq!(
+        scalar::<String>(&conn, "select biggest || ' ' || columns from summary"),
+        "5 n,label"
+    );
+}
+
+#[test]
+fn selection_builds_only_what_is_chosen() {
+    let p = example();
+    assert_ok(&p, &p.xform(&["seed"]));
+    let out = p.xform(&["run", "-s", "+stg_orders"]);
+    assert_ok(&p, &out);
+    let conn = open(&p.db_path("shop"));
+    let rels = relations(&conn);
+    assert!(rels.contains(&"main.stg_orders VIEW".to_string()));
+    assert!(!rels.iter().any(|r| r.starts_with("main_marts")));
+}
+
+#[test]
+fn full_refresh_reloads_seeds_with_new_columns() {
+    let p = TempProject::empty("seeds");
+    p.write("seeds/s.csv", "a\n1\n");
+    assert_ok(&p, &p.xform(&["seed"]));
+    p.write("seeds/s.csv", "a,b\n1,x\n2,y\n");
+    assert_ok(&p, &p.xform(&["seed", "--full-refresh"]));
+    let conn = open(&p.db_path("seeds"));
+    assert_eq!(
+        scalar::<i64>(&conn, "select count(*) from s where b is not null"),
+        2
+    );
+}
