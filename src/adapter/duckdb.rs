@@ -34,6 +34,7 @@ pub struct Warehouse {
     conn: Connection,
     database: String,
     relations: Mutex<HashMap<String, Kind>>,
+    schemas: Mutex<std::collections::HashSet<String>>,
     interrupts: Mutex<Vec<Arc<duckdb::InterruptHandle>>>,
 }
 
@@ -87,14 +88,29 @@ impl Warehouse {
             conn,
             database,
             relations: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(std::collections::HashSet::new()),
             interrupts: Mutex::new(Vec::new()),
         };
         warehouse.refresh()?;
         Ok(warehouse)
     }
 
-    /// Read the list of tables and views once.
+    /// Read the list of schemas, tables and views once.
     fn refresh(&self) -> Result<(), Problem> {
+        {
+            let mut stmt = self
+                .conn
+                .prepare("select catalog_name, schema_name from information_schema.schemata")
+                .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+            let mut schemas = self.schemas.lock().expect("schemas lock");
+            for row in rows {
+                let (db, schema) = row.map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+                schemas.insert(key(&db, &schema, ""));
+            }
+        }
         let mut stmt = self
             .conn
             .prepare("select table_catalog, table_schema, table_name, table_type from information_schema.tables")
@@ -126,6 +142,28 @@ impl Warehouse {
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// Create every schema the run will build in, up front and on one connection: DuckDB's
+    /// optimistic catalog would let two workers creating the same schema conflict.
+    pub fn create_schemas(&self, schemas: &[(Option<String>, String)]) -> Result<(), Problem> {
+        for (database, schema) in schemas {
+            if self.schema_exists(database.as_deref(), schema) {
+                continue;
+            }
+            let step = crate::materialize::Step::CreateSchema {
+                database: database.clone(),
+                schema: schema.clone(),
+            };
+            let sql = crate::dialect::Dialect::statement(&crate::dialect::duckdb::DuckDb, &step).sql;
+            self.conn.execute_batch(&sql).map_err(|e| {
+                Problem::new(Code::Database, format!("cannot create schema `{schema}`: {e}"))
+                    .help("check that the target database is writable")
+            })?;
+            let db = database.as_deref().unwrap_or(&self.database);
+            self.schemas.lock().expect("schemas lock").insert(key(db, schema, ""));
+        }
+        Ok(())
     }
 
     /// Record what a successful plan left behind.
@@ -195,6 +233,13 @@ impl Existing for Warehouse {
             .get(&relation_key(relation, &self.database))
             .copied()
     }
+
+    fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool {
+        self.schemas
+            .lock()
+            .expect("schemas lock")
+            .contains(&key(database.unwrap_or(&self.database), schema, ""))
+    }
 }
 
 /// One worker thread's connection.
@@ -235,6 +280,21 @@ impl Worker {
     /// Run statements in order. On failure, roll back an open transaction so that the
     /// warehouse is as it was before the node started.
     pub fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+        // DuckDB's catalog is optimistic: two workers changing it at once can conflict. Such a
+        // conflict is rolled back whole, so running the node again is safe.
+        let mut attempt = 0;
+        loop {
+            match self.run_once(statements) {
+                Err(e) if e.message.contains("onflict") && attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn run_once(&self, statements: &[Statement]) -> Result<usize, DbError> {
         let conn = self.conn.lock().expect("connection lock");
         let mut rows = 0usize;
         let mut in_transaction = false;

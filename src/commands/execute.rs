@@ -441,6 +441,18 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         }
     }
     install_ctrl_c(warehouse.interrupt_handles());
+    let mut schemas: Vec<(Option<String>, String)> = slots
+        .iter()
+        .map(|&i| &graph.nodes[i])
+        .filter(|n| !n.is_ephemeral())
+        .map(|n| (n.relation.database.clone(), n.relation.schema.clone()))
+        .collect();
+    schemas.sort();
+    schemas.dedup();
+    if let Err(p) = warehouse.create_schemas(&schemas) {
+        report(&[p]);
+        return EXIT_FAILED;
+    }
 
     let slot_of: HashMap<usize, usize> = slots.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut pending = vec![0; slots.len()];

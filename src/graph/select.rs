@@ -48,7 +48,7 @@ fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
                 return matches(graph, i, "path", value);
             }
             glob_match(value, &node.name)
-                || glob_match(value, &node.fqn.join("."))
+                || (value.contains('.') && glob_match(value, &node.fqn.join(".")))
                 || (value.contains('.') && node.fqn.join(".").starts_with(&format!("{value}.")))
                 || node.fqn.first().is_some_and(|p| p == value)
         }

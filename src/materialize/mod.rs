@@ -66,16 +66,20 @@ pub const BACKUP_SUFFIX: &str = "__dbt_backup";
 /// What the warehouse holds now, as a plan needs to know it.
 pub trait Existing {
     fn kind_of(&self, relation: &Relation) -> Option<Kind>;
+    fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool;
 }
 
 /// Build the plan for a node. `sql` is the compiled SQL (models only).
 pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Problem> {
     let target = &node.relation;
     let tmp = target.with_suffix(TMP_SUFFIX);
-    let mut steps = vec![Step::CreateSchema {
-        database: target.database.clone(),
-        schema: target.schema.clone(),
-    }];
+    let mut steps = Vec::new();
+    if !existing.schema_exists(target.database.as_deref(), &target.schema) {
+        steps.push(Step::CreateSchema {
+            database: target.database.clone(),
+            schema: target.schema.clone(),
+        });
+    }
     // Leftovers of an interrupted earlier run.
     for leftover in [&tmp, &target.with_suffix(BACKUP_SUFFIX)] {
         if let Some(kind) = existing.kind_of(leftover) {
@@ -127,6 +131,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             Kind::View,
         ),
         (_, "ephemeral") => return Ok(Plan::default()),
+        (ResourceType::Source, _) => return Ok(Plan::default()),
         (_, other) => {
             let p = Problem::new(
                 Code::UnsupportedMaterialization,
