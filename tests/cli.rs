@@ -12,9 +12,15 @@ fn project() -> TempProject {
     let p = TempProject::empty("cli");
     p.write("xform.yml", "name: cli\nvars:\n  limit: 10\nmodels:\n  cli:\n    marts:\n      +materialized: table\n      +tags: [nightly]\n");
     p.write("seeds/raw.csv", "id\n1\n");
-    p.write("models/staging/stg.sql", "select * from {{ ref('raw') }} limit {{ var('limit') }}\n");
+    p.write(
+        "models/staging/stg.sql",
+        "select * from {{ ref('raw') }} limit {{ var('limit') }}\n",
+    );
     p.write("models/marts/wide.sql", "select * from {{ ref('stg') }}\n");
-    p.write("models/marts/narrow.sql", "{{ config(tags=['hourly']) }}\nselect * from {{ ref('wide') }}\n");
+    p.write(
+        "models/marts/narrow.sql",
+        "{{ config(tags=['hourly']) }}\nselect * from {{ ref('wide') }}\n",
+    );
     p.write("models/other.sql", "select 1 as x\n");
     p
 }
@@ -24,9 +30,15 @@ fn vars_on_the_command_line_override_the_project() {
     let p = project();
     let out = p.xform(&["compile", "--vars", "{limit: 3}", "-s", "stg"]);
     assert!(out.status.success(), "{}", transcript(p.path(), &out));
-    let sql = std::fs::read_to_string(p.path().join("target/compiled/cli/models/staging/stg.sql")).unwrap();
+    let sql = std::fs::read_to_string(p.path().join("target/compiled/cli/models/staging/stg.sql"))
+        .unwrap();
     assert!(sql.ends_with("limit 3"), "{sql}");
-    assert!(!p.path().join("target/compiled/cli/models/marts/wide.sql").exists(), "only the selected model is compiled");
+    assert!(
+        !p.path()
+            .join("target/compiled/cli/models/marts/wide.sql")
+            .exists(),
+        "only the selected model is compiled"
+    );
 }
 
 #[test]
@@ -44,13 +56,19 @@ fn ls_understands_dbt_selectors() {
     assert_eq!(ls(&["-s", "stg+1"]), vec!["stg", "wide"]);
     assert_eq!(ls(&["-s", "tag:nightly"]), vec!["narrow", "wide"]);
     assert_eq!(ls(&["-s", "tag:nightly,tag:hourly"]), vec!["narrow"]);
-    assert_eq!(ls(&["-s", "path:models/marts", "--exclude", "narrow"]), vec!["wide"]);
+    assert_eq!(
+        ls(&["-s", "path:models/marts", "--exclude", "narrow"]),
+        vec!["wide"]
+    );
     assert_eq!(ls(&["-s", "stg", "other"]), vec!["other", "stg"]);
     assert_eq!(ls(&["-s", "resource_type:seed"]), vec!["raw"]);
     assert_eq!(ls(&["-s", "*r*"]), vec!["narrow", "other", "raw"]);
     assert_eq!(ls(&["--resource-type", "seed"]), vec!["raw"]);
     let paths = p.xform(&["ls", "-s", "@stg", "--output", "path"]);
-    assert_eq!(stdout(&paths), "models/marts/narrow.sql\nmodels/marts/wide.sql\nmodels/staging/stg.sql\nseeds/raw.csv\n");
+    assert_eq!(
+        stdout(&paths),
+        "models/marts/narrow.sql\nmodels/marts/wide.sql\nmodels/staging/stg.sql\nseeds/raw.csv\n"
+    );
 }
 
 #[test]
@@ -58,7 +76,10 @@ fn a_selector_that_matches_nothing_says_so() {
     let p = project();
     let out = p.xform(&["ls", "-s", "nothing_here"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the selector `nothing_here` matches no node"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the selector `nothing_here` matches no node")
+    );
     let bad = p.xform(&["ls", "-s", "colour:red"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown selector method `colour`"));
@@ -100,7 +121,10 @@ fn usage_and_project_errors_exit_with_2() {
 #[test]
 fn unknown_keys_warn_but_do_not_fail() {
     let p = project();
-    p.write("xform.yml", "name: cli\nmodle-paths: [models]\nvars:\n  limit: 1\n");
+    p.write(
+        "xform.yml",
+        "name: cli\nmodle-paths: [models]\nvars:\n  limit: 1\n",
+    );
     p.write("models/schema.yml", "version: 2\nmodel:\n  - name: stg\n");
     let out = p.xform(&["compile"]);
     assert!(out.status.success(), "{}", transcript(p.path(), &out));
@@ -111,7 +135,10 @@ fn unknown_keys_warn_but_do_not_fail() {
 fn dbt_project_files_are_read_as_they_are() {
     let p = TempProject::empty("unused");
     p.remove("xform.yml");
-    p.write("dbt_project.yml", "name: legacy\nconfig-version: 2\nmodel-paths: [transformations]\n");
+    p.write(
+        "dbt_project.yml",
+        "name: legacy\nconfig-version: 2\nmodel-paths: [transformations]\n",
+    );
     p.write("transformations/a.sql", "select 1 as x\n");
     let out = p.xform(&["ls", "--output", "selector"]);
     assert!(out.status.success(), "{}", transcript(p.path(), &out));

@@ -155,13 +155,20 @@ impl Warehouse {
                 database: database.clone(),
                 schema: schema.clone(),
             };
-            let sql = crate::dialect::Dialect::statement(&crate::dialect::duckdb::DuckDb, &step).sql;
+            let sql =
+                crate::dialect::Dialect::statement(&crate::dialect::duckdb::DuckDb, &step).sql;
             self.conn.execute_batch(&sql).map_err(|e| {
-                Problem::new(Code::Database, format!("cannot create schema `{schema}`: {e}"))
-                    .help("check that the target database is writable")
+                Problem::new(
+                    Code::Database,
+                    format!("cannot create schema `{schema}`: {e}"),
+                )
+                .help("check that the target database is writable")
             })?;
             let db = database.as_deref().unwrap_or(&self.database);
-            self.schemas.lock().expect("schemas lock").insert(key(db, schema, ""));
+            self.schemas
+                .lock()
+                .expect("schemas lock")
+                .insert(key(db, schema, ""));
         }
         Ok(())
     }
@@ -235,10 +242,11 @@ impl Existing for Warehouse {
     }
 
     fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool {
-        self.schemas
-            .lock()
-            .expect("schemas lock")
-            .contains(&key(database.unwrap_or(&self.database), schema, ""))
+        self.schemas.lock().expect("schemas lock").contains(&key(
+            database.unwrap_or(&self.database),
+            schema,
+            "",
+        ))
     }
 }
 

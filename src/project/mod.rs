@@ -317,7 +317,14 @@ impl Project {
                         format!("unknown key `{key}` in `{file_name}` is ignored"),
                     )
                     .at(&file, offset, key.len(), "not a project setting")
-                    .warning(),
+                    .warning()
+                    .help(
+                        match crate::graph::suggestions(&key, PROJECT_KEYS.iter().copied()).first()
+                        {
+                            Some(best) => format!("did you mean `{best}`?"),
+                            None => "see the project file keys in the README".to_string(),
+                        },
+                    ),
                 );
             }
         }
@@ -596,7 +603,18 @@ impl Project {
                             format!("unknown key `{other}` in `{}` is ignored", file.name),
                         )
                         .at(file, offset, other.len(), "not a property section")
-                        .help("property files hold `models:`, `seeds:` and `sources:`")
+                        .help(
+                            match crate::graph::suggestions(
+                                other,
+                                ["models", "seeds", "sources"].into_iter(),
+                            )
+                            .first()
+                            {
+                                Some(best) => format!("did you mean `{best}`?"),
+                                None => "property files hold `models:`, `seeds:` and `sources:`"
+                                    .to_string(),
+                            },
+                        )
                         .warning(),
                     );
                 }
