@@ -379,3 +379,50 @@ fn full_refresh_reloads_seeds_with_new_columns() {
         2
     );
 }
+
+#[test]
+fn ctrl_c_cancels_running_queries_and_keeps_the_previous_table() {
+    let p = TempProject::empty("cancel");
+    p.write(
+        "models/slow.sql",
+        "{{ config(materialized='table') }}\nselect 1 as n\n",
+    );
+    assert_ok(&p, &p.xform(&["run"]));
+    // Long enough that it is still running when the signal comes.
+    p.write(
+        "models/slow.sql",
+        "{{ config(materialized='table') }}\nselect count(*) as n from range(100000000000) a\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["run"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_sql = p.path().join("target/run/cancel/models/slow.sql");
+    let started = std::time::Instant::now();
+    while !run_sql.is_file() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        transcript(p.path(), &out)
+    );
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["results"][0]["status"], "error");
+    let conn = open(&p.db_path("cancel"));
+    assert_eq!(scalar::<i32>(&conn, "select n from slow"), 1);
+    assert_eq!(relations(&conn), vec!["main.slow BASE TABLE"]);
+}

@@ -31,7 +31,9 @@ fn relation_key(rel: &Relation, default_db: &str) -> String {
 
 /// The target database for one run.
 pub struct Warehouse {
-    conn: Connection,
+    /// The run's first connection: used on the main thread only, behind a lock so the
+    /// warehouse can be shared with the workers.
+    conn: Mutex<Connection>,
     database: String,
     relations: Mutex<HashMap<String, Kind>>,
     schemas: Mutex<std::collections::HashSet<String>>,
@@ -39,17 +41,17 @@ pub struct Warehouse {
 }
 
 fn lock_problem(target: &Target, message: &str) -> Problem {
-    let holder = message
-        .find("Conflicting lock is held in ")
-        .map(|at| {
+    let holder = message.find("Conflicting lock is held in ").map_or_else(
+        || "another process".to_string(),
+        |at| {
             let rest = &message[at + "Conflicting lock is held in ".len()..];
             rest.split(" by user")
                 .next()
                 .unwrap_or(rest)
                 .trim_end_matches('.')
                 .to_string()
-        })
-        .unwrap_or_else(|| "another process".to_string());
+        },
+    );
     Problem::new(
         Code::DatabaseLocked,
         format!("the database `{}` is in use by {holder}", target.path.display()),
@@ -85,7 +87,7 @@ impl Warehouse {
             .query_row("select current_database()", [], |r| r.get(0))
             .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
         let warehouse = Warehouse {
-            conn,
+            conn: Mutex::new(conn),
             database,
             relations: Mutex::new(HashMap::new()),
             schemas: Mutex::new(std::collections::HashSet::new()),
@@ -98,8 +100,8 @@ impl Warehouse {
     /// Read the list of schemas, tables and views once.
     fn refresh(&self) -> Result<(), Problem> {
         {
-            let mut stmt = self
-                .conn
+            let conn = self.conn.lock().expect("connection lock");
+            let mut stmt = conn
                 .prepare("select catalog_name, schema_name from information_schema.schemata")
                 .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
             let rows = stmt
@@ -111,8 +113,8 @@ impl Warehouse {
                 schemas.insert(key(&db, &schema, ""));
             }
         }
-        let mut stmt = self
-            .conn
+        let conn = self.conn.lock().expect("connection lock");
+        let mut stmt = conn
             .prepare("select table_catalog, table_schema, table_name, table_type from information_schema.tables")
             .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
         let rows = stmt
@@ -157,13 +159,17 @@ impl Warehouse {
             };
             let sql =
                 crate::dialect::Dialect::statement(&crate::dialect::duckdb::DuckDb, &step).sql;
-            self.conn.execute_batch(&sql).map_err(|e| {
-                Problem::new(
-                    Code::Database,
-                    format!("cannot create schema `{schema}`: {e}"),
-                )
-                .help("check that the target database is writable")
-            })?;
+            self.conn
+                .lock()
+                .expect("connection lock")
+                .execute_batch(&sql)
+                .map_err(|e| {
+                    Problem::new(
+                        Code::Database,
+                        format!("cannot create schema `{schema}`: {e}"),
+                    )
+                    .help("check that the target database is writable")
+                })?;
             let db = database.as_deref().unwrap_or(&self.database);
             self.schemas
                 .lock()
@@ -193,6 +199,8 @@ impl Warehouse {
     pub fn worker(&self) -> Result<Worker, Problem> {
         let conn = self
             .conn
+            .lock()
+            .expect("connection lock")
             .try_clone()
             .map_err(|e| Problem::new(Code::Database, format!("cannot open a connection: {e}")))?;
         self.interrupts
@@ -205,30 +213,9 @@ impl Warehouse {
         })
     }
 
-    /// Cancel every running query (Ctrl-C).
-    pub fn interrupt_all(&self) {
-        for h in self.interrupts.lock().expect("interrupts lock").iter() {
-            h.interrupt();
-        }
-    }
-
     /// A snapshot of the interrupt handles, for a signal handler.
     pub fn interrupt_handles(&self) -> Vec<Arc<duckdb::InterruptHandle>> {
         self.interrupts.lock().expect("interrupts lock").clone()
-    }
-
-    /// Names of relations in the database that end in a temporary suffix (for tests and checks).
-    pub fn leftovers(&self) -> Vec<String> {
-        self.relations
-            .lock()
-            .expect("relations lock")
-            .keys()
-            .filter(|k| {
-                k.ends_with(crate::materialize::TMP_SUFFIX)
-                    || k.ends_with(crate::materialize::BACKUP_SUFFIX)
-            })
-            .cloned()
-            .collect()
     }
 }
 

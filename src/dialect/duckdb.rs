@@ -18,10 +18,6 @@ fn literal(s: &str) -> String {
 }
 
 impl Dialect for DuckDb {
-    fn name(&self) -> &'static str {
-        "duckdb"
-    }
-
     fn statement(&self, step: &Step) -> Statement {
         let plain = |sql: String| Statement {
             sql,

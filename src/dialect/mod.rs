@@ -14,6 +14,5 @@ pub struct Statement {
 }
 
 pub trait Dialect {
-    fn name(&self) -> &'static str;
     fn statement(&self, step: &Step) -> Statement;
 }

@@ -80,7 +80,6 @@ impl Node {
 #[derive(Debug)]
 pub struct Graph {
     pub nodes: Vec<Node>,
-    index: HashMap<String, usize>,
     dag: DiGraph<usize, ()>,
     /// Node positions in a deterministic topological order.
     order: Vec<usize>,
@@ -131,11 +130,6 @@ impl Graph {
     /// `unparsed` names models that failed to render: refs to them are not reported again.
     pub fn build(mut nodes: Vec<Node>, unparsed: &BTreeSet<String>) -> Result<Graph, Vec<Problem>> {
         nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
-        let index: HashMap<String, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.unique_id.clone(), i))
-            .collect();
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
         let mut sources: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {
@@ -192,7 +186,7 @@ impl Graph {
             }
             for (s, t) in &node.sources {
                 if let Some(&d) = sources.get(&(s.as_str(), t.as_str())) {
-                    deps[i].push(d)
+                    deps[i].push(d);
                 } else {
                     let mut p = Problem::new(
                         Code::UnknownSource,
@@ -229,7 +223,6 @@ impl Graph {
         }
         let mut graph = Graph {
             nodes,
-            index,
             dag,
             order: Vec::new(),
             rank: Vec::new(),
@@ -362,14 +355,6 @@ impl Graph {
             };
         }
         p
-    }
-
-    pub fn get(&self, unique_id: &str) -> Option<&Node> {
-        self.index.get(unique_id).map(|&i| &self.nodes[i])
-    }
-
-    pub fn position(&self, unique_id: &str) -> Option<usize> {
-        self.index.get(unique_id).copied()
     }
 
     /// Node positions in topological order.

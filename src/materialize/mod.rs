@@ -130,8 +130,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             },
             Kind::View,
         ),
-        (_, "ephemeral") => return Ok(Plan::default()),
-        (ResourceType::Source, _) => return Ok(Plan::default()),
+        (ResourceType::Source, _) | (_, "ephemeral") => return Ok(Plan::default()),
         (_, other) => {
             let p = Problem::new(
                 Code::UnsupportedMaterialization,

@@ -50,7 +50,6 @@ pub struct RefCall {
 
 /// Per-render state of one model.
 pub struct RenderCtx {
-    pub name: String,
     pub unique_id: String,
     pub execute: bool,
     pub is_incremental: bool,

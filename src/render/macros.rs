@@ -59,8 +59,6 @@ pub struct MacroDef {
     pub file: SourceFile,
     /// Byte offset of the body in the file.
     pub body_offset: usize,
-    /// Byte offset of the `{% macro` tag.
-    pub tag_offset: usize,
 }
 
 impl MacroDef {
@@ -165,7 +163,6 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
             body: text[body_start..body_end].to_string(),
             file: file.clone(),
             body_offset: body_start,
-            tag_offset: start,
         });
         pos = end_tag_end;
     }
@@ -213,7 +210,6 @@ fn parse_params(text: &str) -> Vec<Param> {
 /// A project macro as a callable value.
 #[derive(Debug)]
 pub struct MacroObject {
-    pub name: String,
     pub template: String,
     pub params: Vec<Param>,
 }
@@ -221,7 +217,6 @@ pub struct MacroObject {
 impl MacroObject {
     pub fn new(def: &MacroDef) -> Self {
         MacroObject {
-            name: def.name.clone(),
             template: def.template_name(),
             params: def.params.clone(),
         }

@@ -223,7 +223,6 @@ impl Renderer {
     /// Render one model template.
     pub fn render(&self, req: RenderRequest<'_>) -> Result<Rendered, Problem> {
         let ctx = Arc::new(RenderCtx {
-            name: req.name.to_string(),
             unique_id: req.unique_id.to_string(),
             execute: req.execute,
             is_incremental: req.is_incremental,
@@ -268,7 +267,6 @@ impl Renderer {
     ) -> Result<String, Problem> {
         let source = format!("{{{{ {name}(*__args) }}}}");
         let ctx = Arc::new(RenderCtx {
-            name: name.to_string(),
             unique_id: String::new(),
             execute: false,
             is_incremental: false,
