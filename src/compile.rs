@@ -105,6 +105,7 @@ pub fn parse(
     run: &RunInfo,
 ) -> Result<(Renderer, Graph), Vec<Problem>> {
     let (renderer, mut problems) = Renderer::new(project, target, run)?;
+    crate::timings::mark("templates");
     let broken: std::collections::BTreeSet<String> = problems
         .iter()
         .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
@@ -161,6 +162,7 @@ pub fn parse(
             Ok(Some(node))
         })
         .collect();
+    crate::timings::mark("parse pass");
     let mut nodes = Vec::with_capacity(parsed.len() + project.seeds.len() + project.sources.len());
     let unparsed: std::collections::BTreeSet<String> = project
         .models
@@ -245,7 +247,9 @@ pub fn parse(
             source: Some(source.clone()),
         });
     }
-    match Graph::build(nodes, &unparsed) {
+    let graph = Graph::build(nodes, &unparsed);
+    crate::timings::mark("graph");
+    match graph {
         Ok(graph) if problems.is_empty() => Ok((renderer, graph)),
         Ok(_) => Err(problems),
         Err(more) => {

@@ -19,6 +19,7 @@ pub(crate) mod graph;
 pub(crate) mod materialize;
 pub(crate) mod project;
 pub(crate) mod render;
+pub(crate) mod timings;
 
 use std::ffi::OsString;
 
@@ -30,6 +31,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    timings::init();
     match cli::Cli::try_parse_from(args) {
         Ok(cli) => commands::dispatch(cli),
         Err(e) => {

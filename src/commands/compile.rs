@@ -41,6 +41,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         .par_iter()
         .map(|&i| (i, compiler.compiled(i, None, false)))
         .collect();
+    crate::timings::mark("compile pass");
     let mut problems = Vec::new();
     let mut compiled = BTreeMap::new();
     let mut warnings = Vec::new();
@@ -52,16 +53,27 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             Err(p) => problems.push(p),
         }
     }
-    let writes: Vec<Result<Option<Problem>, Problem>> = compiled
+    let written: Vec<Problem> = compiled
         .par_iter()
-        .map(|(&i, sql)| {
+        .filter_map(|(&i, sql)| {
+            let path = sql_path(
+                &s.target_dir,
+                "compiled",
+                &s.project.name,
+                &graph.nodes[i].path,
+            );
+            write_file(&path, sql.as_bytes()).err()
+        })
+        .collect();
+    problems.extend(written);
+    crate::timings::mark("write compiled");
+    // Lineage needs the SQL parsed; what sqlparser cannot read is a warning, never a failure.
+    let unparsable: Vec<Problem> = compiled
+        .par_iter()
+        .filter(|(i, _)| !graph.nodes[**i].is_ephemeral())
+        .filter_map(|(&i, sql)| {
             let node = &graph.nodes[i];
-            let path = sql_path(&s.target_dir, "compiled", &s.project.name, &node.path);
-            write_file(&path, sql.as_bytes())?;
-            if node.is_ephemeral() {
-                return Ok(None);
-            }
-            Ok(Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {
+            Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {
                 Problem::new(
                     Code::Jinja,
                     format!(
@@ -69,21 +81,13 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
                         node.name
                     ),
                 )
-                .help(format!(
-                    "DuckDB may still accept it; see {}",
-                    path.display()
-                ))
+                .help("DuckDB may still accept it; the model is compiled")
                 .warning()
-            }))
+            })
         })
         .collect();
-    for w in writes {
-        match w {
-            Ok(Some(p)) => warnings.push(p),
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        }
-    }
+    warnings.extend(unparsable);
+    crate::timings::mark("sql parse");
     report(&warnings);
     if let Err(p) = write_manifest(
         &s.target_dir,
@@ -95,6 +99,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     ) {
         problems.push(p);
     }
+    crate::timings::mark("manifest");
     if !problems.is_empty() {
         report(&problems);
         eprintln!(

@@ -115,7 +115,10 @@ impl Session {
 
 fn with_session(args: &CommonArgs, command: &str, f: impl FnOnce(Session) -> i32) -> i32 {
     match Session::load(&args.project, args.threads, args.full_refresh, command) {
-        Ok(s) => f(s),
+        Ok(s) => {
+            crate::timings::mark("load project");
+            f(s)
+        }
         Err(problems) => {
             report(&problems);
             EXIT_USAGE
