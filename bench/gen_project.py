@@ -319,7 +319,7 @@ def _write(path, text):
         f.write(text)
 
 
-def generate(n, out, seed=42, layers=10, max_inline=64, clean=True):
+def generate(n, out, seed=42, layers=10, max_inline=32, clean=True):
     """Generate the project into `out`; return a summary dict."""
     if n < 1:
         raise ValueError("N must be positive")
@@ -367,7 +367,7 @@ def main(argv=None):
     ap.add_argument("out_dir")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--layers", type=int, default=10)
-    ap.add_argument("--max-inline", type=int, default=64,
+    ap.add_argument("--max-inline", type=int, default=32,
                     help="make a model a table when views/ephemerals would expand to more relations than this")
     args = ap.parse_args(argv)
     if not 1 <= args.n <= 100_000:

@@ -166,13 +166,16 @@ def floor_statements(project):
     with open(os.path.join(target, "manifest.json")) as f:
         manifest = json.load(f)
     name = manifest.get("metadata", {}).get("project_name", "bench")
-    scripts, missing = [], 0
+    scripts, missing, schemas = [], 0, []
     for uid in graph_order(manifest):
         node = manifest["nodes"][uid]
         if node.get("resource_type") not in ("model", "seed"):
             continue
         if node.get("config", {}).get("materialized") == "ephemeral":
             continue
+        schema = (node.get("database"), node.get("schema") or "main")
+        if schema not in schemas:
+            schemas.append(schema)
         path = os.path.join(target, "run", name, node["original_file_path"])
         try:
             with open(path, encoding="utf-8") as f:
@@ -181,7 +184,12 @@ def floor_statements(project):
             missing += 1
     if missing:
         raise Failed(f"{missing} run files missing under target/run")
-    return scripts
+    # xform creates the schemas up front (not in the run files); so does the floor.
+    quote = lambda x: '"' + x.replace('"', '""') + '"'  # noqa: E731
+    prelude = "".join(
+        f"create schema if not exists {quote(db) + '.' if db else ''}{quote(sc)};\n" for db, sc in schemas
+    )
+    return [prelude] + scripts
 
 
 def floor_backend():
@@ -205,9 +213,13 @@ def floor_once(scripts, db_dir, db_name, backend):
 
         t0 = time.perf_counter()
         con = duckdb.connect(db)
-        for s in scripts:
-            con.execute(s)
-        con.close()
+        try:
+            for s in scripts:
+                con.execute(s)
+        except duckdb.Error as e:
+            raise Failed(f"DuckDB failed on the floor script: {e}\n{s[:500]}") from None
+        finally:
+            con.close()
         return time.perf_counter() - t0
     script = os.path.join(db_dir, "floor.sql")
     with open(script, "w", encoding="utf-8") as f:
@@ -321,7 +333,7 @@ def bench_size(n, args, xform, use_hyperfine, backend):
                         row["floor_s"] = statistics.median(times)
                         row["floor_times"] = times
                         row["floor_backend"] = backend
-                        row["floor_statements_files"] = len(scripts)
+                        row["floor_run_files"] = len(scripts) - 1
                     except Failed as e:
                         print(f"  N={n} floor: FAILED\n{e}", file=sys.stderr)
                         row["floor_s"] = "FAIL"

@@ -12,7 +12,9 @@ use serde_json::{Value as Json, json};
 
 use crate::config::Target;
 use crate::diagnostics::Problem;
-use crate::graph::{Graph, ResourceType};
+use rayon::prelude::*;
+
+use crate::graph::{Graph, Node, ResourceType};
 use crate::render::RunInfo;
 
 pub const MANIFEST_SCHEMA: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
@@ -82,7 +84,129 @@ fn metadata(schema: &str, project: &str, target: &Target, run: &RunInfo) -> Json
     })
 }
 
-/// Write `manifest.json`. `compiled` holds the compiled SQL of the nodes compiled in this run.
+/// Write many files at once: each folder is created once, the files are written in parallel,
+/// and a file whose contents are already what would be written is left alone (rewriting is
+/// the expensive part on most file systems, and unchanged files keep their times).
+pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
+    let mut dirs: Vec<&Path> = files.iter().filter_map(|(p, _)| p.parent()).collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    let mut problems: Vec<Problem> = dirs
+        .iter()
+        .filter_map(|d| std::fs::create_dir_all(d).err().map(|e| Problem::io(d, &e)))
+        .collect();
+    if !problems.is_empty() {
+        return problems;
+    }
+    problems.par_extend(files.par_iter().filter_map(|(path, contents)| {
+        if std::fs::read(path).is_ok_and(|old| old == *contents) {
+            return None;
+        }
+        std::fs::write(path, contents)
+            .err()
+            .map(|e| Problem::io(path, &e))
+    }));
+    problems
+}
+
+fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
+    node.columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                json!({"name": c.name, "description": c.description, "data_type": c.data_type, "meta": {}, "tags": []}),
+            )
+        })
+        .collect()
+}
+
+fn source_json(node: &Node, project: &str) -> Json {
+    let s = node.source.as_ref();
+    json!({
+        "unique_id": node.unique_id,
+        "resource_type": "source",
+        "package_name": project,
+        "name": node.name,
+        "source_name": s.map(|s| s.source_name.as_str()),
+        "source_description": s.map(|s| s.source_description.as_str()),
+        "loader": s.map(|s| s.loader.as_str()),
+        "identifier": node.relation.identifier,
+        "schema": node.relation.schema,
+        "database": node.relation.database,
+        "path": node.path,
+        "original_file_path": node.path,
+        "fqn": node.fqn,
+        "description": node.description,
+        "columns": columns_json(node),
+        "relation_name": node.relation.to_string(),
+        "config": {"enabled": true},
+    })
+}
+
+fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
+    let relation_name = if node.is_ephemeral() {
+        Json::Null
+    } else {
+        json!(node.relation.to_string())
+    };
+    let raw_code = node.file.as_ref().map_or("", |f| &f.text);
+    let mut entry = json!({
+        "unique_id": node.unique_id,
+        "resource_type": node.resource_type.as_str(),
+        "package_name": project,
+        "name": node.name,
+        "path": node.relative,
+        "original_file_path": node.path,
+        "patch_path": node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
+        "fqn": node.fqn,
+        "alias": node.relation.identifier,
+        "schema": node.relation.schema,
+        "database": node.relation.database,
+        "relation_name": relation_name,
+        "config": node.config.to_json(),
+        "tags": node.config.tags(),
+        "description": node.description,
+        "columns": columns_json(node),
+        "meta": node.config.get("meta").cloned().unwrap_or(json!({})),
+        "language": "sql",
+        "raw_code": raw_code,
+        "refs": node.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
+        "sources": node.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
+        "depends_on": {"macros": [], "nodes": node.depends_on},
+    });
+    if let Some(code) = compiled {
+        entry["compiled"] = json!(true);
+        entry["compiled_code"] = json!(code);
+        entry["compiled_path"] = json!(format!("target/compiled/{project}/{}", node.path));
+    }
+    if let Some(seed) = &node.seed_path {
+        entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
+    }
+    entry
+}
+
+/// Append `"key":value` pairs as a JSON object.
+fn object<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    out.push('{');
+    let mut first = true;
+    for (k, v) in pairs {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(v);
+    }
+    out.push('}');
+}
+
+/// Write `manifest.json` (compact, as dbt writes it). `compiled` holds the compiled SQL of the
+/// nodes compiled in this run.
+///
+/// Nodes are serialized in parallel, each to its own text, and the manifest is assembled from
+/// those texts in node-id order: no tree of the whole manifest is ever built.
 pub fn write_manifest(
     target_dir: &Path,
     project: &str,
@@ -91,120 +215,79 @@ pub fn write_manifest(
     compiled: &BTreeMap<usize, String>,
     run: &RunInfo,
 ) -> Result<(), Problem> {
-    let mut nodes = serde_json::Map::new();
-    let mut sources = serde_json::Map::new();
-    let mut parent_map = serde_json::Map::new();
-    let mut child_map = serde_json::Map::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let columns: serde_json::Map<String, Json> = node
-            .columns
+    let ids = |v: Vec<usize>| -> String {
+        let names: Vec<&str> = v
             .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    json!({"name": c.name, "description": c.description, "data_type": c.data_type, "meta": {}, "tags": []}),
-                )
-            })
+            .map(|&i| graph.nodes[i].unique_id.as_str())
             .collect();
-        let parents: Vec<&str> = graph
-            .parents(i)
+        serde_json::to_string(&names).unwrap_or_default()
+    };
+    let entries: Vec<(bool, String, String, String)> = (0..graph.nodes.len())
+        .into_par_iter()
+        .map(|i| {
+            let node = &graph.nodes[i];
+            let is_source = node.resource_type == ResourceType::Source;
+            let text = if is_source {
+                source_json(node, project).to_string()
+            } else {
+                node_json(node, project, compiled.get(&i)).to_string()
+            };
+            (
+                is_source,
+                text,
+                ids(graph.parents(i)),
+                ids(graph.children(i)),
+            )
+        })
+        .collect();
+    let size: usize = entries
+        .iter()
+        .map(|e| e.1.len() + e.2.len() + e.3.len() + 64)
+        .sum();
+    let mut out = String::with_capacity(size + 4096);
+    let id = |i: usize| graph.nodes[i].unique_id.as_str();
+    let metadata = metadata(MANIFEST_SCHEMA, project, target, run).to_string();
+    out.push_str("{\"metadata\":");
+    out.push_str(&metadata);
+    out.push_str(",\"nodes\":");
+    object(
+        &mut out,
+        entries
             .iter()
-            .map(|&p| graph.nodes[p].unique_id.as_str())
-            .collect();
-        let children: Vec<&str> = graph
-            .children(i)
+            .enumerate()
+            .filter(|(_, e)| !e.0)
+            .map(|(i, e)| (id(i), e.1.as_str())),
+    );
+    out.push_str(",\"sources\":");
+    object(
+        &mut out,
+        entries
             .iter()
-            .map(|&c| graph.nodes[c].unique_id.as_str())
-            .collect();
-        parent_map.insert(node.unique_id.clone(), json!(parents));
-        child_map.insert(node.unique_id.clone(), json!(children));
-        let relation_name = if node.is_ephemeral() {
-            Json::Null
-        } else {
-            json!(node.relation.to_string())
-        };
-        if node.resource_type == ResourceType::Source {
-            let s = node.source.as_ref();
-            sources.insert(
-                node.unique_id.clone(),
-                json!({
-                    "unique_id": node.unique_id,
-                    "resource_type": "source",
-                    "package_name": project,
-                    "name": node.name,
-                    "source_name": s.map(|s| s.source_name.as_str()),
-                    "source_description": s.map(|s| s.source_description.as_str()),
-                    "loader": s.map(|s| s.loader.as_str()),
-                    "identifier": node.relation.identifier,
-                    "schema": node.relation.schema,
-                    "database": node.relation.database,
-                    "path": node.path,
-                    "original_file_path": node.path,
-                    "fqn": node.fqn,
-                    "description": node.description,
-                    "columns": columns,
-                    "relation_name": relation_name,
-                    "config": {"enabled": true},
-                }),
-            );
-            continue;
-        }
-        let raw_code = node.file.as_ref().map_or("", |f| &f.text);
-        let mut entry = json!({
-            "unique_id": node.unique_id,
-            "resource_type": node.resource_type.as_str(),
-            "package_name": project,
-            "name": node.name,
-            "path": node.relative,
-            "original_file_path": node.path,
-            "patch_path": node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
-            "fqn": node.fqn,
-            "alias": node.relation.identifier,
-            "schema": node.relation.schema,
-            "database": node.relation.database,
-            "relation_name": relation_name,
-            "config": node.config.to_json(),
-            "tags": node.config.tags(),
-            "description": node.description,
-            "columns": columns,
-            "meta": node.config.get("meta").cloned().unwrap_or(json!({})),
-            "language": "sql",
-            "raw_code": raw_code,
-            "refs": node.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
-            "sources": node.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
-            "depends_on": {"macros": [], "nodes": node.depends_on},
-        });
-        if let Some(code) = compiled.get(&i) {
-            entry["compiled"] = json!(true);
-            entry["compiled_code"] = json!(code);
-            entry["compiled_path"] =
-                json!(format!("{}/compiled/{project}/{}", "target", node.path));
-        }
-        if let Some(seed) = &node.seed_path {
-            entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
-        }
-        nodes.insert(node.unique_id.clone(), entry);
-    }
-    let manifest = json!({
-        "metadata": metadata(MANIFEST_SCHEMA, project, target, run),
-        "nodes": nodes,
-        "sources": sources,
-        "macros": {},
-        "docs": {},
-        "exposures": {},
-        "metrics": {},
-        "groups": {},
-        "selectors": {},
-        "disabled": {},
-        "parent_map": parent_map,
-        "child_map": child_map,
-        "group_map": {},
-        "saved_queries": {},
-        "semantic_models": {},
-        "unit_tests": {},
-    });
-    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    write_file(&target_dir.join("manifest.json"), &text)
+            .enumerate()
+            .filter(|(_, e)| e.0)
+            .map(|(i, e)| (id(i), e.1.as_str())),
+    );
+    out.push_str(",\"macros\":{},\"docs\":{},\"exposures\":{},\"metrics\":{},\"groups\":{},\"selectors\":{},\"disabled\":{},\"parent_map\":");
+    object(
+        &mut out,
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (id(i), e.2.as_str())),
+    );
+    out.push_str(",\"child_map\":");
+    object(
+        &mut out,
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (id(i), e.3.as_str())),
+    );
+    out.push_str(
+        ",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":{}}",
+    );
+    let manifest = out;
+    write_file(&target_dir.join("manifest.json"), manifest.as_bytes())
 }
 
 /// Write `run_results.json`.

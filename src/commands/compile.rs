@@ -10,7 +10,7 @@ use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 
 use super::{EXIT_OK, EXIT_USAGE, Session, report};
-use crate::artifacts::{sql_path, write_file, write_manifest};
+use crate::artifacts::{sql_path, write_files, write_manifest};
 use crate::cli::CommonArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
@@ -53,24 +53,25 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             Err(p) => problems.push(p),
         }
     }
-    let written: Vec<Problem> = compiled
-        .par_iter()
-        .filter_map(|(&i, sql)| {
+    let files: Vec<(std::path::PathBuf, &[u8])> = compiled
+        .iter()
+        .map(|(&i, sql)| {
             let path = sql_path(
                 &s.target_dir,
                 "compiled",
                 &s.project.name,
                 &graph.nodes[i].path,
             );
-            write_file(&path, sql.as_bytes()).err()
+            (path, sql.as_bytes())
         })
         .collect();
-    problems.extend(written);
+    problems.extend(write_files(&files));
     crate::timings::mark("write compiled");
     // Lineage needs the SQL parsed; what sqlparser cannot read is a warning, never a failure.
-    let unparsable: Vec<Problem> = compiled
+    // Each model's own SQL and each ephemeral once: injected CTEs are not parsed again.
+    let bodies = compiler.compiled_bodies();
+    let unparsable: Vec<Problem> = bodies
         .par_iter()
-        .filter(|(i, _)| !graph.nodes[**i].is_ephemeral())
         .filter_map(|(&i, sql)| {
             let node = &graph.nodes[i];
             Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {

@@ -10,6 +10,7 @@ pub mod config;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -417,9 +418,24 @@ impl Project {
     fn discover(&mut self, problems: &mut Vec<Problem>) {
         let root = self.root.clone();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        for (abs, rel_root, rel_dir) in files_with(&root, &self.model_paths, &["sql"]) {
-            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
-                continue;
+        // Reading thousands of small files is bound by system calls: read them in parallel.
+        let read: Vec<(String, String, Result<SourceFile, Problem>)> =
+            files_with(&root, &self.model_paths, &["sql"])
+                .into_par_iter()
+                .map(|(abs, rel_root, rel_dir)| {
+                    let file = std::fs::read_to_string(&abs)
+                        .map(|text| SourceFile::new(rel_root.clone(), text))
+                        .map_err(|e| Problem::io(&abs, &e));
+                    (rel_root, rel_dir, file)
+                })
+                .collect();
+        for (rel_root, rel_dir, file) in read {
+            let file = match file {
+                Ok(f) => f,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
             };
             let fqn = fqn_of(&self.name, &rel_dir);
             let name = fqn.last().cloned().unwrap_or_default();

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
+use rayon::prelude::*;
 use serde_json::Value as Json;
 
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
@@ -190,23 +191,28 @@ impl Renderer {
         if !problems.is_empty() {
             return Err(problems);
         }
-        for model in &project.models {
-            let (text, shifts) = mutable::prepare(&model.file.text);
-            let origin = Origin {
-                file: model.file.clone(),
-                offset: 0,
-                shifts,
-            };
-            if let Err(e) = env.add_template_owned(model.path.clone(), text) {
-                problems.push(jinja_problem(
-                    &e,
-                    &origin,
-                    &format!("model `{}`", model.name),
-                ));
-                continue;
-            }
-            origins.insert(model.path.clone(), origin);
+        // Model templates are compiled lazily by the loader, which minijinja calls without
+        // holding its lock: the parse pass then compiles them in parallel on first use.
+        let prepared: Vec<(String, String, Origin)> = project
+            .models
+            .par_iter()
+            .map(|model| {
+                let (text, shifts) = mutable::prepare(&model.file.text);
+                let origin = Origin {
+                    file: model.file.clone(),
+                    offset: 0,
+                    shifts,
+                };
+                (model.path.clone(), text, origin)
+            })
+            .collect();
+        let mut sources = HashMap::with_capacity(prepared.len());
+        for (path, text, origin) in prepared {
+            origins.insert(path.clone(), origin);
+            sources.insert(path, text);
         }
+        let sources = Arc::new(sources);
+        env.set_loader(move |name| Ok(sources.get(name).cloned()));
         let renderer = Renderer {
             env,
             origins,
