@@ -72,6 +72,7 @@ def run_once(cmd, cwd, scratch, prepare=None):
     """Run cmd once; return (wall seconds, peak RSS in MB or None). Raise Failed on error."""
     if prepare:
         prepare()
+        os.sync()  # keep the writeback of the deleted files out of the timed run
     err_path = os.path.join(scratch, "stderr.txt")
     rss_path = os.path.join(scratch, "rss.txt")
     rm(rss_path)
@@ -207,6 +208,7 @@ def floor_backend():
 def floor_once(scripts, db_dir, db_name, backend):
     rm(db_dir)
     os.makedirs(db_dir)
+    os.sync()
     db = os.path.join(db_dir, db_name + ".duckdb")  # same catalog name as xform's database
     if backend == "python":
         import duckdb
@@ -286,7 +288,7 @@ def bench_size(n, args, xform, use_hyperfine, backend):
         pd = ["--project-dir", project]
         target = os.path.join(project, "target")
         rm_target = lambda: rm(target)  # noqa: E731
-        rm_target_sh = "rm -rf " + shlex.quote(target)
+        rm_target_sh = "rm -rf " + shlex.quote(target) + " && sync"
         runs = args.runs
 
         def step(key, cmd, prepare=None, prepare_shell=None):
@@ -307,7 +309,7 @@ def bench_size(n, args, xform, use_hyperfine, backend):
         if n <= args.build_max:
             db = os.path.join(project, "bench.duckdb")
             rm_db = lambda: [rm(db), rm(db + ".wal")]  # noqa: E731
-            rm_db_sh = f"rm -f {shlex.quote(db)} {shlex.quote(db + '.wal')}"
+            rm_db_sh = f"rm -f {shlex.quote(db)} {shlex.quote(db + '.wal')} && sync"
             build = [xform, "build"] + pd + (["--threads", str(args.threads)] if args.threads else [])
             try:
                 run_once(build, project, work, rm_db)  # probe (and warm-up)
