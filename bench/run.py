@@ -44,9 +44,9 @@ t0 = time.perf_counter()
 with open(out + ".err", "wb") as err:
     rc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err).returncode
 wall = time.perf_counter() - t0
-kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(out, "w") as f:
-    f.write(f"{rc} {wall} {kb}\n")
+    f.write(f"{rc} {wall} {ru.ru_maxrss} {ru.ru_utime} {ru.ru_stime}\n")
 """
 
 
@@ -69,7 +69,7 @@ def rm(path):
 
 
 def run_once(cmd, cwd, scratch, prepare=None):
-    """Run cmd once; return (wall seconds, peak RSS in MB or None). Raise Failed on error."""
+    """Run cmd once; return (wall s, peak RSS MB or None, user+sys CPU s or None). Raise Failed on error."""
     if prepare:
         prepare()
         os.sync()  # keep the writeback of the deleted files out of the timed run
@@ -77,29 +77,30 @@ def run_once(cmd, cwd, scratch, prepare=None):
     rss_path = os.path.join(scratch, "rss.txt")
     rm(rss_path)
     if os.access(GNU_TIME, os.X_OK):
-        full = [GNU_TIME, "-f", "%M", "-o", rss_path] + cmd
+        full = [GNU_TIME, "-f", "%M %U %S", "-o", rss_path] + cmd
         with open(err_path, "wb") as err:
             t0 = time.perf_counter()
             rc = subprocess.run(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err).returncode
             wall = time.perf_counter() - t0
-        kb = None
+        kb = cpu = None
         try:
             with open(rss_path) as f:
                 lines = [l.strip() for l in f if l.strip()]
-            kb = int(lines[-1])
+            fields = lines[-1].split()
+            kb, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
         except (OSError, ValueError, IndexError):
             pass
     else:
         subprocess.run([sys.executable, "-c", RSS_HELPER, rss_path, cwd] + cmd, check=True)
         with open(rss_path) as f:
-            rc_s, wall_s, kb_s = f.read().split()
-        rc, wall, kb = int(rc_s), float(wall_s), int(kb_s)
+            rc_s, wall_s, kb_s, user_s, sys_s = f.read().split()
+        rc, wall, kb, cpu = int(rc_s), float(wall_s), int(kb_s), float(user_s) + float(sys_s)
         shutil.move(rss_path + ".err", err_path)
     if rc != 0:
         with open(err_path, "rb") as f:
             tail = f.read().decode("utf-8", "replace")[-2000:]
         raise Failed(f"`{' '.join(cmd)}` exited with {rc}:\n{tail}")
-    return wall, (kb / 1024 if kb is not None else None)
+    return wall, (kb / 1024 if kb is not None else None), cpu
 
 
 def hyperfine_times(cmd, cwd, scratch, runs, prepare_shell):
@@ -116,19 +117,22 @@ def hyperfine_times(cmd, cwd, scratch, runs, prepare_shell):
 
 
 def measure(cmd, cwd, scratch, runs, prepare=None, prepare_shell=None, use_hyperfine=False):
-    """Median wall time over `runs` runs and the max peak RSS (MB) seen."""
+    """Median wall time over `runs` runs, the max peak RSS (MB) seen, all wall times, and
+    the median user+sys CPU seconds (None if unknown)."""
     if use_hyperfine:
         # One run of our own for the peak RSS (and to fail early with the command's stderr).
-        _, rss = run_once(cmd, cwd, scratch, prepare)
+        _, rss, cpu = run_once(cmd, cwd, scratch, prepare)
         times = hyperfine_times(cmd, cwd, scratch, runs, prepare_shell)
-        return statistics.median(times), rss, times
-    times, rss = [], []
+        return statistics.median(times), rss, times, cpu
+    times, rss, cpus = [], [], []
     for _ in range(runs):
-        t, m = run_once(cmd, cwd, scratch, prepare)
+        t, m, c = run_once(cmd, cwd, scratch, prepare)
         times.append(t)
         if m is not None:
             rss.append(m)
-    return statistics.median(times), (max(rss) if rss else None), times
+        if c is not None:
+            cpus.append(c)
+    return statistics.median(times), (max(rss) if rss else None), times, (statistics.median(cpus) if cpus else None)
 
 
 # --------------------------------------------------------------------------- DuckDB floor
@@ -258,7 +262,7 @@ def dbt_measure(project, work, runs):
     result = {}
     for sub in ("parse", "compile"):
         cmd = [dbt, sub, "--no-partial-parse"] + common
-        t, m, times = measure(cmd, copy, work, runs, prepare=prep)
+        t, m, times, _ = measure(cmd, copy, work, runs, prepare=prep)
         result[sub] = {"s": t, "mb": m, "times": times}
     return result
 
@@ -293,8 +297,9 @@ def bench_size(n, args, xform, use_hyperfine, backend):
 
         def step(key, cmd, prepare=None, prepare_shell=None):
             try:
-                t, m, times = measure(cmd, project, work, runs, prepare, prepare_shell, use_hyperfine)
+                t, m, times, cpu = measure(cmd, project, work, runs, prepare, prepare_shell, use_hyperfine)
                 row[key + "_s"], row[key + "_mb"], row[key + "_times"] = t, m, times
+                row[key + "_cpu_s"] = cpu
                 return True
             except Failed as e:
                 print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)

@@ -61,9 +61,9 @@ fn lock_problem(target: &Target, message: &str) -> Problem {
 
 impl Warehouse {
     pub fn open(target: &Target) -> Result<Warehouse, Problem> {
-        let config = Config::default()
-            .threads(i64::try_from(target.threads.max(1)).unwrap_or(1))
-            .map_err(|e| Problem::new(Code::Database, format!("cannot configure DuckDB: {e}")))?;
+        // `--threads` is how many nodes run at once; each query keeps DuckDB's own parallelism,
+        // as dbt-duckdb leaves it.
+        let config = Config::default();
         let opened = if target.path.as_os_str() == ":memory:" {
             Connection::open_in_memory_with_flags(config)
         } else {
