@@ -30,6 +30,10 @@ pub enum Code {
     DatabaseLocked,
     Selection,
     Interrupted,
+    IncrementalConfig,
+    SchemaChange,
+    DuplicateKey,
+    SnapshotConfig,
 }
 
 impl Code {
@@ -51,6 +55,10 @@ impl Code {
             Code::DatabaseLocked => "xform::database_locked",
             Code::Selection => "xform::selection",
             Code::Interrupted => "xform::interrupted",
+            Code::IncrementalConfig => "xform::incremental_config",
+            Code::SchemaChange => "xform::schema_change",
+            Code::DuplicateKey => "xform::duplicate_key",
+            Code::SnapshotConfig => "xform::snapshot_config",
         }
     }
 }

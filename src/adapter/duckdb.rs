@@ -9,7 +9,7 @@ use super::DbError;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::Statement;
-use crate::materialize::{Existing, Kind};
+use crate::materialize::{Column, Existing, Kind};
 use crate::render::{Introspect, QueryTable, Relation};
 
 fn key(database: &str, schema: &str, name: &str) -> String {
@@ -296,7 +296,11 @@ impl Worker {
         for (i, s) in statements.iter().enumerate() {
             match conn.execute(&s.sql, []) {
                 Ok(n) => {
-                    if s.body_line.is_some() || s.sql.starts_with("create table") {
+                    if s.body_line.is_some()
+                        || ["create table", "insert", "merge"]
+                            .iter()
+                            .any(|w| s.sql.starts_with(w))
+                    {
                         rows = rows.max(n);
                     }
                     if s.sql == "begin transaction" {
@@ -320,6 +324,43 @@ impl Worker {
             }
         }
         Ok(rows)
+    }
+}
+
+impl Worker {
+    /// The columns a query returns, found by binding it (it is not run).
+    pub fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {
+        let conn = self.conn.lock().expect("connection lock");
+        let failed = |e: duckdb::Error| DbError {
+            statement: 0,
+            message: e.to_string(),
+            interrupted: false,
+        };
+        let mut stmt = conn.prepare(&statement.sql).map_err(failed)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Column {
+                    name: r.get(0)?,
+                    data_type: r.get(1)?,
+                })
+            })
+            .map_err(failed)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(failed)
+    }
+
+    /// The columns of an existing relation.
+    pub fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError> {
+        Introspect::columns(self, relation)
+            .map(|cols| {
+                cols.into_iter()
+                    .map(|(name, data_type)| Column { name, data_type })
+                    .collect()
+            })
+            .map_err(|message| DbError {
+                statement: 0,
+                message,
+                interrupted: false,
+            })
     }
 }
 

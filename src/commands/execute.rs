@@ -22,11 +22,12 @@ use crate::artifacts::{
 use crate::cli::CommonArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
+use crate::dialect::duckdb::DUPLICATE_KEY_MARKER;
 use crate::dialect::duckdb::DuckDb;
 use crate::dialect::{Dialect, Statement};
 use crate::graph::select::select;
 use crate::graph::{Graph, Node, ResourceType};
-use crate::materialize::plan;
+use crate::materialize::{Existing, Kind, Step, incremental, plan};
 use crate::render::{Introspect, spans};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,8 +154,15 @@ impl Runner<'_> {
     ) -> Result<(Option<usize>, Option<String>), Problem> {
         let node = &self.graph.nodes[i];
         let introspector: Arc<dyn Introspect> = worker.clone();
+        // `is_incremental()`: an incremental model whose table exists, outside a full refresh.
+        let incremental = node.resource_type == ResourceType::Model
+            && node.materialized() == "incremental"
+            && !incremental::full_refresh(node, self.session.run.full_refresh)
+            && self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
         let sql = match node.resource_type {
-            ResourceType::Model => self.compiler.compiled(i, Some(&introspector), false)?,
+            ResourceType::Model => self
+                .compiler
+                .compiled(i, Some(&introspector), incremental)?,
             _ => String::new(),
         };
         let project = &self.session.project.name;
@@ -167,7 +175,24 @@ impl Runner<'_> {
         if node.is_ephemeral() {
             return Ok((None, Some(sql)));
         }
-        let plan = plan(node, &sql, self.warehouse)?;
+        let plan = if incremental {
+            let describe = DuckDb.describe_query(&sql);
+            let new = worker
+                .describe(&describe)
+                .map_err(|e| self.db_problem(node, &sql, std::slice::from_ref(&describe), &e))?;
+            let table = worker.relation_columns(&node.relation).map_err(|e| {
+                Problem::new(
+                    Code::Database,
+                    format!(
+                        "cannot read the columns of {}: {}",
+                        node.relation, e.message
+                    ),
+                )
+            })?;
+            incremental::plan(node, &sql, self.warehouse, &table, &new)?
+        } else {
+            plan(node, &sql, self.warehouse)?
+        };
         let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
         let mut run_sql: String = statements
             .iter()
@@ -187,7 +212,10 @@ impl Runner<'_> {
                     (node.resource_type == ResourceType::Model).then_some(sql),
                 ))
             }
-            Err(e) => Err(self.db_problem(node, &sql, &statements, &e)),
+            Err(e) => Err(match plan.steps.get(e.statement) {
+                Some(Step::AssertUniqueKey { key, .. }) => duplicate_key_problem(node, key, &e),
+                _ => self.db_problem(node, &sql, &statements, &e),
+            }),
         }
     }
 
@@ -293,6 +321,7 @@ impl Runner<'_> {
                             format!("INSERT {n}")
                         }
                         Some(n) if node.materialized() == "table" => format!("SELECT {n}"),
+                        Some(n) if node.materialized() == "incremental" => format!("{n} rows"),
                         _ => "OK".to_string(),
                     };
                 }
@@ -386,6 +415,40 @@ impl Runner<'_> {
         }
         s.ready.clear();
     }
+}
+
+/// New rows that repeat a unique key: dbt on DuckDB would let the last one win silently.
+fn duplicate_key_problem(node: &Node, key: &[String], e: &DbError) -> Problem {
+    let values = e
+        .message
+        .find(DUPLICATE_KEY_MARKER)
+        .map_or(e.message.as_str(), |at| {
+            &e.message[at + DUPLICATE_KEY_MARKER.len()..]
+        })
+        .lines()
+        .next()
+        .unwrap_or_default();
+    let key_text = if key.len() == 1 {
+        key[0].clone()
+    } else {
+        format!("({})", key.join(", "))
+    };
+    let mut p = Problem::new(
+        Code::DuplicateKey,
+        format!(
+            "{} `{}`: the new rows repeat unique_key {key_text} values: {values}",
+            node.resource_type.as_str(),
+            node.name
+        ),
+    )
+    .help("each key may appear once in the new rows: deduplicate them in the query, or choose a key that is unique\nnothing was written: the table is unchanged");
+    if let Some(file) = &node.file {
+        p = match crate::graph::find_call(&file.text, "config", &key[0]) {
+            Some((at, len)) => p.at(file, at, len, "the unique_key is set here"),
+            None => p.at(file, 0, 0, "in this model"),
+        };
+    }
+    p
 }
 
 fn skipped(node: &Node, message: String) -> NodeResult {

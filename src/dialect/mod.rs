@@ -15,4 +15,6 @@ pub struct Statement {
 
 pub trait Dialect {
     fn statement(&self, step: &Step) -> Statement;
+    /// A statement that returns the name and type of each column of a query, without running it.
+    fn describe_query(&self, sql: &str) -> Statement;
 }

@@ -5,6 +5,8 @@
 //! warehouse; `dialect` turns its steps into statements and `adapter` runs them. Nothing here
 //! executes or renders SQL.
 
+pub mod incremental;
+
 use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
@@ -50,6 +52,63 @@ pub enum Step {
         delimiter: String,
         column_types: Vec<(String, String)>,
     },
+    /// Fail (and so roll back) when two rows of `relation` share a `key`.
+    AssertUniqueKey {
+        relation: Relation,
+        key: Vec<String>,
+    },
+    AddColumn {
+        relation: Relation,
+        column: Column,
+    },
+    DropColumn {
+        relation: Relation,
+        column: String,
+    },
+    AlterColumnType {
+        relation: Relation,
+        column: Column,
+    },
+    /// Copy `columns` of every row of `source` into `target`.
+    Insert {
+        target: Relation,
+        source: Relation,
+        columns: Vec<String>,
+    },
+    /// Delete the rows of `target` whose key appears in `source` (and that match every
+    /// predicate).
+    DeleteMatching {
+        target: Relation,
+        source: Relation,
+        key: Vec<String>,
+        predicates: Vec<String>,
+    },
+    /// Update the rows of `target` matched on `key`, insert the others. No key inserts all.
+    Merge {
+        target: Relation,
+        source: Relation,
+        key: Vec<String>,
+        insert_columns: Vec<String>,
+        update_columns: Vec<String>,
+        predicates: Vec<String>,
+    },
+}
+
+/// A column of a relation or of a query's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+}
+
+impl Column {
+    #[cfg(test)]
+    pub fn new(name: &str, data_type: &str) -> Self {
+        Column {
+            name: name.to_string(),
+            data_type: data_type.to_string(),
+        }
+    }
 }
 
 /// The steps that build one node.
@@ -69,10 +128,9 @@ pub trait Existing {
     fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool;
 }
 
-/// Build the plan for a node. `sql` is the compiled SQL (models only).
-pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Problem> {
-    let target = &node.relation;
-    let tmp = target.with_suffix(TMP_SUFFIX);
+/// The steps before any build: create the schema if needed, drop leftovers of an interrupted
+/// earlier run.
+fn prelude(target: &Relation, existing: &dyn Existing) -> Vec<Step> {
     let mut steps = Vec::new();
     if !existing.schema_exists(target.database.as_deref(), &target.schema) {
         steps.push(Step::CreateSchema {
@@ -80,14 +138,26 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             schema: target.schema.clone(),
         });
     }
-    // Leftovers of an interrupted earlier run.
-    for leftover in [&tmp, &target.with_suffix(BACKUP_SUFFIX)] {
-        if let Some(kind) = existing.kind_of(leftover) {
+    for suffix in [TMP_SUFFIX, BACKUP_SUFFIX] {
+        let leftover = target.with_suffix(suffix);
+        if let Some(kind) = existing.kind_of(&leftover) {
             steps.push(Step::Drop {
-                relation: leftover.clone(),
+                relation: leftover,
                 kind,
             });
         }
+    }
+    steps
+}
+
+/// Build the plan for a node. `sql` is the compiled SQL (models only).
+pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Problem> {
+    let target = &node.relation;
+    let tmp = target.with_suffix(TMP_SUFFIX);
+    let mut steps = prelude(target, existing);
+    if node.resource_type == ResourceType::Model && node.materialized() == "incremental" {
+        // Checked on the first run too, not only once the table exists.
+        incremental::Settings::of(node)?;
     }
     let (build, kind) = match (node.resource_type, node.materialized()) {
         (ResourceType::Seed, _) => {
@@ -116,7 +186,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 Kind::Table,
             )
         }
-        (_, "table") => (
+        (_, "table" | "incremental") => (
             Step::CreateTableAs {
                 relation: tmp.clone(),
                 sql: sql.to_string(),
@@ -139,7 +209,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                     node.name
                 ),
             )
-            .help("use `table`, `view` or `ephemeral`");
+            .help("use `table`, `view`, `incremental` or `ephemeral`");
             let p = match &node.file {
                 Some(file) => match crate::graph::find_call(&file.text, "materialized=", other)
                     .or_else(|| file.text.find(other).map(|at| (at, other.len())))
