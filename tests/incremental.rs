@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TempProject, transcript};
+use common::{TempProject, relations, rows, run, run_fails, sql};
 
 /// A project whose model reads `raw.events` (created and changed by the test).
 fn project(name: &str, model: &str) -> TempProject {
@@ -18,49 +18,6 @@ fn project(name: &str, model: &str) -> TempProject {
     );
     p.write("models/m.sql", model);
     p
-}
-
-/// Run SQL on the project's database (the connection is closed before xform runs again).
-fn sql(p: &TempProject, name: &str, statements: &str) {
-    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
-    conn.execute_batch(statements).unwrap();
-}
-
-/// Every row of a query, columns joined with `|`, NULL as `null`.
-fn rows(p: &TempProject, name: &str, query: &str) -> Vec<String> {
-    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
-    let wrapped = format!("select coalesce(cast(columns(*) as varchar), 'null') from ({query})");
-    let mut stmt = conn.prepare(&wrapped).unwrap();
-    let mut out = Vec::new();
-    let mut result = stmt.query([]).unwrap();
-    while let Some(row) = result.next().unwrap() {
-        let n = row.as_ref().column_count();
-        let cells: Vec<String> = (0..n).map(|i| row.get::<_, String>(i).unwrap()).collect();
-        out.push(cells.join("|"));
-    }
-    out
-}
-
-fn relations(p: &TempProject, name: &str) -> Vec<String> {
-    rows(
-        p,
-        name,
-        "select table_schema || '.' || table_name from information_schema.tables order by 1",
-    )
-}
-
-fn run(p: &TempProject, args: &[&str]) -> String {
-    let out = p.xform(args);
-    let text = transcript(p.path(), &out);
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-fn run_fails(p: &TempProject, args: &[&str]) -> String {
-    let out = p.xform(args);
-    let text = transcript(p.path(), &out);
-    assert!(!out.status.success(), "{text}");
-    text
 }
 
 const EVENTS: &str = "create schema if not exists raw;

@@ -207,6 +207,24 @@ impl Renderer {
             }
             origins.insert(model.path.clone(), origin);
         }
+        for snapshot in &project.snapshots {
+            let (text, shifts) = mutable::prepare(&snapshot.body);
+            let origin = Origin {
+                file: snapshot.file.clone(),
+                offset: snapshot.body_offset,
+                shifts,
+            };
+            let template = snapshot.template_name();
+            if let Err(e) = env.add_template_owned(template.clone(), text) {
+                problems.push(jinja_problem(
+                    &e,
+                    &origin,
+                    &format!("snapshot `{}`", snapshot.name),
+                ));
+                continue;
+            }
+            origins.insert(template, origin);
+        }
         let renderer = Renderer {
             env,
             origins,
