@@ -436,3 +436,36 @@ fn an_unknown_strategy_is_a_config_error() {
         "{out}"
     );
 }
+
+#[test]
+fn insert_overwrite_replaces_every_partition_in_the_new_rows() {
+    // Beyond dbt-duckdb: BigQuery's insert_overwrite. Partitions `day` 1 and 2 are built, then
+    // the new rows cover day 2 only (with fewer rows): day 2 is replaced whole, day 1 is kept.
+    let p = project(
+        "ovw",
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by={'field': 'day', 'data_type': 'int64'}) }}
+select id, v, updated // 20 as day from {{ source('raw', 'events') }}
+{% if is_incremental() %}where updated // 20 >= 1{% endif %}
+",
+    );
+    sql(&p, "ovw", EVENTS);
+    run(&p, &["run"]);
+    let all = "select * from main.m order by id";
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|b|1", "3|c|1"]);
+    sql(
+        &p,
+        "ovw",
+        "delete from raw.events where id = 3; update raw.events set v = 'B' where id = 2;",
+    );
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|B|1"]);
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|B|1"]);
+    // Without partition_by it is a config error.
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite') }}\nselect 1 as id\n",
+    );
+    let out = run_fails(&p, &["run"]);
+    assert!(out.contains("xform::incremental_config"), "{out}");
+}
