@@ -377,7 +377,7 @@ def main(argv=None):
     print(
         f"generated {info['models']} models in {info['layers']} layers into {args.out_dir} "
         f"({mats}; {info['documented']} documented; {info['incremental_blocks']} with is_incremental(); "
-        f"max inline {info['max_inline']}; last-layer model {info['last_layer_model']})"
+        f"largest expansion of a table {info['max_inline']} relations; last-layer model {info['last_layer_model']})"
     )
     return 0
 

@@ -23,7 +23,9 @@ pub enum Command {
     Run(CommonArgs),
     /// Load CSV seeds into tables
     Seed(CommonArgs),
-    /// Seeds, then models, in graph order
+    /// Run the selected snapshots (slowly changing dimension tables)
+    Snapshot(CommonArgs),
+    /// Seeds, snapshots and models, in graph order
     Build(CommonArgs),
     /// List the selected nodes
     #[command(alias = "list")]
@@ -75,7 +77,7 @@ pub struct LsArgs {
     /// name, path, selector or json
     #[arg(long, default_value = "selector")]
     pub output: String,
-    /// Restrict to a resource type (model, seed, source)
+    /// Restrict to a resource type (model, seed, snapshot, source)
     #[arg(long)]
     pub resource_type: Vec<String>,
 }

@@ -98,6 +98,73 @@ fn relation_for(renderer: &Renderer, target: &Target, node: &Node) -> Result<Rel
     Ok(Relation::new(Some(database), &schema, identifier))
 }
 
+/// A snapshot's node: config from the project's `snapshots:` tree, then YAML, then the
+/// block's `config()`. Legacy `target_schema` / `target_database` place it as given; otherwise
+/// `schema` goes through `generate_schema_name` like a model's.
+fn parse_snapshot(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    snapshot: &crate::project::SnapshotDef,
+    placeholder: &Relation,
+) -> Result<Option<Node>, Problem> {
+    let mut config = project.snapshots_tree.resolve(&snapshot.fqn);
+    config.apply(&snapshot.props.config);
+    let mut node = Node {
+        unique_id: format!("snapshot.{}.{}", project.name, snapshot.name),
+        resource_type: ResourceType::Snapshot,
+        name: snapshot.name.clone(),
+        path: snapshot.path.clone(),
+        relative: snapshot.relative.clone(),
+        fqn: snapshot.fqn.clone(),
+        file: Some(snapshot.file.clone()),
+        config: NodeConfig::default(),
+        description: snapshot.props.description.clone(),
+        columns: snapshot.props.columns.clone(),
+        patch_path: (!snapshot.props.patch_path.is_empty())
+            .then(|| snapshot.props.patch_path.clone()),
+        refs: Vec::new(),
+        sources: Vec::new(),
+        depends_on: Vec::new(),
+        relation: placeholder.clone(),
+        seed_path: None,
+        template: Some(snapshot.template_name()),
+        source: None,
+    };
+    let rendered = renderer.render(RenderRequest {
+        template: &snapshot.template_name(),
+        name: &snapshot.name,
+        unique_id: &node.unique_id,
+        execute: false,
+        is_incremental: false,
+        config,
+        this: Relation::new(Some(&target.database), &target.schema, &snapshot.name),
+        resolver: Arc::new(NoResolver),
+        introspector: None,
+        model: model_value(&node),
+    })?;
+    node.config = rendered.config;
+    if !node.config.enabled() {
+        return Ok(None);
+    }
+    node.refs = rendered.refs;
+    node.sources = rendered.sources;
+    node.relation = match node.config.str("target_schema") {
+        Some(schema) => Relation::new(
+            Some(
+                node.config
+                    .str("target_database")
+                    .or(node.config.str("database"))
+                    .unwrap_or(&target.database),
+            ),
+            schema,
+            node.config.str("alias").unwrap_or(&node.name),
+        ),
+        None => relation_for(renderer, target, &node)?,
+    };
+    Ok(Some(node))
+}
+
 /// Parse every model and build the graph. Returns every problem found, not just the first.
 pub fn parse(
     project: &Project,
@@ -138,6 +205,7 @@ pub fn parse(
                 depends_on: Vec::new(),
                 relation: placeholder.clone(),
                 seed_path: None,
+                template: None,
                 source: None,
             };
             let rendered = renderer.render(RenderRequest {
@@ -211,6 +279,7 @@ pub fn parse(
             depends_on: Vec::new(),
             relation: placeholder.clone(),
             seed_path: Some(seed.absolute.clone()),
+            template: None,
             source: None,
         };
         match relation_for(&renderer, target, &node) {
@@ -218,6 +287,16 @@ pub fn parse(
             Err(e) => problems.push(e),
         }
         nodes.push(node);
+    }
+    for snapshot in &project.snapshots {
+        match parse_snapshot(&renderer, project, target, snapshot, &placeholder) {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => {}
+            Err(e) => {
+                unparsed.insert(snapshot.name.clone());
+                problems.push(e);
+            }
+        }
     }
     for source in &project.sources {
         let database = source
@@ -244,6 +323,7 @@ pub fn parse(
             depends_on: Vec::new(),
             relation: Relation::new(Some(&database), &source.schema, &source.identifier),
             seed_path: None,
+            template: None,
             source: Some(source.clone()),
         });
     }
@@ -314,7 +394,7 @@ impl<'a> Compiler<'a> {
                     return Ok(Arc::from(""));
                 };
                 let rendered = self.renderer.render(RenderRequest {
-                    template: &file.name,
+                    template: node.template.as_deref().unwrap_or(&file.name),
                     name: &node.name,
                     unique_id: &node.unique_id,
                     execute: true,

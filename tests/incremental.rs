@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TempProject, transcript};
+use common::{TempProject, relations, rows, run, run_fails, sql};
 
 /// A project whose model reads `raw.events` (created and changed by the test).
 fn project(name: &str, model: &str) -> TempProject {
@@ -18,49 +18,6 @@ fn project(name: &str, model: &str) -> TempProject {
     );
     p.write("models/m.sql", model);
     p
-}
-
-/// Run SQL on the project's database (the connection is closed before xform runs again).
-fn sql(p: &TempProject, name: &str, statements: &str) {
-    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
-    conn.execute_batch(statements).unwrap();
-}
-
-/// Every row of a query, columns joined with `|`, NULL as `null`.
-fn rows(p: &TempProject, name: &str, query: &str) -> Vec<String> {
-    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
-    let wrapped = format!("select coalesce(cast(columns(*) as varchar), 'null') from ({query})");
-    let mut stmt = conn.prepare(&wrapped).unwrap();
-    let mut out = Vec::new();
-    let mut result = stmt.query([]).unwrap();
-    while let Some(row) = result.next().unwrap() {
-        let n = row.as_ref().column_count();
-        let cells: Vec<String> = (0..n).map(|i| row.get::<_, String>(i).unwrap()).collect();
-        out.push(cells.join("|"));
-    }
-    out
-}
-
-fn relations(p: &TempProject, name: &str) -> Vec<String> {
-    rows(
-        p,
-        name,
-        "select table_schema || '.' || table_name from information_schema.tables order by 1",
-    )
-}
-
-fn run(p: &TempProject, args: &[&str]) -> String {
-    let out = p.xform(args);
-    let text = transcript(p.path(), &out);
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-fn run_fails(p: &TempProject, args: &[&str]) -> String {
-    let out = p.xform(args);
-    let text = transcript(p.path(), &out);
-    assert!(!out.status.success(), "{text}");
-    text
 }
 
 const EVENTS: &str = "create schema if not exists raw;
@@ -478,4 +435,37 @@ fn an_unknown_strategy_is_a_config_error() {
         out.contains("unknown incremental_strategy `upsert`"),
         "{out}"
     );
+}
+
+#[test]
+fn insert_overwrite_replaces_every_partition_in_the_new_rows() {
+    // Beyond dbt-duckdb: BigQuery's insert_overwrite. Partitions `day` 1 and 2 are built, then
+    // the new rows cover day 2 only (with fewer rows): day 2 is replaced whole, day 1 is kept.
+    let p = project(
+        "ovw",
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by={'field': 'day', 'data_type': 'int64'}) }}
+select id, v, updated // 20 as day from {{ source('raw', 'events') }}
+{% if is_incremental() %}where updated // 20 >= 1{% endif %}
+",
+    );
+    sql(&p, "ovw", EVENTS);
+    run(&p, &["run"]);
+    let all = "select * from main.m order by id";
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|b|1", "3|c|1"]);
+    sql(
+        &p,
+        "ovw",
+        "delete from raw.events where id = 3; update raw.events set v = 'B' where id = 2;",
+    );
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|B|1"]);
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "ovw", all), ["1|a|0", "2|B|1"]);
+    // Without partition_by it is a config error.
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite') }}\nselect 1 as id\n",
+    );
+    let out = run_fails(&p, &["run"]);
+    assert!(out.contains("xform::incremental_config"), "{out}");
 }

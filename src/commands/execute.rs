@@ -27,13 +27,14 @@ use crate::dialect::duckdb::DuckDb;
 use crate::dialect::{Dialect, Statement};
 use crate::graph::select::select;
 use crate::graph::{Graph, Node, ResourceType};
-use crate::materialize::{Existing, Kind, Step, incremental, plan};
+use crate::materialize::{Existing, Kind, Step, incremental, plan, snapshot};
 use crate::render::{Introspect, spans};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Run,
     Seed,
+    Snapshot,
     Build,
 }
 
@@ -42,6 +43,7 @@ impl Mode {
         match self {
             Mode::Run => "run",
             Mode::Seed => "seed",
+            Mode::Snapshot => "snapshot",
             Mode::Build => "build",
         }
     }
@@ -50,7 +52,12 @@ impl Mode {
         match self {
             Mode::Run => vec![ResourceType::Model],
             Mode::Seed => vec![ResourceType::Seed],
-            Mode::Build => vec![ResourceType::Seed, ResourceType::Model],
+            Mode::Snapshot => vec![ResourceType::Snapshot],
+            Mode::Build => vec![
+                ResourceType::Seed,
+                ResourceType::Snapshot,
+                ResourceType::Model,
+            ],
         }
     }
 }
@@ -159,23 +166,54 @@ impl Runner<'_> {
             && node.materialized() == "incremental"
             && !incremental::full_refresh(node, self.session.run.full_refresh)
             && self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
-        let sql = match node.resource_type {
-            ResourceType::Model => self
-                .compiler
-                .compiled(i, Some(&introspector), incremental)?,
-            _ => String::new(),
+        let has_sql = matches!(
+            node.resource_type,
+            ResourceType::Model | ResourceType::Snapshot
+        );
+        let sql = if has_sql {
+            self.compiler
+                .compiled(i, Some(&introspector), incremental)?
+        } else {
+            String::new()
         };
         let project = &self.session.project.name;
-        if node.resource_type == ResourceType::Model {
+        // A file may hold several snapshots (or be YAML): each gets `<folder>/<name>.sql`.
+        let artifact = if node.resource_type == ResourceType::Snapshot {
+            match node.path.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{}.sql", node.name),
+                None => format!("{}.sql", node.name),
+            }
+        } else {
+            node.path.clone()
+        };
+        if has_sql {
             write_file(
-                &sql_path(&self.session.target_dir, "compiled", project, &node.path),
+                &sql_path(&self.session.target_dir, "compiled", project, &artifact),
                 sql.as_bytes(),
             )?;
         }
         if node.is_ephemeral() {
             return Ok((None, Some(sql)));
         }
-        let plan = if incremental {
+        let plan = if node.resource_type == ResourceType::Snapshot {
+            let describe = DuckDb.describe_query(&sql);
+            let query = worker
+                .describe(&describe)
+                .map_err(|e| self.db_problem(node, &sql, std::slice::from_ref(&describe), &e))?;
+            let table = match self.warehouse.kind_of(&node.relation) {
+                Some(_) => Some(worker.relation_columns(&node.relation).map_err(|e| {
+                    Problem::new(
+                        Code::Database,
+                        format!(
+                            "cannot read the columns of {}: {}",
+                            node.relation, e.message
+                        ),
+                    )
+                })?),
+                None => None,
+            };
+            snapshot::plan(node, &sql, self.warehouse, table.as_deref(), &query)?
+        } else if incremental {
             let describe = DuckDb.describe_query(&sql);
             let new = worker
                 .describe(&describe)
@@ -202,15 +240,12 @@ impl Runner<'_> {
         if run_sql.is_empty() {
             run_sql.push('\n');
         }
-        let run_path = sql_path(&self.session.target_dir, "run", project, &node.path);
+        let run_path = sql_path(&self.session.target_dir, "run", project, &artifact);
         write_file(&run_path, run_sql.as_bytes())?;
         match worker.run(&statements) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
-                Ok((
-                    Some(rows),
-                    (node.resource_type == ResourceType::Model).then_some(sql),
-                ))
+                Ok((Some(rows), has_sql.then_some(sql)))
             }
             Err(e) => Err(match plan.steps.get(e.statement) {
                 Some(Step::AssertUniqueKey { key, .. }) => duplicate_key_problem(node, key, &e),
@@ -433,10 +468,15 @@ fn duplicate_key_problem(node: &Node, key: &[String], e: &DbError) -> Problem {
     } else {
         format!("({})", key.join(", "))
     };
+    let rows = if node.resource_type == ResourceType::Snapshot {
+        "the snapshot query's rows"
+    } else {
+        "the new rows"
+    };
     let mut p = Problem::new(
         Code::DuplicateKey,
         format!(
-            "{} `{}`: the new rows repeat unique_key {key_text} values: {values}",
+            "{} `{}`: {rows} repeat unique_key {key_text} values: {values}",
             node.resource_type.as_str(),
             node.name
         ),

@@ -20,6 +20,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
         match t.as_str() {
             "model" => types.push(ResourceType::Model),
             "seed" => types.push(ResourceType::Seed),
+            "snapshot" => types.push(ResourceType::Snapshot),
             "source" => types.push(ResourceType::Source),
             other => {
                 report(&[Problem::new(
@@ -35,6 +36,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
         types = vec![
             ResourceType::Model,
             ResourceType::Seed,
+            ResourceType::Snapshot,
             ResourceType::Source,
         ];
     }

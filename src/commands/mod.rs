@@ -148,11 +148,14 @@ pub fn dispatch(cli: Cli) -> i32 {
         #[cfg(feature = "duckdb")]
         Command::Seed(args) => execute_command(&args, execute::Mode::Seed),
         #[cfg(feature = "duckdb")]
+        Command::Snapshot(args) => execute_command(&args, execute::Mode::Snapshot),
+        #[cfg(feature = "duckdb")]
         Command::Build(args) => execute_command(&args, execute::Mode::Build),
         #[cfg(not(feature = "duckdb"))]
-        Command::Run(args) | Command::Seed(args) | Command::Build(args) => {
-            execute_command(&args, ())
-        }
+        Command::Run(args)
+        | Command::Seed(args)
+        | Command::Snapshot(args)
+        | Command::Build(args) => execute_command(&args, ()),
         Command::Ls(args) => with_session(&args.common, "ls", |s| ls::ls(&s, &args)),
         Command::Clean(args) => {
             let common = CommonArgs {

@@ -1,6 +1,9 @@
 //! DuckDB's SQL for plan steps.
 
+use std::fmt::Write as _;
+
 use super::{Dialect, Statement};
+use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
 use crate::materialize::{Kind, Step};
 use crate::render::relation::quote;
 
@@ -56,6 +59,195 @@ fn and_predicates(predicates: &[String]) -> String {
         out.push(')');
         out
     })
+}
+
+/// The snapshot time: when a check-strategy version starts and a hard delete ends one.
+const NOW: &str = "now()::timestamp";
+/// Staging columns: the change kind and the snapshot query's key and timestamp.
+const CHANGE: &str = "dbt_change_type";
+
+fn key_alias(i: usize) -> String {
+    format!("__xform_key_{i}")
+}
+
+/// `md5(key parts | timestamp)`, dbt's `dbt_scd_id`.
+fn scd_hash(parts: &[String], ts: &str) -> String {
+    let mut all: Vec<String> = parts
+        .iter()
+        .map(|p| format!("coalesce(cast({p} as varchar), '')"))
+        .collect();
+    all.push(format!("coalesce(cast({ts} as varchar), '')"));
+    format!("md5({})", all.join(" || '|' || "))
+}
+
+/// The `valid_to` of a current row: null, or `dbt_valid_to_current`.
+fn open_valid_to(spec: &Spec, ts: &str) -> String {
+    // `nullif(ts, ts)` is a null of the timestamp's type.
+    match &spec.valid_to_current {
+        Some(current) => format!("coalesce(nullif({ts}, {ts}), {current})"),
+        None => format!("nullif({ts}, {ts})"),
+    }
+}
+
+fn is_current(spec: &Spec, alias: &str) -> String {
+    let col = format!("{alias}{}", quote(&spec.meta.valid_to));
+    match &spec.valid_to_current {
+        Some(current) => format!("({col} is null or {col} = {current})"),
+        None => format!("{col} is null"),
+    }
+}
+
+/// The meta columns of a snapshot table, in dbt's order.
+fn meta_columns(spec: &Spec) -> Vec<String> {
+    let m = &spec.meta;
+    let mut cols = vec![
+        m.scd_id.clone(),
+        m.updated_at.clone(),
+        m.valid_from.clone(),
+        m.valid_to.clone(),
+    ];
+    if spec.hard_deletes == HardDeletes::NewRecord {
+        cols.push(m.is_deleted.clone());
+    }
+    cols
+}
+
+fn snapshot_ts(spec: &Spec) -> String {
+    match &spec.strategy {
+        Strategy::Timestamp { updated_at } => updated_at.clone(),
+        Strategy::Check { .. } => NOW.to_string(),
+    }
+}
+
+fn create_snapshot(
+    target: &crate::render::Relation,
+    source: &crate::render::Relation,
+    spec: &Spec,
+) -> String {
+    let ts = snapshot_ts(spec);
+    let m = &spec.meta;
+    let mut sql = format!(
+        "create table {target} as\nselect *,\n  {} as {},\n  {ts} as {},\n  {ts} as {},\n  {} as {}",
+        scd_hash(&spec.unique_key, &ts),
+        quote(&m.scd_id),
+        quote(&m.updated_at),
+        quote(&m.valid_from),
+        open_valid_to(spec, &ts),
+        quote(&m.valid_to),
+    );
+    if spec.hard_deletes == HardDeletes::NewRecord {
+        let _ = write!(sql, ",\n  'False' as {}", quote(&m.is_deleted));
+    }
+    let _ = write!(sql, "\nfrom {source}");
+    sql
+}
+
+fn stage_snapshot(
+    staging: &crate::render::Relation,
+    target: &crate::render::Relation,
+    source: &crate::render::Relation,
+    spec: &Spec,
+) -> String {
+    let m = &spec.meta;
+    let ts = snapshot_ts(spec);
+    let keys: Vec<String> = spec
+        .unique_key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} as {}", key_alias(i)))
+        .collect();
+    let join: Vec<String> = (0..spec.unique_key.len())
+        .map(|i| format!("t.{a} is not distinct from s.{a}", a = key_alias(i)))
+        .collect();
+    let join = join.join(" and ");
+    let mut changed = match &spec.strategy {
+        Strategy::Timestamp { .. } => format!("t.{} < s.__xform_ts", quote(&m.valid_from)),
+        Strategy::Check { columns } => {
+            let cols: Vec<String> = match columns {
+                Some(cols) => cols.clone(),
+                None => spec.columns.iter().map(|c| quote(c)).collect(),
+            };
+            cols.iter()
+                .map(|c| format!("t.{c} is distinct from s.{c}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        }
+    };
+    if spec.hard_deletes == HardDeletes::NewRecord {
+        changed = format!("{changed} or t.{} = 'True'", quote(&m.is_deleted));
+    }
+    let prefixed = |alias: &str| {
+        spec.columns
+            .iter()
+            .map(|c| format!("{alias}.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let is_deleted = |value: &str| {
+        if spec.hard_deletes == HardDeletes::NewRecord {
+            format!(", '{value}' as {}", quote(&m.is_deleted))
+        } else {
+            String::new()
+        }
+    };
+    let mut sql = format!(
+        "create table {staging} as\n\
+         with source_data as (\n  select *, {keys}, {ts} as __xform_ts, {scd} as __xform_scd from {source}\n),\n\
+         snapshotted as (\n  select *, {keys} from {target} where {current}\n)\n\
+         select 'insert' as {CHANGE}, {s_cols}, s.__xform_scd as {scd_id}, s.__xform_ts as {updated_at}, s.__xform_ts as {valid_from}, {open} as {valid_to}{not_deleted}\n\
+         from source_data as s left join snapshotted as t on {join}\n\
+         where t.{scd_id} is null or {changed}\n\
+         union all by name\n\
+         select 'update' as {CHANGE}, t.{scd_id} as {scd_id}, s.__xform_ts as {valid_to}\n\
+         from source_data as s join snapshotted as t on {join}\n\
+         where {changed}",
+        keys = keys.join(", "),
+        scd = scd_hash(&spec.unique_key, &ts),
+        current = is_current(spec, ""),
+        s_cols = prefixed("s"),
+        scd_id = quote(&m.scd_id),
+        updated_at = quote(&m.updated_at),
+        valid_from = quote(&m.valid_from),
+        valid_to = quote(&m.valid_to),
+        open = open_valid_to(spec, "s.__xform_ts"),
+        not_deleted = is_deleted("False"),
+    );
+    if spec.hard_deletes != HardDeletes::Ignore {
+        let mut gone = format!(
+            "from snapshotted as t left join source_data as s on {join}\nwhere s.__xform_scd is null"
+        );
+        if spec.hard_deletes == HardDeletes::NewRecord {
+            let _ = write!(
+                gone,
+                " and t.{} is distinct from 'True'",
+                quote(&m.is_deleted)
+            );
+        }
+        let _ = write!(
+            sql,
+            "\nunion all by name\nselect 'delete' as {CHANGE}, t.{scd_id} as {scd_id}, {NOW} as {valid_to}\n{gone}",
+            scd_id = quote(&m.scd_id),
+            valid_to = quote(&m.valid_to),
+        );
+        if spec.hard_deletes == HardDeletes::NewRecord {
+            let t_keys: Vec<String> = (0..spec.unique_key.len())
+                .map(|i| format!("t.{}", key_alias(i)))
+                .collect();
+            let _ = write!(
+                sql,
+                "\nunion all by name\nselect 'insert' as {CHANGE}, {t_cols}, {scd} as {scd_id}, {NOW} as {updated_at}, {NOW} as {valid_from}, {open} as {valid_to}{deleted}\n{gone}",
+                t_cols = prefixed("t"),
+                scd = scd_hash(&t_keys, NOW),
+                scd_id = quote(&m.scd_id),
+                updated_at = quote(&m.updated_at),
+                valid_from = quote(&m.valid_from),
+                valid_to = quote(&m.valid_to),
+                open = open_valid_to(spec, NOW),
+                deleted = is_deleted("True"),
+            );
+        }
+    }
+    sql
 }
 
 impl Dialect for DuckDb {
@@ -214,6 +406,41 @@ impl Dialect for DuckDb {
                 sql.push_str(&prefixed(SOURCE, insert_columns));
                 sql.push(')');
                 plain(sql)
+            }
+            Step::CreateSnapshot {
+                target,
+                source,
+                spec,
+            } => plain(create_snapshot(target, source, spec)),
+            Step::StageSnapshotChanges {
+                staging,
+                target,
+                source,
+                spec,
+            } => plain(stage_snapshot(staging, target, source, spec)),
+            Step::CloseSnapshotRows {
+                target,
+                staging,
+                spec,
+            } => {
+                let valid_to = quote(&spec.meta.valid_to);
+                let scd_id = quote(&spec.meta.scd_id);
+                plain(format!(
+                    "update {target} as {DEST}\nset {valid_to} = {SOURCE}.{valid_to}\nfrom {staging} as {SOURCE}\nwhere {SOURCE}.{scd_id} = {DEST}.{scd_id}\n  and {SOURCE}.{CHANGE} in ('update', 'delete')\n  and {}",
+                    is_current(spec, &format!("{DEST}."))
+                ))
+            }
+            Step::InsertSnapshotRows {
+                target,
+                staging,
+                spec,
+            } => {
+                let mut cols = spec.columns.clone();
+                cols.extend(meta_columns(spec));
+                plain(format!(
+                    "insert into {target} ({cols})\nselect {cols} from {staging} where {CHANGE} = 'insert'",
+                    cols = column_list(&cols)
+                ))
             }
         }
     }

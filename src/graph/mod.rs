@@ -22,6 +22,7 @@ pub enum ResourceType {
     Seed,
     Model,
     Source,
+    Snapshot,
 }
 
 impl ResourceType {
@@ -30,6 +31,7 @@ impl ResourceType {
             ResourceType::Seed => "seed",
             ResourceType::Model => "model",
             ResourceType::Source => "source",
+            ResourceType::Snapshot => "snapshot",
         }
     }
 }
@@ -45,8 +47,10 @@ pub struct Node {
     /// Path relative to its resource folder.
     pub relative: String,
     pub fqn: Vec<String>,
-    /// The template, for models.
+    /// The file holding the template, for models and snapshots.
     pub file: Option<SourceFile>,
+    /// The template's name when it is not the file's name (a snapshot block).
+    pub template: Option<String>,
     pub config: NodeConfig,
     pub description: String,
     pub columns: Vec<ColumnProps>,
@@ -67,6 +71,7 @@ impl Node {
         match self.resource_type {
             ResourceType::Seed => "seed",
             ResourceType::Source => "source",
+            ResourceType::Snapshot => "snapshot",
             ResourceType::Model => self.config.materialized(),
         }
     }

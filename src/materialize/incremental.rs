@@ -20,6 +20,8 @@ pub enum Strategy {
     Append,
     DeleteInsert,
     Merge,
+    /// BigQuery's meaning: replace every `partition_by` partition present in the new rows.
+    InsertOverwrite,
 }
 
 /// What to do when the model's columns no longer match the table's.
@@ -40,9 +42,11 @@ pub struct Settings {
     pub predicates: Vec<String>,
     pub merge_update_columns: Option<Vec<String>>,
     pub merge_exclude_columns: Vec<String>,
+    /// The partition columns (`partition_by`), for `insert_overwrite`.
+    pub partition_by: Vec<String>,
 }
 
-const STRATEGIES: &[&str] = &["append", "delete+insert", "merge"];
+const STRATEGIES: &[&str] = &["append", "delete+insert", "merge", "insert_overwrite"];
 const SCHEMA_CHANGES: &[&str] = &["ignore", "fail", "append_new_columns", "sync_all_columns"];
 
 /// A config problem, pointing at the `config(...)` call that sets the value when there is one.
@@ -97,6 +101,7 @@ impl Settings {
             None | Some("delete+insert") => Strategy::DeleteInsert,
             Some("append") => Strategy::Append,
             Some("merge") => Strategy::Merge,
+            Some("insert_overwrite") => Strategy::InsertOverwrite,
             Some(other) => {
                 return Err(config_problem(
                     node,
@@ -130,7 +135,28 @@ impl Settings {
             None => None,
             Some(_) => Some(string_list(node, "merge_update_columns")?),
         };
+        // `partition_by`: a column, a list, or BigQuery's `{field: ..., data_type: ...}`.
+        let partition_by = match node.config.get("partition_by") {
+            Some(Json::Object(m)) => m
+                .get("field")
+                .and_then(Json::as_str)
+                .map(|f| vec![f.to_string()])
+                .unwrap_or_default(),
+            _ => string_list(node, "partition_by")?,
+        };
+        if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
+            return Err(config_problem(
+                node,
+                "insert_overwrite",
+                format!(
+                    "incremental model `{}` uses insert_overwrite without `partition_by`",
+                    node.name
+                ),
+                "set partition_by to the column (or list of columns, or {'field': ...}) whose partitions the new rows replace",
+            ));
+        }
         Ok(Settings {
+            partition_by,
             strategy,
             unique_key: string_list(node, "unique_key")?,
             on_schema_change,
@@ -252,7 +278,9 @@ pub fn plan(
         relation: staging.clone(),
         sql: sql.to_string(),
     });
-    if !settings.unique_key.is_empty() && settings.strategy != Strategy::Append {
+    if !settings.unique_key.is_empty()
+        && matches!(settings.strategy, Strategy::DeleteInsert | Strategy::Merge)
+    {
         steps.push(Step::AssertUniqueKey {
             relation: staging.clone(),
             key: settings.unique_key.clone(),
@@ -327,6 +355,16 @@ pub fn plan(
                     predicates: settings.predicates.clone(),
                 });
             }
+            steps.push(insert);
+        }
+        Strategy::InsertOverwrite => {
+            // Every partition present in the new rows is replaced: delete it, then insert.
+            steps.push(Step::DeleteMatching {
+                target: target.clone(),
+                source: staging.clone(),
+                key: settings.partition_by.clone(),
+                predicates: settings.predicates.clone(),
+            });
             steps.push(insert);
         }
         Strategy::Merge => {

@@ -6,6 +6,7 @@
 //! executes or renders SQL.
 
 pub mod incremental;
+pub mod snapshot;
 
 use std::path::PathBuf;
 
@@ -91,6 +92,31 @@ pub enum Step {
         insert_columns: Vec<String>,
         update_columns: Vec<String>,
         predicates: Vec<String>,
+    },
+    /// Create a snapshot table from the staged query rows, with the meta columns.
+    CreateSnapshot {
+        target: Relation,
+        source: Relation,
+        spec: snapshot::Spec,
+    },
+    /// Stage a snapshot run's changes: new versions to insert, current rows to close.
+    StageSnapshotChanges {
+        staging: Relation,
+        target: Relation,
+        source: Relation,
+        spec: snapshot::Spec,
+    },
+    /// Close the current rows the staged changes replace or delete.
+    CloseSnapshotRows {
+        target: Relation,
+        staging: Relation,
+        spec: snapshot::Spec,
+    },
+    /// Insert the staged new versions.
+    InsertSnapshotRows {
+        target: Relation,
+        staging: Relation,
+        spec: snapshot::Spec,
     },
 }
 
@@ -200,7 +226,9 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             },
             Kind::View,
         ),
-        (ResourceType::Source, _) | (_, "ephemeral") => return Ok(Plan::default()),
+        (ResourceType::Source | ResourceType::Snapshot, _) | (_, "ephemeral") => {
+            return Ok(Plan::default());
+        }
         (_, other) => {
             let p = Problem::new(
                 Code::UnsupportedMaterialization,

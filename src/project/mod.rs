@@ -68,6 +68,29 @@ pub struct ModelFile {
     pub file: SourceFile,
 }
 
+/// A snapshot: a `{% snapshot %}` block in a file under snapshot-paths, or a YAML
+/// `snapshots:` entry (whose query is `select * from {{ <relation> }}`).
+#[derive(Debug, Clone)]
+pub struct SnapshotDef {
+    pub name: String,
+    /// The file it is defined in, relative to the project root.
+    pub path: String,
+    pub relative: String,
+    pub fqn: Vec<String>,
+    pub file: SourceFile,
+    /// The query template and its byte offset in `file`.
+    pub body: String,
+    pub body_offset: usize,
+    /// `config:` and `description` from YAML.
+    pub props: NodeProps,
+}
+
+impl SnapshotDef {
+    pub fn template_name(&self) -> String {
+        format!("snapshot:{}", self.name)
+    }
+}
+
 /// A CSV seed.
 #[derive(Debug, Clone)]
 pub struct SeedFile {
@@ -120,19 +143,24 @@ pub struct Project {
     pub profile: Option<String>,
     pub model_paths: Vec<String>,
     pub seed_paths: Vec<String>,
+    pub snapshot_paths: Vec<String>,
     pub macro_paths: Vec<String>,
     pub target_path: String,
     pub clean_targets: Vec<String>,
     pub vars: BTreeMap<String, Json>,
     pub models_tree: ConfigTree,
     pub seeds_tree: ConfigTree,
+    pub snapshots_tree: ConfigTree,
     pub models: Vec<ModelFile>,
+    pub snapshots: Vec<SnapshotDef>,
     pub seeds: Vec<SeedFile>,
     pub macro_files: Vec<SourceFile>,
     pub model_props: BTreeMap<String, NodeProps>,
     pub seed_props: BTreeMap<String, NodeProps>,
     pub sources: Vec<SourceTable>,
     pub warnings: Vec<Problem>,
+    /// YAML properties of snapshot blocks not seen yet while reading.
+    pending_snapshot_props: BTreeMap<String, NodeProps>,
 }
 
 /// Find the project file in `dir`: `xform.yml` first, then `dbt_project.yml`.
@@ -342,6 +370,7 @@ impl Project {
         let profile = doc.get("profile").and_then(Yaml::as_str).map(String::from);
         let model_paths = string_list(doc.get("model-paths"), "models");
         let seed_paths = string_list(doc.get("seed-paths"), "seeds");
+        let snapshot_paths = string_list(doc.get("snapshot-paths"), "snapshots");
         let macro_paths = string_list(doc.get("macro-paths"), "macros");
         let target_path = doc
             .get("target-path")
@@ -393,19 +422,23 @@ impl Project {
             profile,
             model_paths,
             seed_paths,
+            snapshot_paths,
             macro_paths,
             target_path,
             clean_targets,
             vars,
             models_tree: ConfigTree(doc.get("models").cloned().unwrap_or(Yaml::Null)),
             seeds_tree: ConfigTree(doc.get("seeds").cloned().unwrap_or(Yaml::Null)),
+            snapshots_tree: ConfigTree(doc.get("snapshots").cloned().unwrap_or(Yaml::Null)),
             models: Vec::new(),
+            snapshots: Vec::new(),
             seeds: Vec::new(),
             macro_files: Vec::new(),
             model_props: BTreeMap::new(),
             seed_props: BTreeMap::new(),
             sources: Vec::new(),
             warnings,
+            pending_snapshot_props: BTreeMap::new(),
         };
         project.discover(&mut problems);
         if problems.iter().any(|p| !p.warning) {
@@ -484,11 +517,70 @@ impl Project {
                 self.macro_files.push(file);
             }
         }
+        for (abs, rel_root, rel_dir) in files_with(&root, &self.snapshot_paths, &["sql"]) {
+            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
+                continue;
+            };
+            let blocks = match crate::render::macros::extract(&file) {
+                Ok(blocks) => blocks,
+                Err(e) => {
+                    problems.push(
+                        Problem::new(
+                            Code::Jinja,
+                            format!("cannot read the snapshots in `{rel_root}`: {}", e.message),
+                        )
+                        .at(&file, e.offset, 2, "here")
+                        .help("every `{% snapshot name %}` needs a matching `{% endsnapshot %}`"),
+                    );
+                    continue;
+                }
+            };
+            let mut fqn = fqn_of(&self.name, &rel_dir);
+            fqn.pop();
+            for block in blocks {
+                if block.kind != crate::render::macros::BlockKind::Snapshot {
+                    continue;
+                }
+                if let Some(other) = seen.insert(block.name.clone(), rel_root.clone()) {
+                    problems.push(
+                        Problem::new(
+                            Code::DuplicateNode,
+                            format!(
+                                "two nodes are named `{}`: `{other}` and `{rel_root}`",
+                                block.name
+                            ),
+                        )
+                        .at(&file, block.body_offset, 0, "second definition")
+                        .help("rename one of them; `ref()` must know which one you mean"),
+                    );
+                }
+                let mut node_fqn = fqn.clone();
+                node_fqn.push(block.name.clone());
+                self.snapshots.push(SnapshotDef {
+                    name: block.name.clone(),
+                    path: rel_root.clone(),
+                    relative: rel_dir.clone(),
+                    fqn: node_fqn,
+                    file: file.clone(),
+                    body: block.body,
+                    body_offset: block.body_offset,
+                    props: NodeProps::default(),
+                });
+            }
+        }
         let mut yaml_dirs = self.model_paths.clone();
         yaml_dirs.extend(self.seed_paths.iter().cloned());
+        yaml_dirs.extend(self.snapshot_paths.iter().cloned());
+        yaml_dirs.sort();
+        yaml_dirs.dedup();
         for (abs, rel_root, _) in files_with(&root, &yaml_dirs, &["yml", "yaml"]) {
             if let Some(file) = read_source(&root, &abs, &rel_root, problems) {
                 self.read_properties(&file, problems);
+            }
+        }
+        for s in &mut self.snapshots {
+            if let Some(props) = self.pending_snapshot_props.remove(&s.name) {
+                s.props = props;
             }
         }
     }
@@ -609,8 +701,21 @@ impl Project {
                         }
                     }
                 }
-                "version" | "snapshots" | "macros" | "exposures" | "metrics"
-                | "semantic_models" | "saved_queries" | "unit_tests" | "analyses" | "groups" => {}
+                "snapshots" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of entries with `name:`",
+                        ));
+                        continue;
+                    };
+                    for item in items {
+                        self.read_snapshot_entry(file, item, problems);
+                    }
+                }
+                "version" | "macros" | "exposures" | "metrics" | "semantic_models"
+                | "saved_queries" | "unit_tests" | "analyses" | "groups" => {}
                 other => {
                     let offset = find_key(&file.text, other).unwrap_or(0);
                     problems.push(
@@ -636,6 +741,79 @@ impl Project {
                 }
             }
         }
+    }
+
+    /// A `snapshots:` entry: properties of a `{% snapshot %}` block, or (with `relation:`) a
+    /// snapshot defined in YAML.
+    fn read_snapshot_entry(&mut self, file: &SourceFile, item: &Yaml, problems: &mut Vec<Problem>) {
+        let Some(name) = item.get("name").and_then(Yaml::as_str) else {
+            problems.push(Self::shape_problem(
+                file,
+                "snapshots",
+                "every entry to have a `name:`",
+            ));
+            return;
+        };
+        let props = NodeProps {
+            description: str_of(item.get("description")),
+            columns: columns_of(item.get("columns")),
+            config: config_of(item.get("config")),
+            patch_path: file.name.clone(),
+        };
+        let Some(relation) = item.get("relation").and_then(Yaml::as_str) else {
+            // Properties of a snapshot block, found in any order.
+            if let Some(s) = self.snapshots.iter_mut().find(|s| s.name == name) {
+                s.props = props;
+            } else {
+                self.pending_snapshot_props.insert(name.to_string(), props);
+            }
+            return;
+        };
+        let relation = relation.trim();
+        let relation = relation
+            .strip_prefix("{{")
+            .and_then(|r| r.strip_suffix("}}"))
+            .unwrap_or(relation)
+            .trim();
+        if !(relation.starts_with("ref(") || relation.starts_with("source(")) {
+            let offset = find_key(&file.text, "relation").unwrap_or(0);
+            problems.push(
+                Problem::new(
+                    Code::SnapshotConfig,
+                    format!("the relation of snapshot `{name}` must be a ref() or source() call, found `{relation}`"),
+                )
+                .at(file, offset, "relation".len(), "here")
+                .help("write it as relation: ref('orders') or relation: source('shop', 'orders')"),
+            );
+            return;
+        }
+        let offset = file
+            .text
+            .find(relation)
+            .unwrap_or_else(|| find_key(&file.text, "relation").unwrap_or(0));
+        let mut fqn = vec![self.name.clone()];
+        let dir = file.name.rsplit_once('/').map_or("", |(d, _)| d);
+        fqn.extend(
+            dir.split('/')
+                .skip(1)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+        fqn.push(name.to_string());
+        self.snapshots.push(SnapshotDef {
+            name: name.to_string(),
+            path: file.name.clone(),
+            relative: file
+                .name
+                .split_once('/')
+                .map_or(file.name.as_str(), |(_, r)| r)
+                .to_string(),
+            fqn,
+            file: file.clone(),
+            body: format!("select * from {{{{ {relation} }}}}"),
+            body_offset: offset,
+            props,
+        });
     }
 
     fn shape_problem(file: &SourceFile, key: &str, expected: &str) -> Problem {

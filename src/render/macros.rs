@@ -47,6 +47,7 @@ pub struct Param {
 pub enum BlockKind {
     Macro,
     Test,
+    Snapshot,
 }
 
 /// A macro found in a file.
@@ -66,6 +67,7 @@ impl MacroDef {
         match self.kind {
             BlockKind::Macro => format!("macro:{}", self.name),
             BlockKind::Test => format!("test:{}", self.name),
+            BlockKind::Snapshot => format!("snapshot:{}", self.name),
         }
     }
 }
@@ -99,6 +101,7 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
         let kind = match keyword {
             "macro" => BlockKind::Macro,
             "test" => BlockKind::Test,
+            "snapshot" => BlockKind::Snapshot,
             _ => {
                 pos = tag_end;
                 continue;

@@ -211,6 +211,24 @@ impl Renderer {
             origins.insert(path.clone(), origin);
             sources.insert(path, text);
         }
+        for snapshot in &project.snapshots {
+            let (text, shifts) = mutable::prepare(&snapshot.body);
+            let origin = Origin {
+                file: snapshot.file.clone(),
+                offset: snapshot.body_offset,
+                shifts,
+            };
+            let template = snapshot.template_name();
+            if let Err(e) = env.add_template_owned(template.clone(), text) {
+                problems.push(jinja_problem(
+                    &e,
+                    &origin,
+                    &format!("snapshot `{}`", snapshot.name),
+                ));
+                continue;
+            }
+            origins.insert(template, origin);
+        }
         let sources = Arc::new(sources);
         env.set_loader(move |name| Ok(sources.get(name).cloned()));
         let renderer = Renderer {

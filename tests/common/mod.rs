@@ -111,3 +111,51 @@ fn time_free(line: &str) -> String {
         _ => line.to_string(),
     }
 }
+
+#[cfg(feature = "duckdb")]
+/// Run SQL on the project's database (the connection is closed before xform runs again).
+pub fn sql(p: &TempProject, name: &str, statements: &str) {
+    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
+    conn.execute_batch(statements).unwrap();
+}
+
+#[cfg(feature = "duckdb")]
+/// Every row of a query, columns joined with `|`, NULL as `null`.
+pub fn rows(p: &TempProject, name: &str, query: &str) -> Vec<String> {
+    let conn = duckdb::Connection::open(p.db_path(name)).unwrap();
+    let wrapped = format!("select coalesce(cast(columns(*) as varchar), 'null') from ({query})");
+    let mut stmt = conn.prepare(&wrapped).unwrap();
+    let mut out = Vec::new();
+    let mut result = stmt.query([]).unwrap();
+    while let Some(row) = result.next().unwrap() {
+        let n = row.as_ref().column_count();
+        let cells: Vec<String> = (0..n).map(|i| row.get::<_, String>(i).unwrap()).collect();
+        out.push(cells.join("|"));
+    }
+    out
+}
+
+#[cfg(feature = "duckdb")]
+pub fn relations(p: &TempProject, name: &str) -> Vec<String> {
+    rows(
+        p,
+        name,
+        "select table_schema || '.' || table_name from information_schema.tables order by 1",
+    )
+}
+
+#[cfg(feature = "duckdb")]
+pub fn run(p: &TempProject, args: &[&str]) -> String {
+    let out = p.xform(args);
+    let text = transcript(p.path(), &out);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[cfg(feature = "duckdb")]
+pub fn run_fails(p: &TempProject, args: &[&str]) -> String {
+    let out = p.xform(args);
+    let text = transcript(p.path(), &out);
+    assert!(!out.status.success(), "{text}");
+    text
+}
