@@ -294,15 +294,27 @@ impl Worker {
         let mut rows = 0usize;
         let mut in_transaction = false;
         for (i, s) in statements.iter().enumerate() {
-            match conn.execute(&s.sql, []) {
+            // DML reports how many rows it changed, which needs a prepared statement. Everything
+            // else runs in a single pass: preparing a statement and then executing it binds its
+            // query twice, and binding a view over views is most of what building one costs.
+            let result = if ["insert", "merge", "delete", "update"]
+                .iter()
+                .any(|w| s.sql.starts_with(w))
+            {
+                conn.execute(&s.sql, [])
+            } else {
+                conn.execute_batch(&s.sql).and_then(|()| match &s.counts {
+                    Some(relation) => conn
+                        .query_row(&format!("select count(*) from {relation}"), [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .map(|n| usize::try_from(n).unwrap_or(0)),
+                    None => Ok(0),
+                })
+            };
+            match result {
                 Ok(n) => {
-                    if s.body_line.is_some()
-                        || ["create table", "insert", "merge"]
-                            .iter()
-                            .any(|w| s.sql.starts_with(w))
-                    {
-                        rows = rows.max(n);
-                    }
+                    rows = rows.max(n);
                     if s.sql == "begin transaction" {
                         in_transaction = true;
                     } else if s.sql == "commit" {

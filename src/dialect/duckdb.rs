@@ -255,11 +255,13 @@ impl Dialect for DuckDb {
         Statement {
             sql: format!("describe select * from (\n{sql}\n)"),
             body_line: Some(2),
+            counts: None,
         }
     }
 
     fn statement(&self, step: &Step) -> Statement {
         let plain = |sql: String| Statement {
+            counts: None,
             sql,
             body_line: None,
         };
@@ -280,10 +282,12 @@ impl Dialect for DuckDb {
             Step::CreateTableAs { relation, sql } => Statement {
                 sql: format!("create table {relation} as (\n{sql}\n)"),
                 body_line: Some(2),
+                counts: Some(relation.to_string()),
             },
             Step::CreateView { relation, sql } => Statement {
                 sql: format!("create view {relation} as (\n{sql}\n)"),
                 body_line: Some(2),
+                counts: None,
             },
             Step::Rename { from, to, kind } => plain(format!(
                 "alter {} {from} rename to {}",
@@ -313,11 +317,15 @@ impl Dialect for DuckDb {
                         .collect();
                     options.push(format!("types = {{{}}}", types.join(", ")));
                 }
-                plain(format!(
-                    "create table {relation} as select * from read_csv({}, {})",
-                    literal(&path.to_string_lossy()),
-                    options.join(", ")
-                ))
+                Statement {
+                    sql: format!(
+                        "create table {relation} as select * from read_csv({}, {})",
+                        literal(&path.to_string_lossy()),
+                        options.join(", ")
+                    ),
+                    body_line: None,
+                    counts: Some(relation.to_string()),
+                }
             }
             Step::AssertUniqueKey { relation, key } => {
                 // The key as text, `(a, b)` for a list; the first ten duplicates are named.

@@ -11,6 +11,8 @@ use crate::materialize::Step;
 pub struct Statement {
     pub sql: String,
     pub body_line: Option<usize>,
+    /// A relation whose row count is the statement's "rows affected" (the statement builds it).
+    pub counts: Option<String>,
 }
 
 pub trait Dialect {
