@@ -186,27 +186,36 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     entry
 }
 
-/// Append `"key":value` pairs as a JSON object.
-fn object<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
-    out.push('{');
+/// Write `{"id":value,...}` for the given nodes, serializing a chunk of them in parallel at a
+/// time so that memory stays bounded however large the project is.
+fn write_object(
+    w: &mut impl Write,
+    graph: &Graph,
+    nodes: &[usize],
+    value: &(dyn Fn(usize) -> String + Sync),
+) -> std::io::Result<()> {
+    w.write_all(b"{")?;
     let mut first = true;
-    for (k, v) in pairs {
-        if !first {
-            out.push(',');
+    for chunk in nodes.chunks(2048) {
+        let texts: Vec<String> = chunk.par_iter().map(|&i| value(i)).collect();
+        for (&i, text) in chunk.iter().zip(texts) {
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *w, &graph.nodes[i].unique_id)?;
+            w.write_all(b":")?;
+            w.write_all(text.as_bytes())?;
         }
-        first = false;
-        out.push_str(&serde_json::to_string(k).unwrap_or_default());
-        out.push(':');
-        out.push_str(v);
     }
-    out.push('}');
+    w.write_all(b"}")
 }
 
 /// Write `manifest.json` (compact, as dbt writes it). `compiled` holds the compiled SQL of the
 /// nodes compiled in this run.
 ///
-/// Nodes are serialized in parallel, each to its own text, and the manifest is assembled from
-/// those texts in node-id order: no tree of the whole manifest is ever built.
+/// Nodes are serialized in parallel, a chunk at a time, and streamed to the file in node-id
+/// order: no tree of the whole manifest, nor its whole text, is ever held in memory.
 pub fn write_manifest(
     target_dir: &Path,
     project: &str,
@@ -215,6 +224,7 @@ pub fn write_manifest(
     compiled: &BTreeMap<usize, String>,
     run: &RunInfo,
 ) -> Result<(), Problem> {
+    let path = target_dir.join("manifest.json");
     let ids = |v: Vec<usize>| -> String {
         let names: Vec<&str> = v
             .iter()
@@ -222,72 +232,32 @@ pub fn write_manifest(
             .collect();
         serde_json::to_string(&names).unwrap_or_default()
     };
-    let entries: Vec<(bool, String, String, String)> = (0..graph.nodes.len())
-        .into_par_iter()
-        .map(|i| {
-            let node = &graph.nodes[i];
-            let is_source = node.resource_type == ResourceType::Source;
-            let text = if is_source {
-                source_json(node, project).to_string()
-            } else {
-                node_json(node, project, compiled.get(&i)).to_string()
-            };
-            (
-                is_source,
-                text,
-                ids(graph.parents(i)),
-                ids(graph.children(i)),
-            )
-        })
-        .collect();
-    let size: usize = entries
-        .iter()
-        .map(|e| e.1.len() + e.2.len() + e.3.len() + 64)
-        .sum();
-    let mut out = String::with_capacity(size + 4096);
-    let id = |i: usize| graph.nodes[i].unique_id.as_str();
-    let metadata = metadata(MANIFEST_SCHEMA, project, target, run).to_string();
-    out.push_str("{\"metadata\":");
-    out.push_str(&metadata);
-    out.push_str(",\"nodes\":");
-    object(
-        &mut out,
-        entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.0)
-            .map(|(i, e)| (id(i), e.1.as_str())),
-    );
-    out.push_str(",\"sources\":");
-    object(
-        &mut out,
-        entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.0)
-            .map(|(i, e)| (id(i), e.1.as_str())),
-    );
-    out.push_str(",\"macros\":{},\"docs\":{},\"exposures\":{},\"metrics\":{},\"groups\":{},\"selectors\":{},\"disabled\":{},\"parent_map\":");
-    object(
-        &mut out,
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (id(i), e.2.as_str())),
-    );
-    out.push_str(",\"child_map\":");
-    object(
-        &mut out,
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (id(i), e.3.as_str())),
-    );
-    out.push_str(
-        ",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":{}}",
-    );
-    let manifest = out;
-    write_file(&target_dir.join("manifest.json"), manifest.as_bytes())
+    let (sources, nodes): (Vec<usize>, Vec<usize>) =
+        (0..graph.nodes.len()).partition(|&i| graph.nodes[i].resource_type == ResourceType::Source);
+    let all: Vec<usize> = (0..graph.nodes.len()).collect();
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(target_dir)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        w.write_all(b"{\"metadata\":")?;
+        serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
+        w.write_all(b",\"nodes\":")?;
+        write_object(&mut w, graph, &nodes, &|i| {
+            node_json(&graph.nodes[i], project, compiled.get(&i)).to_string()
+        })?;
+        w.write_all(b",\"sources\":")?;
+        write_object(&mut w, graph, &sources, &|i| {
+            source_json(&graph.nodes[i], project).to_string()
+        })?;
+        w.write_all(b",\"macros\":{},\"docs\":{},\"exposures\":{},\"metrics\":{},\"groups\":{},\"selectors\":{},\"disabled\":{},\"parent_map\":")?;
+        write_object(&mut w, graph, &all, &|i| ids(graph.parents(i)))?;
+        w.write_all(b",\"child_map\":")?;
+        write_object(&mut w, graph, &all, &|i| ids(graph.children(i)))?;
+        w.write_all(
+            b",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":{}}",
+        )?;
+        w.flush()
+    };
+    write().map_err(|e| Problem::io(&path, &e))
 }
 
 /// Write `run_results.json`.
