@@ -8,7 +8,7 @@ use crate::graph::ResourceType;
 use crate::graph::select::select;
 
 pub fn ls(s: &Session, args: &LsArgs) -> i32 {
-    let (_, graph) = match parse(&s.project, &s.target, &s.run) {
+    let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
         Ok(g) => g,
         Err(p) => {
             report(&p);
@@ -80,5 +80,8 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
         out.push('\n');
     }
     print!("{out}");
+    std::mem::forget(renderer);
+    // The process ends next; freeing the graph node by node would only delay the exit.
+    std::mem::forget(graph);
     EXIT_OK
 }

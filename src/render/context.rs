@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, from_args};
+use minijinja::value::{
+    Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueOrKwargs, from_args,
+};
 use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
@@ -97,7 +99,8 @@ fn value_to_json(value: &Value) -> Json {
 }
 
 /// `ref('model')`, `ref('package', 'model')`, `ref('model', v=2)`.
-pub fn ref_fn(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
+pub fn ref_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
     let _ = kwargs.get::<Option<Value>>("v");
     let _ = kwargs.get::<Option<Value>>("version");
@@ -219,14 +222,20 @@ pub fn is_incremental(state: &State<'_, '_>) -> Result<bool, Error> {
     Ok(ctx.execute && ctx.is_incremental)
 }
 
-pub fn log_fn(state: &State<'_, '_>, msg: Value, info: Option<bool>) -> Value {
-    if info.unwrap_or(false)
+/// `log(msg)` / `log(msg, info=True)`: info messages are shown when the model is compiled.
+pub fn log_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
+    let (msg, info, kwargs): (Value, Option<bool>, Kwargs) = from_args(&args)?;
+    let info = info
+        .or(kwargs.get::<Option<bool>>("info")?)
+        .unwrap_or(false);
+    if info
         && let Ok(ctx) = ctx(state)
         && ctx.execute
     {
         ctx.logs.lock().expect("logs lock").push(msg.to_string());
     }
-    Value::from("")
+    Ok(Value::from(""))
 }
 
 pub fn print_fn(state: &State<'_, '_>, msg: Value) -> Value {
@@ -256,7 +265,8 @@ pub fn run_query(state: &State<'_, '_>, sql: Value) -> Result<Value, Error> {
 }
 
 /// `{% call statement('name', fetch_result=True) %}sql{% endcall %}`.
-pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
+pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
     let name = positional
         .first()

@@ -62,6 +62,7 @@ impl TempProject {
             .args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .env("HOME", self.dir.path())
             .env_remove("DBT_PROFILES_DIR")
             .output()
