@@ -351,3 +351,41 @@ fn microbatch_requires_its_config() {
     let out = run_fails(&p, &["run", "--event-time-end", "2024-01-04"]);
     assert!(out.contains("unknown batch_size `week`"), "{out}");
 }
+
+#[test]
+fn without_an_end_flag_batches_end_at_the_run_start_time() {
+    // dbt: the end time defaults to now. xform's "now" is the run's start time, which
+    // SOURCE_DATE_EPOCH fixes: 1704198600 is 2024-01-02 12:30 UTC.
+    let p = project("now", &model());
+    sql(&p, "now", EVENTS);
+    let xform = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+            .args(args)
+            .current_dir(p.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", p.path())
+            .env("SOURCE_DATE_EPOCH", "1704198600")
+            .env_remove("DBT_PROFILES_DIR")
+            .output()
+            .unwrap();
+        let text = common::transcript(p.path(), &out);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    // First run: from `begin` to 12:30 on day 2; day 3 is in the future.
+    let first = xform(&["run"]);
+    assert!(first.contains("batch 2 of 2 OK"), "{first}");
+    assert!(
+        first.contains("[2024-01-02 00:00:00, 2024-01-02 12:30:00)"),
+        "{first}"
+    );
+    assert_eq!(rows(&p, "now", ALL), ["1|a", "2|b"]);
+    // A later run: the current day and one day of lookback.
+    sql(&p, "now", "update raw.events set v = upper(v);");
+    let later = xform(&["run"]);
+    assert!(
+        later.contains("batch 1 of 2 OK    m [2024-01-01 00:00:00"),
+        "{later}"
+    );
+    assert_eq!(rows(&p, "now", ALL), ["1|A", "2|B"]);
+}

@@ -835,6 +835,8 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         "exclude": args.exclude,
         "threads": threads,
         "full_refresh": args.full_refresh,
+        "event_time_start": args.event_time_start,
+        "event_time_end": args.event_time_end,
         "target": s.target.name,
     });
     let mut problems: Vec<Problem> = schedule.problems.into_iter().map(|(_, p)| p).collect();
