@@ -278,6 +278,13 @@ fn a_failed_batch_leaves_the_other_batches_and_fails_the_node() {
     assert!(out.contains("xform::batch_failed"), "{out}");
     assert!(out.contains("1 of 3 batches failed: [2024-01-01"), "{out}");
     assert!(out.contains("Could not convert string 'x'"), "{out}");
+    // The compiled file the diagnostic points into holds the failed batch's SQL.
+    let compiled =
+        std::fs::read_to_string(p.path().join("target/compiled/fail/models/m.sql")).unwrap();
+    assert!(
+        compiled.contains("ts >= cast('2024-01-01 00:00:00' as timestamp)"),
+        "{compiled}"
+    );
     assert!(out.starts_with("exit: 1"), "{out}");
     // The first batch that succeeds creates the table; the batches after it land too.
     assert_eq!(

@@ -300,7 +300,16 @@ impl Runner<'_> {
                 )));
             }
             let clock = Instant::now();
-            let outcome = self.build_batch(i, worker, introspector, *window, create);
+            // The compiled file follows the batches until one fails: it then keeps the failed
+            // batch's SQL, which the first related problem points into.
+            let outcome = self.build_batch(
+                i,
+                worker,
+                introspector,
+                *window,
+                create,
+                failed.is_empty().then_some(compiled_path.as_path()),
+            );
             let (word, extra) = match &outcome {
                 Ok((r, sql, statements)) => {
                     rows += r;
@@ -330,9 +339,6 @@ impl Runner<'_> {
             run_sql.push('\n');
         }
         write_file(&run_path, run_sql.as_bytes())?;
-        if let Some(sql) = &last_sql {
-            write_file(&compiled_path, sql.as_bytes())?;
-        }
         if failed.is_empty() {
             return Ok((Some(rows), last_sql));
         }
@@ -368,6 +374,7 @@ impl Runner<'_> {
         introspector: &Arc<dyn Introspect>,
         window: microbatch::Window,
         create: bool,
+        compiled_path: Option<&std::path::Path>,
     ) -> Result<(usize, String, String), Problem> {
         let node = &self.graph.nodes[i];
         let batching = microbatch::Settings::of(node)?;
@@ -381,6 +388,9 @@ impl Runner<'_> {
                 &window.id(batching.batch_size),
             )
             .map_err(|p| in_batch(p, window))?;
+        if let Some(path) = compiled_path {
+            write_file(path, sql.as_bytes())?;
+        }
         let plan = if create {
             plan(node, &sql, self.warehouse)?
         } else {
