@@ -249,6 +249,26 @@ from {{{{ ref('up') }}}} u
         rows(&p, "up", "select id, seen from main.m order by id"),
         ["1|1", "2|1", "3|2", "4|2"]
     );
+    // The event_time may also be set on the whole source.
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    schema: raw\n    config:\n      event_time: ts\n    tables:\n      - name: events\n",
+    );
+    run(
+        &p,
+        &[
+            "run",
+            "-s",
+            "m",
+            "--full-refresh",
+            "--event-time-end",
+            "2024-01-04",
+        ],
+    );
+    assert_eq!(
+        rows(&p, "up", "select id, seen from main.m order by id"),
+        ["1|1", "2|1", "3|2", "4|2"]
+    );
 }
 
 #[test]
