@@ -68,6 +68,12 @@ pub struct CommonArgs {
     /// Drop and rebuild seeds and incremental models
     #[arg(long)]
     pub full_refresh: bool,
+    /// Microbatch models: build the batches from this time on (ISO date or timestamp)
+    #[arg(long, value_name = "TIME")]
+    pub event_time_start: Option<String>,
+    /// Microbatch models: build the batches up to this time (default: now)
+    #[arg(long, value_name = "TIME")]
+    pub event_time_end: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

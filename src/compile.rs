@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::config::Target;
 use crate::diagnostics::Problem;
 use crate::graph::{Graph, Node, ResourceType};
+use crate::materialize::microbatch::Window;
 use crate::project::{NodeConfig, Project};
 use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve, RunInfo};
 
@@ -24,6 +25,48 @@ use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve, RunI
 pub struct GraphResolver {
     refs: HashMap<String, Relation>,
     sources: HashMap<(String, String), Relation>,
+    /// The `event_time` column of the models and sources that have one.
+    ref_event_times: HashMap<String, String>,
+    source_event_times: HashMap<(String, String), String>,
+}
+
+/// Resolves like the graph, but an input with an `event_time` reads only the rows of one
+/// microbatch window: `(select * from <relation> where <event_time in the window>)`.
+struct BatchResolver {
+    graph: Arc<GraphResolver>,
+    window: Window,
+}
+
+impl BatchResolver {
+    fn filtered(
+        &self,
+        relation: Option<Relation>,
+        event_time: Option<&String>,
+    ) -> Option<Relation> {
+        let mut relation = relation?;
+        if let Some(column) = event_time {
+            relation.filter = Some(self.window.condition(column));
+        }
+        Some(relation)
+    }
+}
+
+impl Resolve for BatchResolver {
+    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Option<Relation> {
+        self.filtered(
+            self.graph.resolve_ref(package, name),
+            self.graph.ref_event_times.get(name),
+        )
+    }
+
+    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
+        self.filtered(
+            self.graph.resolve_source(source, table),
+            self.graph
+                .source_event_times
+                .get(&(source.to_string(), table.to_string())),
+        )
+    }
 }
 
 impl Resolve for GraphResolver {
@@ -53,7 +96,11 @@ impl Resolve for NoResolver {
 
 /// The `model` value templates see.
 fn model_value(node: &Node) -> Value {
-    crate::render::context::to_value(serde_json::json!({
+    crate::render::context::to_value(model_json(node))
+}
+
+fn model_json(node: &Node) -> serde_json::Value {
+    serde_json::json!({
         "name": node.name,
         "unique_id": node.unique_id,
         "resource_type": node.resource_type.as_str(),
@@ -67,7 +114,7 @@ fn model_value(node: &Node) -> Value {
         "tags": node.config.tags(),
         "description": node.description,
         "package_name": node.fqn.first(),
-    }))
+    })
 }
 
 /// The schema a node builds in: dbt's default `generate_schema_name`, or the project's macro.
@@ -354,6 +401,11 @@ impl<'a> Compiler<'a> {
             match node.resource_type {
                 ResourceType::Source => {
                     if let Some(s) = &node.source {
+                        if let Some(column) = &s.event_time {
+                            resolver
+                                .source_event_times
+                                .insert((s.source_name.clone(), s.name.clone()), column.clone());
+                        }
                         resolver.sources.insert(
                             (s.source_name.clone(), s.name.clone()),
                             node.relation.clone(),
@@ -366,6 +418,11 @@ impl<'a> Compiler<'a> {
                         .insert(node.name.clone(), Relation::cte(&node.name));
                 }
                 _ => {
+                    if let Some(column) = node.config.str("event_time") {
+                        resolver
+                            .ref_event_times
+                            .insert(node.name.clone(), column.to_string());
+                    }
                     resolver
                         .refs
                         .insert(node.name.clone(), node.relation.clone());
@@ -431,6 +488,56 @@ impl<'a> Compiler<'a> {
             ctes.push((self.graph.nodes[e].name.clone(), sql));
         }
         Ok(inject_ctes(&body, &ctes))
+    }
+
+    /// The compiled SQL of one microbatch batch of a model: rendered afresh (not cached), its
+    /// inputs with an `event_time` filtered to `window`, and `model.batch` describing the batch.
+    pub fn compiled_batch(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+        window: Window,
+        batch_id: &str,
+    ) -> Result<String, Problem> {
+        let node = &self.graph.nodes[i];
+        let Some(file) = &node.file else {
+            return Ok(String::new());
+        };
+        let mut model = model_json(node);
+        model["batch"] = serde_json::json!({
+            "id": batch_id,
+            "event_time_start": Window::text(window.start),
+            "event_time_end": Window::text(window.end),
+        });
+        let rendered = self.renderer.render(RenderRequest {
+            template: node.template.as_deref().unwrap_or(&file.name),
+            name: &node.name,
+            unique_id: &node.unique_id,
+            execute: true,
+            is_incremental,
+            config: node.config.clone(),
+            this: node.relation.clone(),
+            resolver: Arc::new(BatchResolver {
+                graph: self.resolver.clone(),
+                window,
+            }),
+            introspector: introspector.cloned(),
+            model: crate::render::context::to_value(model),
+        })?;
+        for line in &rendered.logs {
+            eprintln!("{}: {line}", node.name);
+        }
+        let ephemerals = self.graph.ephemeral_ancestors(i);
+        if ephemerals.is_empty() {
+            return Ok(rendered.sql);
+        }
+        let mut ctes = Vec::with_capacity(ephemerals.len());
+        for e in ephemerals {
+            let sql = self.body(e, introspector, false)?;
+            ctes.push((self.graph.nodes[e].name.clone(), sql));
+        }
+        Ok(inject_ctes(&rendered.sql, &ctes))
     }
 
     /// Bodies compiled so far, by node position (for artifacts).

@@ -34,6 +34,7 @@ pub enum Code {
     SchemaChange,
     DuplicateKey,
     SnapshotConfig,
+    BatchFailed,
 }
 
 impl Code {
@@ -59,6 +60,7 @@ impl Code {
             Code::SchemaChange => "xform::schema_change",
             Code::DuplicateKey => "xform::duplicate_key",
             Code::SnapshotConfig => "xform::snapshot_config",
+            Code::BatchFailed => "xform::batch_failed",
         }
     }
 }

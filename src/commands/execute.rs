@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,7 +28,7 @@ use crate::dialect::duckdb::DuckDb;
 use crate::dialect::{Dialect, Statement};
 use crate::graph::select::select;
 use crate::graph::{Graph, Node, ResourceType};
-use crate::materialize::{Existing, Kind, Step, incremental, plan, snapshot};
+use crate::materialize::{Existing, Kind, Step, incremental, microbatch, plan, snapshot};
 use crate::render::{Introspect, spans};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,9 @@ struct Runner<'a> {
     slot_of: HashMap<usize, usize>,
     reportable: usize,
     progress: Output,
+    /// `--event-time-start` / `--event-time-end`, for microbatch models.
+    event_time_start: Option<chrono::NaiveDateTime>,
+    event_time_end: Option<chrono::NaiveDateTime>,
 }
 
 /// Where per-node lines go: a progress bar on a terminal, plain lines otherwise.
@@ -161,6 +165,9 @@ impl Runner<'_> {
     ) -> Result<(Option<usize>, Option<String>), Problem> {
         let node = &self.graph.nodes[i];
         let introspector: Arc<dyn Introspect> = worker.clone();
+        if node.resource_type == ResourceType::Model && microbatch::is_microbatch(node) {
+            return self.build_microbatch(i, worker, &introspector);
+        }
         // `is_incremental()`: an incremental model whose table exists, outside a full refresh.
         let incremental = node.resource_type == ResourceType::Model
             && node.materialized() == "incremental"
@@ -227,7 +234,7 @@ impl Runner<'_> {
                     ),
                 )
             })?;
-            incremental::plan(node, &sql, self.warehouse, &table, &new)?
+            incremental::plan(node, &sql, self.warehouse, &table, &new, None)?
         } else {
             plan(node, &sql, self.warehouse)?
         };
@@ -251,6 +258,175 @@ impl Runner<'_> {
                 Some(Step::AssertUniqueKey { key, .. }) => duplicate_key_problem(node, key, &e),
                 _ => self.db_problem(node, &sql, &statements, &e),
             }),
+        }
+    }
+
+    /// Build a microbatch model: one render and one transaction per batch. A failed batch is
+    /// reported with its window and the other batches still land; the node then fails with a
+    /// problem naming every failed batch.
+    fn build_microbatch(
+        &self,
+        i: usize,
+        worker: &Arc<Worker>,
+        introspector: &Arc<dyn Introspect>,
+    ) -> Result<(Option<usize>, Option<String>), Problem> {
+        let node = &self.graph.nodes[i];
+        incremental::Settings::of(node)?;
+        let batching = microbatch::Settings::of(node)?;
+        let exists = self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
+        let first_run = incremental::full_refresh(node, self.session.run.full_refresh) || !exists;
+        let end = self
+            .event_time_end
+            .unwrap_or_else(|| self.session.run.started_at.naive_utc());
+        let windows = batching.batches(first_run, self.event_time_start, end);
+        let project = &self.session.project.name;
+        let compiled_path = sql_path(&self.session.target_dir, "compiled", project, &node.path);
+        let run_path = sql_path(&self.session.target_dir, "run", project, &node.path);
+        // The table is (re)built whole by the first batch that succeeds on a first run.
+        let mut create = first_run;
+        let mut rows = 0;
+        let mut last_sql = None;
+        let mut run_sql = String::new();
+        let mut failed: Vec<(microbatch::Window, Problem)> = Vec::new();
+        for (n, window) in windows.iter().enumerate() {
+            if CANCELLED.load(Ordering::SeqCst) {
+                return Err(Problem::new(
+                    Code::Interrupted,
+                    format!("model `{}` was cancelled", node.name),
+                )
+                .help(format!(
+                    "the batches before {} were written; the rest were not run",
+                    window.label()
+                )));
+            }
+            let clock = Instant::now();
+            // The compiled file follows the batches until one fails: it then keeps the failed
+            // batch's SQL, which the first related problem points into.
+            let outcome = self.build_batch(
+                i,
+                worker,
+                introspector,
+                *window,
+                create,
+                failed.is_empty().then_some(compiled_path.as_path()),
+            );
+            let (word, extra) = match &outcome {
+                Ok((r, sql, statements)) => {
+                    rows += r;
+                    create = false;
+                    last_sql = Some(sql.clone());
+                    let _ = writeln!(run_sql, "-- batch {}\n{statements}", window.label());
+                    ("OK", format!(" {r} rows"))
+                }
+                Err(_) => ("ERROR", String::new()),
+            };
+            self.progress.line(&format!(
+                "        batch {} of {} {word:<5} {} {}{extra} ({:.2} s)",
+                n + 1,
+                windows.len(),
+                node.name,
+                window.label(),
+                clock.elapsed().as_secs_f64()
+            ));
+            if let Err(p) = outcome {
+                if p.code == Code::Interrupted {
+                    return Err(p);
+                }
+                failed.push((*window, p));
+            }
+        }
+        if run_sql.is_empty() {
+            run_sql.push('\n');
+        }
+        write_file(&run_path, run_sql.as_bytes())?;
+        if failed.is_empty() {
+            return Ok((Some(rows), last_sql));
+        }
+        let labels: Vec<String> = failed.iter().map(|(w, _)| w.label()).collect();
+        let landed = windows.len() - failed.len();
+        let mut p = Problem::new(
+            Code::BatchFailed,
+            format!(
+                "microbatch model `{}`: {} of {} batches failed: {}",
+                node.name,
+                failed.len(),
+                windows.len(),
+                labels.join(", ")
+            ),
+        )
+        .help(format!(
+            "the other {landed} batches were written (a partial success); fix the cause and rebuild the failed windows with --event-time-start/--event-time-end"
+        ))
+        .related(failed.into_iter().map(|(_, p)| p).collect());
+        if let Some(file) = &node.file {
+            p = p.at(file, 0, 0, "in this model");
+        }
+        Err(p)
+    }
+
+    /// One batch of a microbatch model: render it for `window`, then build the table from it
+    /// (`create`) or delete the window and insert, in one transaction. Returns the rows
+    /// written, the compiled SQL and the statements run.
+    fn build_batch(
+        &self,
+        i: usize,
+        worker: &Arc<Worker>,
+        introspector: &Arc<dyn Introspect>,
+        window: microbatch::Window,
+        create: bool,
+        compiled_path: Option<&std::path::Path>,
+    ) -> Result<(usize, String, String), Problem> {
+        let node = &self.graph.nodes[i];
+        let batching = microbatch::Settings::of(node)?;
+        let sql = self
+            .compiler
+            .compiled_batch(
+                i,
+                Some(introspector),
+                !create,
+                window,
+                &window.id(batching.batch_size),
+            )
+            .map_err(|p| in_batch(p, window))?;
+        if let Some(path) = compiled_path {
+            write_file(path, sql.as_bytes())?;
+        }
+        let plan = if create {
+            plan(node, &sql, self.warehouse)?
+        } else {
+            let describe = DuckDb.describe_query(&sql);
+            let new = worker.describe(&describe).map_err(|e| {
+                in_batch(
+                    self.db_problem(node, &sql, std::slice::from_ref(&describe), &e),
+                    window,
+                )
+            })?;
+            let table = worker.relation_columns(&node.relation).map_err(|e| {
+                Problem::new(
+                    Code::Database,
+                    format!(
+                        "cannot read the columns of {}: {}",
+                        node.relation, e.message
+                    ),
+                )
+            })?;
+            incremental::plan(node, &sql, self.warehouse, &table, &new, Some(&window))?
+        };
+        let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+        let text: String = statements
+            .iter()
+            .map(|s| format!("{};\n", s.sql))
+            .collect::<Vec<_>>()
+            .join("\n");
+        match worker.run(&statements) {
+            Ok(rows) => {
+                self.warehouse.record(&node.relation, plan.result);
+                Ok((rows, sql, text))
+            }
+            Err(e) => Err(in_batch(
+                self.db_problem(node, &sql, &statements, &e),
+                window,
+            )),
         }
     }
 
@@ -491,6 +667,12 @@ fn duplicate_key_problem(node: &Node, key: &[String], e: &DbError) -> Problem {
     p
 }
 
+/// A problem of one microbatch batch: its message names the batch's window.
+fn in_batch(mut p: Problem, window: microbatch::Window) -> Problem {
+    p.message = format!("batch {}: {}", window.label(), p.message);
+    p
+}
+
 fn skipped(node: &Node, message: String) -> NodeResult {
     let now = chrono::Utc::now();
     NodeResult {
@@ -524,6 +706,33 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     };
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
+    }
+    let mut times = [None, None];
+    for (slot, (flag, value)) in times.iter_mut().zip([
+        ("--event-time-start", &args.event_time_start),
+        ("--event-time-end", &args.event_time_end),
+    ]) {
+        if let Some(text) = value {
+            let Some(t) = microbatch::parse_time(text) else {
+                report(&[Problem::new(
+                    Code::ProjectConfig,
+                    format!("{flag} `{text}` is not a date or timestamp"),
+                )
+                .help("write it as an ISO date or timestamp: 2024-01-31 or 2024-01-31T06:00:00")]);
+                return EXIT_USAGE;
+            };
+            *slot = Some(t);
+        }
+    }
+    let [event_time_start, event_time_end] = times;
+    if let (Some(start), Some(end)) = (event_time_start, event_time_end)
+        && start >= end
+    {
+        report(&[Problem::new(
+            Code::ProjectConfig,
+            "--event-time-start must be before --event-time-end",
+        )]);
+        return EXIT_USAGE;
     }
     let warehouse = match Warehouse::open(&s.target) {
         Ok(w) => w,
@@ -583,6 +792,8 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         slot_of,
         reportable,
         progress: Output::new(reportable),
+        event_time_start,
+        event_time_end,
     };
     let state = Mutex::new(Schedule {
         ready,
@@ -634,6 +845,8 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         "exclude": args.exclude,
         "threads": threads,
         "full_refresh": args.full_refresh,
+        "event_time_start": args.event_time_start,
+        "event_time_end": args.event_time_end,
         "target": s.target.name,
     });
     let mut problems: Vec<Problem> = schedule.problems.into_iter().map(|(_, p)| p).collect();

@@ -384,6 +384,16 @@ impl Dialect for DuckDb {
                     and_predicates(predicates)
                 )
             }),
+            Step::DeleteWindow {
+                target,
+                column,
+                window,
+                predicates,
+            } => plain(format!(
+                "delete from {target} as {DEST}\nwhere {}{}",
+                window.condition(&format!("{DEST}.{column}")),
+                and_predicates(predicates)
+            )),
             Step::Merge {
                 target,
                 source,

@@ -10,6 +10,7 @@
 
 use serde_json::Value as Json;
 
+use super::microbatch::Window;
 use super::{Column, Existing, Kind, Plan, Step, TMP_SUFFIX, prelude};
 use crate::diagnostics::{Code, Problem};
 use crate::graph::Node;
@@ -22,6 +23,8 @@ pub enum Strategy {
     Merge,
     /// BigQuery's meaning: replace every `partition_by` partition present in the new rows.
     InsertOverwrite,
+    /// One run per time window of `event_time` (see `microbatch`): delete the window, insert.
+    Microbatch,
 }
 
 /// What to do when the model's columns no longer match the table's.
@@ -46,7 +49,13 @@ pub struct Settings {
     pub partition_by: Vec<String>,
 }
 
-const STRATEGIES: &[&str] = &["append", "delete+insert", "merge", "insert_overwrite"];
+const STRATEGIES: &[&str] = &[
+    "append",
+    "delete+insert",
+    "merge",
+    "insert_overwrite",
+    "microbatch",
+];
 const SCHEMA_CHANGES: &[&str] = &["ignore", "fail", "append_new_columns", "sync_all_columns"];
 
 /// A config problem, pointing at the `config(...)` call that sets the value when there is one.
@@ -102,6 +111,10 @@ impl Settings {
             Some("append") => Strategy::Append,
             Some("merge") => Strategy::Merge,
             Some("insert_overwrite") => Strategy::InsertOverwrite,
+            Some("microbatch") => {
+                super::microbatch::Settings::of(node)?;
+                Strategy::Microbatch
+            }
             Some(other) => {
                 return Err(config_problem(
                     node,
@@ -241,13 +254,15 @@ fn is_plain_name(key: &str) -> bool {
 }
 
 /// Plan a run that applies new rows to the existing table `node.relation`.
-/// `table` holds the table's columns, `new` the columns of the model's query.
+/// `table` holds the table's columns, `new` the columns of the model's query. `window` is the
+/// batch a microbatch model's run replaces (required for that strategy, ignored by the others).
 pub fn plan(
     node: &Node,
     sql: &str,
     existing: &dyn Existing,
     table: &[Column],
     new: &[Column],
+    window: Option<&Window>,
 ) -> Result<Plan, Problem> {
     let settings = Settings::of(node)?;
     let target = &node.relation;
@@ -363,6 +378,26 @@ pub fn plan(
                 target: target.clone(),
                 source: staging.clone(),
                 key: settings.partition_by.clone(),
+                predicates: settings.predicates.clone(),
+            });
+            steps.push(insert);
+        }
+        Strategy::Microbatch => {
+            // The batch replaces its whole window of the table, whatever rows it holds now.
+            let batching = super::microbatch::Settings::of(node)?;
+            let Some(window) = window else {
+                return Err(Problem::new(
+                    Code::IncrementalConfig,
+                    format!(
+                        "microbatch model `{}` was planned without a batch",
+                        node.name
+                    ),
+                ));
+            };
+            steps.push(Step::DeleteWindow {
+                target: target.clone(),
+                column: batching.event_time,
+                window: *window,
                 predicates: settings.predicates.clone(),
             });
             steps.push(insert);

@@ -6,6 +6,7 @@
 //! executes or renders SQL.
 
 pub mod incremental;
+pub mod microbatch;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -82,6 +83,14 @@ pub enum Step {
         target: Relation,
         source: Relation,
         key: Vec<String>,
+        predicates: Vec<String>,
+    },
+    /// Delete the rows of `target` whose `column` falls in `window` (and that match every
+    /// predicate): a microbatch batch clearing its window before inserting.
+    DeleteWindow {
+        target: Relation,
+        column: String,
+        window: microbatch::Window,
         predicates: Vec<String>,
     },
     /// Update the rows of `target` matched on `key`, insert the others. No key inserts all.

@@ -132,6 +132,9 @@ pub struct SourceTable {
     pub loader: String,
     pub path: String,
     pub fqn: Vec<String>,
+    /// `config: {event_time: ...}` of the table (or of its source): a microbatch model reading
+    /// it sees only the rows of its batch.
+    pub event_time: Option<String>,
 }
 
 /// A loaded project: every file it owns, read once.
@@ -697,6 +700,10 @@ impl Project {
                                 loader: str_of(source.get("loader")),
                                 path: file.name.clone(),
                                 fqn,
+                                event_time: [table, source]
+                                    .iter()
+                                    .find_map(|y| y.get("config")?.get("event_time")?.as_str())
+                                    .map(String::from),
                             });
                         }
                     }

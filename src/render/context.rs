@@ -446,6 +446,7 @@ fn relation_arg(value: &Value) -> Option<Relation> {
         schema: get("schema")?,
         identifier: get("identifier")?,
         cte: false,
+        filter: None,
     })
 }
 
@@ -504,6 +505,7 @@ impl Object for AdapterObject {
                     schema: pick(1, "schema").unwrap_or_default(),
                     identifier: pick(2, "identifier").unwrap_or_default(),
                     cte: false,
+                    filter: None,
                 };
                 let ctx = ctx(state)?;
                 match (&ctx.introspector, ctx.execute) {

@@ -14,6 +14,9 @@ pub struct Relation {
     pub identifier: String,
     /// An ephemeral model: rendered as `__dbt__cte__<name>`.
     pub cte: bool,
+    /// A row filter (a microbatch's window on an input's `event_time`): the relation renders
+    /// as `(select * from <relation> where <filter>)`.
+    pub filter: Option<String>,
 }
 
 /// Quote an identifier the way DuckDB wants it.
@@ -28,6 +31,7 @@ impl Relation {
             schema: schema.to_string(),
             identifier: identifier.to_string(),
             cte: false,
+            filter: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl Relation {
             schema: String::new(),
             identifier: format!("__dbt__cte__{name}"),
             cte: true,
+            filter: None,
         }
     }
 
@@ -52,6 +57,13 @@ impl Relation {
 
 impl fmt::Display for Relation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(filter) = &self.filter {
+            let plain = Relation {
+                filter: None,
+                ..self.clone()
+            };
+            return write!(f, "(select * from {plain} where {filter})");
+        }
         if self.cte {
             return f.write_str(&self.identifier);
         }
