@@ -469,3 +469,37 @@ select id, v, updated // 20 as day from {{ source('raw', 'events') }}
     let out = run_fails(&p, &["run"]);
     assert!(out.contains("xform::incremental_config"), "{out}");
 }
+
+#[test]
+fn null_keys_are_replaced_not_duplicated() {
+    // dbt-duckdb's flaw, not pinned: with `in (...)` / `=` a NULL key never matches, so every
+    // run adds the NULL-key row again. xform matches keys null-safely under both strategies.
+    for strategy in ["delete+insert", "merge"] {
+        let name = if strategy == "merge" { "nm" } else { "nd" };
+        let p = project(
+            name,
+            &format!(
+                "{{{{ config(materialized='incremental', incremental_strategy='{strategy}', unique_key='id') }}}}\nselect * from {{{{ source('raw', 'events') }}}}\n"
+            ),
+        );
+        sql(
+            &p,
+            name,
+            "create schema if not exists raw;
+             create or replace table raw.events as select * from (values (1, 'a', 10), (null, 'n', 11)) t(id, v, updated);",
+        );
+        run(&p, &["run"]);
+        sql(&p, name, "update raw.events set v = 'N' where id is null;");
+        run(&p, &["run"]);
+        run(&p, &["run"]);
+        assert_eq!(
+            rows(
+                &p,
+                name,
+                "select coalesce(cast(id as varchar), 'null'), v from main.m order by all"
+            ),
+            ["1|a", "null|N"],
+            "{strategy}"
+        );
+    }
+}

@@ -45,9 +45,11 @@ fn prefixed(alias: &str, columns: &[String]) -> String {
 
 /// `a.k1 = b.k1 and a.k2 = b.k2`: keys are written as the user wrote them (dbt allows
 /// expressions), prefixed with each side's alias.
+/// Rows match on every key column, null-safely: unlike dbt (where a NULL key never matches and
+/// every run adds its row again), a NULL key replaces the row with the same NULL key.
 fn key_match(key: &[String]) -> String {
     key.iter()
-        .map(|k| format!("{DEST}.{k} = {SOURCE}.{k}"))
+        .map(|k| format!("{DEST}.{k} is not distinct from {SOURCE}.{k}"))
         .collect::<Vec<_>>()
         .join(" and ")
 }
@@ -371,19 +373,11 @@ impl Dialect for DuckDb {
                 source,
                 key,
                 predicates,
-            } => plain(if key.len() == 1 {
-                let k = &key[0];
-                format!(
-                    "delete from {target} as {DEST}\nwhere ({DEST}.{k}) in (select {k} from {source}){}",
-                    and_predicates(predicates)
-                )
-            } else {
-                format!(
-                    "delete from {target} as {DEST}\nusing {source} as {SOURCE}\nwhere {}{}",
-                    key_match(key),
-                    and_predicates(predicates)
-                )
-            }),
+            } => plain(format!(
+                "delete from {target} as {DEST}\nusing {source} as {SOURCE}\nwhere {}{}",
+                key_match(key),
+                and_predicates(predicates)
+            )),
             Step::DeleteWindow {
                 target,
                 column,
