@@ -34,6 +34,8 @@ pub enum Code {
     SchemaChange,
     DuplicateKey,
     SnapshotConfig,
+    UnknownTest,
+    TestFailed,
 }
 
 impl Code {
@@ -59,6 +61,8 @@ impl Code {
             Code::SchemaChange => "xform::schema_change",
             Code::DuplicateKey => "xform::duplicate_key",
             Code::SnapshotConfig => "xform::snapshot_config",
+            Code::UnknownTest => "xform::unknown_test",
+            Code::TestFailed => "xform::test_failed",
         }
     }
 }

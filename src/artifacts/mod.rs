@@ -26,6 +26,12 @@ pub enum Status {
     Success,
     Error,
     Skipped,
+    /// A test found no failing rows (or fewer than its thresholds).
+    Pass,
+    /// A test crossed its `error_if` threshold at severity error.
+    Fail,
+    /// A test crossed its `warn_if` threshold (or `error_if` at severity warn).
+    Warn,
 }
 
 impl Status {
@@ -34,6 +40,9 @@ impl Status {
             Status::Success => "success",
             Status::Error => "error",
             Status::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Warn => "warn",
         }
     }
 }
@@ -49,6 +58,8 @@ pub struct NodeResult {
     pub message: String,
     pub compiled_code: Option<String>,
     pub relation_name: Option<String>,
+    /// For tests: the failing-row count (`fail_calc`).
+    pub failures: Option<i64>,
 }
 
 fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -314,7 +325,7 @@ pub fn write_run_results(
                 "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
                 "adapter_response": match r.rows_affected { Some(n) => json!({"_message": "OK", "rows_affected": n}), None => json!({}) },
                 "message": r.message,
-                "failures": null,
+                "failures": r.failures,
                 "compiled_code": r.compiled_code,
                 "relation_name": r.relation_name,
             })
