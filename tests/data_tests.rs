@@ -497,3 +497,40 @@ models:
     let out = p.xform(&["build", "--threads", "1"]);
     insta::assert_snapshot!(transcript(p.path(), &out));
 }
+
+#[test]
+fn a_test_whose_query_fails_is_an_error() {
+    let p = shop();
+    schema(
+        &p,
+        "models:\n  - name: orders\n    columns:\n      - name: no_such_column\n        data_tests: [not_null]\n",
+    );
+    let out = run_fails(&p, &["build"]);
+    assert_eq!(status_of(&p, "not_null_orders_no_such_column").0, "error");
+    assert!(
+        out.contains("test `not_null_orders_no_such_column` failed to run"),
+        "{out}"
+    );
+    assert_eq!(status_of(&p, "order_totals").0, "skipped");
+}
+
+#[test]
+fn project_config_tree_sets_test_config() {
+    let p = shop();
+    p.write(
+        "xform.yml",
+        "name: shop\ndata_tests:\n  shop:\n    +severity: warn\n",
+    );
+    schema(
+        &p,
+        "models:\n  - name: orders\n    columns:\n      - name: order_id\n        data_tests: [unique]\n",
+    );
+    run(&p, &["build"]);
+    assert_eq!(status_of(&p, "unique_orders_order_id").0, "warn");
+    let manifest = std::fs::read_to_string(p.path().join("target/manifest.json")).unwrap();
+    assert!(
+        manifest
+            .contains(r#""test_metadata":{"kwargs":{"column_name":"order_id"},"name":"unique""#),
+        "{manifest}"
+    );
+}

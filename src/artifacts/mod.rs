@@ -189,7 +189,24 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     if let Some(code) = compiled {
         entry["compiled"] = json!(true);
         entry["compiled_code"] = json!(code);
-        entry["compiled_path"] = json!(format!("target/compiled/{project}/{}", node.path));
+        let path = match &node.test {
+            Some(_) => format!("{}/{}.sql", node.path, node.name),
+            None => node.path.clone(),
+        };
+        entry["compiled_path"] = json!(format!("target/compiled/{project}/{path}"));
+    }
+    if let Some(test) = &node.test {
+        let mut kwargs: serde_json::Map<String, Json> = test
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(c) = &test.column {
+            kwargs.insert("column_name".to_string(), json!(c));
+        }
+        entry["test_metadata"] =
+            json!({"name": test.test_name, "kwargs": kwargs, "namespace": null});
+        entry["column_name"] = json!(test.column);
     }
     if let Some(seed) = &node.seed_path {
         entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
