@@ -199,6 +199,7 @@ fn test_nodes(
         .map(|s| (s.source_name.as_str(), s.name.as_str()))
         .collect();
     let mut tests = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for def in &project.generic_tests {
         let exists = match &def.target {
             TestTarget::Ref(name) => refs.contains(name.as_str()),
@@ -220,6 +221,14 @@ fn test_nodes(
         }
         if !renderer.has_test(&def.test_name) {
             let file = &def.path;
+            let near = crate::graph::suggestions(
+                &def.test_name,
+                renderer.test_names().iter().map(String::as_str),
+            );
+            let help = match near.first() {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "the built-in tests are unique, not_null, accepted_values and relationships;\nothers are `{% test name(model, column_name) %}` blocks in a macro or test path".to_string(),
+            };
             problems.push(
                 Problem::new(
                     Code::UnknownTest,
@@ -229,7 +238,13 @@ fn test_nodes(
                         def.target.label()
                     ),
                 )
-                .help("built-in tests are unique, not_null, accepted_values and relationships; define others with `{% test name(model, column_name) %}` in a macro or test path"),
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "no generic test has this name",
+                )
+                .help(help),
             );
             continue;
         }
@@ -252,6 +267,24 @@ fn test_nodes(
             add(&to);
         }
         let key = format!("{}\n{}\n{:?}", def.path, name, def.args);
+        if !seen.insert(name.clone()) {
+            problems.push(
+                Problem::new(
+                    Code::DuplicateNode,
+                    format!("two data tests are named `{name}`"),
+                )
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "second definition",
+                )
+                .help(
+                    "remove the repeated test, or give one of them another `name:` in its config",
+                ),
+            );
+            continue;
+        }
         tests.push(Node {
             unique_id: format!(
                 "test.{}.{name}.{}",

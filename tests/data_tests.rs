@@ -468,12 +468,61 @@ fn unknown_generic_test_is_reported() {
     let p = shop();
     schema(
         &p,
-        "models:\n  - name: orders\n    columns:\n      - name: amount\n        data_tests: [positive]\n",
+        "models:\n  - name: orders\n    columns:\n      - name: amount\n        data_tests: [positive]\n      - name: order_id\n        data_tests: [uniqe]\n",
     );
     let out = p.xform(&["build"]);
-    let text = transcript(p.path(), &out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("xform::unknown_test"), "{text}");
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(transcript(p.path(), &out));
+}
+
+#[test]
+fn tests_on_snapshots_and_ephemeral_models() {
+    let p = shop();
+    p.write(
+        "models/paid.sql",
+        "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('orders') }} where amount > 15",
+    );
+    p.write(
+        "snapshots/snapshots.yml",
+        r"
+snapshots:
+  - name: orders_history
+    relation: ref('orders')
+    config:
+      unique_key: amount
+      strategy: check
+      check_cols: all
+    columns:
+      - name: order_id
+        data_tests: [unique]
+",
+    );
+    schema(
+        &p,
+        r"
+models:
+  - name: paid
+    columns:
+      - name: status
+        data_tests:
+          - accepted_values:
+              values: [shipped]
+",
+    );
+    run_fails(&p, &["build"]);
+    assert_eq!(
+        statuses(
+            &p,
+            &[
+                "unique_orders_history_order_id",
+                "accepted_values_paid_status__shipped"
+            ]
+        ),
+        [
+            "unique_orders_history_order_id fail 1",
+            "accepted_values_paid_status__shipped fail 1",
+        ]
+    );
 }
 
 #[test]

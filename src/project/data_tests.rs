@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
 use super::config::{NodeConfig, yaml_key, yaml_to_json};
+use crate::diagnostics::SourceFile;
 
 /// What a test reads: a model, seed or snapshot by name, or a source table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct GenericTestDef {
     pub config: NodeConfig,
     /// The YAML file, relative to the project root.
     pub path: String,
+    /// The YAML file and where the test's name is in it, for diagnostics.
+    pub file: SourceFile,
+    pub offset: usize,
 }
 
 /// Keys that configure a test rather than pass it an argument.
@@ -84,7 +88,7 @@ const CONFIG_KEYS: &[&str] = &[
 ];
 
 /// The tests under `tests:` and `data_tests:` of a YAML entry and of its columns.
-pub fn tests_of(item: &Yaml, target: &TestTarget, path: &str) -> Vec<GenericTestDef> {
+pub fn tests_of(item: &Yaml, target: &TestTarget, file: &SourceFile) -> Vec<GenericTestDef> {
     let mut out = Vec::new();
     for key in ["data_tests", "tests"] {
         for t in item
@@ -93,7 +97,7 @@ pub fn tests_of(item: &Yaml, target: &TestTarget, path: &str) -> Vec<GenericTest
             .into_iter()
             .flatten()
         {
-            out.extend(one_test(t, target, None, path));
+            out.extend(one_test(t, target, None, file));
         }
     }
     for column in item
@@ -112,7 +116,7 @@ pub fn tests_of(item: &Yaml, target: &TestTarget, path: &str) -> Vec<GenericTest
                 .into_iter()
                 .flatten()
             {
-                out.extend(one_test(t, target, Some(name), path));
+                out.extend(one_test(t, target, Some(name), file));
             }
         }
     }
@@ -123,7 +127,7 @@ fn one_test(
     entry: &Yaml,
     target: &TestTarget,
     column: Option<&str>,
-    path: &str,
+    file: &SourceFile,
 ) -> Option<GenericTestDef> {
     let (name, body) = match entry {
         Yaml::String(name) => (name.clone(), None),
@@ -177,8 +181,30 @@ fn one_test(
         column,
         args,
         config,
-        path: path.to_string(),
+        path: file.name.clone(),
+        offset: list_item(&file.text, &name).unwrap_or(0),
+        file: file.clone(),
     })
+}
+
+/// Where `name` first appears as a YAML list item (`- name`, `[name`, `, name`), or `name:`.
+fn list_item(text: &str, name: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(name) {
+        let at = from + found;
+        let before = text[..at].trim_end_matches([' ', '\t']);
+        let after = &text[at + name.len()..];
+        let ends = after
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let list = before.ends_with(['-', '[', ',']) || after.trim_start().starts_with(':');
+        if ends && list {
+            return Some(at);
+        }
+        from = at + name.len();
+    }
+    None
 }
 
 /// A short deterministic hash (FNV-1a, 64 bits) as hex.
@@ -262,7 +288,8 @@ mod tests {
 
     fn parse(text: &str) -> Vec<GenericTestDef> {
         let doc: Yaml = serde_yaml::from_str(text).unwrap();
-        tests_of(&doc, &TestTarget::Ref("orders".into()), "models/schema.yml")
+        let file = SourceFile::new("models/schema.yml", text);
+        tests_of(&doc, &TestTarget::Ref("orders".into()), &file)
     }
 
     #[test]
@@ -281,6 +308,8 @@ mod tests {
             ]
         );
         assert_eq!(tests[2].config.str("severity"), Some("warn"));
+        let text = &*tests[3].file.text;
+        assert!(text[tests[3].offset..].starts_with("relationships:"));
     }
 
     #[test]

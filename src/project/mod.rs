@@ -672,7 +672,7 @@ impl Project {
                         self.generic_tests.extend(data_tests::tests_of(
                             item,
                             &TestTarget::Ref(name.to_string()),
-                            &file.name,
+                            file,
                         ));
                         let target = if key == "models" {
                             &mut self.model_props
@@ -741,7 +741,7 @@ impl Project {
                             self.generic_tests.extend(data_tests::tests_of(
                                 table,
                                 &TestTarget::Source(source_name.to_string(), name.to_string()),
-                                &file.name,
+                                file,
                             ));
                             self.sources.push(SourceTable {
                                 source_name: source_name.to_string(),
@@ -821,7 +821,7 @@ impl Project {
         self.generic_tests.extend(data_tests::tests_of(
             item,
             &TestTarget::Ref(name.to_string()),
-            &file.name,
+            file,
         ));
         let Some(relation) = item.get("relation").and_then(Yaml::as_str) else {
             // Properties of a snapshot block, found in any order.

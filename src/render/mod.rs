@@ -322,6 +322,15 @@ impl Renderer {
         })
     }
 
+    /// The names of every generic test (built in or in the project).
+    pub fn test_names(&self) -> Vec<String> {
+        self.macros
+            .keys()
+            .filter_map(|k| k.strip_prefix("test_"))
+            .map(String::from)
+            .collect()
+    }
+
     /// Whether a generic test of this name exists (built in or in the project).
     pub fn has_test(&self, name: &str) -> bool {
         self.macros.contains_key(&format!("test_{name}"))
