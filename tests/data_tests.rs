@@ -583,3 +583,21 @@ fn project_config_tree_sets_test_config() {
         "{manifest}"
     );
 }
+
+#[test]
+fn compile_writes_test_sql_where_dbt_does() {
+    let p = shop();
+    schema(
+        &p,
+        "models:\n  - name: orders\n    columns:\n      - name: order_id\n        data_tests: [not_null]\n",
+    );
+    let out = run(&p, &["compile"]);
+    assert!(out.contains("Compiled 3 models and 1 test"), "{out}");
+    let sql = std::fs::read_to_string(
+        p.path()
+            .join("target/compiled/shop/models/schema.yml/not_null_orders_order_id.sql"),
+    )
+    .unwrap();
+    assert!(sql.contains(r#"from "shop"."main"."orders""#), "{sql}");
+    assert!(sql.contains("where order_id is null"), "{sql}");
+}

@@ -189,11 +189,10 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     if let Some(code) = compiled {
         entry["compiled"] = json!(true);
         entry["compiled_code"] = json!(code);
-        let path = match &node.test {
-            Some(_) => format!("{}/{}.sql", node.path, node.name),
-            None => node.path.clone(),
-        };
-        entry["compiled_path"] = json!(format!("target/compiled/{project}/{path}"));
+        entry["compiled_path"] = json!(format!(
+            "target/compiled/{project}/{}",
+            node.compiled_file()
+        ));
     }
     if let Some(test) = &node.test {
         let mut kwargs: serde_json::Map<String, Json> = test

@@ -33,16 +33,6 @@ pub struct TestOutcome {
     pub problem: Option<Problem>,
 }
 
-/// Where a test's compiled SQL goes: a singular test's own path, a generic test's
-/// `<yaml file>/<test name>.sql` (as dbt writes it).
-pub fn artifact_path(node: &Node) -> String {
-    if node.test.is_some() {
-        format!("{}/{}.sql", node.path, node.name)
-    } else {
-        node.path.clone()
-    }
-}
-
 /// What the test reads, for the report: `orders`, or `source shop.orders`.
 fn tested(graph: &Graph, i: usize) -> String {
     let names: Vec<String> = graph
@@ -151,7 +141,7 @@ pub fn run(
     let introspector: Arc<dyn Introspect> = worker.clone();
     let sql = compiler.compiled(i, Some(&introspector), false)?;
     let project = &session.project.name;
-    let artifact = artifact_path(node);
+    let artifact = node.compiled_file();
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
     write_file(&compiled_path, sql.as_bytes())?;
     let body = sql.trim_end().trim_end_matches(';').trim_end();

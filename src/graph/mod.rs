@@ -81,6 +81,16 @@ impl Node {
         }
     }
 
+    /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
+    /// generic test `<yaml file>/<test name>.sql` (as dbt writes it).
+    pub fn compiled_file(&self) -> String {
+        if self.test.is_some() {
+            format!("{}/{}.sql", self.path, self.name)
+        } else {
+            self.path.clone()
+        }
+    }
+
     pub fn is_ephemeral(&self) -> bool {
         self.resource_type == ResourceType::Model && self.materialized() == "ephemeral"
     }
