@@ -638,9 +638,11 @@ impl<'a> Compiler<'a> {
                 ),
             )
         })?;
+        // A relation object, as in dbt, so that a custom test can read `model.identifier`;
+        // `where:` makes it a subquery text.
         let model = match node.config.str("where") {
-            Some(w) => format!("(select * from {relation} where {w}) dbt_subquery"),
-            None => relation.to_string(),
+            Some(w) => Value::from(format!("(select * from {relation} where {w}) dbt_subquery")),
+            None => Value::from_object(relation),
         };
         let mut args: BTreeMap<String, Value> = test
             .args
@@ -654,9 +656,9 @@ impl<'a> Compiler<'a> {
             .and_then(TestTarget::parse)
             .and_then(|t| resolve(&t))
         {
-            args.insert("to".to_string(), Value::from(to.to_string()));
+            args.insert("to".to_string(), Value::from_object(to));
         }
-        args.insert("model".to_string(), Value::from(model));
+        args.insert("model".to_string(), model);
         if let Some(c) = &test.column {
             args.insert("column_name".to_string(), Value::from(c.clone()));
         }

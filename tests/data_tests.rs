@@ -282,7 +282,7 @@ fn custom_generic_test_and_override_of_a_built_in() {
     let p = shop();
     p.write(
         "tests/generic/positive.sql",
-        "{% test positive(model, column_name, strict=true) %}\nselect * from {{ model }} where {{ column_name }} {% if strict %}<={% else %}<{% endif %} 0\n{% endtest %}\n",
+        "{% test positive(model, column_name, strict=true) %}\n-- {{ model.identifier }}\nselect * from {{ model }} where {{ column_name }} {% if strict %}<={% else %}<{% endif %} 0\n{% endtest %}\n",
     );
     // A project test named like a built-in replaces it: this not_null never fails.
     p.write(
@@ -324,6 +324,13 @@ models:
             "not_null_orders_status pass 0",
         ]
     );
+    // `model` is a relation, as in dbt.
+    let sql = std::fs::read_to_string(
+        p.path()
+            .join("target/compiled/shop/models/schema.yml/positive_orders_amount__False.sql"),
+    )
+    .unwrap();
+    assert!(sql.starts_with("\n-- orders\n"), "{sql:?}");
 }
 
 #[test]
