@@ -25,8 +25,10 @@ pub enum Command {
     Seed(CommonArgs),
     /// Run the selected snapshots (slowly changing dimension tables)
     Snapshot(CommonArgs),
-    /// Seeds, snapshots and models, in graph order
+    /// Seeds, snapshots, models and their tests, in graph order
     Build(CommonArgs),
+    /// Run the data tests of the selected nodes on relations already built
+    Test(CommonArgs),
     /// List the selected nodes
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -83,7 +85,7 @@ pub struct LsArgs {
     /// name, path, selector or json
     #[arg(long, default_value = "selector")]
     pub output: String,
-    /// Restrict to a resource type (model, seed, snapshot, source)
+    /// Restrict to a resource type (model, seed, snapshot, source, test)
     #[arg(long)]
     pub resource_type: Vec<String>,
 }

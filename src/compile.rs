@@ -14,11 +14,11 @@ use minijinja::value::Value;
 use rayon::prelude::*;
 
 use crate::config::Target;
-use crate::diagnostics::Problem;
+use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::microbatch::Window;
-use crate::project::{NodeConfig, Project};
-use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve, RunInfo};
+use crate::project::{GenericTestDef, NodeConfig, Project, TestTarget};
+use crate::render::{Introspect, RefCall, Relation, RenderRequest, Renderer, Resolve, RunInfo};
 
 /// Resolves refs and sources to the relations the graph assigned.
 #[derive(Debug, Default)]
@@ -177,6 +177,7 @@ fn parse_snapshot(
         seed_path: None,
         template: Some(snapshot.template_name()),
         source: None,
+        test: None,
     };
     let rendered = renderer.render(RenderRequest {
         template: &snapshot.template_name(),
@@ -210,6 +211,203 @@ fn parse_snapshot(
         None => relation_for(renderer, target, &node)?,
     };
     Ok(Some(node))
+}
+
+/// Where a test stores its failing rows: `<target schema>_dbt_test__audit.<test name>`.
+fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -> Relation {
+    let schema = match config.str("schema") {
+        Some(s) => format!("{}_{s}", target.schema),
+        None => format!("{}_dbt_test__audit", target.schema),
+    };
+    Relation::new(
+        Some(config.str("database").unwrap_or(&target.database)),
+        &schema,
+        config.str("alias").unwrap_or(name),
+    )
+}
+
+/// The test nodes: a generic test for each YAML declaration whose node exists and is enabled,
+/// and a singular test for each `.sql` file in test-paths (parsed like a model).
+fn test_nodes(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    nodes: &mut Vec<Node>,
+    problems: &mut Vec<Problem>,
+) {
+    let refs: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n.resource_type != ResourceType::Source)
+        .map(|n| n.name.as_str())
+        .collect();
+    let sources: std::collections::BTreeSet<(&str, &str)> = nodes
+        .iter()
+        .filter_map(|n| n.source.as_ref())
+        .map(|s| (s.source_name.as_str(), s.name.as_str()))
+        .collect();
+    let mut tests = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for def in &project.generic_tests {
+        let exists = match &def.target {
+            TestTarget::Ref(name) => refs.contains(name.as_str()),
+            TestTarget::Source(s, t) => sources.contains(&(s.as_str(), t.as_str())),
+        };
+        if !exists {
+            continue;
+        }
+        let name = def.node_name();
+        let mut fqn = vec![project.name.clone()];
+        if let Some((dir, _)) = def.path.rsplit_once('/') {
+            fqn.extend(dir.split('/').skip(1).map(String::from));
+        }
+        fqn.push(name.clone());
+        let mut config = project.tests_tree.resolve(&fqn);
+        config.apply(&def.config);
+        if !config.enabled() {
+            continue;
+        }
+        if !renderer.has_test(&def.test_name) {
+            let file = &def.path;
+            let near = crate::graph::suggestions(
+                &def.test_name,
+                renderer.test_names().iter().map(String::as_str),
+            );
+            let help = match near.first() {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "the built-in tests are unique, not_null, accepted_values and relationships;\nothers are `{% test name(model, column_name) %}` blocks in a macro or test path".to_string(),
+            };
+            problems.push(
+                Problem::new(
+                    Code::UnknownTest,
+                    format!(
+                        "`{file}` applies the test `{}` to `{}`, but no test has this name",
+                        def.test_name,
+                        def.target.label()
+                    ),
+                )
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "no generic test has this name",
+                )
+                .help(help),
+            );
+            continue;
+        }
+        let mut node_refs = Vec::new();
+        let mut node_sources = Vec::new();
+        let mut add = |t: &TestTarget| match t {
+            TestTarget::Ref(name) => node_refs.push(RefCall {
+                package: None,
+                name: name.clone(),
+            }),
+            TestTarget::Source(s, t) => node_sources.push((s.clone(), t.clone())),
+        };
+        add(&def.target);
+        if let Some(to) = def
+            .args
+            .get("to")
+            .and_then(|v| v.as_str())
+            .and_then(TestTarget::parse)
+        {
+            add(&to);
+        }
+        let key = format!("{}\n{}\n{:?}", def.path, name, def.args);
+        if !seen.insert(name.clone()) {
+            problems.push(
+                Problem::new(
+                    Code::DuplicateNode,
+                    format!("two data tests are named `{name}`"),
+                )
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "second definition",
+                )
+                .help(
+                    "remove the repeated test, or give one of them another `name:` in its config",
+                ),
+            );
+            continue;
+        }
+        tests.push(Node {
+            unique_id: format!(
+                "test.{}.{name}.{}",
+                project.name,
+                crate::project::data_tests::short_hash(&key, 10)
+            ),
+            resource_type: ResourceType::Test,
+            name: name.clone(),
+            path: def.path.clone(),
+            relative: def.path.clone(),
+            fqn,
+            file: None,
+            relation: audit_relation(target, &config, &name),
+            config,
+            description: String::new(),
+            columns: Vec::new(),
+            patch_path: None,
+            refs: node_refs,
+            sources: node_sources,
+            depends_on: Vec::new(),
+            seed_path: None,
+            template: None,
+            source: None,
+            test: Some(def.clone()),
+        });
+    }
+    for file in &project.singular_tests {
+        let config = project.tests_tree.resolve(&file.fqn);
+        let mut node = Node {
+            unique_id: format!("test.{}.{}", project.name, file.name),
+            resource_type: ResourceType::Test,
+            name: file.name.clone(),
+            path: file.path.clone(),
+            relative: file.relative.clone(),
+            fqn: file.fqn.clone(),
+            file: Some(file.file.clone()),
+            config: NodeConfig::default(),
+            description: String::new(),
+            columns: Vec::new(),
+            patch_path: None,
+            refs: Vec::new(),
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            relation: Relation::new(Some(&target.database), &target.schema, &file.name),
+            seed_path: None,
+            template: None,
+            source: None,
+            test: None,
+        };
+        let rendered = renderer.render(RenderRequest {
+            template: &file.path,
+            name: &file.name,
+            unique_id: &node.unique_id,
+            execute: false,
+            is_incremental: false,
+            config,
+            this: node.relation.clone(),
+            resolver: Arc::new(NoResolver),
+            introspector: None,
+            model: model_value(&node),
+        });
+        match rendered {
+            Ok(r) => {
+                node.config = r.config;
+                if !node.config.enabled() {
+                    continue;
+                }
+                node.refs = r.refs;
+                node.sources = r.sources;
+                node.relation = audit_relation(target, &node.config, &file.name);
+                tests.push(node);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    nodes.extend(tests);
 }
 
 /// Parse every model and build the graph. Returns every problem found, not just the first.
@@ -254,6 +452,7 @@ pub fn parse(
                 seed_path: None,
                 template: None,
                 source: None,
+                test: None,
             };
             let rendered = renderer.render(RenderRequest {
                 template: &model.path,
@@ -328,6 +527,7 @@ pub fn parse(
             seed_path: Some(seed.absolute.clone()),
             template: None,
             source: None,
+            test: None,
         };
         match relation_for(&renderer, target, &node) {
             Ok(r) => node.relation = r,
@@ -372,8 +572,10 @@ pub fn parse(
             seed_path: None,
             template: None,
             source: Some(source.clone()),
+            test: None,
         });
     }
+    test_nodes(&renderer, project, target, &mut nodes, &mut problems);
     let graph = Graph::build(nodes, &unparsed);
     crate::timings::mark("graph");
     match graph {
@@ -412,6 +614,7 @@ impl<'a> Compiler<'a> {
                         );
                     }
                 }
+                ResourceType::Test => {}
                 _ if node.is_ephemeral() => {
                     resolver
                         .refs
@@ -447,6 +650,9 @@ impl<'a> Compiler<'a> {
         self.bodies[i]
             .get_or_init(|| {
                 let node = &self.graph.nodes[i];
+                if let Some(test) = &node.test {
+                    return self.generic_test(node, test).map(Arc::from);
+                }
                 let Some(file) = &node.file else {
                     return Ok(Arc::from(""));
                 };
@@ -468,6 +674,53 @@ impl<'a> Compiler<'a> {
                 Ok(Arc::from(rendered.sql.as_str()))
             })
             .clone()
+    }
+
+    /// A generic test's query: its test block called with the tested relation (narrowed by
+    /// `where:`), the column and the YAML arguments (`to:` resolved to a relation).
+    fn generic_test(&self, node: &Node, test: &GenericTestDef) -> Result<String, Problem> {
+        let resolve = |t: &TestTarget| -> Option<Relation> {
+            match t {
+                TestTarget::Ref(name) => self.resolver.resolve_ref(None, name),
+                TestTarget::Source(s, t) => self.resolver.resolve_source(s, t),
+            }
+        };
+        let relation = resolve(&test.target).ok_or_else(|| {
+            Problem::new(
+                Code::UnknownRef,
+                format!(
+                    "test `{}` reads `{}`, which does not exist",
+                    node.name,
+                    test.target.label()
+                ),
+            )
+        })?;
+        // A relation object, as in dbt, so that a custom test can read `model.identifier`;
+        // `where:` makes it a subquery text.
+        let model = match node.config.str("where") {
+            Some(w) => Value::from(format!("(select * from {relation} where {w}) dbt_subquery")),
+            None => Value::from_object(relation),
+        };
+        let mut args: BTreeMap<String, Value> = test
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::render::context::to_value(v)))
+            .collect();
+        if let Some(to) = test
+            .args
+            .get("to")
+            .and_then(|v| v.as_str())
+            .and_then(TestTarget::parse)
+            .and_then(|t| resolve(&t))
+        {
+            args.insert("to".to_string(), Value::from_object(to));
+        }
+        args.insert("model".to_string(), model);
+        if let Some(c) = &test.column {
+            args.insert("column_name".to_string(), Value::from(c.clone()));
+        }
+        self.renderer
+            .render_test(&test.test_name, &node.name, &args, self.resolver.clone())
     }
 
     /// The compiled SQL of a model: its body with every ephemeral it reads as a leading CTE.

@@ -35,6 +35,8 @@ pub enum Code {
     DuplicateKey,
     SnapshotConfig,
     BatchFailed,
+    UnknownTest,
+    TestFailed,
 }
 
 impl Code {
@@ -61,6 +63,8 @@ impl Code {
             Code::DuplicateKey => "xform::duplicate_key",
             Code::SnapshotConfig => "xform::snapshot_config",
             Code::BatchFailed => "xform::batch_failed",
+            Code::UnknownTest => "xform::unknown_test",
+            Code::TestFailed => "xform::test_failed",
         }
     }
 }

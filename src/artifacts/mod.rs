@@ -26,6 +26,12 @@ pub enum Status {
     Success,
     Error,
     Skipped,
+    /// A test found no failing rows (or fewer than its thresholds).
+    Pass,
+    /// A test crossed its `error_if` threshold at severity error.
+    Fail,
+    /// A test crossed its `warn_if` threshold (or `error_if` at severity warn).
+    Warn,
 }
 
 impl Status {
@@ -34,6 +40,9 @@ impl Status {
             Status::Success => "success",
             Status::Error => "error",
             Status::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Warn => "warn",
         }
     }
 }
@@ -49,6 +58,8 @@ pub struct NodeResult {
     pub message: String,
     pub compiled_code: Option<String>,
     pub relation_name: Option<String>,
+    /// For tests: the failing-row count (`fail_calc`).
+    pub failures: Option<i64>,
 }
 
 fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -178,7 +189,23 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     if let Some(code) = compiled {
         entry["compiled"] = json!(true);
         entry["compiled_code"] = json!(code);
-        entry["compiled_path"] = json!(format!("target/compiled/{project}/{}", node.path));
+        entry["compiled_path"] = json!(format!(
+            "target/compiled/{project}/{}",
+            node.compiled_file()
+        ));
+    }
+    if let Some(test) = &node.test {
+        let mut kwargs: serde_json::Map<String, Json> = test
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(c) = &test.column {
+            kwargs.insert("column_name".to_string(), json!(c));
+        }
+        entry["test_metadata"] =
+            json!({"name": test.test_name, "kwargs": kwargs, "namespace": null});
+        entry["column_name"] = json!(test.column);
     }
     if let Some(seed) = &node.seed_path {
         entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
@@ -284,7 +311,7 @@ pub fn write_run_results(
                 "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
                 "adapter_response": match r.rows_affected { Some(n) => json!({"_message": "OK", "rows_affected": n}), None => json!({}) },
                 "message": r.message,
-                "failures": null,
+                "failures": r.failures,
                 "compiled_code": r.compiled_code,
                 "relation_name": r.relation_name,
             })

@@ -1,4 +1,4 @@
-//! `xform compile`: parse, build the graph, render the selected models and write
+//! `xform compile`: parse, build the graph, render the selected models and their data tests, and write
 //! `target/compiled/` and `manifest.json`. No database is opened; introspective calls
 //! (`run_query`, `adapter.get_relation`) return nothing here. Every broken model is reported in
 //! one run. Compiled SQL is parsed with sqlparser; what it cannot parse is a warning only.
@@ -25,8 +25,12 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (chosen, empty) = match select(&graph, &args.select, &args.exclude, &[ResourceType::Model])
-    {
+    let (chosen, empty) = match select(
+        &graph,
+        &args.select,
+        &args.exclude,
+        &[ResourceType::Model, ResourceType::Test],
+    ) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);
@@ -60,7 +64,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
                 &s.target_dir,
                 "compiled",
                 &s.project.name,
-                &graph.nodes[i].path,
+                &graph.nodes[i].compiled_file(),
             );
             (path, sql.as_bytes())
         })
@@ -104,7 +108,11 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     // The process ends next: freeing thousands of compiled templates and strings one by one
     // would only delay the exit.
     drop(compiler);
-    let count = compiled.len();
+    let tests = compiled
+        .keys()
+        .filter(|&&i| graph.nodes[i].resource_type == ResourceType::Test)
+        .count();
+    let models = compiled.len() - tests;
     std::mem::forget(compiled);
     std::mem::forget(graph);
     std::mem::forget(renderer);
@@ -117,9 +125,13 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         );
         return EXIT_USAGE;
     }
+    let tests = match tests {
+        0 => String::new(),
+        1 => " and 1 test".to_string(),
+        n => format!(" and {n} tests"),
+    };
     println!(
-        "Compiled {} models to {}",
-        count,
+        "Compiled {models} models{tests} to {}",
         s.target_dir.join("compiled").display()
     );
     EXIT_OK

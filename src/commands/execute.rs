@@ -1,8 +1,9 @@
-//! `xform run`, `seed` and `build`: execute the selected nodes on DuckDB in graph order with
+//! `xform run`, `seed`, `snapshot`, `test` and `build`: execute the selected nodes on DuckDB in graph order with
 //! `--threads` workers, each on its own connection.
 //!
 //! A node starts when all its selected parents succeeded; a failure marks its descendants
-//! skipped while the rest of the graph goes on. Ctrl-C cancels running queries (rolled back by
+//! skipped while the rest of the graph goes on. In a build, the other children of a tested node
+//! also wait for its tests, so that a failing test (severity error) skips them too. Ctrl-C cancels running queries (rolled back by
 //! the worker), skips what had not started and still writes `run_results.json`.
 
 use std::cmp::Reverse;
@@ -37,6 +38,7 @@ pub enum Mode {
     Seed,
     Snapshot,
     Build,
+    Test,
 }
 
 impl Mode {
@@ -46,6 +48,7 @@ impl Mode {
             Mode::Seed => "seed",
             Mode::Snapshot => "snapshot",
             Mode::Build => "build",
+            Mode::Test => "test",
         }
     }
 
@@ -58,7 +61,9 @@ impl Mode {
                 ResourceType::Seed,
                 ResourceType::Snapshot,
                 ResourceType::Model,
+                ResourceType::Test,
             ],
+            Mode::Test => vec![ResourceType::Test],
         }
     }
 }
@@ -96,6 +101,8 @@ struct Runner<'a> {
     /// Selected node positions; a slot is an index into this.
     slots: Vec<usize>,
     slot_of: HashMap<usize, usize>,
+    /// Build only: for a test, the selected nodes that wait for it besides its children.
+    gated: HashMap<usize, Vec<usize>>,
     reportable: usize,
     progress: Output,
     /// `--event-time-start` / `--event-time-end`, for microbatch models.
@@ -148,6 +155,7 @@ impl Output {
 fn describe(node: &Node) -> String {
     match node.resource_type {
         ResourceType::Seed => format!("seed {}", node.relation),
+        ResourceType::Test => format!("test {}", node.name),
         _ => format!("{} {}", node.materialized(), node.relation),
     }
 }
@@ -509,7 +517,12 @@ impl Runner<'_> {
             let node = &self.graph.nodes[i];
             let started = chrono::Utc::now();
             let clock = Instant::now();
-            let outcome = self.build(i, worker);
+            let outcome = if node.resource_type == ResourceType::Test {
+                super::test::run(self.session, self.graph, &self.compiler, i, worker)
+                    .map(Outcome::Test)
+            } else {
+                self.build(i, worker).map(Outcome::Built)
+            };
             let completed = chrono::Utc::now();
             let mut result = NodeResult {
                 unique_id: node.unique_id.clone(),
@@ -521,10 +534,23 @@ impl Runner<'_> {
                 message: String::new(),
                 compiled_code: None,
                 relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+                failures: None,
             };
             let mut problem = None;
             match outcome {
-                Ok((rows, sql)) => {
+                Ok(Outcome::Test(t)) => {
+                    result.status = t.status;
+                    result.failures = Some(t.failures);
+                    result.message = t.message;
+                    result.compiled_code = Some(t.sql);
+                    let stored =
+                        node.config.get("store_failures") == Some(&serde_json::json!(true));
+                    if !stored {
+                        result.relation_name = None;
+                    }
+                    problem = t.problem;
+                }
+                Ok(Outcome::Built((rows, sql))) => {
                     result.rows_affected = rows;
                     result.compiled_code = sql;
                     result.message = match rows {
@@ -546,19 +572,28 @@ impl Runner<'_> {
             s.running.remove(&node.name);
             if self.is_reportable(i) {
                 s.reported += 1;
+                let failures = result.failures.unwrap_or(0).to_string();
                 let (word, extra) = match result.status {
                     Status::Success => ("OK", result.message.clone()),
+                    Status::Pass => ("PASS", String::new()),
+                    Status::Warn => ("WARN", failures),
+                    Status::Fail => ("FAIL", failures),
                     _ => ("ERROR", String::new()),
                 };
+                let extra = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {extra}")
+                };
                 self.progress.line(&format!(
-                    "{:>4} of {} {word:<5} {} {extra} ({:.2} s)",
+                    "{:>4} of {} {word:<5} {}{extra} ({:.2} s)",
                     s.reported,
                     self.reportable,
                     describe(node),
                     clock.elapsed().as_secs_f64()
                 ));
             }
-            let failed = result.status != Status::Success;
+            let failed = !matches!(result.status, Status::Success | Status::Pass | Status::Warn);
             if let Some(p) = problem {
                 s.problems.push((i, p));
             }
@@ -574,7 +609,9 @@ impl Runner<'_> {
     fn release(&self, s: &mut Schedule, finished: usize, failed: bool) {
         let mut stack = vec![(finished, failed)];
         while let Some((i, failed)) = stack.pop() {
-            for c in self.graph.children(i) {
+            let mut next = self.graph.children(i);
+            next.extend(self.gated.get(&i).into_iter().flatten().copied());
+            for c in next {
                 let Some(&slot) = self.slot_of.get(&c) else {
                     continue;
                 };
@@ -599,10 +636,11 @@ impl Runner<'_> {
                             describe(node)
                         ));
                     }
-                    s.results[slot] = Some(skipped(
-                        node,
-                        format!("skipped because `{upstream}` failed"),
-                    ));
+                    let mut result = skipped(node, format!("skipped because `{upstream}` failed"));
+                    if node.resource_type == ResourceType::Test {
+                        result.relation_name = None;
+                    }
+                    s.results[slot] = Some(result);
                     s.done += 1;
                     stack.push((c, true));
                 } else {
@@ -685,7 +723,13 @@ fn skipped(node: &Node, message: String) -> NodeResult {
         message,
         compiled_code: None,
         relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+        failures: None,
     }
+}
+
+enum Outcome {
+    Built((Option<usize>, Option<String>)),
+    Test(super::test::TestOutcome),
 }
 
 pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
@@ -756,7 +800,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     let mut schemas: Vec<(Option<String>, String)> = slots
         .iter()
         .map(|&i| &graph.nodes[i])
-        .filter(|n| !n.is_ephemeral())
+        .filter(|n| !n.is_ephemeral() && n.resource_type != ResourceType::Test)
         .map(|n| (n.relation.database.clone(), n.relation.schema.clone()))
         .collect();
     schemas.sort();
@@ -768,9 +812,25 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
 
     let slot_of: HashMap<usize, usize> = slots.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut pending = vec![0; slots.len()];
+    let mut gated: HashMap<usize, Vec<usize>> = HashMap::new();
+    if mode == Mode::Build {
+        for &t in slots
+            .iter()
+            .filter(|&&t| graph.nodes[t].resource_type == ResourceType::Test)
+        {
+            let waiting: Vec<usize> = super::test::gated_children(&graph, t)
+                .into_iter()
+                .filter(|c| slot_of.contains_key(c))
+                .collect();
+            for c in &waiting {
+                pending[slot_of[c]] += 1;
+            }
+            gated.insert(t, waiting);
+        }
+    }
     let mut ready = BinaryHeap::new();
     for (slot, &i) in slots.iter().enumerate() {
-        pending[slot] = graph
+        pending[slot] += graph
             .parents(i)
             .iter()
             .filter(|p| slot_of.contains_key(p))
@@ -790,6 +850,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         warehouse: &warehouse,
         slots: slots.clone(),
         slot_of,
+        gated,
         reportable,
         progress: Output::new(reportable),
         event_time_start,
@@ -849,7 +910,9 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         "event_time_end": args.event_time_end,
         "target": s.target.name,
     });
-    let mut problems: Vec<Problem> = schedule.problems.into_iter().map(|(_, p)| p).collect();
+    let mut ordered = schedule.problems;
+    ordered.sort_by_key(|(i, _)| graph.rank(*i));
+    let mut problems: Vec<Problem> = ordered.into_iter().map(|(_, p)| p).collect();
     if let Err(p) = write_run_results(
         &s.target_dir,
         &s.project.name,
@@ -872,14 +935,21 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         problems.push(p);
     }
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
-    let (passed, failed, skipped) = (
-        count(Status::Success),
-        count(Status::Error),
+    let (passed, failed, skipped, warned) = (
+        count(Status::Success) + count(Status::Pass),
+        count(Status::Error) + count(Status::Fail),
         count(Status::Skipped),
+        count(Status::Warn),
     );
     let interrupted = CANCELLED.load(Ordering::SeqCst);
-    let mut summary =
-        format!("Done in {elapsed:.2} s: {passed} passed, {failed} failed, {skipped} skipped");
+    let warned = if warned > 0 {
+        format!("{warned} warned, ")
+    } else {
+        String::new()
+    };
+    let mut summary = format!(
+        "Done in {elapsed:.2} s: {passed} passed, {warned}{failed} failed, {skipped} skipped"
+    );
     if interrupted {
         summary.push_str(" (interrupted)");
     }
@@ -887,7 +957,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     println!("{summary}");
     if interrupted {
         EXIT_INTERRUPTED
-    } else if failed > 0 || !problems.is_empty() {
+    } else if failed > 0 || problems.iter().any(|p| !p.warning) {
         EXIT_FAILED
     } else {
         EXIT_OK

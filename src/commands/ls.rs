@@ -22,12 +22,13 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             "seed" => types.push(ResourceType::Seed),
             "snapshot" => types.push(ResourceType::Snapshot),
             "source" => types.push(ResourceType::Source),
+            "test" => types.push(ResourceType::Test),
             other => {
                 report(&[Problem::new(
                     Code::Selection,
                     format!("unknown resource type `{other}`"),
                 )
-                .help("use model, seed or source")]);
+                .help("use model, seed, snapshot, source or test")]);
                 return EXIT_USAGE;
             }
         }
@@ -38,6 +39,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::Seed,
             ResourceType::Snapshot,
             ResourceType::Source,
+            ResourceType::Test,
         ];
     }
     let (chosen, empty) = match select(&graph, &args.common.select, &args.common.exclude, &types) {

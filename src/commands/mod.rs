@@ -8,6 +8,8 @@ mod debug;
 #[cfg(feature = "duckdb")]
 mod execute;
 mod ls;
+#[cfg(feature = "duckdb")]
+mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -151,11 +153,14 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Snapshot(args) => execute_command(&args, execute::Mode::Snapshot),
         #[cfg(feature = "duckdb")]
         Command::Build(args) => execute_command(&args, execute::Mode::Build),
+        #[cfg(feature = "duckdb")]
+        Command::Test(args) => execute_command(&args, execute::Mode::Test),
         #[cfg(not(feature = "duckdb"))]
         Command::Run(args)
         | Command::Seed(args)
         | Command::Snapshot(args)
-        | Command::Build(args) => execute_command(&args, ()),
+        | Command::Build(args)
+        | Command::Test(args) => execute_command(&args, ()),
         Command::Ls(args) => with_session(&args.common, "ls", |s| ls::ls(&s, &args)),
         Command::Clean(args) => {
             let common = CommonArgs {

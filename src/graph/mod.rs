@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diagnostics::{Code, Problem, SourceFile};
-use crate::project::{ColumnProps, NodeConfig, SourceTable};
+use crate::project::{ColumnProps, GenericTestDef, NodeConfig, SourceTable};
 use crate::render::{RefCall, Relation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +23,7 @@ pub enum ResourceType {
     Model,
     Source,
     Snapshot,
+    Test,
 }
 
 impl ResourceType {
@@ -32,6 +33,7 @@ impl ResourceType {
             ResourceType::Model => "model",
             ResourceType::Source => "source",
             ResourceType::Snapshot => "snapshot",
+            ResourceType::Test => "test",
         }
     }
 }
@@ -64,6 +66,8 @@ pub struct Node {
     pub seed_path: Option<PathBuf>,
     /// The YAML definition, for sources.
     pub source: Option<SourceTable>,
+    /// The YAML declaration, for generic tests (a singular test has none).
+    pub test: Option<GenericTestDef>,
 }
 
 impl Node {
@@ -72,7 +76,18 @@ impl Node {
             ResourceType::Seed => "seed",
             ResourceType::Source => "source",
             ResourceType::Snapshot => "snapshot",
+            ResourceType::Test => "test",
             ResourceType::Model => self.config.materialized(),
+        }
+    }
+
+    /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
+    /// generic test `<yaml file>/<test name>.sql` (as dbt writes it).
+    pub fn compiled_file(&self) -> String {
+        if self.test.is_some() {
+            format!("{}/{}.sql", self.path, self.name)
+        } else {
+            self.path.clone()
         }
     }
 
@@ -144,6 +159,7 @@ impl Graph {
                         sources.insert((s.source_name.as_str(), s.name.as_str()), i);
                     }
                 }
+                ResourceType::Test => {}
                 _ => {
                     by_name.insert(n.name.as_str(), i);
                 }
@@ -196,7 +212,8 @@ impl Graph {
                     let mut p = Problem::new(
                         Code::UnknownSource,
                         format!(
-                            "model `{}` reads source `{s}.{t}`, which is not defined",
+                            "{} `{}` reads source `{s}.{t}`, which is not defined",
+                            node.resource_type.as_str(),
                             node.name
                         ),
                     );

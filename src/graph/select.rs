@@ -1,9 +1,11 @@
 //! Node selection: `--select` / `--exclude` values as dbt users write them.
 //!
 //! Supported now: names and globs (`stg_*`), dotted fqns, paths (`models/staging`, or values
-//! with `/`), `tag:`, `path:`, `source:`, `resource_type:`, `fqn:`, and graph operators `+x`,
-//! `x+`, `n+x`, `x+n`, `@x`. Space-separated values are a union; `a,b` is an intersection;
-//! exclusions are taken away last. The result is in topological order.
+//! with `/`), `tag:`, `path:`, `source:`, `resource_type:`, `fqn:`, `test_type:`, `test_name:`,
+//! and graph operators `+x`, `x+`, `n+x`, `x+n`, `@x`. Space-separated values are a union;
+//! `a,b` is an intersection; exclusions are taken away last. Then every test of a selected
+//! node is added (dbt's eager indirect selection) unless it was excluded itself. The result is
+//! in topological order.
 
 use std::collections::BTreeSet;
 
@@ -36,6 +38,22 @@ fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
                 })
         }
         "resource_type" => node.resource_type.as_str() == value,
+        "test_type" => {
+            node.resource_type == ResourceType::Test
+                && match value {
+                    "generic" => node.test.is_some(),
+                    "singular" => node.test.is_none(),
+                    "data" => true,
+                    _ => false,
+                }
+        }
+        "test_name" => {
+            node.resource_type == ResourceType::Test
+                && match &node.test {
+                    Some(t) => glob_match(value, &t.test_name),
+                    None => glob_match(value, &node.name),
+                }
+        }
         "config.materialized" => node.materialized() == value,
         "fqn" | "" => {
             let ext = std::path::Path::new(value)
@@ -121,13 +139,15 @@ fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
         "resource_type",
         "fqn",
         "config.materialized",
+        "test_type",
+        "test_name",
     ];
     if !known.contains(&method) {
         return Err(Problem::new(
             Code::Selection,
             format!("unknown selector method `{method}` in `{raw}`"),
         )
-        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:` or `fqn:`"));
+        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:` or `fqn:`"));
     }
     let base: BTreeSet<usize> = (0..graph.nodes.len())
         .filter(|&i| matches(graph, i, method, value))
@@ -178,10 +198,21 @@ pub fn select(
     } else {
         expression(graph, select)?
     };
+    let mut excluded = BTreeSet::new();
     if !exclude.is_empty() {
-        let (out, _) = expression(graph, exclude)?;
-        chosen = chosen.difference(&out).copied().collect();
+        (excluded, _) = expression(graph, exclude)?;
+        chosen = chosen.difference(&excluded).copied().collect();
     }
+    // Eager indirect selection: a test comes along with any node it tests.
+    let tests: Vec<usize> = (0..graph.nodes.len())
+        .filter(|&i| {
+            graph.nodes[i].resource_type == ResourceType::Test
+                && !chosen.contains(&i)
+                && !excluded.contains(&i)
+                && graph.parents(i).iter().any(|p| chosen.contains(p))
+        })
+        .collect();
+    chosen.extend(tests);
     empty.sort();
     let ordered = graph
         .order()

@@ -6,6 +6,7 @@
 //! for `render`.
 
 pub mod config;
+pub mod data_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde_yaml::Value as Yaml;
 
 use crate::diagnostics::{Code, Problem, SourceFile};
 pub use config::{ConfigTree, NodeConfig, yaml_to_json};
+pub use data_tests::{GenericTestDef, TestTarget};
 
 /// Keys of the project file that xform reads or knowingly ignores.
 const PROJECT_KEYS: &[&str] = &[
@@ -148,13 +150,20 @@ pub struct Project {
     pub seed_paths: Vec<String>,
     pub snapshot_paths: Vec<String>,
     pub macro_paths: Vec<String>,
+    pub test_paths: Vec<String>,
     pub target_path: String,
     pub clean_targets: Vec<String>,
     pub vars: BTreeMap<String, Json>,
     pub models_tree: ConfigTree,
     pub seeds_tree: ConfigTree,
     pub snapshots_tree: ConfigTree,
+    /// The project file's `data_tests:` (or legacy `tests:`) config tree.
+    pub tests_tree: ConfigTree,
     pub models: Vec<ModelFile>,
+    /// Generic tests applied in property YAML, in file order.
+    pub generic_tests: Vec<GenericTestDef>,
+    /// `.sql` files in test-paths that hold no `{% test %}` block.
+    pub singular_tests: Vec<ModelFile>,
     pub snapshots: Vec<SnapshotDef>,
     pub seeds: Vec<SeedFile>,
     pub macro_files: Vec<SourceFile>,
@@ -375,6 +384,7 @@ impl Project {
         let seed_paths = string_list(doc.get("seed-paths"), "seeds");
         let snapshot_paths = string_list(doc.get("snapshot-paths"), "snapshots");
         let macro_paths = string_list(doc.get("macro-paths"), "macros");
+        let test_paths = string_list(doc.get("test-paths"), "tests");
         let target_path = doc
             .get("target-path")
             .and_then(Yaml::as_str)
@@ -427,13 +437,22 @@ impl Project {
             seed_paths,
             snapshot_paths,
             macro_paths,
+            test_paths,
             target_path,
             clean_targets,
             vars,
             models_tree: ConfigTree(doc.get("models").cloned().unwrap_or(Yaml::Null)),
             seeds_tree: ConfigTree(doc.get("seeds").cloned().unwrap_or(Yaml::Null)),
             snapshots_tree: ConfigTree(doc.get("snapshots").cloned().unwrap_or(Yaml::Null)),
+            tests_tree: ConfigTree(
+                doc.get("data_tests")
+                    .or_else(|| doc.get("tests"))
+                    .cloned()
+                    .unwrap_or(Yaml::Null),
+            ),
             models: Vec::new(),
+            generic_tests: Vec::new(),
+            singular_tests: Vec::new(),
             snapshots: Vec::new(),
             seeds: Vec::new(),
             macro_files: Vec::new(),
@@ -520,6 +539,7 @@ impl Project {
                 self.macro_files.push(file);
             }
         }
+        self.discover_tests(problems);
         for (abs, rel_root, rel_dir) in files_with(&root, &self.snapshot_paths, &["sql"]) {
             let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
                 continue;
@@ -588,6 +608,34 @@ impl Project {
         }
     }
 
+    /// Files in test-paths: those holding `{% test %}` blocks are macro files (custom generic
+    /// tests); the others are singular tests.
+    fn discover_tests(&mut self, problems: &mut Vec<Problem>) {
+        let root = self.root.clone();
+        for (abs, rel_root, rel_dir) in files_with(&root, &self.test_paths, &["sql"]) {
+            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
+                continue;
+            };
+            let is_generic = crate::render::macros::extract(&file).is_ok_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.kind != crate::render::macros::BlockKind::Snapshot)
+            });
+            if is_generic {
+                self.macro_files.push(file);
+                continue;
+            }
+            let fqn = fqn_of(&self.name, &rel_dir);
+            self.singular_tests.push(ModelFile {
+                name: fqn.last().cloned().unwrap_or_default(),
+                path: rel_root,
+                relative: rel_dir,
+                fqn,
+                file,
+            });
+        }
+    }
+
     fn read_properties(&mut self, file: &SourceFile, problems: &mut Vec<Problem>) {
         let doc = match parse_yaml(file) {
             Ok(doc) => doc,
@@ -624,6 +672,11 @@ impl Project {
                             config: config_of(item.get("config")),
                             patch_path: file.name.clone(),
                         };
+                        self.generic_tests.extend(data_tests::tests_of(
+                            item,
+                            &TestTarget::Ref(name.to_string()),
+                            file,
+                        ));
                         let target = if key == "models" {
                             &mut self.model_props
                         } else {
@@ -688,6 +741,11 @@ impl Project {
                             );
                             fqn.push(source_name.to_string());
                             fqn.push(name.to_string());
+                            self.generic_tests.extend(data_tests::tests_of(
+                                table,
+                                &TestTarget::Source(source_name.to_string(), name.to_string()),
+                                file,
+                            ));
                             self.sources.push(SourceTable {
                                 source_name: source_name.to_string(),
                                 name: name.to_string(),
@@ -767,6 +825,11 @@ impl Project {
             config: config_of(item.get("config")),
             patch_path: file.name.clone(),
         };
+        self.generic_tests.extend(data_tests::tests_of(
+            item,
+            &TestTarget::Ref(name.to_string()),
+            file,
+        ));
         let Some(relation) = item.get("relation").and_then(Yaml::as_str) else {
             // Properties of a snapshot block, found in any order.
             if let Some(s) = self.snapshots.iter_mut().find(|s| s.name == name) {

@@ -29,6 +29,10 @@ use crate::config::Target;
 use crate::diagnostics::{Code, Problem, SourceFile};
 use crate::project::{NodeConfig, Project};
 
+/// The built-in generic tests, as `{% test %}` blocks.
+const BUILTIN_TESTS: &str = include_str!("builtin_tests.sql");
+const BUILTIN_TESTS_FILE: &str = "<built-in tests>";
+
 /// Where a template's text comes from: the file and the offset of the template in it.
 #[derive(Debug, Clone)]
 struct Origin {
@@ -122,10 +126,45 @@ impl Renderer {
                     continue;
                 }
                 origins.insert(template, origin);
-                if def.kind == macros::BlockKind::Macro {
-                    macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
+                match def.kind {
+                    macros::BlockKind::Macro => {
+                        macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
+                    }
+                    macros::BlockKind::Test => {
+                        macro_objects.insert(
+                            format!("test_{}", def.name),
+                            Arc::new(MacroObject::new(&def)),
+                        );
+                    }
+                    macros::BlockKind::Snapshot => {}
                 }
             }
+        }
+        // dbt's built-in generic tests, unless the project defines a test of the same name.
+        let builtin = SourceFile::new(BUILTIN_TESTS_FILE, BUILTIN_TESTS);
+        for def in macros::extract(&builtin).unwrap_or_default() {
+            let global = format!("test_{}", def.name);
+            if macro_objects.contains_key(&global) {
+                continue;
+            }
+            let template = def.template_name();
+            let (body, shifts) = mutable::prepare(&def.body);
+            if let Err(e) = env.add_template_owned(template.clone(), body) {
+                problems.push(Problem::new(
+                    Code::Jinja,
+                    format!("built-in test `{}`: {e}", def.name),
+                ));
+                continue;
+            }
+            origins.insert(
+                template,
+                Origin {
+                    file: def.file.clone(),
+                    offset: def.body_offset,
+                    shifts,
+                },
+            );
+            macro_objects.insert(global, Arc::new(MacroObject::new(&def)));
         }
         let macros = Arc::new(macro_objects);
         for (name, object) in macros.iter() {
@@ -196,6 +235,7 @@ impl Renderer {
         let prepared: Vec<(String, String, Origin)> = project
             .models
             .par_iter()
+            .chain(project.singular_tests.par_iter())
             .map(|model| {
                 let (text, shifts) = mutable::prepare(&model.file.text);
                 let origin = Origin {
@@ -280,6 +320,60 @@ impl Renderer {
             sources: std::mem::take(&mut *ctx.sources.lock().expect("sources lock")),
             logs: std::mem::take(&mut *ctx.logs.lock().expect("logs lock")),
         })
+    }
+
+    /// The names of every generic test (built in or in the project).
+    pub fn test_names(&self) -> Vec<String> {
+        self.macros
+            .keys()
+            .filter_map(|k| k.strip_prefix("test_"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Whether a generic test of this name exists (built in or in the project).
+    pub fn has_test(&self, name: &str) -> bool {
+        self.macros.contains_key(&format!("test_{name}"))
+    }
+
+    /// Render a generic test's query: call its `{% test %}` block with `args` (which hold
+    /// `model`, `column_name` and the YAML arguments, relations already resolved).
+    pub fn render_test(
+        &self,
+        test: &str,
+        test_name: &str,
+        args: &BTreeMap<String, Value>,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<String, Problem> {
+        let call: Vec<String> = args
+            .keys()
+            .filter(|k| {
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+            })
+            .map(|k| format!("{k}=__args[{k:?}]"))
+            .collect();
+        let source = format!("{{{{ test_{test}({}) }}}}", call.join(", "));
+        let ctx = Arc::new(RenderCtx {
+            unique_id: String::new(),
+            execute: true,
+            is_incremental: false,
+            config: Mutex::new(NodeConfig::default()),
+            refs: Mutex::new(Vec::new()),
+            sources: Mutex::new(Vec::new()),
+            resolver,
+            vars: self.vars.clone(),
+            introspector: None,
+            statements: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(Vec::new()),
+        });
+        let args: BTreeMap<String, Value> = args.clone();
+        self.env
+            .render_str(
+                &source,
+                minijinja::context! { __args => args, __xform => Value::from_dyn_object(ctx), execute => true },
+            )
+            .map_err(|e| self.problem(&e, &format!("test `{test_name}`")))
     }
 
     /// Call a project macro by name outside any model (for `generate_schema_name`).

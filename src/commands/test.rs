@@ -1,0 +1,295 @@
+//! Running one data test on a worker's connection, for `xform test` and `xform build`.
+//!
+//! A test's query selects failing rows. It is wrapped in dbt's count query (`fail_calc`,
+//! `warn_if`, `error_if`), and its severity turns the counts into pass, warn or fail. With
+//! `store_failures` the failing rows are first written to the audit table and counted there.
+//! On warn or fail the first rows are fetched again so that the report can show them. The
+//! scheduling (what waits for a test, what a failure skips) stays in `execute.rs`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::Session;
+use crate::adapter::Worker;
+use crate::artifacts::{Status, sql_path, write_file};
+use crate::compile::Compiler;
+use crate::diagnostics::{Code, Problem};
+use crate::dialect::Statement;
+use crate::graph::{Graph, Node, ResourceType};
+use crate::render::{Introspect, QueryTable, relation::quote};
+
+/// How many failing rows a report shows.
+const SAMPLE_ROWS: usize = 5;
+
+/// What a test run found.
+pub struct TestOutcome {
+    pub status: Status,
+    pub failures: i64,
+    pub sql: String,
+    pub message: String,
+    /// The report of a warn or fail: failing-row count and sample rows.
+    pub problem: Option<Problem>,
+}
+
+/// What the test reads, for the report: `orders`, or `source shop.orders`.
+fn tested(graph: &Graph, i: usize) -> String {
+    let names: Vec<String> = graph
+        .parents(i)
+        .into_iter()
+        .map(|p| {
+            let n = &graph.nodes[p];
+            match (&n.resource_type, &n.source) {
+                (ResourceType::Source, Some(s)) => format!("{}.{}", s.source_name, s.name),
+                _ => n.name.clone(),
+            }
+        })
+        .collect();
+    names.join("`, `")
+}
+
+fn cell(v: &Json) -> String {
+    match v {
+        Json::Null => "null".to_string(),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A small text table of sample rows.
+fn table(t: &QueryTable) -> String {
+    let mut widths: Vec<usize> = t.columns.iter().map(String::len).collect();
+    let rows: Vec<Vec<String>> = t
+        .rows
+        .iter()
+        .map(|r| r.iter().map(cell).collect())
+        .collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(&t.columns)];
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
+}
+
+fn number(v: Option<&Json>) -> i64 {
+    match v {
+        Some(Json::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().and_then(|f| format!("{f:.0}").parse().ok()))
+            .unwrap_or(0),
+        Some(Json::String(s)) => s.parse().unwrap_or(0),
+        Some(Json::Bool(b)) => i64::from(*b),
+        _ => 0,
+    }
+}
+
+fn truthy(v: Option<&Json>) -> bool {
+    match v {
+        Some(Json::Bool(b)) => *b,
+        Some(Json::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        _ => false,
+    }
+}
+
+fn db_problem(node: &Node, compiled: &std::path::Path, message: &str) -> Problem {
+    let first = message.lines().next().unwrap_or(message);
+    let mut p = Problem::new(
+        Code::Database,
+        format!("test `{}` failed to run: {first}", node.name),
+    )
+    .help(format!(
+        "compiled SQL: {}\nDuckDB says: {}",
+        compiled.display(),
+        message.trim()
+    ));
+    if let Some(file) = &node.file {
+        p = p.at(file, 0, 0, "in this test");
+    }
+    p
+}
+
+/// Run test `i`: compile it, count its failing rows, decide its status.
+pub fn run(
+    session: &Session,
+    graph: &Graph,
+    compiler: &Compiler<'_>,
+    i: usize,
+    worker: &Arc<Worker>,
+) -> Result<TestOutcome, Problem> {
+    let node = &graph.nodes[i];
+    let introspector: Arc<dyn Introspect> = worker.clone();
+    let sql = compiler.compiled(i, Some(&introspector), false)?;
+    let project = &session.project.name;
+    let artifact = node.compiled_file();
+    let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
+    write_file(&compiled_path, sql.as_bytes())?;
+    let body = sql.trim_end().trim_end_matches(';').trim_end();
+    let config = &node.config;
+    let limited = match config.get("limit").and_then(Json::as_i64) {
+        Some(n) => format!("{body}\nlimit {n}"),
+        None => body.to_string(),
+    };
+    let store = config
+        .get("store_failures")
+        .is_some_and(|v| truthy(Some(v)));
+    let mut statements = Vec::new();
+    let source = if store {
+        let relation = &node.relation;
+        let schema = match &relation.database {
+            Some(db) => format!("{}.{}", quote(db), quote(&relation.schema)),
+            None => quote(&relation.schema),
+        };
+        statements.push(format!("create schema if not exists {schema}"));
+        statements.push(format!(
+            "create or replace table {relation} as (\n{limited}\n)"
+        ));
+        format!("select * from {relation}")
+    } else {
+        limited
+    };
+    let fail_calc = config.str("fail_calc").unwrap_or("count(*)");
+    let warn_if = config.str("warn_if").unwrap_or("!= 0");
+    let error_if = config.str("error_if").unwrap_or("!= 0");
+    let query = format!(
+        "select\n    {fail_calc} as failures,\n    {fail_calc} {warn_if} as should_warn,\n    {fail_calc} {error_if} as should_error\nfrom (\n{source}\n) dbt_internal_test"
+    );
+    let mut run_sql = statements.join(";\n\n");
+    if !run_sql.is_empty() {
+        run_sql.push_str(";\n\n");
+    }
+    run_sql.push_str(&query);
+    run_sql.push('\n');
+    write_file(
+        &sql_path(&session.target_dir, "run", project, &artifact),
+        run_sql.as_bytes(),
+    )?;
+    if !statements.is_empty() {
+        let statements: Vec<Statement> = statements
+            .into_iter()
+            .map(|sql| Statement {
+                sql,
+                body_line: None,
+                counts: None,
+            })
+            .collect();
+        worker
+            .run(&statements)
+            .map_err(|e| db_problem(node, &compiled_path, &e.message))?;
+    }
+    let counts = worker
+        .query(&query)
+        .map_err(|e| db_problem(node, &compiled_path, &e))?;
+    let row = counts.rows.first().cloned().unwrap_or_default();
+    let failures = number(row.first());
+    let (should_warn, should_error) = (truthy(row.get(1)), truthy(row.get(2)));
+    let severity = config
+        .str("severity")
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let status = if severity == "error" && should_error {
+        Status::Fail
+    } else if should_warn || (severity != "error" && should_error) {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let message = match status {
+        Status::Pass => "PASS".to_string(),
+        Status::Fail => format!("Got {failures} results, configured to fail if {error_if}"),
+        _ => format!("Got {failures} results, configured to warn if {warn_if}"),
+    };
+    let problem = (status != Status::Pass).then(|| {
+        let sample = worker
+            .query(&format!(
+                "select * from (\n{source}\n) dbt_internal_sample limit {SAMPLE_ROWS}"
+            ))
+            .map_or_else(
+                |e| format!("(cannot read the failing rows: {e})"),
+                |t| table(&t),
+            );
+        let verb = if status == Status::Fail {
+            "failed"
+        } else {
+            "warned"
+        };
+        let mut help = format!("failing rows (first {SAMPLE_ROWS}):\n{sample}\n");
+        if store {
+            help.push_str("all failing rows are in ");
+            help.push_str(&node.relation.to_string());
+            help.push('\n');
+        }
+        help.push_str("compiled SQL: ");
+        help.push_str(&compiled_path.display().to_string());
+        let p = Problem::new(
+            Code::TestFailed,
+            format!(
+                "test `{}` {verb} on `{}`: {failures} failing row{}",
+                node.name,
+                tested(graph, i),
+                if failures == 1 { "" } else { "s" }
+            ),
+        )
+        .help(help);
+        if status == Status::Warn {
+            p.warning()
+        } else {
+            p
+        }
+    });
+    Ok(TestOutcome {
+        status,
+        failures,
+        sql,
+        message,
+        problem,
+    })
+}
+
+/// The nodes that must wait for test `t` in a build: the other children of what it tests,
+/// except those the test itself reads (a relationships test reads two nodes, and one may be
+/// built from the other).
+pub fn gated_children(graph: &Graph, t: usize) -> Vec<usize> {
+    let parents = graph.parents(t);
+    let mut upstream: BTreeSet<usize> = BTreeSet::new();
+    if parents.len() > 1 {
+        let mut stack = parents.clone();
+        while let Some(p) = stack.pop() {
+            if upstream.insert(p) {
+                stack.extend(graph.parents(p));
+            }
+        }
+    }
+    let mut out: BTreeSet<usize> = BTreeSet::new();
+    for p in parents {
+        for c in graph.children(p) {
+            if c != t
+                && graph.nodes[c].resource_type != ResourceType::Test
+                && !upstream.contains(&c)
+            {
+                out.insert(c);
+            }
+        }
+    }
+    out.into_iter().collect()
+}

@@ -1,0 +1,338 @@
+//! Data tests as the project declares them: generic tests under `tests:` / `data_tests:` in
+//! property YAML (on a model, seed, snapshot or source table, or on one of its columns), and
+//! singular tests (`.sql` files in test-paths).
+//!
+//! This module only reads declarations. It does not render test SQL and does not know which
+//! nodes exist: `compile.rs` turns declarations into graph nodes and `render/` renders them.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+use super::config::{NodeConfig, yaml_key, yaml_to_json};
+use crate::diagnostics::SourceFile;
+
+/// What a test reads: a model, seed or snapshot by name, or a source table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestTarget {
+    Ref(String),
+    Source(String, String),
+}
+
+impl TestTarget {
+    /// The name dbt puts in a test's name: `orders`, or `source_shop_orders`.
+    pub fn label(&self) -> String {
+        match self {
+            TestTarget::Ref(name) => name.clone(),
+            TestTarget::Source(s, t) => format!("source_{s}_{t}"),
+        }
+    }
+
+    /// `ref('x')`, `ref("x")`, `source('a', 'b')`, with or without `{{ }}`.
+    pub fn parse(text: &str) -> Option<TestTarget> {
+        let t = text.trim();
+        let t = t
+            .strip_prefix("{{")
+            .and_then(|r| r.strip_suffix("}}"))
+            .unwrap_or(t)
+            .trim();
+        let (func, rest) = t.split_once('(')?;
+        let inner = rest.trim_end().strip_suffix(')')?;
+        let args: Vec<String> = inner
+            .split(',')
+            .map(|a| a.trim().trim_matches(['\'', '"']).to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        match (func.trim(), args.as_slice()) {
+            ("ref", [name] | [_, name]) => Some(TestTarget::Ref(name.clone())),
+            ("source", [s, t]) => Some(TestTarget::Source(s.clone(), t.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// One generic test applied in YAML.
+#[derive(Debug, Clone)]
+pub struct GenericTestDef {
+    /// The test's name without a package prefix: `unique`, `accepted_values`, a custom one.
+    pub test_name: String,
+    pub target: TestTarget,
+    pub column: Option<String>,
+    /// Arguments other than `model` and `column_name`.
+    pub args: BTreeMap<String, Json>,
+    pub config: NodeConfig,
+    /// The YAML file, relative to the project root.
+    pub path: String,
+    /// The YAML file and where the test's name is in it, for diagnostics.
+    pub file: SourceFile,
+    pub offset: usize,
+}
+
+/// Keys that configure a test rather than pass it an argument.
+const CONFIG_KEYS: &[&str] = &[
+    "severity",
+    "where",
+    "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "tags",
+    "enabled",
+    "store_failures",
+    "store_failures_as",
+    "meta",
+    "alias",
+    "schema",
+    "database",
+];
+
+/// The tests under `tests:` and `data_tests:` of a YAML entry and of its columns.
+pub fn tests_of(item: &Yaml, target: &TestTarget, file: &SourceFile) -> Vec<GenericTestDef> {
+    let mut out = Vec::new();
+    for key in ["data_tests", "tests"] {
+        for t in item
+            .get(key)
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            out.extend(one_test(t, target, None, file));
+        }
+    }
+    for column in item
+        .get("columns")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = column.get("name").and_then(Yaml::as_str) else {
+            continue;
+        };
+        for key in ["data_tests", "tests"] {
+            for t in column
+                .get(key)
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                out.extend(one_test(t, target, Some(name), file));
+            }
+        }
+    }
+    out
+}
+
+fn one_test(
+    entry: &Yaml,
+    target: &TestTarget,
+    column: Option<&str>,
+    file: &SourceFile,
+) -> Option<GenericTestDef> {
+    let (name, body) = match entry {
+        Yaml::String(name) => (name.clone(), None),
+        Yaml::Mapping(m) if m.contains_key("test_name") => {
+            (entry.get("test_name")?.as_str()?.to_string(), Some(entry))
+        }
+        Yaml::Mapping(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next()?;
+            (yaml_key(k), Some(v))
+        }
+        _ => return None,
+    };
+    let test_name = name.rsplit('.').next().unwrap_or(&name).to_string();
+    let mut args = BTreeMap::new();
+    let mut config = NodeConfig::default();
+    if let Some(Yaml::Mapping(m)) = body {
+        for (k, v) in m {
+            let k = yaml_key(k);
+            match k.as_str() {
+                "test_name" | "description" | "column_name" => {}
+                "name" => config.set("name", yaml_to_json(v)),
+                "config" => {
+                    if let Yaml::Mapping(c) = v {
+                        for (ck, cv) in c {
+                            config.set(&yaml_key(ck), yaml_to_json(cv));
+                        }
+                    }
+                }
+                "arguments" => {
+                    if let Yaml::Mapping(a) = v {
+                        for (ak, av) in a {
+                            args.insert(yaml_key(ak), yaml_to_json(av));
+                        }
+                    }
+                }
+                _ if CONFIG_KEYS.contains(&k.as_str()) => config.set(&k, yaml_to_json(v)),
+                _ => {
+                    args.insert(k, yaml_to_json(v));
+                }
+            }
+        }
+    }
+    let column = body
+        .and_then(|b| b.get("column_name"))
+        .and_then(Yaml::as_str)
+        .or(column)
+        .map(String::from);
+    Some(GenericTestDef {
+        test_name,
+        target: target.clone(),
+        column,
+        args,
+        config,
+        path: file.name.clone(),
+        offset: list_item(&file.text, &name).unwrap_or(0),
+        file: file.clone(),
+    })
+}
+
+/// Where `name` first appears as a YAML list item (`- name`, `[name`, `, name`), or `name:`.
+fn list_item(text: &str, name: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(name) {
+        let at = from + found;
+        let before = text[..at].trim_end_matches([' ', '\t']);
+        let after = &text[at + name.len()..];
+        let ends = after
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let list = before.ends_with(['-', '[', ',']) || after.trim_start().starts_with(':');
+        if ends && list {
+            return Some(at);
+        }
+        from = at + name.len();
+    }
+    None
+}
+
+/// A short deterministic hash (FNV-1a, 64 bits) as hex.
+pub fn short_hash(text: &str, digits: usize) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let hex = format!("{h:016x}");
+    hex[..digits.min(16)].to_string()
+}
+
+impl GenericTestDef {
+    /// dbt's test name: `<test>_<target>_<column>__<argument values>`, arguments in name order,
+    /// every run of other characters than letters, digits and `_` turned into `_`. Names longer
+    /// than 64 characters keep their start and end in a hash.
+    pub fn node_name(&self) -> String {
+        if let Some(name) = self.config.str("name") {
+            return name.to_string();
+        }
+        let mut all: BTreeMap<&str, Json> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        if let Some(c) = &self.column {
+            all.insert("column_name", Json::String(c.clone()));
+        }
+        let mut parts = Vec::new();
+        for value in all.values() {
+            match value {
+                Json::Array(items) => parts.extend(items.iter().map(flat)),
+                Json::Object(map) => parts.extend(map.values().map(flat)),
+                other => parts.push(flat(other)),
+            }
+        }
+        let clean: Vec<String> = parts.iter().map(|p| clean_part(p)).collect();
+        let unique = clean.join("__");
+        let full = format!("{}_{}_{unique}", self.test_name, self.target.label());
+        if full.len() <= 64 {
+            return full;
+        }
+        format!(
+            "{}_{}_{}",
+            self.test_name,
+            self.target.label(),
+            short_hash(&unique, 16)
+        )
+    }
+}
+
+fn flat(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Bool(true) => "True".to_string(),
+        Json::Bool(false) => "False".to_string(),
+        Json::Null => "None".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn clean_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Vec<GenericTestDef> {
+        let doc: Yaml = serde_yaml::from_str(text).unwrap();
+        let file = SourceFile::new("models/schema.yml", text);
+        tests_of(&doc, &TestTarget::Ref("orders".into()), &file)
+    }
+
+    #[test]
+    fn names_follow_dbt() {
+        let tests = parse(
+            "columns:\n  - name: order_id\n    data_tests: [unique, not_null]\n  - name: status\n    tests:\n      - accepted_values:\n          arguments:\n            values: [placed, shipped]\n          config: {severity: warn}\n  - name: customer_id\n    tests:\n      - relationships:\n          to: ref('customers')\n          field: customer_id\n",
+        );
+        let names: Vec<String> = tests.iter().map(GenericTestDef::node_name).collect();
+        assert_eq!(
+            names,
+            [
+                "unique_orders_order_id",
+                "not_null_orders_order_id",
+                "accepted_values_orders_status__placed__shipped",
+                "relationships_orders_customer_id__customer_id__ref_customers_",
+            ]
+        );
+        assert_eq!(tests[2].config.str("severity"), Some("warn"));
+        let text = &*tests[3].file.text;
+        assert!(text[tests[3].offset..].starts_with("relationships:"));
+    }
+
+    #[test]
+    fn long_names_are_hashed() {
+        let tests = parse(
+            "data_tests:\n  - accepted_values:\n      column_name: status\n      values: [aaaaaaaaaa, bbbbbbbbbb, cccccccccc, dddddddddd, eeeeeeeee]\n",
+        );
+        let name = tests[0].node_name();
+        assert!(name.starts_with("accepted_values_orders_"), "{name}");
+        assert!(name.len() <= 64);
+        assert_eq!(name, tests[0].node_name());
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            TestTarget::parse("ref('customers')"),
+            Some(TestTarget::Ref("customers".into()))
+        );
+        assert_eq!(
+            TestTarget::parse("{{ source(\"shop\", 'orders') }}"),
+            Some(TestTarget::Source("shop".into(), "orders".into()))
+        );
+        assert_eq!(TestTarget::parse("customers"), None);
+    }
+}
