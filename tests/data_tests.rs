@@ -608,3 +608,30 @@ fn compile_writes_test_sql_where_dbt_does() {
     assert!(sql.contains(r#"from "shop"."main"."orders""#), "{sql}");
     assert!(sql.contains("where order_id is null"), "{sql}");
 }
+
+#[test]
+fn crossing_relationships_tests_do_not_deadlock_a_build() {
+    // t1 reads a and b and t2 reads d and e, with a built from e and d from b: if every child
+    // of a tested node waited for the test, a would wait for t2, t2 for d, d for t1, t1 for a.
+    let p = TempProject::empty("cross");
+    p.write("models/e.sql", "select 1 as x");
+    p.write("models/a.sql", "select x from {{ ref('e') }}");
+    p.write("models/b.sql", "select 1 as x");
+    p.write("models/d.sql", "select x from {{ ref('b') }}");
+    schema(
+        &p,
+        r"
+models:
+  - name: a
+    columns:
+      - name: x
+        data_tests: [{relationships: {to: ref('b'), field: x}}]
+  - name: d
+    columns:
+      - name: x
+        data_tests: [{relationships: {to: ref('e'), field: x}}]
+",
+    );
+    let out = run(&p, &["build", "--threads", "1"]);
+    assert!(out.contains("6 passed, 0 failed"), "{out}");
+}
