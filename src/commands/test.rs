@@ -29,6 +29,8 @@ pub struct TestOutcome {
     pub failures: i64,
     pub sql: String,
     pub message: String,
+    /// Whether the failing rows were stored (in the node's relation).
+    pub stored: bool,
     /// The report of a warn or fail: failing-row count and sample rows.
     pub problem: Option<Problem>,
 }
@@ -262,6 +264,7 @@ pub fn run(
         failures,
         sql,
         message,
+        stored: store,
         problem,
     })
 }
