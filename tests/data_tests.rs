@@ -77,7 +77,11 @@ models:
   - name: orders
     columns:
       - name: order_id
-        data_tests: [unique, not_null]
+        data_tests:
+          - unique
+          - not_null:
+              config:
+                tags: [critical]
       - name: status
         data_tests:
           - not_null
@@ -440,10 +444,10 @@ fn xform_test_selects_the_tests_of_a_model() {
         &[
             "test",
             "-s",
-            "resource_type:test,test_type:generic,tag:nothing",
+            "resource_type:test,test_type:generic,tag:critical",
         ],
     );
-    assert!(out.contains("0 passed, 0 failed"), "{out}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
 #[test]
