@@ -222,7 +222,10 @@ fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -> Relation 
     Relation::new(
         Some(config.str("database").unwrap_or(&target.database)),
         &schema,
-        config.str("alias").unwrap_or(name),
+        config
+            .str("alias")
+            .map_or_else(|| crate::project::data_tests::file_name(name), String::from)
+            .as_str(),
     )
 }
 

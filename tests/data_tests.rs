@@ -77,7 +77,11 @@ models:
   - name: orders
     columns:
       - name: order_id
-        data_tests: [unique, not_null]
+        data_tests:
+          - unique
+          - not_null:
+              config:
+                tags: [critical]
       - name: status
         data_tests:
           - not_null
@@ -440,10 +444,10 @@ fn xform_test_selects_the_tests_of_a_model() {
         &[
             "test",
             "-s",
-            "resource_type:test,test_type:generic,tag:nothing",
+            "resource_type:test,test_type:generic,tag:critical",
         ],
     );
-    assert!(out.contains("0 passed, 0 failed"), "{out}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
 #[test]
@@ -607,4 +611,31 @@ fn compile_writes_test_sql_where_dbt_does() {
     .unwrap();
     assert!(sql.contains(r#"from "shop"."main"."orders""#), "{sql}");
     assert!(sql.contains("where order_id is null"), "{sql}");
+}
+
+#[test]
+fn crossing_relationships_tests_do_not_deadlock_a_build() {
+    // t1 reads a and b and t2 reads d and e, with a built from e and d from b: if every child
+    // of a tested node waited for the test, a would wait for t2, t2 for d, d for t1, t1 for a.
+    let p = TempProject::empty("cross");
+    p.write("models/e.sql", "select 1 as x");
+    p.write("models/a.sql", "select x from {{ ref('e') }}");
+    p.write("models/b.sql", "select 1 as x");
+    p.write("models/d.sql", "select x from {{ ref('b') }}");
+    schema(
+        &p,
+        r"
+models:
+  - name: a
+    columns:
+      - name: x
+        data_tests: [{relationships: {to: ref('b'), field: x}}]
+  - name: d
+    columns:
+      - name: x
+        data_tests: [{relationships: {to: ref('e'), field: x}}]
+",
+    );
+    let out = run(&p, &["build", "--threads", "1"]);
+    assert!(out.contains("6 passed, 0 failed"), "{out}");
 }

@@ -128,10 +128,13 @@ fn example_project_builds_end_to_end() {
     let rows = results["results"].as_array().unwrap();
     assert_eq!(
         rows.len(),
-        8,
-        "3 seeds and 5 models (the ephemeral is not reported)"
+        15,
+        "3 seeds, 5 models (the ephemeral is not reported) and 7 data tests"
     );
-    assert!(rows.iter().all(|r| r["status"] == "success"));
+    assert!(rows.iter().all(|r| {
+        let test = r["unique_id"].as_str().unwrap().starts_with("test.");
+        r["status"] == if test { "pass" } else { "success" }
+    }));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
             .unwrap();

@@ -1,10 +1,11 @@
-//! `xform run`, `seed`, `snapshot`, `test` and `build`: execute the selected nodes on DuckDB in graph order with
-//! `--threads` workers, each on its own connection.
+//! `xform run`, `seed`, `snapshot`, `test` and `build`: execute the selected nodes on DuckDB in
+//! graph order with `--threads` workers, each on its own connection.
 //!
 //! A node starts when all its selected parents succeeded; a failure marks its descendants
 //! skipped while the rest of the graph goes on. In a build, the other children of a tested node
-//! also wait for its tests, so that a failing test (severity error) skips them too. Ctrl-C cancels running queries (rolled back by
-//! the worker), skips what had not started and still writes `run_results.json`.
+//! also wait for its tests, so that a failing test (severity error) skips them too. Ctrl-C
+//! cancels running queries (rolled back by the worker), skips what had not started and still
+//! writes `run_results.json`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -543,9 +544,7 @@ impl Runner<'_> {
                     result.failures = Some(t.failures);
                     result.message = t.message;
                     result.compiled_code = Some(t.sql);
-                    let stored =
-                        node.config.get("store_failures") == Some(&serde_json::json!(true));
-                    if !stored {
+                    if !t.stored {
                         result.relation_name = None;
                     }
                     problem = t.problem;

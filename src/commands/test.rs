@@ -29,6 +29,8 @@ pub struct TestOutcome {
     pub failures: i64,
     pub sql: String,
     pub message: String,
+    /// Whether the failing rows were stored (in the node's relation).
+    pub stored: bool,
     /// The report of a warn or fail: failing-row count and sample rows.
     pub problem: Option<Problem>,
 }
@@ -262,31 +264,37 @@ pub fn run(
         failures,
         sql,
         message,
+        stored: store,
         problem,
     })
 }
 
 /// The nodes that must wait for test `t` in a build: the other children of what it tests,
-/// except those the test itself reads (a relationships test reads two nodes, and one may be
-/// built from the other).
+/// when they descend from everything the test reads (dbt's rule). A relationships test reads
+/// two nodes; a child of only one of them does not wait, which keeps these extra edges going
+/// down the graph, so they never form a cycle.
 pub fn gated_children(graph: &Graph, t: usize) -> Vec<usize> {
     let parents = graph.parents(t);
-    let mut upstream: BTreeSet<usize> = BTreeSet::new();
-    if parents.len() > 1 {
-        let mut stack = parents.clone();
+    let ancestors = |x: usize| -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack = graph.parents(x);
         while let Some(p) = stack.pop() {
-            if upstream.insert(p) {
+            if seen.insert(p) {
                 stack.extend(graph.parents(p));
             }
         }
-    }
+        seen
+    };
     let mut out: BTreeSet<usize> = BTreeSet::new();
-    for p in parents {
+    for &p in &parents {
         for c in graph.children(p) {
-            if c != t
-                && graph.nodes[c].resource_type != ResourceType::Test
-                && !upstream.contains(&c)
-            {
+            if c == t || graph.nodes[c].resource_type == ResourceType::Test || out.contains(&c) {
+                continue;
+            }
+            if parents.len() == 1 || {
+                let up = ancestors(c);
+                parents.iter().all(|q| up.contains(q))
+            } {
                 out.insert(c);
             }
         }

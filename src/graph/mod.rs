@@ -82,10 +82,14 @@ impl Node {
     }
 
     /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
-    /// generic test `<yaml file>/<test name>.sql` (as dbt writes it).
+    /// generic test `<yaml file>/<test name, shortened when long>.sql` (as dbt writes it).
     pub fn compiled_file(&self) -> String {
         if self.test.is_some() {
-            format!("{}/{}.sql", self.path, self.name)
+            format!(
+                "{}/{}.sql",
+                self.path,
+                crate::project::data_tests::file_name(&self.name)
+            )
         } else {
             self.path.clone()
         }

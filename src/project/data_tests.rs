@@ -220,8 +220,8 @@ pub fn short_hash(text: &str, digits: usize) -> String {
 
 impl GenericTestDef {
     /// dbt's test name: `<test>_<target>_<column>__<argument values>`, arguments in name order,
-    /// every run of other characters than letters, digits and `_` turned into `_`. Names longer
-    /// than 64 characters keep their start and end in a hash.
+    /// every run of other characters than letters, digits and `_` turned into `_`. The name is
+    /// never shortened (see `file_name`).
     pub fn node_name(&self) -> String {
         if let Some(name) = self.config.str("name") {
             return name.to_string();
@@ -244,18 +244,25 @@ impl GenericTestDef {
         }
         let clean: Vec<String> = parts.iter().map(|p| clean_part(p)).collect();
         let unique = clean.join("__");
-        let full = format!("{}_{}_{unique}", self.test_name, self.target.label());
-        if full.len() <= 64 {
-            return full;
-        }
-        format!(
-            "{}_{}_{}",
-            self.test_name,
-            self.target.label(),
-            short_hash(&unique, 16)
-        )
+        format!("{}_{}_{unique}", self.test_name, self.target.label())
     }
 }
+
+/// The name a test's files and audit table get: its name, or when that is 64 characters or
+/// more (too long for some warehouses' identifiers), its first 30 characters and a hash of
+/// the whole, as dbt does.
+pub fn file_name(name: &str) -> String {
+    if name.len() < 64 {
+        return name.to_string();
+    }
+    let mut cut = 30;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{}", &name[..cut], short_hash(name, 16))
+}
+
+impl GenericTestDef {}
 
 fn flat(v: &Json) -> String {
     match v {
@@ -318,9 +325,17 @@ mod tests {
             "data_tests:\n  - accepted_values:\n      column_name: status\n      values: [aaaaaaaaaa, bbbbbbbbbb, cccccccccc, dddddddddd, eeeeeeeee]\n",
         );
         let name = tests[0].node_name();
-        assert!(name.starts_with("accepted_values_orders_"), "{name}");
-        assert!(name.len() <= 64);
-        assert_eq!(name, tests[0].node_name());
+        assert_eq!(
+            name,
+            "accepted_values_orders_status__aaaaaaaaaa__bbbbbbbbbb__cccccccccc__dddddddddd__eeeeeeeee"
+        );
+        let short = file_name(&name);
+        assert!(
+            short.starts_with("accepted_values_orders_status_"),
+            "{short}"
+        );
+        assert_eq!(short.len(), 30 + 1 + 16);
+        assert_eq!(file_name("not_null_orders_id"), "not_null_orders_id");
     }
 
     #[test]
