@@ -157,7 +157,7 @@ fn parse_snapshot(
 ) -> Result<Option<Node>, Problem> {
     let mut config = project.snapshots_tree.resolve(&snapshot.fqn);
     config.apply(&snapshot.props.config);
-    let mut node = Node {
+    let node = Node {
         unique_id: format!("snapshot.{}.{}", project.name, snapshot.name),
         resource_type: ResourceType::Snapshot,
         name: snapshot.name.clone(),
@@ -179,24 +179,10 @@ fn parse_snapshot(
         source: None,
         test: None,
     };
-    let rendered = renderer.render(RenderRequest {
-        template: &snapshot.template_name(),
-        name: &snapshot.name,
-        unique_id: &node.unique_id,
-        execute: false,
-        is_incremental: false,
-        config,
-        this: Relation::new(Some(&target.database), &target.schema, &snapshot.name),
-        resolver: Arc::new(NoResolver),
-        introspector: None,
-        model: model_value(&node),
-    })?;
-    node.config = rendered.config;
-    if !node.config.enabled() {
+    let Some(mut node) = parse_render(renderer, target, node, &snapshot.template_name(), config)?
+    else {
         return Ok(None);
-    }
-    node.refs = rendered.refs;
-    node.sources = rendered.sources;
+    };
     node.relation = match node.config.str("target_schema") {
         Some(schema) => Relation::new(
             Some(
@@ -413,6 +399,36 @@ fn test_nodes(
     nodes.extend(tests);
 }
 
+/// Render a node's template in the parse pass (`execute` false) and keep what it recorded:
+/// its final config, refs and sources. `None` when the config turns out to disable the node.
+fn parse_render(
+    renderer: &Renderer,
+    target: &Target,
+    mut node: Node,
+    template: &str,
+    config: NodeConfig,
+) -> Result<Option<Node>, Problem> {
+    let rendered = renderer.render(RenderRequest {
+        template,
+        name: &node.name,
+        unique_id: &node.unique_id,
+        execute: false,
+        is_incremental: false,
+        config,
+        this: Relation::new(Some(&target.database), &target.schema, &node.name),
+        resolver: Arc::new(NoResolver),
+        introspector: None,
+        model: model_value(&node),
+    })?;
+    node.config = rendered.config;
+    if !node.config.enabled() {
+        return Ok(None);
+    }
+    node.refs = rendered.refs;
+    node.sources = rendered.sources;
+    Ok(Some(node))
+}
+
 /// Parse every model and build the graph. Returns every problem found, not just the first.
 pub fn parse(
     project: &Project,
@@ -436,7 +452,7 @@ pub fn parse(
             if let Some(p) = props {
                 config.apply(&p.config);
             }
-            let mut node = Node {
+            let node = Node {
                 unique_id: format!("model.{}.{}", project.name, model.name),
                 resource_type: ResourceType::Model,
                 name: model.name.clone(),
@@ -457,24 +473,9 @@ pub fn parse(
                 source: None,
                 test: None,
             };
-            let rendered = renderer.render(RenderRequest {
-                template: &model.path,
-                name: &model.name,
-                unique_id: &node.unique_id,
-                execute: false,
-                is_incremental: false,
-                config,
-                this: Relation::new(Some(&target.database), &target.schema, &model.name),
-                resolver: Arc::new(NoResolver),
-                introspector: None,
-                model: model_value(&node),
-            })?;
-            node.config = rendered.config;
-            if !node.config.enabled() {
+            let Some(mut node) = parse_render(&renderer, target, node, &model.path, config)? else {
                 return Ok(None);
-            }
-            node.refs = rendered.refs;
-            node.sources = rendered.sources;
+            };
             node.relation = relation_for(&renderer, target, &node)?;
             Ok(Some(node))
         })

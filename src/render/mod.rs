@@ -280,25 +280,45 @@ impl Renderer {
         Ok((renderer, problems))
     }
 
+    /// The per-render state a template's functions reach through `__xform`.
+    fn context(
+        &self,
+        unique_id: &str,
+        execute: bool,
+        is_incremental: bool,
+        config: NodeConfig,
+        resolver: Arc<dyn Resolve>,
+        introspector: Option<Arc<dyn Introspect>>,
+    ) -> Arc<RenderCtx> {
+        Arc::new(RenderCtx {
+            unique_id: unique_id.to_string(),
+            execute,
+            is_incremental,
+            config: Mutex::new(config),
+            refs: Mutex::new(Vec::new()),
+            sources: Mutex::new(Vec::new()),
+            resolver,
+            vars: self.vars.clone(),
+            introspector,
+            statements: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(Vec::new()),
+        })
+    }
+
     pub fn has_macro(&self, name: &str) -> bool {
         self.macros.contains_key(name)
     }
 
     /// Render one model template.
     pub fn render(&self, req: RenderRequest<'_>) -> Result<Rendered, Problem> {
-        let ctx = Arc::new(RenderCtx {
-            unique_id: req.unique_id.to_string(),
-            execute: req.execute,
-            is_incremental: req.is_incremental,
-            config: Mutex::new(req.config),
-            refs: Mutex::new(Vec::new()),
-            sources: Mutex::new(Vec::new()),
-            resolver: req.resolver,
-            vars: self.vars.clone(),
-            introspector: req.introspector,
-            statements: Mutex::new(BTreeMap::new()),
-            logs: Mutex::new(Vec::new()),
-        });
+        let ctx = self.context(
+            req.unique_id,
+            req.execute,
+            req.is_incremental,
+            req.config,
+            req.resolver,
+            req.introspector,
+        );
         let template = self
             .env
             .get_template(req.template)
@@ -354,19 +374,7 @@ impl Renderer {
             .map(|k| format!("{k}=__args[{k:?}]"))
             .collect();
         let source = format!("{{{{ test_{test}({}) }}}}", call.join(", "));
-        let ctx = Arc::new(RenderCtx {
-            unique_id: String::new(),
-            execute: true,
-            is_incremental: false,
-            config: Mutex::new(NodeConfig::default()),
-            refs: Mutex::new(Vec::new()),
-            sources: Mutex::new(Vec::new()),
-            resolver,
-            vars: self.vars.clone(),
-            introspector: None,
-            statements: Mutex::new(BTreeMap::new()),
-            logs: Mutex::new(Vec::new()),
-        });
+        let ctx = self.context("", true, false, NodeConfig::default(), resolver, None);
         let args: BTreeMap<String, Value> = args.clone();
         self.env
             .render_str(
@@ -384,19 +392,7 @@ impl Renderer {
         resolver: Arc<dyn Resolve>,
     ) -> Result<String, Problem> {
         let source = format!("{{{{ {name}(*__args) }}}}");
-        let ctx = Arc::new(RenderCtx {
-            unique_id: String::new(),
-            execute: false,
-            is_incremental: false,
-            config: Mutex::new(NodeConfig::default()),
-            refs: Mutex::new(Vec::new()),
-            sources: Mutex::new(Vec::new()),
-            resolver,
-            vars: self.vars.clone(),
-            introspector: None,
-            statements: Mutex::new(BTreeMap::new()),
-            logs: Mutex::new(Vec::new()),
-        });
+        let ctx = self.context("", false, false, NodeConfig::default(), resolver, None);
         self.env
             .render_str(
                 &source,
