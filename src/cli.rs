@@ -70,6 +70,9 @@ pub struct CommonArgs {
     /// Drop and rebuild seeds and incremental models
     #[arg(long)]
     pub full_refresh: bool,
+    /// Stop at the first failure: nodes not yet started are skipped
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
     /// Microbatch models: build the batches from this time on (ISO date or timestamp)
     #[arg(long, value_name = "TIME")]
     pub event_time_start: Option<String>,

@@ -429,3 +429,52 @@ fn ctrl_c_cancels_running_queries_and_keeps_the_previous_table() {
     assert_eq!(scalar::<i32>(&conn, "select n from slow"), 1);
     assert_eq!(relations(&conn), vec!["main.slow BASE TABLE"]);
 }
+
+#[test]
+fn fail_fast_skips_what_has_not_started() {
+    let p = TempProject::empty("fast");
+    p.write("models/a_bad.sql", "select * from no_such_table\n");
+    for i in 0..3 {
+        p.write(
+            &format!("models/b_fine_{i}.sql"),
+            &format!("select {i} as n\n"),
+        );
+    }
+    // One thread: nodes start in id order, so the failure comes first and stops the rest.
+    let out = p.xform(&["run", "--threads", "1", "-x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    let statuses: Vec<String> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["unique_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "model.fast.a_bad error",
+            "model.fast.b_fine_0 skipped",
+            "model.fast.b_fine_1 skipped",
+            "model.fast.b_fine_2 skipped"
+        ]
+    );
+    assert!(
+        results["results"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--fail-fast")
+    );
+    // Without -x the independent models still build.
+    let out = p.xform(&["run", "--threads", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 passed, 1 failed, 0 skipped"));
+}

@@ -92,6 +92,8 @@ struct Schedule {
     running: BTreeSet<String>,
     done: usize,
     reported: usize,
+    /// `--fail-fast`: the node whose failure stopped the run.
+    stopped_by: Option<String>,
 }
 
 struct Runner<'a> {
@@ -109,6 +111,8 @@ struct Runner<'a> {
     /// `--event-time-start` / `--event-time-end`, for microbatch models.
     event_time_start: Option<chrono::NaiveDateTime>,
     event_time_end: Option<chrono::NaiveDateTime>,
+    /// `--fail-fast`: the first failure stops the run.
+    fail_fast: bool,
 }
 
 /// Where per-node lines go: a progress bar on a terminal, plain lines otherwise.
@@ -501,7 +505,15 @@ impl Runner<'_> {
                         return;
                     }
                     if CANCELLED.load(Ordering::SeqCst) {
-                        self.cancel_rest(&mut s);
+                        self.cancel_rest(&mut s, "interrupted");
+                        cvar.notify_all();
+                        return;
+                    }
+                    if let Some(failed) = s.stopped_by.clone() {
+                        self.cancel_rest(
+                            &mut s,
+                            &format!("skipped: --fail-fast stopped the run when `{failed}` failed"),
+                        );
                         cvar.notify_all();
                         return;
                     }
@@ -593,6 +605,9 @@ impl Runner<'_> {
                 ));
             }
             let failed = !matches!(result.status, Status::Success | Status::Pass | Status::Warn);
+            if failed && self.fail_fast && s.stopped_by.is_none() {
+                s.stopped_by = Some(node.name.clone());
+            }
             if let Some(p) = problem {
                 s.problems.push((i, p));
             }
@@ -649,14 +664,14 @@ impl Runner<'_> {
         }
     }
 
-    fn cancel_rest(&self, s: &mut Schedule) {
+    fn cancel_rest(&self, s: &mut Schedule, why: &str) {
         for slot in 0..self.slots.len() {
             if s.results[slot].is_none()
                 && !s.running.contains(&self.graph.nodes[self.slots[slot]].name)
             {
                 s.results[slot] = Some(skipped(
                     &self.graph.nodes[self.slots[slot]],
-                    "interrupted".to_string(),
+                    why.to_string(),
                 ));
                 s.done += 1;
             }
@@ -854,6 +869,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         progress: Output::new(reportable),
         event_time_start,
         event_time_end,
+        fail_fast: args.fail_fast,
     };
     let state = Mutex::new(Schedule {
         ready,
@@ -864,6 +880,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         running: BTreeSet::new(),
         done: 0,
         reported: 0,
+        stopped_by: None,
     });
     let cvar = Condvar::new();
     if reportable > 0 {
