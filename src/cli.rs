@@ -29,6 +29,8 @@ pub enum Command {
     Build(CommonArgs),
     /// Run the data tests of the selected nodes on relations already built
     Test(CommonArgs),
+    /// Run again what errored, failed or was skipped in the last run
+    Retry(CommonArgs),
     /// List the selected nodes
     #[command(alias = "list")]
     Ls(LsArgs),

@@ -478,3 +478,39 @@ fn fail_fast_skips_what_has_not_started() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 passed, 1 failed, 0 skipped"));
 }
+
+#[test]
+fn retry_reruns_what_failed_after_a_fix() {
+    let p = TempProject::empty("again");
+    p.write("models/base.sql", "select * from no_such_table\n");
+    p.write("models/child.sql", "select * from {{ ref('base') }}\n");
+    p.write("models/other.sql", "select 1 as n\n");
+    let out = p.xform(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    // After the fix, only base and child run again.
+    p.write("models/base.sql", "select 2 as n\n");
+    let out = p.xform(&["retry"]);
+    assert_ok(&p, &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Retrying 2 nodes of the last `run`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 passed, 0 failed, 0 skipped"), "{stdout}");
+    let conn = open(&p.db_path("again"));
+    assert_eq!(scalar::<i32>(&conn, "select n from child"), 2);
+    drop(conn);
+    let out = p.xform(&["retry"]);
+    assert_ok(&p, &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Nothing to retry"));
+}
+
+#[test]
+fn retry_without_a_previous_run_is_a_usage_error() {
+    let p = TempProject::empty("fresh");
+    p.write("models/m.sql", "select 1 as n\n");
+    let out = p.xform(&["retry"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run_results.json") && stderr.contains("run `xform run`"), "{stderr}");
+}

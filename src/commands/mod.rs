@@ -9,6 +9,8 @@ mod debug;
 mod execute;
 mod ls;
 #[cfg(feature = "duckdb")]
+mod retry;
+#[cfg(feature = "duckdb")]
 mod test;
 
 use std::io::IsTerminal;
@@ -155,12 +157,15 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Build(args) => execute_command(&args, execute::Mode::Build),
         #[cfg(feature = "duckdb")]
         Command::Test(args) => execute_command(&args, execute::Mode::Test),
+        #[cfg(feature = "duckdb")]
+        Command::Retry(args) => with_session(&args, "retry", |s| retry::retry(&s, &args)),
         #[cfg(not(feature = "duckdb"))]
         Command::Run(args)
         | Command::Seed(args)
         | Command::Snapshot(args)
         | Command::Build(args)
-        | Command::Test(args) => execute_command(&args, ()),
+        | Command::Test(args)
+        | Command::Retry(args) => execute_command(&args, ()),
         Command::Ls(args) => with_session(&args.common, "ls", |s| ls::ls(&s, &args)),
         Command::Clean(args) => {
             let common = CommonArgs {

@@ -1,0 +1,104 @@
+//! `xform retry`: run again what errored, failed or was skipped in the last run, with that
+//! run's command and arguments, from `target/run_results.json`.
+
+use serde_json::Value as Json;
+
+use super::execute::{self, Mode};
+use super::{EXIT_OK, EXIT_USAGE, Session, report};
+use crate::cli::CommonArgs;
+use crate::diagnostics::{Code, Problem};
+
+/// The node name in a unique id: `model.shop.orders` → `orders`, `test.shop.name.hash` → `name`.
+fn name_of(unique_id: &str) -> Option<&str> {
+    let parts: Vec<&str> = unique_id.split('.').collect();
+    match parts.as_slice() {
+        ["test", _, name, _] | [_, _, name] => Some(name),
+        _ => None,
+    }
+}
+
+pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
+    let path = s.target_dir.join("run_results.json");
+    let results: Json = match std::fs::read(&path)
+        .map_err(|e| Problem::io(&path, &e))
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| {
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!("`{}` is not valid JSON: {e}", path.display()),
+                )
+            })
+        }) {
+        Ok(r) => r,
+        Err(p) => {
+            report(&[p.help("run `xform run`, `build`, `seed`, `snapshot` or `test` first; retry reruns what it left unfinished")]);
+            return EXIT_USAGE;
+        }
+    };
+    let mode = match results["args"]["which"].as_str() {
+        Some("run") => Mode::Run,
+        Some("seed") => Mode::Seed,
+        Some("snapshot") => Mode::Snapshot,
+        Some("test") => Mode::Test,
+        Some("build") => Mode::Build,
+        other => {
+            report(&[Problem::new(
+                Code::ProjectConfig,
+                format!(
+                    "the last run (`{}`) cannot be retried",
+                    other.unwrap_or("unknown")
+                ),
+            )
+            .help("retry follows run, seed, snapshot, test and build")]);
+            return EXIT_USAGE;
+        }
+    };
+    let mut select: Vec<String> = results["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| matches!(r["status"].as_str(), Some("error" | "fail" | "skipped")))
+        .filter_map(|r| r["unique_id"].as_str().and_then(name_of).map(String::from))
+        .collect();
+    select.sort();
+    select.dedup();
+    if select.is_empty() {
+        println!(
+            "Nothing to retry: the last `{}` had no errors, failures or skipped nodes",
+            mode.name()
+        );
+        return EXIT_OK;
+    }
+    let previous = &results["args"];
+    let retried = CommonArgs {
+        project: args.project.clone(),
+        select,
+        exclude: Vec::new(),
+        threads: args.threads.or(previous["threads"]
+            .as_u64()
+            .and_then(|t| usize::try_from(t).ok())),
+        full_refresh: args.full_refresh || previous["full_refresh"].as_bool().unwrap_or(false),
+        fail_fast: args.fail_fast,
+        event_time_start: previous["event_time_start"].as_str().map(String::from),
+        event_time_end: previous["event_time_end"].as_str().map(String::from),
+    };
+    println!(
+        "Retrying {} nodes of the last `{}`",
+        retried.select.len(),
+        mode.name()
+    );
+    execute::execute(s, &retried, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_come_from_unique_ids() {
+        assert_eq!(super::name_of("model.shop.orders"), Some("orders"));
+        assert_eq!(
+            super::name_of("test.shop.not_null_orders_id.0123456789"),
+            Some("not_null_orders_id")
+        );
+        assert_eq!(super::name_of("source.shop.raw.orders"), None);
+    }
+}
