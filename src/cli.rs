@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// Drop and rebuild seeds and incremental models
     #[arg(long)]
     pub full_refresh: bool,
+    /// Folder with the manifest.json (and run_results.json) of an earlier run, for `state:` and
+    /// `result:` selectors
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Stop at the first failure: nodes not yet started are skipped
     #[arg(long, short = 'x')]
     pub fail_fast: bool,

@@ -144,3 +144,51 @@ fn dbt_project_files_are_read_as_they_are() {
     assert!(out.status.success(), "{}", transcript(p.path(), &out));
     assert_eq!(stdout(&out), "legacy.a\n");
 }
+
+#[test]
+fn state_selectors_compare_with_an_earlier_manifest() {
+    let p = project();
+    assert!(p.xform(&["compile"]).status.success());
+    let previous = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        previous.path().join("manifest.json"),
+    )
+    .unwrap();
+    // One body edit, one config edit, one new model.
+    p.write("models/other.sql", "select 2 as x\n");
+    p.write(
+        "models/marts/wide.sql",
+        "{{ config(tags=['extra']) }}\nselect * from {{ ref('stg') }}\n",
+    );
+    p.write("models/brand_new.sql", "select 3 as y\n");
+    let state = previous.path().to_str().unwrap();
+    let ls = |selector: &str| {
+        let out = p.xform(&[
+            "ls",
+            "--output",
+            "name",
+            "--resource-type",
+            "model",
+            "--state",
+            state,
+            "-s",
+            selector,
+        ]);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        stdout(&out).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(ls("state:new"), ["brand_new"]);
+    assert_eq!(ls("state:modified.body"), ["other", "wide"]);
+    assert_eq!(ls("state:modified.configs"), ["wide"]);
+    assert_eq!(ls("state:modified"), ["brand_new", "other", "wide"]);
+    assert_eq!(
+        ls("state:modified+"),
+        ["brand_new", "narrow", "other", "wide"]
+    );
+    assert_eq!(ls("state:unmodified"), ["narrow", "stg"]);
+    // Without --state the selector is a usage error.
+    let out = p.xform(&["ls", "-s", "state:modified"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no --state was given"));
+}

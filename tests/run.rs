@@ -487,6 +487,16 @@ fn retry_reruns_what_failed_after_a_fix() {
     p.write("models/other.sql", "select 1 as n\n");
     let out = p.xform(&["run"]);
     assert_eq!(out.status.code(), Some(1));
+    // `result:` reads the statuses of the run whose target folder --state names.
+    let ls = |selector: &str| {
+        let out = p.xform(&[
+            "ls", "--output", "name", "--state", "target", "-s", selector,
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ls("result:error"), "base");
+    assert_eq!(ls("result:skipped"), "child");
+    assert_eq!(ls("result:success"), "other");
     // After the fix, only base and child run again.
     p.write("models/base.sql", "select 2 as n\n");
     let out = p.xform(&["retry"]);
@@ -512,5 +522,8 @@ fn retry_without_a_previous_run_is_a_usage_error() {
     let out = p.xform(&["retry"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("run_results.json") && stderr.contains("run `xform run`"), "{stderr}");
+    assert!(
+        stderr.contains("run_results.json") && stderr.contains("run `xform run`"),
+        "{stderr}"
+    );
 }

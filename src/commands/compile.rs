@@ -25,12 +25,15 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (chosen, empty) = match select(
-        &graph,
-        &args.select,
-        &args.exclude,
-        &[ResourceType::Model, ResourceType::Test],
-    ) {
+    let (chosen, empty) = match super::previous_state(args).and_then(|state| {
+        select(
+            &graph,
+            &args.select,
+            &args.exclude,
+            &[ResourceType::Model, ResourceType::Test],
+            &state,
+        )
+    }) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

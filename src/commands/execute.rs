@@ -755,7 +755,9 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (slots, empty) = match select(&graph, &args.select, &args.exclude, &mode.types()) {
+    let (slots, empty) = match super::previous_state(args)
+        .and_then(|state| select(&graph, &args.select, &args.exclude, &mode.types(), &state))
+    {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

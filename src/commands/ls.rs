@@ -42,7 +42,15 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::Test,
         ];
     }
-    let (chosen, empty) = match select(&graph, &args.common.select, &args.common.exclude, &types) {
+    let (chosen, empty) = match super::previous_state(&args.common).and_then(|state| {
+        select(
+            &graph,
+            &args.common.select,
+            &args.common.exclude,
+            &types,
+            &state,
+        )
+    }) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

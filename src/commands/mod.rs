@@ -144,6 +144,14 @@ fn execute_command(_args: &CommonArgs, _mode: ()) -> i32 {
     EXIT_USAGE
 }
 
+/// The earlier run named by `--state`, or nothing to compare with.
+fn previous_state(args: &CommonArgs) -> Result<crate::graph::select::PreviousState, Problem> {
+    match &args.state {
+        Some(dir) => crate::graph::select::PreviousState::load(dir),
+        None => Ok(crate::graph::select::PreviousState::default()),
+    }
+}
+
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Compile(args) => with_session(&args, "compile", |s| compile::compile(&s, &args)),

@@ -3,15 +3,91 @@
 //! Supported now: names and globs (`stg_*`), dotted fqns, paths (`models/staging`, or values
 //! with `/`), `tag:`, `path:`, `source:`, `resource_type:`, `fqn:`, `test_type:`, `test_name:`,
 //! and graph operators `+x`, `x+`, `n+x`, `x+n`, `@x`. Space-separated values are a union;
-//! `a,b` is an intersection; exclusions are taken away last. Then every test of a selected
+//! `a,b` is an intersection; exclusions are taken away last. With `--state DIR`,
+//! `state:new|modified|modified.body|modified.configs|unmodified` compare each node with the
+//! manifest in DIR, and `result:<status>` reads DIR's `run_results.json`. Then every test of a selected
 //! node is added (dbt's eager indirect selection) unless it was excluded itself. The result is
 //! in topological order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
-use super::{Graph, ResourceType};
+use serde_json::Value as Json;
+
+use super::{Graph, Node, ResourceType};
 use crate::diagnostics::{Code, Problem};
 
+/// What a previous run left in `--state DIR`: each node's code and config from its manifest,
+/// and each node's status from its run results.
+#[derive(Debug, Default)]
+pub struct PreviousState {
+    /// Whether `--state` was given at all.
+    pub given: bool,
+    nodes: HashMap<String, (String, Json)>,
+    results: HashMap<String, String>,
+}
+
+impl PreviousState {
+    /// Read `manifest.json` (required) and `run_results.json` (optional) from `dir`.
+    pub fn load(dir: &Path) -> Result<PreviousState, Problem> {
+        let path = dir.join("manifest.json");
+        let read = |p: &Path| -> Result<Json, Problem> {
+            let bytes = std::fs::read(p).map_err(|e| {
+                Problem::io(p, &e)
+                    .help("--state names the target folder of an earlier run (its manifest.json)")
+            })?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Problem::new(
+                    Code::Selection,
+                    format!("`{}` is not valid JSON: {e}", p.display()),
+                )
+            })
+        };
+        let manifest = read(&path)?;
+        let mut nodes = HashMap::new();
+        for section in ["nodes", "sources"] {
+            for (id, node) in manifest[section].as_object().into_iter().flatten() {
+                let code = node["raw_code"].as_str().unwrap_or_default().to_string();
+                nodes.insert(id.clone(), (code, node["config"].clone()));
+            }
+        }
+        let mut results = HashMap::new();
+        let results_path = dir.join("run_results.json");
+        if results_path.is_file() {
+            for r in read(&results_path)?["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(id), Some(status)) = (r["unique_id"].as_str(), r["status"].as_str()) {
+                    results.insert(id.to_string(), status.to_string());
+                }
+            }
+        }
+        Ok(PreviousState {
+            given: true,
+            nodes,
+            results,
+        })
+    }
+
+    fn state_matches(&self, node: &Node, value: &str) -> bool {
+        let code = node.file.as_ref().map_or("", |f| &f.text);
+        let previous = self.nodes.get(&node.unique_id);
+        let body_changed = previous.is_some_and(|(old, _)| old != code);
+        let configs_changed = previous.is_some_and(|(_, old)| {
+            node.resource_type != ResourceType::Source && *old != node.config.to_json()
+        });
+        match value {
+            "new" => previous.is_none(),
+            "modified" => previous.is_none() || body_changed || configs_changed,
+            "modified.body" => body_changed,
+            "modified.configs" => configs_changed,
+            "unmodified" => previous.is_some() && !body_changed && !configs_changed,
+            _ => false,
+        }
+    }
+}
 fn glob_match(pattern: &str, text: &str) -> bool {
     if !pattern.contains(['*', '?', '[']) {
         return pattern == text;
@@ -19,9 +95,14 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     glob::Pattern::new(pattern).is_ok_and(|p| p.matches(text))
 }
 
-fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
+fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: &str) -> bool {
     let node = &graph.nodes[i];
     match method {
+        "state" => state.state_matches(node, value),
+        "result" => state
+            .results
+            .get(&node.unique_id)
+            .is_some_and(|s| s == value),
         "tag" => node.config.tags().iter().any(|t| glob_match(value, t)),
         "path" | "file" => {
             let v = value.trim_end_matches('/');
@@ -63,7 +144,7 @@ fn matches(graph: &Graph, i: usize, method: &str, value: &str) -> bool {
             if method.is_empty()
                 && (value.contains('/') || matches!(ext.as_deref(), Some("sql" | "csv")))
             {
-                return matches(graph, i, "path", value);
+                return matches(graph, state, i, "path", value);
             }
             glob_match(value, &node.name)
                 || (value.contains('.') && glob_match(value, &node.fqn.join(".")))
@@ -104,7 +185,7 @@ fn closure(
 }
 
 /// Nodes matching one selector term (no spaces or commas).
-fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
+fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usize>, Problem> {
     let mut s = raw;
     let at = s.starts_with('@');
     if at {
@@ -141,16 +222,35 @@ fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
         "config.materialized",
         "test_type",
         "test_name",
+        "state",
+        "result",
     ];
     if !known.contains(&method) {
         return Err(Problem::new(
             Code::Selection,
             format!("unknown selector method `{method}` in `{raw}`"),
         )
-        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:` or `fqn:`"));
+        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:`, `fqn:`, `state:` or `result:`"));
+    }
+    if matches!(method, "state" | "result") && !state.given {
+        return Err(Problem::new(Code::Selection, format!("`{raw}` compares with an earlier run, but no --state was given"))
+            .help("pass --state <folder> with the manifest.json (and run_results.json) of the run to compare with"));
+    }
+    if method == "state"
+        && ![
+            "new",
+            "modified",
+            "modified.body",
+            "modified.configs",
+            "unmodified",
+        ]
+        .contains(&value)
+    {
+        return Err(Problem::new(Code::Selection, format!("unknown state `{value}` in `{raw}`"))
+            .help("use state:new, state:modified, state:modified.body, state:modified.configs or state:unmodified"));
     }
     let base: BTreeSet<usize> = (0..graph.nodes.len())
-        .filter(|&i| matches(graph, i, method, value))
+        .filter(|&i| matches(graph, state, i, method, value))
         .collect();
     let mut out = base.clone();
     if let Some(depth) = up {
@@ -167,14 +267,18 @@ fn term(graph: &Graph, raw: &str) -> Result<BTreeSet<usize>, Problem> {
     Ok(out)
 }
 
-fn expression(graph: &Graph, values: &[String]) -> Result<(BTreeSet<usize>, Vec<String>), Problem> {
+fn expression(
+    graph: &Graph,
+    state: &PreviousState,
+    values: &[String],
+) -> Result<(BTreeSet<usize>, Vec<String>), Problem> {
     let mut union = BTreeSet::new();
     let mut empty = Vec::new();
     for value in values.iter().flat_map(|v| v.split_whitespace()) {
         let mut parts = value.split(',');
-        let mut acc = term(graph, parts.next().unwrap_or_default())?;
+        let mut acc = term(graph, state, parts.next().unwrap_or_default())?;
         for p in parts {
-            let other = term(graph, p)?;
+            let other = term(graph, state, p)?;
             acc = acc.intersection(&other).copied().collect();
         }
         if acc.is_empty() {
@@ -192,15 +296,16 @@ pub fn select(
     select: &[String],
     exclude: &[String],
     types: &[ResourceType],
+    state: &PreviousState,
 ) -> Result<(Vec<usize>, Vec<String>), Problem> {
     let (mut chosen, mut empty) = if select.is_empty() {
         ((0..graph.nodes.len()).collect(), Vec::new())
     } else {
-        expression(graph, select)?
+        expression(graph, state, select)?
     };
     let mut excluded = BTreeSet::new();
     if !exclude.is_empty() {
-        (excluded, _) = expression(graph, exclude)?;
+        (excluded, _) = expression(graph, state, exclude)?;
         chosen = chosen.difference(&excluded).copied().collect();
     }
     // Eager indirect selection: a test comes along with any node it tests.
