@@ -192,3 +192,30 @@ fn state_selectors_compare_with_an_earlier_manifest() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --state was given"));
 }
+
+#[test]
+fn config_and_package_selectors() {
+    let p = project();
+    p.write(
+        "models/other.sql",
+        "{{ config(materialized='table', enabled=true, meta={'owner': 'ops'}) }}\nselect 1 as x\n",
+    );
+    let ls = |selector: &str| {
+        let out = p.xform(&[
+            "ls",
+            "--output",
+            "name",
+            "--resource-type",
+            "model",
+            "-s",
+            selector,
+        ]);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        stdout(&out).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(ls("config.materialized:table"), ["narrow", "other", "wide"]);
+    assert_eq!(ls("config.tags:nightly"), ["narrow", "wide"]);
+    assert_eq!(ls("config.enabled:true"), ["other"]);
+    assert_eq!(ls("package:cli"), ["narrow", "other", "stg", "wide"]);
+    assert!(ls("package:elsewhere").is_empty());
+}

@@ -2,6 +2,7 @@
 //!
 //! Supported now: names and globs (`stg_*`), dotted fqns, paths (`models/staging`, or values
 //! with `/`), `tag:`, `path:`, `source:`, `resource_type:`, `fqn:`, `test_type:`, `test_name:`,
+//! `package:`, `config.<key>:` (a list config matches when it contains the value),
 //! and graph operators `+x`, `x+`, `n+x`, `x+n`, `@x`. Space-separated values are a union;
 //! `a,b` is an intersection; exclusions are taken away last. With `--state DIR`,
 //! `state:new|modified|modified.body|modified.configs|unmodified` compare each node with the
@@ -136,6 +137,19 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
                 }
         }
         "config.materialized" => node.materialized() == value,
+        "package" => node.fqn.first().is_some_and(|p| glob_match(value, p)),
+        m if m.starts_with("config.") => {
+            // A scalar config equals the value; a list config contains it.
+            let found = node.config.get(&m["config.".len()..]);
+            let same = |v: &Json| match v {
+                Json::String(s) => glob_match(value, s),
+                other => other.to_string() == value,
+            };
+            found.is_some_and(|v| match v {
+                Json::Array(items) => items.iter().any(same),
+                other => same(other),
+            })
+        }
         "fqn" | "" => {
             let ext = std::path::Path::new(value)
                 .extension()
@@ -220,12 +234,13 @@ fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usiz
         "resource_type",
         "fqn",
         "config.materialized",
+        "package",
         "test_type",
         "test_name",
         "state",
         "result",
     ];
-    if !known.contains(&method) {
+    if !known.contains(&method) && !method.starts_with("config.") {
         return Err(Problem::new(
             Code::Selection,
             format!("unknown selector method `{method}` in `{raw}`"),
