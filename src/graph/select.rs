@@ -143,7 +143,7 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
             let found = node.config.get(&m["config.".len()..]);
             let same = |v: &Json| match v {
                 Json::String(s) => glob_match(value, s),
-                other => other.to_string() == value,
+                other => value.parse::<Json>().is_ok_and(|v| v == *other),
             };
             found.is_some_and(|v| match v {
                 Json::Array(items) => items.iter().any(same),
