@@ -72,6 +72,9 @@ pub struct CommonArgs {
     /// Drop and rebuild seeds and incremental models
     #[arg(long)]
     pub full_refresh: bool,
+    /// A selector defined in selectors.yml, instead of --select
+    #[arg(long, value_name = "NAME")]
+    pub selector: Option<String>,
     /// Folder with the manifest.json (and run_results.json) of an earlier run, for `state:` and
     /// `result:` selectors
     #[arg(long, value_name = "DIR")]

@@ -219,3 +219,23 @@ fn config_and_package_selectors() {
     assert_eq!(ls("package:cli"), ["narrow", "other", "stg", "wide"]);
     assert!(ls("package:elsewhere").is_empty());
 }
+
+#[test]
+fn selectors_yml_definitions() {
+    let p = project();
+    p.write(
+        "selectors.yml",
+        "selectors:\n  - name: marts_but_narrow\n    definition:\n      union:\n        - method: path\n          value: models/marts\n        - exclude:\n            - narrow\n  - name: upstream_of_wide\n    definition:\n      method: fqn\n      value: wide\n      parents: true\n  - name: nightly_and_hourly\n    definition:\n      intersection:\n        - tag:nightly\n        - tag:hourly\n",
+    );
+    let ls = |name: &str| {
+        let out = p.xform(&["ls", "--output", "name", "--selector", name]);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        stdout(&out).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(ls("marts_but_narrow"), ["wide"]);
+    assert_eq!(ls("upstream_of_wide"), ["raw", "stg", "wide"]);
+    assert_eq!(ls("nightly_and_hourly"), ["narrow"]);
+    let out = p.xform(&["ls", "--selector", "marts_but_narow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `marts_but_narrow`?"));
+}

@@ -15,7 +15,6 @@ use crate::cli::CommonArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
 use crate::graph::ResourceType;
-use crate::graph::select::select;
 
 pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
@@ -25,21 +24,14 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (chosen, empty) = match super::previous_state(args).and_then(|state| {
-        select(
-            &graph,
-            &args.select,
-            &args.exclude,
-            &[ResourceType::Model, ResourceType::Test],
-            &state,
-        )
-    }) {
-        Ok(c) => c,
-        Err(p) => {
-            report(&[p]);
-            return EXIT_USAGE;
-        }
-    };
+    let (chosen, empty) =
+        match super::choose(s, &graph, args, &[ResourceType::Model, ResourceType::Test]) {
+            Ok(c) => c,
+            Err(p) => {
+                report(&[p]);
+                return EXIT_USAGE;
+            }
+        };
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
     }

@@ -28,7 +28,6 @@ use crate::diagnostics::{Code, Problem};
 use crate::dialect::duckdb::DUPLICATE_KEY_MARKER;
 use crate::dialect::duckdb::DuckDb;
 use crate::dialect::{Dialect, Statement};
-use crate::graph::select::select;
 use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::{Existing, Kind, Step, incremental, microbatch, plan, snapshot};
 use crate::render::{Introspect, spans};
@@ -755,9 +754,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (slots, empty) = match super::previous_state(args)
-        .and_then(|state| select(&graph, &args.select, &args.exclude, &mode.types(), &state))
-    {
+    let (slots, empty) = match super::choose(s, &graph, args, &mode.types()) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

@@ -5,7 +5,6 @@ use crate::cli::LsArgs;
 use crate::compile::parse;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::ResourceType;
-use crate::graph::select::select;
 
 pub fn ls(s: &Session, args: &LsArgs) -> i32 {
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
@@ -42,15 +41,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::Test,
         ];
     }
-    let (chosen, empty) = match super::previous_state(&args.common).and_then(|state| {
-        select(
-            &graph,
-            &args.common.select,
-            &args.common.exclude,
-            &types,
-            &state,
-        )
-    }) {
+    let (chosen, empty) = match super::choose(s, &graph, &args.common, &types) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

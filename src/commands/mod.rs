@@ -144,6 +144,26 @@ fn execute_command(_args: &CommonArgs, _mode: ()) -> i32 {
     EXIT_USAGE
 }
 
+/// The nodes a command works on: `--selector` or `--select`, less `--exclude`, of these types.
+fn choose(
+    s: &Session,
+    graph: &crate::graph::Graph,
+    args: &CommonArgs,
+    types: &[crate::graph::ResourceType],
+) -> Result<(Vec<usize>, Vec<String>), Problem> {
+    let state = previous_state(args)?;
+    let selector = match &args.selector {
+        Some(name) => Some(crate::graph::select::named_selector(
+            graph,
+            &state,
+            &s.project.root,
+            name,
+        )?),
+        None => None,
+    };
+    crate::graph::select::select_with(graph, &args.select, &args.exclude, types, &state, selector)
+}
+
 /// The earlier run named by `--state`, or nothing to compare with.
 fn previous_state(args: &CommonArgs) -> Result<crate::graph::select::PreviousState, Problem> {
     match &args.state {

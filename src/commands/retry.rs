@@ -80,6 +80,7 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
         full_refresh: args.full_refresh || previous["full_refresh"].as_bool().unwrap_or(false),
         fail_fast: args.fail_fast,
         state: args.state.clone(),
+        selector: None,
         event_time_start: previous["event_time_start"].as_str().map(String::from),
         event_time_end: previous["event_time_end"].as_str().map(String::from),
     };

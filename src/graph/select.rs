@@ -304,16 +304,160 @@ fn expression(
     Ok((union, empty))
 }
 
+/// Nodes chosen by a `selectors.yml` definition: a selector string, a `method`/`value` map
+/// (with `parents`, `children`, their depths and `childrens_parents`), or `union` /
+/// `intersection` lists whose items may be `exclude` lists.
+fn definition(
+    graph: &Graph,
+    state: &PreviousState,
+    def: &serde_yaml::Value,
+) -> Result<BTreeSet<usize>, Problem> {
+    use serde_yaml::Value as Yaml;
+    let list = |key: &str| -> Option<&Vec<Yaml>> { def.get(key).and_then(Yaml::as_sequence) };
+    if let Some(s) = def.as_str() {
+        return Ok(expression(graph, state, &[s.to_string()])?.0);
+    }
+    if let Some(items) = list("union") {
+        let mut out = BTreeSet::new();
+        let mut minus = BTreeSet::new();
+        for item in items {
+            match item.get("exclude") {
+                Some(ex) => minus.extend(definition(
+                    graph,
+                    state,
+                    &Yaml::Mapping([(Yaml::from("union"), ex.clone())].into_iter().collect()),
+                )?),
+                None => out.extend(definition(graph, state, item)?),
+            }
+        }
+        return Ok(out.difference(&minus).copied().collect());
+    }
+    if let Some(items) = list("intersection") {
+        let mut acc: Option<BTreeSet<usize>> = None;
+        let mut minus = BTreeSet::new();
+        for item in items {
+            if let Some(ex) = item.get("exclude") {
+                minus.extend(definition(
+                    graph,
+                    state,
+                    &Yaml::Mapping([(Yaml::from("union"), ex.clone())].into_iter().collect()),
+                )?);
+                continue;
+            }
+            let set = definition(graph, state, item)?;
+            acc = Some(match acc {
+                Some(a) => a.intersection(&set).copied().collect(),
+                None => set,
+            });
+        }
+        return Ok(acc
+            .unwrap_or_default()
+            .difference(&minus)
+            .copied()
+            .collect());
+    }
+    if let (Some(method), Some(value)) =
+        (def.get("method").and_then(Yaml::as_str), def.get("value"))
+    {
+        let value = match value {
+            Yaml::String(s) => s.clone(),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        let flag = |k: &str| def.get(k).and_then(Yaml::as_bool).unwrap_or(false);
+        let depth = |k: &str| {
+            def.get(k)
+                .and_then(Yaml::as_u64)
+                .map_or(String::new(), |d| d.to_string())
+        };
+        let mut term_text = String::new();
+        if flag("childrens_parents") {
+            term_text.push('@');
+        } else if flag("parents") {
+            term_text.push_str(&depth("parents_depth"));
+            term_text.push('+');
+        }
+        if method == "fqn" {
+            term_text.push_str(&value);
+        } else {
+            term_text.push_str(method);
+            term_text.push(':');
+            term_text.push_str(&value);
+        }
+        if flag("children") {
+            term_text.push('+');
+            term_text.push_str(&depth("children_depth"));
+        }
+        return term(graph, state, &term_text);
+    }
+    Err(Problem::new(Code::Selection, "a selector definition must be a string, a `method`/`value` map, or a `union` or `intersection` list")
+        .help("see the selectors.yml format: definition: {method: tag, value: nightly, children: true}"))
+}
+
+/// The nodes of the selector `name` in `selectors.yml` (in the project folder).
+pub fn named_selector(
+    graph: &Graph,
+    state: &PreviousState,
+    root: &Path,
+    name: &str,
+) -> Result<BTreeSet<usize>, Problem> {
+    let path = root.join("selectors.yml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Problem::io(&path, &e)
+            .help("--selector reads its definitions from selectors.yml in the project folder")
+    })?;
+    let file = crate::diagnostics::SourceFile::new("selectors.yml", text);
+    let doc = crate::project::parse_yaml(&file)?;
+    let selectors = doc
+        .get("selectors")
+        .and_then(serde_yaml::Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = selectors
+        .iter()
+        .filter_map(|s| {
+            s.get("name")
+                .and_then(serde_yaml::Value::as_str)
+                .map(String::from)
+        })
+        .collect();
+    let Some(found) = selectors
+        .iter()
+        .find(|s| s.get("name").and_then(serde_yaml::Value::as_str) == Some(name))
+    else {
+        let near = super::suggestions(name, names.iter().map(String::as_str));
+        return Err(Problem::new(
+            Code::Selection,
+            format!("selectors.yml has no selector `{name}`"),
+        )
+        .help(match near.first() {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("selectors defined: {}", names.join(", ")),
+        }));
+    };
+    let def = found
+        .get("definition")
+        .cloned()
+        .unwrap_or(serde_yaml::Value::Null);
+    definition(graph, state, &def)
+}
+
 /// The selected nodes of the given resource types, in topological order, and the selector
 /// values that matched nothing.
-pub fn select(
+/// A resolved `--selector` takes the place of `--select`.
+pub fn select_with(
     graph: &Graph,
     select: &[String],
     exclude: &[String],
     types: &[ResourceType],
     state: &PreviousState,
+    selector: Option<BTreeSet<usize>>,
 ) -> Result<(Vec<usize>, Vec<String>), Problem> {
-    let (mut chosen, mut empty) = if select.is_empty() {
+    let (mut chosen, mut empty) = if let Some(nodes) = selector {
+        (nodes, Vec::new())
+    } else if select.is_empty() {
         ((0..graph.nodes.len()).collect(), Vec::new())
     } else {
         expression(graph, state, select)?
