@@ -299,13 +299,7 @@ fn fqn_of(project: &str, relative: &str) -> Vec<String> {
     fqn
 }
 
-fn read_source(
-    root: &Path,
-    path: &Path,
-    name: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<SourceFile> {
-    let _ = root;
+fn read_source(path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<SourceFile> {
     match std::fs::read_to_string(path) {
         Ok(text) => Some(SourceFile::new(name, text)),
         Err(e) => {
@@ -334,7 +328,7 @@ impl Project {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let Some(file) = read_source(&root, &project_path, &file_name, &mut problems) else {
+        let Some(file) = read_source(&project_path, &file_name, &mut problems) else {
             return Err(problems);
         };
         let doc = parse_yaml(&file).map_err(|p| vec![p])?;
@@ -535,13 +529,13 @@ impl Project {
             });
         }
         for (abs, rel_root, _) in files_with(&root, &self.macro_paths, &["sql"]) {
-            if let Some(file) = read_source(&root, &abs, &rel_root, problems) {
+            if let Some(file) = read_source(&abs, &rel_root, problems) {
                 self.macro_files.push(file);
             }
         }
         self.discover_tests(problems);
         for (abs, rel_root, rel_dir) in files_with(&root, &self.snapshot_paths, &["sql"]) {
-            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
+            let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
             let blocks = match crate::render::macros::extract(&file) {
@@ -597,7 +591,7 @@ impl Project {
         yaml_dirs.sort();
         yaml_dirs.dedup();
         for (abs, rel_root, _) in files_with(&root, &yaml_dirs, &["yml", "yaml"]) {
-            if let Some(file) = read_source(&root, &abs, &rel_root, problems) {
+            if let Some(file) = read_source(&abs, &rel_root, problems) {
                 self.read_properties(&file, problems);
             }
         }
@@ -613,7 +607,7 @@ impl Project {
     fn discover_tests(&mut self, problems: &mut Vec<Problem>) {
         let root = self.root.clone();
         for (abs, rel_root, rel_dir) in files_with(&root, &self.test_paths, &["sql"]) {
-            let Some(file) = read_source(&root, &abs, &rel_root, problems) else {
+            let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
             let is_generic = crate::render::macros::extract(&file).is_ok_and(|blocks| {
