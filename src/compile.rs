@@ -660,24 +660,45 @@ impl<'a> Compiler<'a> {
                 let Some(file) = &node.file else {
                     return Ok(Arc::from(""));
                 };
-                let rendered = self.renderer.render(RenderRequest {
-                    template: node.template.as_deref().unwrap_or(&file.name),
-                    name: &node.name,
-                    unique_id: &node.unique_id,
-                    execute: true,
+                let sql = self.render_executed(
+                    node,
+                    file,
                     is_incremental,
-                    config: node.config.clone(),
-                    this: node.relation.clone(),
-                    resolver: self.resolver.clone(),
-                    introspector: introspector.cloned(),
-                    model: model_value(node),
-                })?;
-                for line in &rendered.logs {
-                    eprintln!("{}: {line}", node.name);
-                }
-                Ok(Arc::from(rendered.sql.as_str()))
+                    self.resolver.clone(),
+                    introspector,
+                    model_value(node),
+                )?;
+                Ok(Arc::from(sql.as_str()))
             })
             .clone()
+    }
+
+    /// Render a node's template for execution and show its `log(..., info=True)` lines.
+    fn render_executed(
+        &self,
+        node: &Node,
+        file: &crate::diagnostics::SourceFile,
+        is_incremental: bool,
+        resolver: Arc<dyn Resolve>,
+        introspector: Option<&Arc<dyn Introspect>>,
+        model: Value,
+    ) -> Result<String, Problem> {
+        let rendered = self.renderer.render(RenderRequest {
+            template: node.template.as_deref().unwrap_or(&file.name),
+            name: &node.name,
+            unique_id: &node.unique_id,
+            execute: true,
+            is_incremental,
+            config: node.config.clone(),
+            this: node.relation.clone(),
+            resolver,
+            introspector: introspector.cloned(),
+            model,
+        })?;
+        for line in &rendered.logs {
+            eprintln!("{}: {line}", node.name);
+        }
+        Ok(rendered.sql)
     }
 
     /// A generic test's query: its test block called with the tested relation (narrowed by
@@ -767,34 +788,27 @@ impl<'a> Compiler<'a> {
             "event_time_start": Window::text(window.start),
             "event_time_end": Window::text(window.end),
         });
-        let rendered = self.renderer.render(RenderRequest {
-            template: node.template.as_deref().unwrap_or(&file.name),
-            name: &node.name,
-            unique_id: &node.unique_id,
-            execute: true,
+        let sql = self.render_executed(
+            node,
+            file,
             is_incremental,
-            config: node.config.clone(),
-            this: node.relation.clone(),
-            resolver: Arc::new(BatchResolver {
+            Arc::new(BatchResolver {
                 graph: self.resolver.clone(),
                 window,
             }),
-            introspector: introspector.cloned(),
-            model: crate::render::context::to_value(model),
-        })?;
-        for line in &rendered.logs {
-            eprintln!("{}: {line}", node.name);
-        }
+            introspector,
+            crate::render::context::to_value(model),
+        )?;
         let ephemerals = self.graph.ephemeral_ancestors(i);
         if ephemerals.is_empty() {
-            return Ok(rendered.sql);
+            return Ok(sql);
         }
         let mut ctes = Vec::with_capacity(ephemerals.len());
         for e in ephemerals {
             let sql = self.body(e, introspector, false)?;
             ctes.push((self.graph.nodes[e].name.clone(), sql));
         }
-        Ok(inject_ctes(&rendered.sql, &ctes))
+        Ok(inject_ctes(&sql, &ctes))
     }
 
     /// Bodies compiled so far, by node position (for artifacts).

@@ -237,15 +237,7 @@ impl Runner<'_> {
             let new = worker
                 .describe(&describe)
                 .map_err(|e| self.db_problem(node, &sql, std::slice::from_ref(&describe), &e))?;
-            let table = worker.relation_columns(&node.relation).map_err(|e| {
-                Problem::new(
-                    Code::Database,
-                    format!(
-                        "cannot read the columns of {}: {}",
-                        node.relation, e.message
-                    ),
-                )
-            })?;
+            let table = table_columns(worker, node)?;
             incremental::plan(node, &sql, self.warehouse, &table, &new, None)?
         } else {
             plan(node, &sql, self.warehouse)?
@@ -413,15 +405,7 @@ impl Runner<'_> {
                     window,
                 )
             })?;
-            let table = worker.relation_columns(&node.relation).map_err(|e| {
-                Problem::new(
-                    Code::Database,
-                    format!(
-                        "cannot read the columns of {}: {}",
-                        node.relation, e.message
-                    ),
-                )
-            })?;
+            let table = table_columns(worker, node)?;
             incremental::plan(node, &sql, self.warehouse, &table, &new, Some(&window))?
         };
         let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
@@ -677,6 +661,19 @@ impl Runner<'_> {
         }
         s.ready.clear();
     }
+}
+
+/// The columns of an incremental model's existing table.
+fn table_columns(worker: &Worker, node: &Node) -> Result<Vec<crate::materialize::Column>, Problem> {
+    worker.relation_columns(&node.relation).map_err(|e| {
+        Problem::new(
+            Code::Database,
+            format!(
+                "cannot read the columns of {}: {}",
+                node.relation, e.message
+            ),
+        )
+    })
 }
 
 /// New rows that repeat a unique key: dbt on DuckDB would let the last one win silently.

@@ -652,31 +652,16 @@ impl Project {
                         continue;
                     };
                     for item in items {
-                        let Some(name) = item.get("name").and_then(Yaml::as_str) else {
-                            problems.push(Self::shape_problem(
-                                file,
-                                &key,
-                                "every entry to have a `name:`",
-                            ));
+                        let Some((name, props)) = self.named_entry(file, &key, item, problems)
+                        else {
                             continue;
                         };
-                        let props = NodeProps {
-                            description: str_of(item.get("description")),
-                            columns: columns_of(item.get("columns")),
-                            config: config_of(item.get("config")),
-                            patch_path: file.name.clone(),
-                        };
-                        self.generic_tests.extend(data_tests::tests_of(
-                            item,
-                            &TestTarget::Ref(name.to_string()),
-                            file,
-                        ));
                         let target = if key == "models" {
                             &mut self.model_props
                         } else {
                             &mut self.seed_props
                         };
-                        target.insert(name.to_string(), props);
+                        target.insert(name, props);
                     }
                 }
                 "sources" => {
@@ -802,16 +787,22 @@ impl Project {
         }
     }
 
-    /// A `snapshots:` entry: properties of a `{% snapshot %}` block, or (with `relation:`) a
-    /// snapshot defined in YAML.
-    fn read_snapshot_entry(&mut self, file: &SourceFile, item: &Yaml, problems: &mut Vec<Problem>) {
+    /// A named `models:`, `seeds:` or `snapshots:` entry: its properties, with its data tests
+    /// registered. `None` (and a problem) when it has no `name:`.
+    fn named_entry(
+        &mut self,
+        file: &SourceFile,
+        key: &str,
+        item: &Yaml,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(String, NodeProps)> {
         let Some(name) = item.get("name").and_then(Yaml::as_str) else {
             problems.push(Self::shape_problem(
                 file,
-                "snapshots",
+                key,
                 "every entry to have a `name:`",
             ));
-            return;
+            return None;
         };
         let props = NodeProps {
             description: str_of(item.get("description")),
@@ -824,6 +815,16 @@ impl Project {
             &TestTarget::Ref(name.to_string()),
             file,
         ));
+        Some((name.to_string(), props))
+    }
+
+    /// A `snapshots:` entry: properties of a `{% snapshot %}` block, or (with `relation:`) a
+    /// snapshot defined in YAML.
+    fn read_snapshot_entry(&mut self, file: &SourceFile, item: &Yaml, problems: &mut Vec<Problem>) {
+        let Some((name, props)) = self.named_entry(file, "snapshots", item, problems) else {
+            return;
+        };
+        let name = name.as_str();
         let Some(relation) = item.get("relation").and_then(Yaml::as_str) else {
             // Properties of a snapshot block, found in any order.
             if let Some(s) = self.snapshots.iter_mut().find(|s| s.name == name) {
