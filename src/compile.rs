@@ -17,6 +17,7 @@ use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::microbatch::Window;
+use crate::project::unit_tests::Input;
 use crate::project::{GenericTestDef, NodeConfig, Project, TestTarget};
 use crate::render::{Introspect, RefCall, Relation, RenderRequest, Renderer, Resolve, RunInfo};
 
@@ -95,7 +96,7 @@ impl Resolve for NoResolver {
 }
 
 /// The `model` value templates see.
-fn model_value(node: &Node) -> Value {
+pub fn model_value(node: &Node) -> Value {
     crate::render::context::to_value(model_json(node))
 }
 
@@ -178,6 +179,7 @@ fn parse_snapshot(
         template: Some(snapshot.template_name()),
         source: None,
         test: None,
+        unit: None,
     };
     let Some(mut node) = parse_render(renderer, target, node, &snapshot.template_name(), config)?
     else {
@@ -345,6 +347,7 @@ fn test_nodes(
             template: None,
             source: None,
             test: Some(def.clone()),
+            unit: None,
         });
     }
     for file in &project.singular_tests {
@@ -369,6 +372,7 @@ fn test_nodes(
             template: None,
             source: None,
             test: None,
+            unit: None,
         };
         let rendered = renderer.render(RenderRequest {
             template: &file.path,
@@ -397,6 +401,187 @@ fn test_nodes(
         }
     }
     nodes.extend(tests);
+}
+
+/// The unit-test nodes: one per enabled `unit_tests:` entry whose model exists. Each depends
+/// on its model (as in dbt's manifest); the scheduler runs it before the model instead. Its
+/// inputs are checked against what the model reads, so `xform compile` already reports a
+/// missing or stray input.
+fn unit_test_nodes(
+    project: &Project,
+    target: &Target,
+    nodes: &mut Vec<Node>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut units = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for def in &project.unit_tests {
+        let at = |p: Problem, label: &str| {
+            p.at(&def.file, def.offset, def.name.len(), label.to_string())
+        };
+        let tested = nodes.iter().find(|n| {
+            n.name == def.model
+                && matches!(
+                    n.resource_type,
+                    ResourceType::Model | ResourceType::Snapshot
+                )
+        });
+        let Some(model) = tested else {
+            let names = nodes
+                .iter()
+                .filter(|n| n.resource_type == ResourceType::Model)
+                .map(|n| n.name.as_str());
+            let near = crate::graph::suggestions(&def.model, names);
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::UnitTest,
+                        format!(
+                            "unit test `{}` tests the model `{}`, which does not exist",
+                            def.name, def.model
+                        ),
+                    ),
+                    "this unit test",
+                )
+                .help(match near.first() {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "fix the `model:` name, or remove the unit test".to_string(),
+                }),
+            );
+            continue;
+        };
+        if model.resource_type == ResourceType::Snapshot && def.expect_table.is_none() {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` tests the snapshot `{}` with `expect:`",
+                        def.name, def.model
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("a snapshot is tested by the table it leaves behind: use `expect_table:` with the rows after one run"));
+            continue;
+        }
+        let mut fqn = vec![project.name.clone()];
+        if let Some((dir, _)) = def.path.rsplit_once('/') {
+            fqn.extend(dir.split('/').skip(1).map(String::from));
+        }
+        fqn.push(def.model.clone());
+        fqn.push(def.name.clone());
+        let mut config = project.tests_tree.resolve(&fqn);
+        config.apply(&def.config);
+        if !config.enabled() {
+            continue;
+        }
+        if !seen.insert((def.model.clone(), def.name.clone())) {
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::DuplicateNode,
+                        format!("two unit tests of `{}` are named `{}`", def.model, def.name),
+                    ),
+                    "second definition",
+                )
+                .help("give each unit test of a model its own name"),
+            );
+            continue;
+        }
+        // Every input must be something the model reads; everything the model reads except
+        // seeds (read from their CSV file) must be given.
+        let reads = |input: &Input| match input {
+            Input::This => true,
+            Input::Node(TestTarget::Ref(name)) => model.refs.iter().any(|r| &r.name == name),
+            Input::Node(TestTarget::Source(s, t)) => {
+                model.sources.iter().any(|(a, b)| a == s && b == t)
+            }
+        };
+        if let Some(stray) = def.given.iter().find(|g| !reads(&g.input)) {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` gives `{}`, which the model `{}` does not read",
+                        def.name,
+                        stray.input.label(),
+                        def.model
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("remove that input, or fix its name to one of the model's ref() or source() calls"));
+            continue;
+        }
+        let given = |wanted: &Input| def.given.iter().any(|g| &g.input == wanted);
+        let seeds: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter(|n| n.resource_type == ResourceType::Seed)
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut missing: Vec<String> = model
+            .refs
+            .iter()
+            .filter(|r| !seeds.contains(r.name.as_str()))
+            .map(|r| Input::Node(TestTarget::Ref(r.name.clone())))
+            .chain(
+                model
+                    .sources
+                    .iter()
+                    .map(|(s, t)| Input::Node(TestTarget::Source(s.clone(), t.clone()))),
+            )
+            .filter(|i| !given(i))
+            .map(|i| i.label())
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::UnitTest,
+                        format!(
+                            "unit test `{}` does not give `{}`, which the model `{}` reads",
+                            def.name,
+                            missing.join("`, `"),
+                            def.model
+                        ),
+                    ),
+                    "this unit test",
+                )
+                .help(format!(
+                    "add `- input: {}` under `given:` (with `rows: []` for an empty input)",
+                    missing[0]
+                )),
+            );
+            continue;
+        }
+        units.push(Node {
+            unique_id: format!("unit_test.{}.{}.{}", project.name, def.model, def.name),
+            resource_type: ResourceType::UnitTest,
+            name: def.name.clone(),
+            path: def.path.clone(),
+            relative: def.path.clone(),
+            fqn,
+            file: None,
+            config,
+            description: def.description.clone(),
+            columns: Vec::new(),
+            patch_path: None,
+            refs: vec![RefCall {
+                package: None,
+                name: def.model.clone(),
+            }],
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            relation: Relation::new(Some(&target.database), &target.schema, &def.name),
+            seed_path: None,
+            template: None,
+            source: None,
+            test: None,
+            unit: Some(Arc::new(def.clone())),
+        });
+    }
+    nodes.extend(units);
 }
 
 /// Render a node's template in the parse pass (`execute` false) and keep what it recorded:
@@ -472,6 +657,7 @@ pub fn parse(
                 template: None,
                 source: None,
                 test: None,
+                unit: None,
             };
             let Some(mut node) = parse_render(&renderer, target, node, &model.path, config)? else {
                 return Ok(None);
@@ -532,6 +718,7 @@ pub fn parse(
             template: None,
             source: None,
             test: None,
+            unit: None,
         };
         match relation_for(&renderer, target, &node) {
             Ok(r) => node.relation = r,
@@ -577,9 +764,11 @@ pub fn parse(
             template: None,
             source: Some(source.clone()),
             test: None,
+            unit: None,
         });
     }
     test_nodes(&renderer, project, target, &mut nodes, &mut problems);
+    unit_test_nodes(project, target, &mut nodes, &mut problems);
     let graph = Graph::build(nodes, &unparsed);
     crate::timings::mark("graph");
     match graph {
@@ -642,6 +831,10 @@ impl<'a> Compiler<'a> {
             resolver: Arc::new(resolver),
             bodies: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        self.renderer
     }
 
     /// The rendered SQL of a model, without injected CTEs.

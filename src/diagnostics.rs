@@ -37,6 +37,7 @@ pub enum Code {
     BatchFailed,
     UnknownTest,
     TestFailed,
+    UnitTest,
 }
 
 impl Code {
@@ -65,6 +66,7 @@ impl Code {
             Code::BatchFailed => "xform::batch_failed",
             Code::UnknownTest => "xform::unknown_test",
             Code::TestFailed => "xform::test_failed",
+            Code::UnitTest => "xform::unit_test",
         }
     }
 }

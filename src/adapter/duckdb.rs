@@ -264,6 +264,20 @@ fn to_json(value: DuckValue) -> Json {
         DuckValue::Date32(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|d| d.checked_add_signed(chrono::Duration::days(i64::from(days))))
             .map_or(Json::Null, |d| Json::String(d.to_string())),
+        DuckValue::Decimal(d) => {
+            let text = d.to_string();
+            text.parse::<f64>().map_or(Json::String(text), Json::from)
+        }
+        DuckValue::Timestamp(unit, v) => {
+            let micros = match unit {
+                duckdb::types::TimeUnit::Second => v.saturating_mul(1_000_000),
+                duckdb::types::TimeUnit::Millisecond => v.saturating_mul(1_000),
+                duckdb::types::TimeUnit::Microsecond => v,
+                duckdb::types::TimeUnit::Nanosecond => v / 1_000,
+            };
+            chrono::DateTime::from_timestamp_micros(micros)
+                .map_or(Json::Null, |t| Json::String(t.naive_utc().to_string()))
+        }
         other => {
             let text = format!("{other:?}");
             text.parse::<f64>().map_or(Json::String(text), Json::from)

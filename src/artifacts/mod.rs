@@ -15,6 +15,7 @@ use crate::diagnostics::Problem;
 use rayon::prelude::*;
 
 use crate::graph::{Graph, Node, ResourceType};
+use crate::project::unit_tests::Rows;
 use crate::render::RunInfo;
 
 pub const MANIFEST_SCHEMA: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
@@ -213,6 +214,58 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     entry
 }
 
+fn rows_json(rows: &Rows) -> Json {
+    match rows {
+        Rows::Dict(rows) => json!({"format": "dict", "rows": rows.iter().map(|r| {
+            r.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()
+        }).collect::<Vec<_>>()}),
+        Rows::Csv(rows) => json!({"format": "csv", "rows": rows.iter().map(|r| {
+            r.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
+        }).collect::<Vec<_>>()}),
+        Rows::Sql(sql) => json!({"format": "sql", "rows": sql}),
+    }
+}
+
+/// A `unit_tests` entry of the manifest.
+fn unit_json(node: &Node, project: &str) -> Json {
+    let Some(unit) = &node.unit else {
+        return Json::Null;
+    };
+    let mut given: Vec<Json> = Vec::with_capacity(unit.given.len());
+    for g in &unit.given {
+        let mut entry = rows_json(&g.rows);
+        entry["input"] = json!(g.input.label());
+        given.push(entry);
+    }
+    let mut entry = json!({
+        "unique_id": node.unique_id,
+        "resource_type": "unit_test",
+        "package_name": project,
+        "name": node.name,
+        "model": unit.model,
+        "path": node.relative,
+        "original_file_path": node.path,
+        "fqn": node.fqn,
+        "description": node.description,
+        "config": node.config.to_json(),
+        "tags": node.config.tags(),
+        "given": given,
+        "overrides": {
+            "vars": unit.overrides.vars,
+            "env_vars": unit.overrides.env_vars,
+            "macros": unit.overrides.macros,
+        },
+        "depends_on": {"macros": [], "nodes": node.depends_on},
+    });
+    if let Some(rows) = &unit.expect {
+        entry["expect"] = rows_json(rows);
+    }
+    if let Some(rows) = &unit.expect_table {
+        entry["expect_table"] = rows_json(rows);
+    }
+    entry
+}
+
 /// Write `{"id":value,...}` for the given nodes, serializing a chunk of them in parallel at a
 /// time so that memory stays bounded however large the project is.
 fn write_object(
@@ -261,6 +314,9 @@ pub fn write_manifest(
     };
     let (sources, nodes): (Vec<usize>, Vec<usize>) =
         (0..graph.nodes.len()).partition(|&i| graph.nodes[i].resource_type == ResourceType::Source);
+    let (units, nodes): (Vec<usize>, Vec<usize>) = nodes
+        .into_iter()
+        .partition(|&i| graph.nodes[i].resource_type == ResourceType::UnitTest);
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(target_dir)?;
@@ -280,8 +336,12 @@ pub fn write_manifest(
         w.write_all(b",\"child_map\":")?;
         write_object(&mut w, graph, &all, &|i| ids(graph.children(i)))?;
         w.write_all(
-            b",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":{}}",
+            b",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":",
         )?;
+        write_object(&mut w, graph, &units, &|i| {
+            unit_json(&graph.nodes[i], project).to_string()
+        })?;
+        w.write_all(b"}")?;
         w.flush()
     };
     write().map_err(|e| Problem::io(&path, &e))

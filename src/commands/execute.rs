@@ -62,8 +62,9 @@ impl Mode {
                 ResourceType::Snapshot,
                 ResourceType::Model,
                 ResourceType::Test,
+                ResourceType::UnitTest,
             ],
-            Mode::Test => vec![ResourceType::Test],
+            Mode::Test => vec![ResourceType::Test, ResourceType::UnitTest],
         }
     }
 }
@@ -160,6 +161,11 @@ fn describe(node: &Node) -> String {
     match node.resource_type {
         ResourceType::Seed => format!("seed {}", node.relation),
         ResourceType::Test => format!("test {}", node.name),
+        ResourceType::UnitTest => format!(
+            "unit test {}.{}",
+            node.unit.as_ref().map_or("", |u| u.model.as_str()),
+            node.name
+        ),
         _ => format!("{} {}", node.materialized(), node.relation),
     }
 }
@@ -214,34 +220,14 @@ impl Runner<'_> {
         if node.is_ephemeral() {
             return Ok((None, Some(sql)));
         }
-        let plan = if node.resource_type == ResourceType::Snapshot {
-            let describe = DuckDb.describe_query(&sql);
-            let query = worker
-                .describe(&describe)
-                .map_err(|e| self.db_problem(node, &sql, std::slice::from_ref(&describe), &e))?;
-            let table = match self.warehouse.kind_of(&node.relation) {
-                Some(_) => Some(worker.relation_columns(&node.relation).map_err(|e| {
-                    Problem::new(
-                        Code::Database,
-                        format!(
-                            "cannot read the columns of {}: {}",
-                            node.relation, e.message
-                        ),
-                    )
-                })?),
-                None => None,
-            };
-            snapshot::plan(node, &sql, self.warehouse, table.as_deref(), &query)?
-        } else if incremental {
-            let describe = DuckDb.describe_query(&sql);
-            let new = worker
-                .describe(&describe)
-                .map_err(|e| self.db_problem(node, &sql, std::slice::from_ref(&describe), &e))?;
-            let table = table_columns(worker, node)?;
-            incremental::plan(node, &sql, self.warehouse, &table, &new, None)?
-        } else {
-            plan(node, &sql, self.warehouse)?
-        };
+        let plan = node_plan(
+            node,
+            &sql,
+            self.warehouse,
+            worker,
+            incremental,
+            &|stmt, e| self.db_problem(node, &sql, std::slice::from_ref(stmt), e),
+        )?;
         let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
         let mut run_sql: String = statements
             .iter()
@@ -516,6 +502,9 @@ impl Runner<'_> {
             let outcome = if node.resource_type == ResourceType::Test {
                 super::test::run(self.session, self.graph, &self.compiler, i, worker)
                     .map(Outcome::Test)
+            } else if node.resource_type == ResourceType::UnitTest {
+                super::unit_test::run(self.session, self.graph, &self.compiler, i)
+                    .map(Outcome::Unit)
             } else {
                 self.build(i, worker).map(Outcome::Built)
             };
@@ -543,6 +532,14 @@ impl Runner<'_> {
                         result.relation_name = None;
                     }
                     problem = t.problem;
+                }
+                Ok(Outcome::Unit(u)) => {
+                    result.status = u.status;
+                    result.failures = Some(u.failures);
+                    result.message = u.message;
+                    result.compiled_code = Some(u.sql);
+                    result.relation_name = None;
+                    problem = u.problem;
                 }
                 Ok(Outcome::Built((rows, sql))) => {
                     result.rows_affected = rows;
@@ -606,7 +603,13 @@ impl Runner<'_> {
     fn release(&self, s: &mut Schedule, finished: usize, failed: bool) {
         let mut stack = vec![(finished, failed)];
         while let Some((i, failed)) = stack.pop() {
-            let mut next = self.graph.children(i);
+            // A unit test runs before its model: the model does not release it.
+            let mut next: Vec<usize> = self
+                .graph
+                .children(i)
+                .into_iter()
+                .filter(|&c| self.graph.nodes[c].resource_type != ResourceType::UnitTest)
+                .collect();
             next.extend(self.gated.get(&i).into_iter().flatten().copied());
             for c in next {
                 let Some(&slot) = self.slot_of.get(&c) else {
@@ -634,7 +637,10 @@ impl Runner<'_> {
                         ));
                     }
                     let mut result = skipped(node, format!("skipped because `{upstream}` failed"));
-                    if node.resource_type == ResourceType::Test {
+                    if matches!(
+                        node.resource_type,
+                        ResourceType::Test | ResourceType::UnitTest
+                    ) {
                         result.relation_name = None;
                     }
                     s.results[slot] = Some(result);
@@ -660,6 +666,38 @@ impl Runner<'_> {
             }
         }
         s.ready.clear();
+    }
+}
+
+/// The plan that builds `node` from its compiled SQL: a snapshot's merge, an incremental
+/// step on the existing table, or a (re)build. Queries the warehouse for column lists.
+pub(super) fn node_plan(
+    node: &Node,
+    sql: &str,
+    warehouse: &Warehouse,
+    worker: &Worker,
+    incremental: bool,
+    db_problem: &dyn Fn(&Statement, &DbError) -> Problem,
+) -> Result<crate::materialize::Plan, Problem> {
+    if node.resource_type == ResourceType::Snapshot {
+        let describe = DuckDb.describe_query(sql);
+        let query = worker
+            .describe(&describe)
+            .map_err(|e| db_problem(&describe, &e))?;
+        let table = match warehouse.kind_of(&node.relation) {
+            Some(_) => Some(table_columns(worker, node)?),
+            None => None,
+        };
+        snapshot::plan(node, sql, warehouse, table.as_deref(), &query)
+    } else if incremental {
+        let describe = DuckDb.describe_query(sql);
+        let new = worker
+            .describe(&describe)
+            .map_err(|e| db_problem(&describe, &e))?;
+        let table = table_columns(worker, node)?;
+        incremental::plan(node, sql, warehouse, &table, &new, None)
+    } else {
+        plan(node, sql, warehouse)
     }
 }
 
@@ -740,6 +778,7 @@ fn skipped(node: &Node, message: String) -> NodeResult {
 enum Outcome {
     Built((Option<usize>, Option<String>)),
     Test(super::test::TestOutcome),
+    Unit(super::unit_test::UnitOutcome),
 }
 
 pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
@@ -788,7 +827,16 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         )]);
         return EXIT_USAGE;
     }
-    let warehouse = match Warehouse::open(&s.target) {
+    // Unit tests bring their own databases: a run of nothing else leaves the project's alone.
+    let only_unit_tests = !slots.is_empty()
+        && slots
+            .iter()
+            .all(|&i| graph.nodes[i].resource_type == ResourceType::UnitTest);
+    let mut opened = s.target.clone();
+    if only_unit_tests {
+        opened.path = ":memory:".into();
+    }
+    let warehouse = match Warehouse::open(&opened) {
         Ok(w) => w,
         Err(p) => {
             report(&[p]);
@@ -810,7 +858,10 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     let mut schemas: Vec<(Option<String>, String)> = slots
         .iter()
         .map(|&i| &graph.nodes[i])
-        .filter(|n| !n.is_ephemeral() && n.resource_type != ResourceType::Test)
+        .filter(|n| {
+            !n.is_ephemeral()
+                && !matches!(n.resource_type, ResourceType::Test | ResourceType::UnitTest)
+        })
         .map(|n| (n.relation.database.clone(), n.relation.schema.clone()))
         .collect();
     schemas.sort();
@@ -838,13 +889,33 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             gated.insert(t, waiting);
         }
     }
+    // A unit test needs nothing built (it runs in its own database); in a build its model
+    // waits for it, so a failing unit test skips the model and everything downstream.
+    if mode == Mode::Build {
+        for &u in slots
+            .iter()
+            .filter(|&&u| graph.nodes[u].resource_type == ResourceType::UnitTest)
+        {
+            let waiting: Vec<usize> = graph
+                .parents(u)
+                .into_iter()
+                .filter(|m| slot_of.contains_key(m))
+                .collect();
+            for m in &waiting {
+                pending[slot_of[m]] += 1;
+            }
+            gated.insert(u, waiting);
+        }
+    }
     let mut ready = BinaryHeap::new();
     for (slot, &i) in slots.iter().enumerate() {
-        pending[slot] += graph
-            .parents(i)
-            .iter()
-            .filter(|p| slot_of.contains_key(p))
-            .count();
+        if graph.nodes[i].resource_type != ResourceType::UnitTest {
+            pending[slot] += graph
+                .parents(i)
+                .iter()
+                .filter(|p| slot_of.contains_key(p))
+                .count();
+        }
         if pending[slot] == 0 {
             ready.push(Reverse((graph.rank(i), slot)));
         }
@@ -882,7 +953,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     if reportable > 0 {
         runner.progress.line(&format!(
             "Running {reportable} nodes with {threads} threads on {}",
-            s.target.path.display()
+            opened.path.display()
         ));
     }
     std::thread::scope(|scope| {

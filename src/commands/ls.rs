@@ -22,12 +22,13 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             "snapshot" => types.push(ResourceType::Snapshot),
             "source" => types.push(ResourceType::Source),
             "test" => types.push(ResourceType::Test),
+            "unit_test" => types.push(ResourceType::UnitTest),
             other => {
                 report(&[Problem::new(
                     Code::Selection,
                     format!("unknown resource type `{other}`"),
                 )
-                .help("use model, seed, snapshot, source or test")]);
+                .help("use model, seed, snapshot, source, test or unit_test")]);
                 return EXIT_USAGE;
             }
         }
@@ -39,6 +40,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::Snapshot,
             ResourceType::Source,
             ResourceType::Test,
+            ResourceType::UnitTest,
         ];
     }
     let (chosen, empty) = match super::choose(s, &graph, &args.common, &types) {

@@ -12,6 +12,8 @@ mod ls;
 mod retry;
 #[cfg(feature = "duckdb")]
 mod test;
+#[cfg(feature = "duckdb")]
+mod unit_test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

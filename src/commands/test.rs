@@ -288,7 +288,13 @@ pub fn gated_children(graph: &Graph, t: usize) -> Vec<usize> {
     let mut out: BTreeSet<usize> = BTreeSet::new();
     for &p in &parents {
         for c in graph.children(p) {
-            if c == t || graph.nodes[c].resource_type == ResourceType::Test || out.contains(&c) {
+            if c == t
+                || matches!(
+                    graph.nodes[c].resource_type,
+                    ResourceType::Test | ResourceType::UnitTest
+                )
+                || out.contains(&c)
+            {
                 continue;
             }
             if parents.len() == 1 || {

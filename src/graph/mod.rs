@@ -24,6 +24,7 @@ pub enum ResourceType {
     Source,
     Snapshot,
     Test,
+    UnitTest,
 }
 
 impl ResourceType {
@@ -34,6 +35,7 @@ impl ResourceType {
             ResourceType::Source => "source",
             ResourceType::Snapshot => "snapshot",
             ResourceType::Test => "test",
+            ResourceType::UnitTest => "unit_test",
         }
     }
 }
@@ -68,6 +70,8 @@ pub struct Node {
     pub source: Option<SourceTable>,
     /// The YAML declaration, for generic tests (a singular test has none).
     pub test: Option<GenericTestDef>,
+    /// A unit test's declaration.
+    pub unit: Option<std::sync::Arc<crate::project::UnitTestDef>>,
 }
 
 impl Node {
@@ -77,6 +81,7 @@ impl Node {
             ResourceType::Source => "source",
             ResourceType::Snapshot => "snapshot",
             ResourceType::Test => "test",
+            ResourceType::UnitTest => "unit_test",
             ResourceType::Model => self.config.materialized(),
         }
     }
@@ -90,6 +95,8 @@ impl Node {
                 self.path,
                 crate::project::data_tests::file_name(&self.name)
             )
+        } else if let Some(unit) = &self.unit {
+            format!("{}/{}/{}.sql", self.path, unit.model, self.name)
         } else {
             self.path.clone()
         }
@@ -163,7 +170,7 @@ impl Graph {
                         sources.insert((s.source_name.as_str(), s.name.as_str()), i);
                     }
                 }
-                ResourceType::Test => {}
+                ResourceType::Test | ResourceType::UnitTest => {}
                 _ => {
                     by_name.insert(n.name.as_str(), i);
                 }

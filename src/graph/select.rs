@@ -120,21 +120,21 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
                 })
         }
         "resource_type" => node.resource_type.as_str() == value,
-        "test_type" => {
-            node.resource_type == ResourceType::Test
-                && match value {
-                    "generic" => node.test.is_some(),
-                    "singular" => node.test.is_none(),
-                    "data" => true,
-                    _ => false,
-                }
-        }
+        "test_type" => match value {
+            "unit" => node.resource_type == ResourceType::UnitTest,
+            "generic" => node.resource_type == ResourceType::Test && node.test.is_some(),
+            "singular" => node.resource_type == ResourceType::Test && node.test.is_none(),
+            "data" => node.resource_type == ResourceType::Test,
+            _ => false,
+        },
         "test_name" => {
-            node.resource_type == ResourceType::Test
-                && match &node.test {
-                    Some(t) => glob_match(value, &t.test_name),
-                    None => glob_match(value, &node.name),
-                }
+            matches!(
+                node.resource_type,
+                ResourceType::Test | ResourceType::UnitTest
+            ) && match &node.test {
+                Some(t) => glob_match(value, &t.test_name),
+                None => glob_match(value, &node.name),
+            }
         }
         "config.materialized" => node.materialized() == value,
         "package" => node.fqn.first().is_some_and(|p| glob_match(value, p)),
@@ -470,8 +470,10 @@ pub fn select_with(
     // Eager indirect selection: a test comes along with any node it tests.
     let tests: Vec<usize> = (0..graph.nodes.len())
         .filter(|&i| {
-            graph.nodes[i].resource_type == ResourceType::Test
-                && !chosen.contains(&i)
+            matches!(
+                graph.nodes[i].resource_type,
+                ResourceType::Test | ResourceType::UnitTest
+            ) && !chosen.contains(&i)
                 && !excluded.contains(&i)
                 && graph.parents(i).iter().any(|p| chosen.contains(p))
         })

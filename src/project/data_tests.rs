@@ -14,7 +14,7 @@ use super::config::{NodeConfig, yaml_key, yaml_to_json};
 use crate::diagnostics::SourceFile;
 
 /// What a test reads: a model, seed or snapshot by name, or a source table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TestTarget {
     Ref(String),
     Source(String, String),

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod data_tests;
+pub mod unit_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde_yaml::Value as Yaml;
 use crate::diagnostics::{Code, Problem, SourceFile};
 pub use config::{ConfigTree, NodeConfig, yaml_to_json};
 pub use data_tests::{GenericTestDef, TestTarget};
+pub use unit_tests::UnitTestDef;
 
 /// Keys of the project file that xform reads or knowingly ignores.
 const PROJECT_KEYS: &[&str] = &[
@@ -162,6 +164,10 @@ pub struct Project {
     pub models: Vec<ModelFile>,
     /// Generic tests applied in property YAML, in file order.
     pub generic_tests: Vec<GenericTestDef>,
+    /// `unit_tests:` entries of the property files.
+    pub unit_tests: Vec<UnitTestDef>,
+    /// Fixture files of unit tests (`<test-path>/fixtures/**`), by file name.
+    fixtures: unit_tests::Fixtures,
     /// `.sql` files in test-paths that hold no `{% test %}` block.
     pub singular_tests: Vec<ModelFile>,
     pub snapshots: Vec<SnapshotDef>,
@@ -446,6 +452,8 @@ impl Project {
             ),
             models: Vec::new(),
             generic_tests: Vec::new(),
+            unit_tests: Vec::new(),
+            fixtures: BTreeMap::new(),
             singular_tests: Vec::new(),
             snapshots: Vec::new(),
             seeds: Vec::new(),
@@ -606,7 +614,20 @@ impl Project {
     /// tests); the others are singular tests.
     fn discover_tests(&mut self, problems: &mut Vec<Problem>) {
         let root = self.root.clone();
-        for (abs, rel_root, rel_dir) in files_with(&root, &self.test_paths, &["sql"]) {
+        for (abs, rel_root, rel_dir) in files_with(&root, &self.test_paths, &["sql", "csv"]) {
+            // `<test-path>/fixtures/` holds unit-test fixtures, not tests.
+            if rel_dir.starts_with("fixtures/") {
+                if let Some(file) = read_source(&abs, &rel_root, problems) {
+                    let name = rel_dir.rsplit('/').next().unwrap_or(&rel_dir).to_string();
+                    self.fixtures
+                        .entry(name)
+                        .or_insert((rel_root, file.text.to_string()));
+                }
+                continue;
+            }
+            if abs.extension().is_none_or(|e| e != "sql") {
+                continue;
+            }
             let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
@@ -758,8 +779,12 @@ impl Project {
                         self.read_snapshot_entry(file, item, problems);
                     }
                 }
+                "unit_tests" => {
+                    let defs = unit_tests::read(file, value, &self.fixtures, problems);
+                    self.unit_tests.extend(defs);
+                }
                 "version" | "macros" | "exposures" | "metrics" | "semantic_models"
-                | "saved_queries" | "unit_tests" | "analyses" | "groups" => {}
+                | "saved_queries" | "analyses" | "groups" => {}
                 other => {
                     let offset = find_key(&file.text, other).unwrap_or(0);
                     problems.push(

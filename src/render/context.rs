@@ -63,6 +63,9 @@ pub struct RenderCtx {
     pub introspector: Option<Arc<dyn Introspect>>,
     pub statements: Mutex<BTreeMap<String, QueryTable>>,
     pub logs: Mutex<Vec<String>>,
+    /// A unit test's `overrides:`: environment variables and macros (by name) replaced by values.
+    pub env_overrides: BTreeMap<String, String>,
+    pub macro_overrides: BTreeMap<String, Value>,
 }
 
 impl fmt::Debug for RenderCtx {
@@ -205,7 +208,22 @@ pub fn var_fn(state: &State<'_, '_>, name: String, default: Option<Value>) -> Re
     }
 }
 
-/// `env_var('NAME')` / `env_var('NAME', default)`.
+/// `env_var('NAME')` / `env_var('NAME', default)`; a unit test may override the variable.
+pub fn env_var_fn(
+    state: &State<'_, '_>,
+    name: String,
+    default: Option<Value>,
+) -> Result<Value, Error> {
+    if let Some(v) = ctx(state)
+        .ok()
+        .and_then(|c| c.env_overrides.get(&name).cloned())
+    {
+        return Ok(Value::from(v));
+    }
+    env_var(name, default)
+}
+
+/// `env_var()` outside a model (profiles, the project file).
 pub fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {
     match std::env::var(&name) {
         Ok(v) => Ok(Value::from(v)),

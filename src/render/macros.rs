@@ -213,6 +213,8 @@ fn parse_params(text: &str) -> Vec<Param> {
 /// A project macro as a callable value.
 #[derive(Debug)]
 pub struct MacroObject {
+    /// The name templates call it by (`test_<name>` for a test block).
+    pub name: String,
     pub template: String,
     pub params: Vec<Param>,
 }
@@ -220,6 +222,10 @@ pub struct MacroObject {
 impl MacroObject {
     pub fn new(def: &MacroDef) -> Self {
         MacroObject {
+            name: match def.kind {
+                BlockKind::Test => format!("test_{}", def.name),
+                _ => def.name.clone(),
+            },
             template: def.template_name(),
             params: def.params.clone(),
         }
@@ -296,6 +302,13 @@ impl Object for MacroObject {
     }
 
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        // A unit test's `overrides: macros:` replace the macro by a value.
+        if let Some(value) = super::context::ctx(state)
+            .ok()
+            .and_then(|c| c.macro_overrides.get(&self.name).cloned())
+        {
+            return Ok(value);
+        }
         let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
         let mut ctx = forwarded(state);
         if kwargs.has("caller") {

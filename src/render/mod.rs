@@ -27,6 +27,7 @@ pub use relation::Relation;
 
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem, SourceFile};
+use crate::project::unit_tests::Overrides;
 use crate::project::{NodeConfig, Project};
 
 /// The built-in generic tests, as `{% test %}` blocks.
@@ -177,7 +178,7 @@ impl Renderer {
         env.add_function("source", context::source_fn);
         env.add_global("config", Value::from_object(ConfigObject));
         env.add_function("var", context::var_fn);
-        env.add_function("env_var", context::env_var);
+        env.add_function("env_var", context::env_var_fn);
         env.add_function("is_incremental", context::is_incremental);
         env.add_function("log", context::log_fn);
         env.add_function("print", context::print_fn);
@@ -302,6 +303,8 @@ impl Renderer {
             introspector,
             statements: Mutex::new(BTreeMap::new()),
             logs: Mutex::new(Vec::new()),
+            env_overrides: BTreeMap::new(),
+            macro_overrides: BTreeMap::new(),
         })
     }
 
@@ -311,7 +314,18 @@ impl Renderer {
 
     /// Render one model template.
     pub fn render(&self, req: RenderRequest<'_>) -> Result<Rendered, Problem> {
-        let ctx = self.context(
+        self.render_with(req, None)
+    }
+
+    /// Render one model template with a unit test's overrides: vars on top of the project's,
+    /// env vars, and macros replaced by values (`is_incremental` among them). A dotted name
+    /// such as `dbt_utils.now` overrides a namespaced call.
+    pub fn render_with(
+        &self,
+        req: RenderRequest<'_>,
+        overrides: Option<&Overrides>,
+    ) -> Result<Rendered, Problem> {
+        let mut ctx = self.context(
             req.unique_id,
             req.execute,
             req.is_incremental,
@@ -319,6 +333,43 @@ impl Renderer {
             req.resolver,
             req.introspector,
         );
+        let mut extra: BTreeMap<String, Value> = BTreeMap::new();
+        if let Some(o) = overrides {
+            let c = Arc::get_mut(&mut ctx).expect("a new render context");
+            if !o.vars.is_empty() {
+                let mut vars = (*self.vars).clone();
+                vars.extend(o.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                c.vars = Arc::new(vars);
+            }
+            c.env_overrides.clone_from(&o.env_vars);
+            let mut spaces: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+            for (name, value) in &o.macros {
+                if name == "is_incremental" {
+                    c.is_incremental = value.as_bool().unwrap_or(false);
+                    continue;
+                }
+                let value = context::to_value(value);
+                c.macro_overrides.insert(name.clone(), value.clone());
+                let constant = Value::from_function(
+                    move |_args: &[Value]| -> Result<Value, minijinja::Error> { Ok(value.clone()) },
+                );
+                match name.split_once('.') {
+                    Some((space, member)) => {
+                        spaces
+                            .entry(space.to_string())
+                            .or_default()
+                            .insert(member.to_string(), constant);
+                    }
+                    None if !self.macros.contains_key(name) => {
+                        extra.insert(name.clone(), constant);
+                    }
+                    None => {}
+                }
+            }
+            for (space, members) in spaces {
+                extra.insert(space, Value::from(members));
+            }
+        }
         let template = self
             .env
             .get_template(req.template)
@@ -328,6 +379,7 @@ impl Renderer {
             this => Value::from_object(req.this),
             model => req.model,
             execute => req.execute,
+            ..Value::from(extra)
         };
         let sql = template
             .render(values)

@@ -1,0 +1,807 @@
+//! Running one unit test, for `xform test` and `xform build`.
+//!
+//! A unit test never touches the project's database. It opens two in-memory DuckDB databases
+//! that carry the same catalog names as the target (`attach ':memory:' as shop`), so every
+//! relation keeps the name the compiled SQL uses:
+//!
+//! 1. the *shape* database learns the columns and types of each input: seeds are loaded from
+//!    their CSV files, sources are created from their declared columns, and models and
+//!    snapshots are built from their real plans on top of empty parents;
+//! 2. the *test* database holds the given rows, typed like their input (a column not given is
+//!    null), with seeds that are not given loaded from their files. The model is rendered with
+//!    the test's overrides, every `ref()`/`source()` resolving to those tables, and run:
+//!    `expect` compares the rows its query returns; `expect_table` (xform) runs the model's
+//!    materialization (an incremental step, a snapshot) on top of the given `this` and
+//!    compares the table it leaves.
+//!
+//! The comparison ignores row order and covers the expected columns only; expected values are
+//! cast to the types of the actual columns. A difference prints both sides as a diff table.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::Session;
+use super::execute::node_plan;
+use crate::adapter::{DbError, Warehouse, Worker, error_line};
+use crate::artifacts::{Status, sql_path, write_file};
+use crate::compile::{Compiler, model_value};
+use crate::config::Target;
+use crate::diagnostics::{Code, Problem};
+use crate::dialect::duckdb::DuckDb;
+use crate::dialect::{Dialect, Statement};
+use crate::graph::{Graph, Node, ResourceType};
+use crate::materialize::{Column, Kind, plan};
+use crate::project::TestTarget;
+use crate::project::unit_tests::{Input, Rows, UnitTestDef};
+use crate::render::relation::quote;
+use crate::render::{Introspect, QueryTable, Relation, RenderRequest, Resolve, spans};
+
+/// How many rows of a diff a report shows.
+const DIFF_ROWS: usize = 40;
+
+/// What a unit test run found.
+pub struct UnitOutcome {
+    pub status: Status,
+    /// Rows that differ (missing plus unexpected).
+    pub failures: i64,
+    pub sql: String,
+    pub message: String,
+    pub problem: Option<Problem>,
+}
+
+/// Every `ref()` and `source()` resolves to its node's relation: ephemeral models too, since in
+/// a unit test's database every input is a table.
+struct TableResolver {
+    refs: HashMap<String, Relation>,
+    sources: HashMap<(String, String), Relation>,
+}
+
+impl TableResolver {
+    fn new(graph: &Graph) -> Self {
+        let mut refs = HashMap::new();
+        let mut sources = HashMap::new();
+        for n in &graph.nodes {
+            match (n.resource_type, &n.source) {
+                (ResourceType::Source, Some(s)) => {
+                    sources.insert((s.source_name.clone(), s.name.clone()), n.relation.clone());
+                }
+                (ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot, _) => {
+                    refs.insert(n.name.clone(), n.relation.clone());
+                }
+                _ => {}
+            }
+        }
+        TableResolver { refs, sources }
+    }
+}
+
+impl Resolve for TableResolver {
+    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Option<Relation> {
+        self.refs.get(name).cloned()
+    }
+    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
+    }
+}
+
+fn plain(sql: String) -> Statement {
+    Statement {
+        sql,
+        body_line: None,
+        counts: None,
+    }
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// An in-memory database named like the target's catalogs.
+struct Db {
+    warehouse: Warehouse,
+    worker: Arc<Worker>,
+}
+
+impl Db {
+    fn open(target: &Target, graph: &Graph) -> Result<Db, Problem> {
+        let mut memory = target.clone();
+        memory.path = ":memory:".into();
+        let warehouse = Warehouse::open(&memory)?;
+        let worker = Arc::new(warehouse.worker()?);
+        let mut databases: BTreeSet<String> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.relation.database.clone())
+            .filter(|d| !d.is_empty())
+            .map(|d| d.to_lowercase())
+            .collect();
+        databases.insert(target.database.to_lowercase());
+        databases.remove(&warehouse.database().to_lowercase());
+        let mut statements: Vec<Statement> = databases
+            .iter()
+            .map(|d| plain(format!("attach ':memory:' as {}", quote(d))))
+            .collect();
+        statements.push(plain(format!("use {}", quote(&target.database))));
+        worker.run(&statements).map_err(|e| {
+            Problem::new(
+                Code::Database,
+                format!("cannot set up a unit test database: {}", e.message),
+            )
+        })?;
+        Ok(Db { warehouse, worker })
+    }
+
+    fn run(&self, statements: &[Statement]) -> Result<(), DbError> {
+        self.worker.run(statements).map(|_| ())
+    }
+
+    fn create_schema(&self, relation: &Relation) -> Result<(), DbError> {
+        let schema = match &relation.database {
+            Some(db) => format!("{}.{}", quote(db), quote(&relation.schema)),
+            None => quote(&relation.schema),
+        };
+        self.run(&[plain(format!("create schema if not exists {schema}"))])
+    }
+
+    fn columns(&self, relation: &Relation) -> Option<Vec<Column>> {
+        self.worker
+            .relation_columns(relation)
+            .ok()
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// Column lists of nodes, learnt by building them empty in the shape database. `None` when a
+/// node's columns cannot be known (a source without typed columns, or anything built on one).
+struct Shapes<'a> {
+    graph: &'a Graph,
+    compiler: &'a Compiler<'a>,
+    resolver: Arc<TableResolver>,
+    db: Db,
+    known: HashMap<usize, Option<Vec<Column>>>,
+}
+
+impl Shapes<'_> {
+    fn of(&mut self, i: usize) -> Option<Vec<Column>> {
+        if let Some(k) = self.known.get(&i) {
+            return k.clone();
+        }
+        let shape = self.build(i);
+        self.known.insert(i, shape.clone());
+        shape
+    }
+
+    fn build(&mut self, i: usize) -> Option<Vec<Column>> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        self.db.create_schema(&node.relation).ok()?;
+        match node.resource_type {
+            ResourceType::Seed => {
+                load_seed(&self.db, node).ok()?;
+            }
+            ResourceType::Source => {
+                let columns: Vec<String> = node
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        c.data_type
+                            .as_ref()
+                            .map(|t| format!("{} {t}", quote(&c.name)))
+                    })
+                    .collect::<Option<_>>()?;
+                if columns.is_empty() {
+                    return None;
+                }
+                self.db
+                    .run(&[plain(format!(
+                        "create table {} ({})",
+                        node.relation,
+                        columns.join(", ")
+                    ))])
+                    .ok()?;
+            }
+            ResourceType::Model | ResourceType::Snapshot => {
+                for p in graph.parents(i) {
+                    self.of(p)?;
+                }
+                let sql = render(
+                    self.compiler,
+                    node,
+                    self.resolver.clone(),
+                    &self.db,
+                    false,
+                    None,
+                )
+                .ok()?;
+                if node.is_ephemeral() {
+                    self.db
+                        .run(&[plain(format!(
+                            "create table {} as select * from (\n{sql}\n) limit 0",
+                            node.relation
+                        ))])
+                        .ok()?;
+                } else {
+                    let plan = node_plan(
+                        node,
+                        &sql,
+                        &self.db.warehouse,
+                        &self.db.worker,
+                        false,
+                        &|_, e| Problem::new(Code::Database, e.message.clone()),
+                    )
+                    .ok()?;
+                    let statements: Vec<Statement> =
+                        plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+                    self.db.run(&statements).ok()?;
+                    self.db.warehouse.record(&node.relation, plan.result);
+                }
+            }
+            ResourceType::Test | ResourceType::UnitTest => return None,
+        }
+        self.db.columns(&node.relation)
+    }
+}
+
+/// Load a seed's CSV file into `db` with its configured types, as a build would.
+fn load_seed(db: &Db, node: &Node) -> Result<(), DbError> {
+    let plan = plan(node, "", &db.warehouse).map_err(|p| DbError {
+        statement: 0,
+        message: p.message,
+        interrupted: false,
+    })?;
+    let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+    db.run(&statements)?;
+    db.warehouse.record(&node.relation, plan.result);
+    Ok(())
+}
+
+/// Render a model (or snapshot) for a unit test: every input a table, `is_incremental()` as
+/// asked unless the overrides say otherwise.
+fn render(
+    compiler: &Compiler<'_>,
+    node: &Node,
+    resolver: Arc<TableResolver>,
+    db: &Db,
+    is_incremental: bool,
+    unit: Option<&UnitTestDef>,
+) -> Result<String, Problem> {
+    let Some(file) = &node.file else {
+        return Ok(String::new());
+    };
+    let introspector: Arc<dyn Introspect> = db.worker.clone();
+    let rendered = compiler.renderer().render_with(
+        RenderRequest {
+            template: node.template.as_deref().unwrap_or(&file.name),
+            name: &node.name,
+            unique_id: &node.unique_id,
+            execute: true,
+            is_incremental,
+            config: node.config.clone(),
+            this: node.relation.clone(),
+            resolver,
+            introspector: Some(introspector),
+            model: model_value(node),
+        },
+        unit.map(|u| &u.overrides),
+    )?;
+    Ok(rendered.sql)
+}
+
+/// A YAML or CSV value as SQL, cast to `data_type` when it is known.
+fn value_sql(value: &Json, data_type: Option<&str>) -> String {
+    let text = match value {
+        Json::Null => "null".to_string(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => literal(s),
+        other => literal(&other.to_string()),
+    };
+    match data_type {
+        Some(t) => format!("cast({text} as {t})"),
+        None => text,
+    }
+}
+
+/// The rows as `(name, value)` pairs, CSV fields as strings.
+fn pairs(rows: &Rows) -> Vec<Vec<(String, Json)>> {
+    match rows {
+        Rows::Dict(rows) => rows.clone(),
+        Rows::Csv(rows) => rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|(k, v)| (k.clone(), v.clone().map_or(Json::Null, Json::String)))
+                    .collect()
+            })
+            .collect(),
+        Rows::Sql(_) => Vec::new(),
+    }
+}
+
+/// Create `relation` holding `rows`. With a known shape the table has every column of it, typed,
+/// and columns the rows do not give are null; without one, its columns are those given.
+fn create_rows(
+    db: &Db,
+    relation: &Relation,
+    shape: Option<&[Column]>,
+    rows: &Rows,
+    what: &str,
+) -> Result<(), String> {
+    db.create_schema(relation).map_err(|e| e.message)?;
+    let given = rows.columns();
+    let values = |types: &dyn Fn(&str) -> Option<String>| -> Option<String> {
+        let rows = pairs(rows);
+        if rows.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> = given
+                    .iter()
+                    .map(|c| {
+                        let v = row
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                            .map_or(&Json::Null, |(_, v)| v);
+                        value_sql(v, types(c).as_deref())
+                    })
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let names: Vec<String> = given.iter().map(|c| quote(c)).collect();
+        Some(format!(
+            "select * from (values {}) as given({})",
+            lines.join(", "),
+            names.join(", ")
+        ))
+    };
+    let statements = if let Some(shape) = shape {
+        if let Some(stray) = given
+            .iter()
+            .find(|c| !shape.iter().any(|s| s.name.eq_ignore_ascii_case(c)))
+        {
+            let names: Vec<&str> = shape.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!(
+                "`{stray}` is not a column of {what} (its columns: {})",
+                names.join(", ")
+            ));
+        }
+        let columns: Vec<String> = shape
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.data_type))
+            .collect();
+        let mut statements = vec![plain(format!(
+            "create table {relation} ({})",
+            columns.join(", ")
+        ))];
+        let type_of = |name: &str| {
+            shape
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(name))
+                .map(|s| s.data_type.clone())
+        };
+        let select = match rows {
+            Rows::Sql(sql) if !sql.trim().is_empty() => {
+                Some(format!("select * from (\n{}\n) as given", sql.trim()))
+            }
+            Rows::Sql(_) => None,
+            _ => values(&type_of),
+        };
+        if let Some(select) = select {
+            statements.push(plain(format!("insert into {relation} by name {select}")));
+        }
+        statements
+    } else {
+        let select = match rows {
+            Rows::Sql(sql) if !sql.trim().is_empty() => {
+                format!("select * from (\n{}\n) as given", sql.trim())
+            }
+            _ => values(&|_| None).ok_or_else(|| {
+                format!("the columns of {what} are not known, so its rows cannot be empty")
+            })?,
+        };
+        vec![plain(format!("create table {relation} as {select}"))]
+    };
+    db.run(&statements).map_err(|e| e.message)
+}
+
+/// A unit-test problem pointing at the test's YAML entry.
+fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
+    Problem::new(Code::UnitTest, message)
+        .at(&unit.file, unit.offset, unit.name.len(), "this unit test")
+        .help(help)
+}
+
+/// A database error while running the tested model, pointed at the model's line.
+fn model_problem(
+    unit: &UnitTestDef,
+    model: &Node,
+    sql: &str,
+    body_line: usize,
+    e: &DbError,
+) -> Problem {
+    let first = e.message.lines().next().unwrap_or(&e.message);
+    let mut p = Problem::new(
+        Code::Database,
+        format!(
+            "unit test `{}`: the model `{}` failed on the given rows: {first}",
+            unit.name, model.name
+        ),
+    );
+    if let Some(file) = &model.file {
+        p = match error_line(&e.message) {
+            Some(line) if line >= body_line => {
+                let at = spans::template_line(&file.text, sql, line - body_line + 1);
+                p.at_line(file, at, "DuckDB points here")
+            }
+            _ => p.at(file, 0, 0, "in this model"),
+        };
+    }
+    p.help(format!(
+        "DuckDB says: {}\nthe unit test is in {}; a column the model reads but the test does not give is null",
+        e.message.trim(),
+        unit.path
+    ))
+}
+
+fn cell(v: &Json) -> String {
+    match v {
+        Json::Null => "null".to_string(),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The diff as a text table: `-` expected but missing, `+` returned but not expected.
+fn diff_table(t: &QueryTable) -> String {
+    let rows: Vec<Vec<String>> = t
+        .rows
+        .iter()
+        .take(DIFF_ROWS)
+        .map(|r| r.iter().map(cell).collect())
+        .collect();
+    let mut header: Vec<String> = t.columns.clone();
+    if let Some(first) = header.first_mut() {
+        *first = String::new();
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(&header)];
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    out.extend(rows.iter().map(|r| line(r)));
+    if t.rows.len() > DIFF_ROWS {
+        out.push(format!("… {} more rows", t.rows.len() - DIFF_ROWS));
+    }
+    out.join("\n")
+}
+
+/// Run unit test `i`.
+pub fn run(
+    session: &Session,
+    graph: &Graph,
+    compiler: &Compiler<'_>,
+    i: usize,
+) -> Result<UnitOutcome, Problem> {
+    let node = &graph.nodes[i];
+    let Some(unit) = node.unit.as_deref() else {
+        return Err(Problem::new(
+            Code::UnitTest,
+            format!("`{}` is not a unit test", node.name),
+        ));
+    };
+    let Some(m) = graph
+        .parents(i)
+        .into_iter()
+        .find(|&p| graph.nodes[p].name == unit.model)
+    else {
+        return Err(unit_problem(
+            unit,
+            format!(
+                "unit test `{}`: the model `{}` is not in the project",
+                unit.name, unit.model
+            ),
+            "fix the `model:` name".to_string(),
+        ));
+    };
+    let model = &graph.nodes[m];
+    let target = &session.target;
+    let resolver = Arc::new(TableResolver::new(graph));
+    let index: Vec<(Input, usize)> = graph
+        .parents(m)
+        .into_iter()
+        .map(|p| {
+            let n = &graph.nodes[p];
+            let input = match (n.resource_type, &n.source) {
+                (ResourceType::Source, Some(s)) => {
+                    TestTarget::Source(s.source_name.clone(), s.name.clone())
+                }
+                _ => TestTarget::Ref(n.name.clone()),
+            };
+            (Input::Node(input), p)
+        })
+        .collect();
+
+    // 1. The columns of each input.
+    let mut shapes = Shapes {
+        graph,
+        compiler,
+        resolver: resolver.clone(),
+        db: Db::open(target, graph)?,
+        known: HashMap::new(),
+    };
+    // 2. The given rows, and seeds that are not given.
+    let db = Db::open(target, graph)?;
+    let mut this_given = false;
+    for g in &unit.given {
+        let (relation, owner) = match &g.input {
+            Input::This => {
+                this_given = true;
+                (model.relation.clone(), m)
+            }
+            other @ Input::Node(_) => match index.iter().find(|(k, _)| k == other) {
+                Some(&(_, p)) => (graph.nodes[p].relation.clone(), p),
+                None => {
+                    return Err(unit_problem(
+                        unit,
+                        format!(
+                            "unit test `{}` gives `{}`, which the model `{}` does not read",
+                            unit.name,
+                            other.label(),
+                            model.name
+                        ),
+                        "remove that input, or fix its name".to_string(),
+                    ));
+                }
+            },
+        };
+        let shape = shapes.of(owner);
+        let what = format!("`{}`", g.input.label());
+        create_rows(&db, &relation, shape.as_deref(), &g.rows, &what).map_err(|message| {
+            unit_problem(
+                unit,
+                format!(
+                    "unit test `{}`: cannot create the input `{}`: {message}",
+                    unit.name,
+                    g.input.label()
+                ),
+                if shape.is_none() {
+                    "give the input's columns in its rows, or declare the source's columns with a `data_type` so that missing ones can be null".to_string()
+                } else {
+                    "give only columns the input has".to_string()
+                },
+            )
+        })?;
+        if matches!(g.input, Input::This) {
+            db.warehouse.record(&relation, Some(Kind::Table));
+        }
+    }
+    for (input, p) in &index {
+        let p = *p;
+        let n = &graph.nodes[p];
+        if n.resource_type == ResourceType::Seed && !unit.given.iter().any(|g| &g.input == input) {
+            db.create_schema(&n.relation)
+                .and_then(|()| load_seed(&db, n))
+                .map_err(|e| {
+                    unit_problem(
+                        unit,
+                        format!(
+                            "unit test `{}`: cannot load the seed `{}`: {}",
+                            unit.name, n.name, e.message
+                        ),
+                        format!("check {}, or give the seed's rows in the test", n.path),
+                    )
+                })?;
+        }
+    }
+
+    // 3. Render and run the model on them.
+    let incremental = unit.expect_table.is_some()
+        && this_given
+        && model.resource_type == ResourceType::Model
+        && model.materialized() == "incremental";
+    let sql = render(compiler, model, resolver, &db, incremental, Some(unit))?;
+    let artifact = node.compiled_file();
+    write_file(
+        &sql_path(
+            &session.target_dir,
+            "compiled",
+            &session.project.name,
+            &artifact,
+        ),
+        sql.as_bytes(),
+    )?;
+    let actual = if unit.expect_table.is_none() {
+        let actual = Relation::new(Some(db.warehouse.database()), "main", "__xform_actual");
+        let body = sql.trim_end().trim_end_matches(';');
+        db.run(&[plain(format!(
+            "create table {actual} as select * from (\n{body}\n) as model"
+        ))])
+        .map_err(|e| model_problem(unit, model, &sql, 2, &e))?;
+        actual
+    } else {
+        if model.is_ephemeral() {
+            return Err(unit_problem(
+                unit,
+                format!(
+                    "unit test `{}`: `expect_table` needs a model that builds a relation; `{}` is ephemeral",
+                    unit.name, model.name
+                ),
+                "use `expect:` to compare the rows the model returns".to_string(),
+            ));
+        }
+        let plan = node_plan(
+            model,
+            &sql,
+            &db.warehouse,
+            &db.worker,
+            incremental,
+            &|_, e| model_problem(unit, model, &sql, 1, e),
+        )?;
+        let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+        db.run(&statements).map_err(|e| {
+            let line = statements
+                .get(e.statement)
+                .and_then(|s| s.body_line)
+                .unwrap_or(usize::MAX);
+            model_problem(unit, model, &sql, line, &e)
+        })?;
+        model.relation.clone()
+    };
+
+    // 4. Compare.
+    let actual_columns = db.columns(&actual).unwrap_or_default();
+    let rows = unit
+        .expect
+        .as_ref()
+        .or(unit.expect_table.as_ref())
+        .expect("a unit test expects rows");
+    let mut wanted = rows.columns();
+    if let Rows::Sql(text) = rows
+        && !text.trim().is_empty()
+    {
+        let described = db
+            .worker
+            .describe(&DuckDb.describe_query(text.trim()))
+            .map_err(|e| {
+                unit_problem(
+                    unit,
+                    format!(
+                        "unit test `{}`: the expected rows' query fails: {}",
+                        unit.name,
+                        e.message.lines().next().unwrap_or_default()
+                    ),
+                    e.message.clone(),
+                )
+            })?;
+        wanted = described.into_iter().map(|c| c.name).collect();
+    }
+    if wanted.is_empty() {
+        wanted = actual_columns.iter().map(|c| c.name.clone()).collect();
+    }
+    let mut compared = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        if let Some(c) = actual_columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(w))
+        {
+            compared.push(c.clone());
+        } else {
+            let names: Vec<&str> = actual_columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(unit_problem(
+                unit,
+                format!(
+                    "unit test `{}` expects the column `{w}`, which the model `{}` does not return",
+                    unit.name, model.name
+                ),
+                format!("the model returns: {}", names.join(", ")),
+            ));
+        }
+    }
+    let expected = Relation::new(Some(db.warehouse.database()), "main", "__xform_expected");
+    create_rows(&db, &expected, Some(&compared), rows, "the expected rows").map_err(|m| {
+        unit_problem(
+            unit,
+            format!(
+                "unit test `{}`: cannot read the expected rows: {m}",
+                unit.name
+            ),
+            "expected values must be castable to the types of the model's columns".to_string(),
+        )
+    })?;
+    let cols: Vec<String> = compared.iter().map(|c| quote(&c.name)).collect();
+    let list = cols.join(", ");
+    let order: Vec<String> = (2..=cols.len() + 1)
+        .map(|k| format!("{k} nulls first"))
+        .chain(std::iter::once("1".to_string()))
+        .collect();
+    // Rows are sorted on their typed values, then shown as DuckDB writes them as text.
+    let diff_sql = format!(
+        "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
+         select cast(columns(*) as varchar) from (select * from ( \
+         select '-' as diff, * from (select * from e except all select * from a) \
+         union all select '+' as diff, * from (select * from a except all select * from e) \
+         union all select ' ' as diff, * from (select * from a intersect all select * from e) \
+         ) order by {})",
+        order.join(", ")
+    );
+    let diff = db.worker.query(&diff_sql).map_err(|e| {
+        unit_problem(
+            unit,
+            format!(
+                "unit test `{}`: cannot compare the rows: {}",
+                unit.name,
+                e.lines().next().unwrap_or_default()
+            ),
+            e.clone(),
+        )
+    })?;
+    let count = |mark: &str| {
+        diff.rows
+            .iter()
+            .filter(|r| r.first().and_then(Json::as_str) == Some(mark))
+            .count()
+    };
+    let (missing, extra) = (count("-"), count("+"));
+    let failures = i64::try_from(missing + extra).unwrap_or(i64::MAX);
+    if failures == 0 {
+        return Ok(UnitOutcome {
+            status: Status::Pass,
+            failures: 0,
+            sql,
+            message: String::new(),
+            problem: None,
+        });
+    }
+    let what = if unit.expect_table.is_some() {
+        format!("the table `{}` after the run", model.name)
+    } else {
+        format!("the rows of `{}`", model.name)
+    };
+    let message = format!(
+        "unit test `{}` failed: {what} differ from the expected rows ({missing} missing, {extra} unexpected)",
+        unit.name
+    );
+    let problem = unit_problem(
+        unit,
+        message.clone(),
+        format!(
+            "- expected but missing, + returned but not expected:\n{}",
+            diff_table(&diff)
+        ),
+    );
+    let mut problem = problem;
+    problem.code = Code::TestFailed;
+    Ok(UnitOutcome {
+        status: Status::Fail,
+        failures,
+        sql,
+        message,
+        problem: Some(problem),
+    })
+}
