@@ -125,7 +125,10 @@ fn unknown_keys_warn_but_do_not_fail() {
         "xform.yml",
         "name: cli\nmodle-paths: [models]\nvars:\n  limit: 1\n",
     );
-    p.write("models/schema.yml", "version: 2\nmodel:\n  - name: stg\n");
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodel:\n  - name: stg\nmodels:\n  - name: stgg\n    columns:\n      - name: id\n        data_tests: [unique]\n",
+    );
     let out = p.xform(&["compile"]);
     assert!(out.status.success(), "{}", transcript(p.path(), &out));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));

@@ -677,6 +677,15 @@ impl Project {
                         else {
                             continue;
                         };
+                        // Model and seed files are discovered before property files.
+                        let known: Vec<&str> = if key == "models" {
+                            self.models.iter().map(|m| m.name.as_str()).collect()
+                        } else {
+                            self.seeds.iter().map(|s| s.name.as_str()).collect()
+                        };
+                        if !known.contains(&name.as_str()) {
+                            problems.push(Self::no_such_node(file, &key, &name, &known));
+                        }
                         let target = if key == "models" {
                             &mut self.model_props
                         } else {
@@ -906,6 +915,27 @@ impl Project {
         });
     }
 
+    /// A warning for properties (and so data tests) of a model or seed that does not exist:
+    /// its tests would otherwise vanish without a word.
+    fn no_such_node(file: &SourceFile, key: &str, name: &str, known: &[&str]) -> Problem {
+        let kind = if key == "models" { "model" } else { "seed" };
+        let offset = name_offset(&file.text, name);
+        let near = crate::graph::suggestions(name, known.iter().copied());
+        Problem::new(
+            Code::UnknownKey,
+            format!(
+                "`{}` describes the {kind} `{name}`, which does not exist: its properties and tests are ignored",
+                file.name
+            ),
+        )
+        .at(file, offset, name.len(), format!("no {kind} has this name"))
+        .help(match near.first() {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("create the {kind}, or remove its entry from `{key}:`"),
+        })
+        .warning()
+    }
+
     fn shape_problem(file: &SourceFile, key: &str, expected: &str) -> Problem {
         let offset = find_key(&file.text, key).unwrap_or(0);
         Problem::new(
@@ -914,6 +944,21 @@ impl Project {
         )
         .at(file, offset, key.len(), format!("expected {expected}"))
     }
+}
+
+/// Where `name: <name>` is in YAML text (the start of the text when not found).
+pub fn name_offset(text: &str, name: &str) -> usize {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(name) {
+        let at = from + found;
+        let before = text[..at].trim_end_matches([' ', '\t', '"', '\'']);
+        let after = text[at + name.len()..].chars().next();
+        if before.ends_with("name:") && after.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
+            return at;
+        }
+        from = at + name.len();
+    }
+    0
 }
 
 fn columns_of(value: Option<&Yaml>) -> Vec<ColumnProps> {

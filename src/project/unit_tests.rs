@@ -108,16 +108,7 @@ fn problem(file: &SourceFile, offset: usize, len: usize, message: String, help: 
 /// Where `name: <name>` is in the text, after the `unit_tests:` key.
 fn name_offset(text: &str, name: &str) -> usize {
     let start = find_key(text, "unit_tests").unwrap_or(0);
-    let mut from = start;
-    while let Some(found) = text[from..].find(name) {
-        let at = from + found;
-        let before = text[..at].trim_end_matches([' ', '\t', '"', '\'']);
-        if before.ends_with("name:") {
-            return at;
-        }
-        from = at + name.len();
-    }
-    start
+    start + super::name_offset(&text[start..], name)
 }
 
 /// Read the `unit_tests:` section of a property file.
