@@ -151,6 +151,8 @@ fn dbt_project_files_are_read_as_they_are() {
 #[test]
 fn state_selectors_compare_with_an_earlier_manifest() {
     let p = project();
+    p.write("seeds/codes.csv", "code\n1\n");
+    p.write("seeds/fixed.csv", "code\n1\n");
     assert!(p.xform(&["compile"]).status.success());
     let previous = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -190,6 +192,20 @@ fn state_selectors_compare_with_an_earlier_manifest() {
         ["brand_new", "narrow", "other", "wide"]
     );
     assert_eq!(ls("state:unmodified"), ["narrow", "stg"]);
+    // A seed is modified when its file's rows change.
+    p.write("seeds/codes.csv", "code\n1\n2\n");
+    let out = p.xform(&[
+        "ls",
+        "--output",
+        "name",
+        "--resource-type",
+        "seed",
+        "--state",
+        state,
+        "-s",
+        "state:modified",
+    ]);
+    assert_eq!(stdout(&out), "codes\n", "{}", transcript(p.path(), &out));
     // Without --state the selector is a usage error.
     let out = p.xform(&["ls", "-s", "state:modified"]);
     assert_eq!(out.status.code(), Some(2));

@@ -211,6 +211,10 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
     if let Some(seed) = &node.seed_path {
         entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
     }
+    entry["checksum"] = match node.checksum() {
+        Some(sum) => json!({"name": "sha256", "checksum": sum}),
+        None => json!({"name": "none", "checksum": ""}),
+    };
     entry
 }
 

@@ -66,6 +66,9 @@ pub struct Node {
     pub relation: Relation,
     /// The CSV file, for seeds.
     pub seed_path: Option<PathBuf>,
+    /// sha256 of a seed's file, read when the project is loaded. Nodes made from code hash
+    /// their file instead (`Node::checksum`).
+    pub checksum: Option<String>,
     /// The YAML definition, for sources.
     pub source: Option<SourceTable>,
     /// The YAML declaration, for generic tests (a singular test has none).
@@ -99,6 +102,16 @@ impl Node {
             format!("{}/{}/{}.sql", self.path, unit.model, self.name)
         } else {
             self.path.clone()
+        }
+    }
+
+    /// The sha256 of what the node is made from, as dbt's manifest records it: a seed's file,
+    /// otherwise the file its code is in. `state:modified` compares it.
+    pub fn checksum(&self) -> Option<String> {
+        match (&self.checksum, &self.file) {
+            (Some(sum), _) => Some(sum.clone()),
+            (None, Some(file)) => Some(crate::project::sha256(file.text.as_bytes())),
+            (None, None) => None,
         }
     }
 

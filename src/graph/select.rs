@@ -24,7 +24,8 @@ use crate::diagnostics::{Code, Problem};
 pub struct PreviousState {
     /// Whether `--state` was given at all.
     pub given: bool,
-    nodes: HashMap<String, (String, Json)>,
+    /// Each node's code, config and checksum.
+    nodes: HashMap<String, (String, Json, String)>,
     results: HashMap<String, String>,
 }
 
@@ -49,7 +50,11 @@ impl PreviousState {
         for section in ["nodes", "sources"] {
             for (id, node) in manifest[section].as_object().into_iter().flatten() {
                 let code = node["raw_code"].as_str().unwrap_or_default().to_string();
-                nodes.insert(id.clone(), (code, node["config"].clone()));
+                let sum = node["checksum"]["checksum"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                nodes.insert(id.clone(), (code, node["config"].clone(), sum));
             }
         }
         let mut results = HashMap::new();
@@ -75,8 +80,15 @@ impl PreviousState {
     fn state_matches(&self, node: &Node, value: &str) -> bool {
         let code = node.file.as_ref().map_or("", |f| &f.text);
         let previous = self.nodes.get(&node.unique_id);
-        let body_changed = previous.is_some_and(|(old, _)| old != code);
-        let configs_changed = previous.is_some_and(|(_, old)| {
+        // A seed has no code: its file's checksum tells whether its rows changed.
+        let body_changed = previous.is_some_and(|(old, _, sum)| {
+            if node.resource_type == ResourceType::Seed {
+                node.checksum().is_none_or(|now| &now != sum)
+            } else {
+                old != code
+            }
+        });
+        let configs_changed = previous.is_some_and(|(_, old, _)| {
             node.resource_type != ResourceType::Source && *old != node.config.to_json()
         });
         match value {

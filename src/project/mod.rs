@@ -99,6 +99,8 @@ impl SnapshotDef {
 #[derive(Debug, Clone)]
 pub struct SeedFile {
     pub name: String,
+    /// sha256 of the file's bytes (`None` when it cannot be read; loading it reports that).
+    pub checksum: Option<String>,
     pub path: String,
     pub relative: String,
     pub absolute: PathBuf,
@@ -530,6 +532,7 @@ impl Project {
             }
             self.seeds.push(SeedFile {
                 name,
+                checksum: std::fs::read(&abs).ok().map(|bytes| sha256(&bytes)),
                 path: rel_root,
                 relative: rel_dir,
                 absolute: abs,
@@ -944,6 +947,15 @@ impl Project {
         )
         .at(file, offset, key.len(), format!("expected {expected}"))
     }
+}
+
+/// Lower-case hex sha256 of some bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Where `name: <name>` is in YAML text (the start of the text when not found).
