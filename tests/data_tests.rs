@@ -279,6 +279,51 @@ models:
         ),
         ["9"]
     );
+    // store_failures_as wins over store_failures: a view replaces the table, ephemeral stores
+    // nothing new, and an unknown kind is an error.
+    let with = |kind: &str| {
+        schema(
+            &p,
+            &format!(
+                "
+models:
+  - name: orders
+    columns:
+      - name: customer_id
+        data_tests:
+          - relationships:
+              to: ref('customers')
+              field: customer_id
+              config:
+                store_failures: false
+                store_failures_as: {kind}
+                name: orders_have_customers
+"
+            ),
+        );
+    };
+    let kind = |p: &TempProject| {
+        rows(
+            p,
+            "shop",
+            "select table_type from information_schema.tables where table_name = 'orders_have_customers'",
+        )
+    };
+    with("view");
+    run_fails(&p, &["build"]);
+    assert_eq!(kind(&p), ["VIEW"]);
+    with("table");
+    run_fails(&p, &["test"]);
+    assert_eq!(kind(&p), ["BASE TABLE"]);
+    with("ephemeral");
+    let out = run_fails(&p, &["test"]);
+    assert!(!out.contains("all failing rows are in"), "{out}");
+    with("file");
+    let out = run_fails(&p, &["test"]);
+    assert!(
+        out.contains("has store_failures_as `file`") && out.contains("models/schema.yml:12:36"),
+        "{out}"
+    );
 }
 
 #[test]

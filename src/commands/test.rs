@@ -152,19 +152,51 @@ pub fn run(
         Some(n) => format!("{body}\nlimit {n}"),
         None => body.to_string(),
     };
-    let store = config
-        .get("store_failures")
-        .is_some_and(|v| truthy(Some(v)));
+    // `store_failures_as` (table, view, ephemeral) wins over `store_failures`.
+    let store_as = match config.str("store_failures_as") {
+        Some(kind @ ("table" | "view")) => Some(kind),
+        Some("ephemeral") => None,
+        Some(other) => {
+            let mut p = Problem::new(
+                Code::ProjectConfig,
+                format!(
+                    "test `{}` has store_failures_as `{other}`, which is not table, view or ephemeral",
+                    node.name
+                ),
+            )
+            .help("use store_failures_as: table (the failing rows are copied), view (a view over the test's query) or ephemeral (nothing is stored)");
+            if let Some(def) = &node.test {
+                let at = def.file.text.find(other).unwrap_or(def.offset);
+                let len = if at == def.offset {
+                    def.test_name.len()
+                } else {
+                    other.len()
+                };
+                p = p.at(&def.file, at, len, "here");
+            }
+            return Err(p);
+        }
+        None => config
+            .get("store_failures")
+            .is_some_and(|v| truthy(Some(v)))
+            .then_some("table"),
+    };
+    let store = store_as.is_some();
     let mut statements = Vec::new();
-    let source = if store {
+    let source = if let Some(kind) = store_as {
         let relation = &node.relation;
         let schema = match &relation.database {
             Some(db) => format!("{}.{}", quote(db), quote(&relation.schema)),
             None => quote(&relation.schema),
         };
         statements.push(format!("create schema if not exists {schema}"));
+        // A relation of the other kind, left by an earlier setting, is replaced.
+        match worker.relation_kind(relation) {
+            Ok(Some(old)) if old != kind => statements.push(format!("drop {old} {relation}")),
+            _ => {}
+        }
         statements.push(format!(
-            "create or replace table {relation} as (\n{limited}\n)"
+            "create or replace {kind} {relation} as (\n{limited}\n)"
         ));
         format!("select * from {relation}")
     } else {
