@@ -57,6 +57,7 @@ pub struct ProjectArgs {
 }
 
 #[derive(Debug, Args, Clone, Default)]
+#[allow(clippy::struct_excessive_bools, reason = "each is a command-line flag")]
 pub struct CommonArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
@@ -79,6 +80,14 @@ pub struct CommonArgs {
     /// `result:` selectors
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Read unselected upstream models, seeds and snapshots that the target does not have from
+    /// the relations named in the --state manifest
+    #[arg(long, requires = "state")]
+    pub defer: bool,
+    /// With --defer: read every unselected upstream node from the state's relations, even when
+    /// the target has it
+    #[arg(long, requires = "defer")]
+    pub favor_state: bool,
     /// Stop at the first failure: nodes not yet started are skipped
     #[arg(long, short = 'x')]
     pub fail_fast: bool,

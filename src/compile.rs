@@ -844,6 +844,14 @@ impl<'a> Compiler<'a> {
         self.renderer
     }
 
+    /// Resolve `ref()`s of the named (unselected) nodes to other relations: `--defer` reads them
+    /// where an earlier run's state says they are. Call before compiling anything.
+    pub fn defer(&mut self, relations: Vec<(String, Relation)>) {
+        let resolver =
+            Arc::get_mut(&mut self.resolver).expect("defer is called before any compilation");
+        resolver.refs.extend(relations);
+    }
+
     /// The rendered SQL of a model, without injected CTEs.
     fn body(
         &self,

@@ -25,6 +25,17 @@ pub struct Target {
     pub threads: usize,
     /// The profiles.yml it came from; `None` for the zero-configuration default.
     pub profiles_file: Option<PathBuf>,
+    /// Other DuckDB files to attach (dbt-duckdb's `attach:`), for reading relations in them.
+    pub attach: Vec<Attach>,
+}
+
+/// A database file attached next to the target's (`attach:` in a profile output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attach {
+    pub path: PathBuf,
+    /// The catalog name (default: the file's stem).
+    pub alias: String,
+    pub read_only: bool,
 }
 
 fn default_threads() -> usize {
@@ -158,6 +169,35 @@ pub fn resolve_target(
             .and_then(Yaml::as_str)
             .unwrap_or("main")
             .to_string();
+        let mut attach = Vec::new();
+        for item in output
+            .get("attach")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let Some(raw) = item.get("path").and_then(Yaml::as_str) else {
+                let at = find_key(&rendered.text, "attach").unwrap_or(key_offset);
+                return Err(Problem::new(
+                    Code::Profile,
+                    format!("an `attach:` entry of target `{name}` has no `path:`"),
+                )
+                .at(&rendered, at, "attach".len(), "here")
+                .help("write each entry as {path: other.duckdb, alias: other, read_only: true}"));
+            };
+            let file = project.root.join(raw);
+            attach.push(Attach {
+                alias: item
+                    .get("alias")
+                    .and_then(Yaml::as_str)
+                    .map_or_else(|| database_name(&file), String::from),
+                read_only: item
+                    .get("read_only")
+                    .and_then(Yaml::as_bool)
+                    .unwrap_or(false),
+                path: file,
+            });
+        }
         let profile_threads = output
             .get("threads")
             .and_then(Yaml::as_u64)
@@ -171,6 +211,7 @@ pub fn resolve_target(
             path,
             threads: threads.or(profile_threads).unwrap_or(1).max(1),
             profiles_file: Some(path_of(&dir)),
+            attach,
         });
     }
     let path = project.root.join(format!("{}.duckdb", project.name));
@@ -183,6 +224,7 @@ pub fn resolve_target(
         path,
         threads: threads.unwrap_or_else(default_threads).max(1),
         profiles_file: None,
+        attach: Vec::new(),
     })
 }
 

@@ -527,3 +527,90 @@ fn retry_without_a_previous_run_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn defer_reads_unselected_parents_from_the_state_relations() {
+    let p = TempProject::empty("shop");
+    p.write("xform.yml", "name: shop\nprofile: shop\n");
+    // prod in its own file; dev in another that attaches prod read-only.
+    p.write(
+        "profiles.yml",
+        "shop:\n  target: dev\n  outputs:\n    prod:\n      type: duckdb\n      path: prod.duckdb\n    dev:\n      type: duckdb\n      path: dev.duckdb\n      attach:\n        - {path: prod.duckdb, read_only: true}\n",
+    );
+    p.write("seeds/raw.csv", "id,amount\n1,10\n2,20\n");
+    p.write(
+        "models/stg.sql",
+        "select id, amount * 2 as amount from {{ ref('raw') }}\n",
+    );
+    p.write(
+        "models/totals.sql",
+        "{{ config(materialized='table') }}\nselect sum(amount) as total from {{ ref('stg') }}\n",
+    );
+    assert_ok(&p, &p.xform(&["build", "--target", "prod"]));
+    let state = p.path().join("prod_state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        state.join("manifest.json"),
+    )
+    .unwrap();
+    // Without --defer, dev has no `stg` to read.
+    let out = p.xform(&["run", "-s", "totals"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(p.path(), &out));
+    // With it, `stg` and `raw` are read from prod, and only `totals` is built in dev.
+    let out = p.xform(&["run", "-s", "totals", "--defer", "--state", "prod_state"]);
+    assert_ok(&p, &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Deferring 2 unselected nodes to prod_state: stg, raw"),
+        "{}",
+        transcript(p.path(), &out)
+    );
+    let compiled =
+        std::fs::read_to_string(p.path().join("target/compiled/shop/models/totals.sql")).unwrap();
+    assert!(compiled.contains("\"prod\".\"main\".\"stg\""), "{compiled}");
+    {
+        let conn = open(&p.path().join("dev.duckdb"));
+        assert_eq!(
+            scalar::<String>(&conn, "select total::varchar from dev.main.totals"),
+            "60"
+        );
+        assert_eq!(relations(&conn), vec!["main.totals BASE TABLE"]);
+    }
+    // A parent the target has is read from the target unless --favor-state is given.
+    assert_ok(&p, &p.xform(&["seed"]));
+    let out = p.xform(&["run", "-s", "totals", "--defer", "--state", "prod_state"]);
+    assert_ok(&p, &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Deferring 1 unselected node to prod_state: stg\n")
+    );
+    let out = p.xform(&[
+        "run",
+        "-s",
+        "stg",
+        "totals",
+        "--defer",
+        "--state",
+        "prod_state",
+    ]);
+    assert_ok(&p, &out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Deferring"));
+    let out = p.xform(&[
+        "run",
+        "-s",
+        "totals",
+        "--defer",
+        "--favor-state",
+        "--state",
+        "prod_state",
+    ]);
+    assert_ok(&p, &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Deferring 2 unselected nodes to prod_state: stg, raw")
+    );
+    // --defer needs --state.
+    let out = p.xform(&["run", "--defer"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -83,6 +83,26 @@ impl Warehouse {
                 )
             }
         })?;
+        for a in &target.attach {
+            let mode = if a.read_only { " (read_only)" } else { "" };
+            let sql = format!(
+                "attach if not exists '{}' as \"{}\"{mode}",
+                a.path.display().to_string().replace('\'', "''"),
+                a.alias.replace('"', "\"\"")
+            );
+            conn.execute_batch(&sql).map_err(|e| {
+                let message = e.to_string();
+                if message.contains("lock") {
+                    lock_problem(target, &message)
+                } else {
+                    Problem::new(
+                        Code::Database,
+                        format!("cannot attach `{}`: {message}", a.path.display()),
+                    )
+                    .help("check the `attach:` entries of the target in profiles.yml")
+                }
+            })?;
+        }
         let database: String = conn
             .query_row("select current_database()", [], |r| r.get(0))
             .map_err(|e| Problem::new(Code::Database, e.to_string()))?;

@@ -701,6 +701,38 @@ pub(super) fn node_plan(
     }
 }
 
+/// `--defer`: the unselected models, seeds and snapshots to read from the relations of the
+/// `--state` manifest: those the target lacks (all of them with `--favor-state`), when the
+/// state's relation exists.
+fn deferred(
+    graph: &Graph,
+    selected: &HashMap<usize, usize>,
+    warehouse: &Warehouse,
+    args: &CommonArgs,
+) -> Result<Vec<(String, crate::render::Relation)>, Problem> {
+    let state = super::previous_state(args)?;
+    let mut out = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if selected.contains_key(&i)
+            || node.is_ephemeral()
+            || !matches!(
+                node.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            )
+            || (!args.favor_state && warehouse.kind_of(&node.relation).is_some())
+        {
+            continue;
+        }
+        if let Some(rel) = state.relation_of(&node.unique_id)
+            && rel.to_string() != node.relation.to_string()
+            && warehouse.kind_of(rel).is_some()
+        {
+            out.push((node.name.clone(), rel.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// The columns of an incremental model's existing table.
 fn table_columns(worker: &Worker, node: &Node) -> Result<Vec<crate::materialize::Column>, Problem> {
     worker.relation_columns(&node.relation).map_err(|e| {
@@ -835,6 +867,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     let mut opened = s.target.clone();
     if only_unit_tests {
         opened.path = ":memory:".into();
+        opened.attach.clear();
     }
     let warehouse = match Warehouse::open(&opened) {
         Ok(w) => w,
@@ -924,10 +957,35 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         .iter()
         .filter(|&&i| !graph.nodes[i].is_ephemeral())
         .count();
+    let mut compiler = Compiler::new(&graph, &renderer);
+    if args.defer {
+        match deferred(&graph, &slot_of, &warehouse, args) {
+            Ok(relations) => {
+                if !relations.is_empty() {
+                    let names: Vec<&str> = relations.iter().map(|(n, _)| n.as_str()).collect();
+                    println!(
+                        "Deferring {} unselected node{} to {}: {}",
+                        names.len(),
+                        if names.len() == 1 { "" } else { "s" },
+                        args.state
+                            .as_deref()
+                            .unwrap_or_else(|| std::path::Path::new(""))
+                            .display(),
+                        names.join(", ")
+                    );
+                }
+                compiler.defer(relations);
+            }
+            Err(p) => {
+                report(&[p]);
+                return EXIT_USAGE;
+            }
+        }
+    }
     let runner = Runner {
         session: s,
         graph: &graph,
-        compiler: Compiler::new(&graph, &renderer),
+        compiler,
         warehouse: &warehouse,
         slots: slots.clone(),
         slot_of,
@@ -989,6 +1047,9 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         "exclude": args.exclude,
         "threads": threads,
         "full_refresh": args.full_refresh,
+        "state": args.state.as_ref().map(|p| p.display().to_string()),
+        "defer": args.defer,
+        "favor_state": args.favor_state,
         "event_time_start": args.event_time_start,
         "event_time_end": args.event_time_end,
         "target": s.target.name,

@@ -167,7 +167,9 @@ fn choose(
 }
 
 /// The earlier run named by `--state`, or nothing to compare with.
-fn previous_state(args: &CommonArgs) -> Result<crate::graph::select::PreviousState, Problem> {
+pub(crate) fn previous_state(
+    args: &CommonArgs,
+) -> Result<crate::graph::select::PreviousState, Problem> {
     match &args.state {
         Some(dir) => crate::graph::select::PreviousState::load(dir),
         None => Ok(crate::graph::select::PreviousState::default()),

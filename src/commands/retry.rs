@@ -12,7 +12,7 @@ use crate::diagnostics::{Code, Problem};
 fn name_of(unique_id: &str) -> Option<&str> {
     let parts: Vec<&str> = unique_id.split('.').collect();
     match parts.as_slice() {
-        ["test", _, name, _] | [_, _, name] => Some(name),
+        ["test", _, name, _] | ["unit_test", _, _, name] | [_, _, name] => Some(name),
         _ => None,
     }
 }
@@ -79,7 +79,12 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
             .and_then(|t| usize::try_from(t).ok())),
         full_refresh: args.full_refresh || previous["full_refresh"].as_bool().unwrap_or(false),
         fail_fast: args.fail_fast,
-        state: args.state.clone(),
+        state: args
+            .state
+            .clone()
+            .or_else(|| previous["state"].as_str().map(std::path::PathBuf::from)),
+        defer: args.defer || previous["defer"].as_bool().unwrap_or(false),
+        favor_state: args.favor_state || previous["favor_state"].as_bool().unwrap_or(false),
         selector: None,
         event_time_start: previous["event_time_start"].as_str().map(String::from),
         event_time_end: previous["event_time_end"].as_str().map(String::from),
@@ -102,5 +107,9 @@ mod tests {
             Some("not_null_orders_id")
         );
         assert_eq!(super::name_of("source.shop.raw.orders"), None);
+        assert_eq!(
+            super::name_of("unit_test.shop.orders.orders_sum"),
+            Some("orders_sum")
+        );
     }
 }

@@ -110,6 +110,7 @@ impl Db {
     fn open(target: &Target, graph: &Graph) -> Result<Db, Problem> {
         let mut memory = target.clone();
         memory.path = ":memory:".into();
+        memory.attach.clear();
         let warehouse = Warehouse::open(&memory)?;
         let worker = Arc::new(warehouse.worker()?);
         let mut databases: BTreeSet<String> = graph

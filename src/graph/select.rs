@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 
 use super::{Graph, Node, ResourceType};
 use crate::diagnostics::{Code, Problem};
+use crate::render::Relation;
 
 /// What a previous run left in `--state DIR`: each node's code and config from its manifest,
 /// and each node's status from its run results.
@@ -26,6 +27,8 @@ pub struct PreviousState {
     pub given: bool,
     /// Each node's code, config and checksum.
     nodes: HashMap<String, (String, Json, String)>,
+    /// Where each model, seed and snapshot was built, for `--defer`.
+    relations: HashMap<String, Relation>,
     results: HashMap<String, String>,
 }
 
@@ -47,6 +50,7 @@ impl PreviousState {
         };
         let manifest = read(&path)?;
         let mut nodes = HashMap::new();
+        let mut relations = HashMap::new();
         for section in ["nodes", "sources"] {
             for (id, node) in manifest[section].as_object().into_iter().flatten() {
                 let code = node["raw_code"].as_str().unwrap_or_default().to_string();
@@ -55,6 +59,15 @@ impl PreviousState {
                     .unwrap_or_default()
                     .to_string();
                 nodes.insert(id.clone(), (code, node["config"].clone(), sum));
+                if let (Some(schema), Some(alias)) =
+                    (node["schema"].as_str(), node["alias"].as_str())
+                    && node["relation_name"].is_string()
+                {
+                    relations.insert(
+                        id.clone(),
+                        Relation::new(node["database"].as_str(), schema, alias),
+                    );
+                }
             }
         }
         let mut results = HashMap::new();
@@ -73,8 +86,14 @@ impl PreviousState {
         Ok(PreviousState {
             given: true,
             nodes,
+            relations,
             results,
         })
+    }
+
+    /// The relation a node was built as in the earlier run.
+    pub fn relation_of(&self, unique_id: &str) -> Option<&Relation> {
+        self.relations.get(unique_id)
     }
 
     fn state_matches(&self, node: &Node, value: &str) -> bool {

@@ -952,10 +952,13 @@ impl Project {
 /// Lower-case hex sha256 of some bytes.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
+    use std::fmt::Write;
     sha2::Sha256::digest(bytes)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// Where `name: <name>` is in YAML text (the start of the text when not found).
