@@ -298,6 +298,33 @@ unit_tests:
     // `xform test` reports the same failure and exit code, and builds nothing.
     let out = run_fails(&p, &["test", "-s", "orders_tax"]);
     assert!(out.contains("1 missing, 1 unexpected"), "{out}");
+    // Once the expectation is fixed (from a fixture file), `retry` reruns the unit test of
+    // the last `test`.
+    p.write(
+        "tests/fixtures/orders_tax_expected.csv",
+        "order_id,tax\n1,2\n2,6\n",
+    );
+    p.write(
+        "models/unit_tests.yml",
+        &std::fs::read_to_string(p.path().join("models/unit_tests.yml"))
+            .unwrap()
+            .replace(
+                "    expect:\n      rows:\n        - {order_id: 1, tax: 2}\n        - {order_id: 2, tax: 5}\n",
+                "    expect:\n      format: csv\n      fixture: orders_tax_expected\n",
+            ),
+    );
+    let out = run(&p, &["retry"]);
+    assert!(out.contains("PASS  unit test orders.orders_tax"), "{out}");
+    // ...and `build` now builds the model after it.
+    run(&p, &["build", "-s", "+orders"]);
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select order_id, tax from main.orders order by 1"
+        ),
+        vec!["1|2.0", "2|4.0"]
+    );
 }
 
 #[test]
