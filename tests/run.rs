@@ -128,11 +128,12 @@ fn example_project_builds_end_to_end() {
     let rows = results["results"].as_array().unwrap();
     assert_eq!(
         rows.len(),
-        15,
-        "3 seeds, 5 models (the ephemeral is not reported) and 7 data tests"
+        17,
+        "3 seeds, 5 models (the ephemeral is not reported), 7 data tests and 2 unit tests"
     );
     assert!(rows.iter().all(|r| {
-        let test = r["unique_id"].as_str().unwrap().starts_with("test.");
+        let id = r["unique_id"].as_str().unwrap();
+        let test = id.starts_with("test.") || id.starts_with("unit_test.");
         r["status"] == if test { "pass" } else { "success" }
     }));
     let manifest: serde_json::Value =

@@ -503,7 +503,7 @@ impl Runner<'_> {
                 super::test::run(self.session, self.graph, &self.compiler, i, worker)
                     .map(Outcome::Test)
             } else if node.resource_type == ResourceType::UnitTest {
-                super::unit_test::run(self.session, self.graph, &self.compiler, i)
+                super::unit_test::run(self.session, self.graph, &self.compiler, i, worker)
                     .map(Outcome::Unit)
             } else {
                 self.build(i, worker).map(Outcome::Built)
@@ -859,13 +859,14 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         )]);
         return EXIT_USAGE;
     }
-    // Unit tests bring their own databases: a run of nothing else leaves the project's alone.
+    // Unit tests bring their own databases and only read the project's catalog: a run of
+    // nothing else does not create the project's database.
     let only_unit_tests = !slots.is_empty()
         && slots
             .iter()
             .all(|&i| graph.nodes[i].resource_type == ResourceType::UnitTest);
     let mut opened = s.target.clone();
-    if only_unit_tests {
+    if only_unit_tests && !opened.path.exists() {
         opened.path = ":memory:".into();
         opened.attach.clear();
     }
@@ -922,22 +923,29 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             gated.insert(t, waiting);
         }
     }
-    // A unit test needs nothing built (it runs in its own database); in a build its model
-    // waits for it, so a failing unit test skips the model and everything downstream.
+    // A unit test runs in its own database. In a build it waits for what its model waits for
+    // (so the catalog it may read types from is complete, as in dbt), and its model waits for
+    // it: a failing unit test skips the model and everything downstream.
     if mode == Mode::Build {
         for &u in slots
             .iter()
             .filter(|&&u| graph.nodes[u].resource_type == ResourceType::UnitTest)
         {
-            let waiting: Vec<usize> = graph
-                .parents(u)
-                .into_iter()
-                .filter(|m| slot_of.contains_key(m))
-                .collect();
-            for m in &waiting {
-                pending[slot_of[m]] += 1;
+            for m in graph.parents(u) {
+                let Some(&model_slot) = slot_of.get(&m) else {
+                    continue;
+                };
+                pending[model_slot] += 1;
+                gated.entry(u).or_default().push(m);
+                for p in graph
+                    .parents(m)
+                    .into_iter()
+                    .filter(|p| slot_of.contains_key(p))
+                {
+                    pending[slot_of[&u]] += 1;
+                    gated.entry(p).or_default().push(u);
+                }
             }
-            gated.insert(u, waiting);
         }
     }
     let mut ready = BinaryHeap::new();

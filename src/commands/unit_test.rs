@@ -6,7 +6,9 @@
 //!
 //! 1. the *shape* database learns the columns and types of each input: seeds are loaded from
 //!    their CSV files, sources are created from their declared columns, and models and
-//!    snapshots are built from their real plans on top of empty parents;
+//!    snapshots are built from their real plans on top of empty parents. A source without typed
+//!    columns takes the columns its relation has in the project's database (a catalog read,
+//!    as dbt does for every input); failing that, an input has just the columns given;
 //! 2. the *test* database holds the given rows, typed like their input (a column not given is
 //!    null), with seeds that are not given loaded from their files. The model is rendered with
 //!    the test's overrides, every `ref()`/`source()` resolving to those tables, and run:
@@ -156,13 +158,15 @@ impl Db {
     }
 }
 
-/// Column lists of nodes, learnt by building them empty in the shape database. `None` when a
-/// node's columns cannot be known (a source without typed columns, or anything built on one).
+/// Column lists of nodes, learnt by building them empty in the shape database. A source
+/// without typed columns (or a model built on one) takes the columns its relation has in the
+/// project's database, read from the catalog only; `None` when that does not have it either.
 struct Shapes<'a> {
     graph: &'a Graph,
     compiler: &'a Compiler<'a>,
     resolver: Arc<TableResolver>,
     db: Db,
+    project: &'a Worker,
     known: HashMap<usize, Option<Vec<Column>>>,
 }
 
@@ -177,9 +181,39 @@ impl Shapes<'_> {
     }
 
     fn build(&mut self, i: usize) -> Option<Vec<Column>> {
+        let node = &self.graph.nodes[i];
+        self.db.create_schema(&node.relation).ok()?;
+        if let Some(columns) = self.derive(i) {
+            return Some(columns);
+        }
+        // As the project's database has it: an empty copy, for the nodes built on it.
+        let columns = self
+            .project
+            .relation_columns(&node.relation)
+            .ok()
+            .filter(|c| !c.is_empty())?;
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.data_type))
+            .collect();
+        let kind = self.db.worker.relation_kind(&node.relation).ok().flatten();
+        let mut statements = Vec::new();
+        if let Some(kind) = kind {
+            statements.push(plain(format!("drop {kind} {}", node.relation)));
+        }
+        statements.push(plain(format!(
+            "create table {} ({})",
+            node.relation,
+            list.join(", ")
+        )));
+        self.db.run(&statements).ok()?;
+        Some(columns)
+    }
+
+    /// The columns of a node built from what the project declares, without its database.
+    fn derive(&mut self, i: usize) -> Option<Vec<Column>> {
         let graph = self.graph;
         let node = &graph.nodes[i];
-        self.db.create_schema(&node.relation).ok()?;
         match node.resource_type {
             ResourceType::Seed => {
                 load_seed(&self.db, node).ok()?;
@@ -503,11 +537,14 @@ fn diff_table(t: &QueryTable) -> String {
 }
 
 /// Run unit test `i`.
+/// Run unit test `i`. `project` is a connection to the project's database, used only to read
+/// the columns of inputs whose types the project does not declare.
 pub fn run(
     session: &Session,
     graph: &Graph,
     compiler: &Compiler<'_>,
     i: usize,
+    project: &Worker,
 ) -> Result<UnitOutcome, Problem> {
     let node = &graph.nodes[i];
     let Some(unit) = node.unit.as_deref() else {
@@ -554,6 +591,7 @@ pub fn run(
         compiler,
         resolver: resolver.clone(),
         db: Db::open(target, graph)?,
+        project,
         known: HashMap::new(),
     };
     // 2. The given rows, and seeds that are not given.
