@@ -84,6 +84,19 @@ unit_tests:
     expect:
       rows: [{order_id: 1, tax: 5, currency: USD, amount_fx: 5, discount: 7}]
 
+  - name: payments_sum_per_order
+    model: order_payments
+    given:
+      - input: source('shop', 'payments')
+        rows:
+          - {order_id: 1, amount: 2.5}
+          - {order_id: 1, amount: 1.5}
+          - {order_id: 2, amount: 3}
+    expect:
+      rows:
+        - {order_id: 1, paid: 4}
+        - {order_id: 2, paid: 3}
+
   - name: stg_orders_formats
     model: stg_orders
     given:
@@ -187,15 +200,13 @@ fn unit_tests_pass_and_run_before_their_model() {
     // A model's unit tests run before the model itself.
     assert!(at("unit test orders.orders_join_payments") < at("table \"shop\".\"main\".\"orders\""));
     assert!(at("unit test orders_inc.orders_inc_merge_leaves") < at("\"orders_inc\""));
-    assert!(
-        out.contains("6 passed") || out.contains("passed, 0 failed"),
-        "{out}"
-    );
+    assert!(out.contains("passed, 0 failed, 0 skipped"), "{out}");
     let mut got = statuses(&p);
     got.sort();
     assert_eq!(
         got,
         vec![
+            "unit_test.shop.order_payments.payments_sum_per_order pass 0",
             "unit_test.shop.orders.orders_join_payments pass 0",
             "unit_test.shop.orders.orders_overrides pass 0",
             "unit_test.shop.orders_inc.orders_inc_merge_leaves pass 0",
@@ -243,7 +254,7 @@ fn unit_tests_need_no_database_and_leave_none() {
     // Nothing is built: not even the source the ephemeral model reads exists.
     let out = run(&p, &["test", "-s", "test_type:unit", "--threads", "1"]);
     assert!(
-        out.contains("Done in <time>: 6 passed, 0 failed, 0 skipped"),
+        out.contains("Done in <time>: 7 passed, 0 failed, 0 skipped"),
         "{out}"
     );
     assert!(
@@ -443,6 +454,7 @@ fn unit_tests_are_selected_like_tests() {
     assert_eq!(
         ls(&["-s", "test_type:unit"]),
         vec![
+            "shop.order_payments.payments_sum_per_order",
             "shop.orders.orders_join_payments",
             "shop.orders.orders_overrides",
             "shop.orders_inc.orders_inc_merge_leaves",
