@@ -113,6 +113,8 @@ struct Runner<'a> {
     event_time_end: Option<chrono::NaiveDateTime>,
     /// `--fail-fast`: the first failure stops the run.
     fail_fast: bool,
+    /// Column lists of unit-test inputs, learnt once per run.
+    shapes: Mutex<super::unit_test::ShapeCache>,
 }
 
 /// Where per-node lines go: a progress bar on a terminal, plain lines otherwise.
@@ -503,8 +505,15 @@ impl Runner<'_> {
                 super::test::run(self.session, self.graph, &self.compiler, i, worker)
                     .map(Outcome::Test)
             } else if node.resource_type == ResourceType::UnitTest {
-                super::unit_test::run(self.session, self.graph, &self.compiler, i, worker)
-                    .map(Outcome::Unit)
+                super::unit_test::run(
+                    self.session,
+                    self.graph,
+                    &self.compiler,
+                    i,
+                    worker,
+                    &self.shapes,
+                )
+                .map(Outcome::Unit)
             } else {
                 self.build(i, worker).map(Outcome::Built)
             };
@@ -1003,6 +1012,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         event_time_start,
         event_time_end,
         fail_fast: args.fail_fast,
+        shapes: Mutex::default(),
     };
     let state = Mutex::new(Schedule {
         ready,

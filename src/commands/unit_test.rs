@@ -165,19 +165,28 @@ struct Shapes<'a> {
     graph: &'a Graph,
     compiler: &'a Compiler<'a>,
     resolver: Arc<TableResolver>,
-    db: Db,
+    db: &'a Db,
     project: &'a Worker,
-    known: HashMap<usize, Option<Vec<Column>>>,
+    known: &'a mut HashMap<usize, Vec<Column>>,
+}
+
+/// The shape database and what it has learnt, shared by the unit tests of one run so that
+/// each ancestor is built once. An unknown shape is not remembered: a later unit test in the
+/// same build may find the relation in the project's database.
+#[derive(Default)]
+pub struct ShapeCache {
+    db: Option<Db>,
+    known: HashMap<usize, Vec<Column>>,
 }
 
 impl Shapes<'_> {
     fn of(&mut self, i: usize) -> Option<Vec<Column>> {
         if let Some(k) = self.known.get(&i) {
-            return k.clone();
+            return Some(k.clone());
         }
-        let shape = self.build(i);
+        let shape = self.build(i)?;
         self.known.insert(i, shape.clone());
-        shape
+        Some(shape)
     }
 
     fn build(&mut self, i: usize) -> Option<Vec<Column>> {
@@ -216,7 +225,7 @@ impl Shapes<'_> {
         let node = &graph.nodes[i];
         match node.resource_type {
             ResourceType::Seed => {
-                load_seed(&self.db, node).ok()?;
+                load_seed(self.db, node).ok()?;
             }
             ResourceType::Source => {
                 let columns: Vec<String> = node
@@ -247,7 +256,7 @@ impl Shapes<'_> {
                     self.compiler,
                     node,
                     self.resolver.clone(),
-                    &self.db,
+                    self.db,
                     false,
                     None,
                 )
@@ -545,6 +554,7 @@ pub fn run(
     compiler: &Compiler<'_>,
     i: usize,
     project: &Worker,
+    shape_cache: &std::sync::Mutex<ShapeCache>,
 ) -> Result<UnitOutcome, Problem> {
     let node = &graph.nodes[i];
     let Some(unit) = node.unit.as_deref() else {
@@ -585,20 +595,11 @@ pub fn run(
         })
         .collect();
 
-    // 1. The columns of each input.
-    let mut shapes = Shapes {
-        graph,
-        compiler,
-        resolver: resolver.clone(),
-        db: Db::open(target, graph)?,
-        project,
-        known: HashMap::new(),
-    };
-    // 2. The given rows, and seeds that are not given.
-    let db = Db::open(target, graph)?;
+    // 1. Where each input goes, and its columns.
     let mut this_given = false;
+    let mut places = Vec::with_capacity(unit.given.len());
     for g in &unit.given {
-        let (relation, owner) = match &g.input {
+        let place = match &g.input {
             Input::This => {
                 this_given = true;
                 (model.relation.clone(), m)
@@ -619,9 +620,29 @@ pub fn run(
                 }
             },
         };
-        let shape = shapes.of(owner);
+        places.push(place);
+    }
+    let shapes: Vec<Option<Vec<Column>>> = {
+        let mut cache = shape_cache.lock().expect("shape cache lock");
+        let cache = &mut *cache;
+        if cache.db.is_none() {
+            cache.db = Some(Db::open(target, graph)?);
+        }
+        let mut shapes = Shapes {
+            graph,
+            compiler,
+            resolver: resolver.clone(),
+            db: cache.db.as_ref().expect("opened above"),
+            project,
+            known: &mut cache.known,
+        };
+        places.iter().map(|&(_, owner)| shapes.of(owner)).collect()
+    };
+    // 2. The given rows, and seeds that are not given.
+    let db = Db::open(target, graph)?;
+    for ((g, (relation, _)), shape) in unit.given.iter().zip(&places).zip(shapes) {
         let what = format!("`{}`", g.input.label());
-        create_rows(&db, &relation, shape.as_deref(), &g.rows, &what).map_err(|message| {
+        create_rows(&db, relation, shape.as_deref(), &g.rows, &what).map_err(|message| {
             unit_problem(
                 unit,
                 format!(
@@ -637,7 +658,7 @@ pub fn run(
             )
         })?;
         if matches!(g.input, Input::This) {
-            db.warehouse.record(&relation, Some(Kind::Table));
+            db.warehouse.record(relation, Some(Kind::Table));
         }
     }
     for (input, p) in &index {
