@@ -1019,6 +1019,11 @@ impl<'a> Compiler<'a> {
         Ok(inject_ctes(&sql, &ctes))
     }
 
+    /// A body compiled earlier in this run, if any.
+    pub fn cached_body(&self, i: usize) -> Option<Arc<str>> {
+        self.bodies[i].get().and_then(|r| r.as_ref().ok()).cloned()
+    }
+
     /// Bodies compiled so far, by node position (for artifacts).
     pub fn compiled_bodies(&self) -> BTreeMap<usize, Arc<str>> {
         self.bodies

@@ -615,3 +615,24 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     let out = p.xform(&["run", "--defer"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn error_inside_an_ephemeral_points_at_the_ephemeral_file() {
+    let p = TempProject::empty("eph");
+    p.write(
+        "models/base.sql",
+        "{{ config(materialized='ephemeral') }}\nselect\n    1 as id,\n    missing_column as x\nfrom (select 1 as y)\n",
+    );
+    p.write(
+        "models/final.sql",
+        "{{ config(materialized='table') }}\nselect id from {{ ref('base') }}\n",
+    );
+    let out = p.xform(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = transcript(p.path(), &out);
+    assert!(text.contains("╭─[models/base.sql:4:1]"), "{text}");
+    assert!(
+        text.contains("in the ephemeral model `base` that `final` reads"),
+        "{text}"
+    );
+}

@@ -446,7 +446,17 @@ impl Runner<'_> {
             (Some(body), Some(line)) if line >= body => Some(line - body + 1),
             _ => None,
         };
-        if let (Some(file), Some(line)) = (&node.file, compiled_line) {
+        let in_cte = compiled_line.and_then(|line| self.in_ephemeral(node, sql, line));
+        if let Some((eph, file, local)) = in_cte {
+            p = p.at_line(
+                file,
+                local,
+                format!(
+                    "DuckDB points here, in the ephemeral model `{eph}` that `{}` reads",
+                    node.name
+                ),
+            );
+        } else if let (Some(file), Some(line)) = (&node.file, compiled_line) {
             let template_line = spans::template_line(&file.text, sql, line);
             p = p.at_line(file, template_line, "DuckDB points here");
         } else if let Some(file) = &node.file {
@@ -465,6 +475,35 @@ impl Runner<'_> {
             "{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged",
             e.message.trim()
         ))
+    }
+
+    /// When line `line` of a node's compiled SQL is inside an injected ephemeral CTE: that
+    /// model's name, its file and the line of its template.
+    fn in_ephemeral<'g>(
+        &'g self,
+        node: &Node,
+        sql: &str,
+        line: usize,
+    ) -> Option<(&'g str, &'g crate::diagnostics::SourceFile, usize)> {
+        let i = self
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.unique_id == node.unique_id)?;
+        for e in self.graph.ephemeral_ancestors(i) {
+            let eph = &self.graph.nodes[e];
+            let marker = format!("__dbt__cte__{} as (\n", eph.name);
+            let at = sql.find(&marker)? + marker.len();
+            let first = crate::diagnostics::line_of(sql, at);
+            let body = self.compiler.cached_body(e)?;
+            let lines = body.lines().count().max(1);
+            if (first..first + lines).contains(&line) {
+                let file = eph.file.as_ref()?;
+                let local = spans::template_line(&file.text, &body, line - first + 1);
+                return Some((eph.name.as_str(), file, local));
+            }
+        }
+        None
     }
 
     fn work(&self, state: &Mutex<Schedule>, cvar: &Condvar, worker: &Arc<Worker>, thread: usize) {
