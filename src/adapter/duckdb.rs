@@ -40,7 +40,20 @@ pub struct Warehouse {
     interrupts: Mutex<Vec<Arc<duckdb::InterruptHandle>>>,
 }
 
-fn lock_problem(target: &Target, message: &str) -> Problem {
+/// Opening or attaching a database file failed: a lock held by another process is named.
+fn open_problem(path: &std::path::Path, verb: &str, e: &duckdb::Error) -> Problem {
+    let message = e.to_string();
+    if message.contains("lock") {
+        lock_problem(path, &message)
+    } else {
+        Problem::new(
+            Code::Database,
+            format!("cannot {verb} `{}`: {message}", path.display()),
+        )
+    }
+}
+
+fn lock_problem(path: &std::path::Path, message: &str) -> Problem {
     let holder = message.find("Conflicting lock is held in ").map_or_else(
         || "another process".to_string(),
         |at| {
@@ -54,7 +67,7 @@ fn lock_problem(target: &Target, message: &str) -> Problem {
     );
     Problem::new(
         Code::DatabaseLocked,
-        format!("the database `{}` is in use by {holder}", target.path.display()),
+        format!("the database `{}` is in use by {holder}", path.display()),
     )
     .help("DuckDB allows one writing process per file: wait for the other run to finish or close that program, then run again")
 }
@@ -72,17 +85,7 @@ impl Warehouse {
             }
             Connection::open_with_flags(&target.path, config)
         };
-        let conn = opened.map_err(|e| {
-            let message = e.to_string();
-            if message.contains("lock") {
-                lock_problem(target, &message)
-            } else {
-                Problem::new(
-                    Code::Database,
-                    format!("cannot open `{}`: {message}", target.path.display()),
-                )
-            }
-        })?;
+        let conn = opened.map_err(|e| open_problem(&target.path, "open", &e))?;
         for a in &target.attach {
             let mode = if a.read_only { " (read_only)" } else { "" };
             let sql = format!(
@@ -91,16 +94,8 @@ impl Warehouse {
                 a.alias.replace('"', "\"\"")
             );
             conn.execute_batch(&sql).map_err(|e| {
-                let message = e.to_string();
-                if message.contains("lock") {
-                    lock_problem(target, &message)
-                } else {
-                    Problem::new(
-                        Code::Database,
-                        format!("cannot attach `{}`: {message}", a.path.display()),
-                    )
+                open_problem(&a.path, "attach", &e)
                     .help("check the `attach:` entries of the target in profiles.yml")
-                }
             })?;
         }
         let database: String = conn

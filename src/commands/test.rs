@@ -51,7 +51,7 @@ fn tested(graph: &Graph, i: usize) -> String {
     names.join("`, `")
 }
 
-fn cell(v: &Json) -> String {
+pub(super) fn cell(v: &Json) -> String {
     match v {
         Json::Null => "null".to_string(),
         Json::String(s) => s.clone(),
@@ -61,13 +61,18 @@ fn cell(v: &Json) -> String {
 
 /// A small text table of sample rows.
 fn table(t: &QueryTable) -> String {
-    let mut widths: Vec<usize> = t.columns.iter().map(String::len).collect();
     let rows: Vec<Vec<String>> = t
         .rows
         .iter()
         .map(|r| r.iter().map(cell).collect())
         .collect();
-    for r in &rows {
+    text_table(&t.columns, &rows)
+}
+
+/// Rows under a header, columns padded and separated by `|`.
+pub(super) fn text_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -82,7 +87,7 @@ fn table(t: &QueryTable) -> String {
             .trim_end()
             .to_string()
     };
-    let mut out = vec![line(&t.columns)];
+    let mut out = vec![line(header)];
     out.push(
         widths
             .iter()

@@ -494,55 +494,25 @@ fn model_problem(
     ))
 }
 
-fn cell(v: &Json) -> String {
-    match v {
-        Json::Null => "null".to_string(),
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The diff as a text table: `-` expected but missing, `+` returned but not expected.
 fn diff_table(t: &QueryTable) -> String {
     let rows: Vec<Vec<String>> = t
         .rows
         .iter()
         .take(DIFF_ROWS)
-        .map(|r| r.iter().map(cell).collect())
+        .map(|r| r.iter().map(super::test::cell).collect())
         .collect();
     let mut header: Vec<String> = t.columns.clone();
     if let Some(first) = header.first_mut() {
-        *first = String::new();
+        first.clear();
     }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = vec![line(&header)];
-    out.push(
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("-+-"),
-    );
-    out.extend(rows.iter().map(|r| line(r)));
+    let mut out = super::test::text_table(&header, &rows);
     if t.rows.len() > DIFF_ROWS {
-        out.push(format!("… {} more rows", t.rows.len() - DIFF_ROWS));
+        out.push_str("\n… ");
+        out.push_str(&(t.rows.len() - DIFF_ROWS).to_string());
+        out.push_str(" more rows");
     }
-    out.join("\n")
+    out
 }
 
 /// Run unit test `i`.
