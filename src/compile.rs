@@ -816,6 +816,12 @@ impl<'a> Compiler<'a> {
                 }
                 ResourceType::Test => {}
                 _ if node.is_ephemeral() => {
+                    // A microbatch model filters an ephemeral input with an `event_time` too.
+                    if let Some(column) = node.config.str("event_time") {
+                        resolver
+                            .ref_event_times
+                            .insert(node.name.clone(), column.to_string());
+                    }
                     resolver
                         .refs
                         .insert(node.name.clone(), Relation::cte(&node.name));

@@ -190,6 +190,11 @@ fn upstream_models_with_event_time_are_filtered_to_the_batch() {
         "models/dim.sql",
         "{{ config(materialized='table') }}\nselect * from {{ source('raw', 'events') }}\n",
     );
+    // An ephemeral input with an event_time is filtered like any other.
+    p.write(
+        "models/eph.sql",
+        "{{ config(materialized='ephemeral', event_time='ts') }}\nselect * from {{ ref('dim') }}\n",
+    );
     p.write(
         "models/m.sql",
         &format!(
@@ -197,6 +202,7 @@ fn upstream_models_with_event_time_are_filtered_to_the_batch() {
 select u.id, u.ts,
   (select count(*) from {{{{ ref('up') }}}}) as seen_up,
   (select count(*) from {{{{ ref('dim') }}}}) as seen_dim,
+  (select count(*) from {{{{ ref('eph') }}}}) as seen_eph,
   '{{{{ model.batch.id if model.batch }}}}' as batch_id
 from {{{{ ref('up') }}}} u
 "
@@ -212,13 +218,13 @@ from {{{{ ref('up') }}}} u
         rows(
             &p,
             "up",
-            "select id, seen_up, seen_dim, batch_id from main.m order by id"
+            "select id, seen_up, seen_dim, seen_eph, batch_id from main.m order by id"
         ),
         [
-            "1|1|4|20240101",
-            "2|1|4|20240102",
-            "3|2|4|20240103",
-            "4|2|4|20240103"
+            "1|1|4|1|20240101",
+            "2|1|4|1|20240102",
+            "3|2|4|2|20240103",
+            "4|2|4|2|20240103"
         ]
     );
     let compiled =
