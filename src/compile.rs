@@ -422,6 +422,18 @@ fn unit_test_nodes(
         let at = |p: Problem, label: &str| {
             p.at(&def.file, def.offset, def.name.len(), label.to_string())
         };
+        // A disabled unit test is not checked at all.
+        let mut fqn = vec![project.name.clone()];
+        if let Some((dir, _)) = def.path.rsplit_once('/') {
+            fqn.extend(dir.split('/').skip(1).map(String::from));
+        }
+        fqn.push(def.model.clone());
+        fqn.push(def.name.clone());
+        let mut config = project.tests_tree.resolve(&fqn);
+        config.apply(&def.config);
+        if !config.enabled() {
+            continue;
+        }
         let tested = nodes.iter().find(|n| {
             n.name == def.model
                 && matches!(
@@ -465,17 +477,6 @@ fn unit_test_nodes(
                 "this unit test",
             )
             .help("a snapshot is tested by the table it leaves behind: use `expect_table:` with the rows after one run"));
-            continue;
-        }
-        let mut fqn = vec![project.name.clone()];
-        if let Some((dir, _)) = def.path.rsplit_once('/') {
-            fqn.extend(dir.split('/').skip(1).map(String::from));
-        }
-        fqn.push(def.model.clone());
-        fqn.push(def.name.clone());
-        let mut config = project.tests_tree.resolve(&fqn);
-        config.apply(&def.config);
-        if !config.enabled() {
             continue;
         }
         if !seen.insert((def.model.clone(), def.name.clone())) {
@@ -522,6 +523,25 @@ fn unit_test_nodes(
             .filter(|n| n.resource_type == ResourceType::Seed)
             .map(|n| n.name.as_str())
             .collect();
+        // Only a seed may be given without rows: it is then read from its file.
+        if let Some(bare) = def.given.iter().find(|g| {
+            g.rows == crate::project::unit_tests::Rows::Missing
+                && !matches!(&g.input, Input::Node(TestTarget::Ref(n)) if seeds.contains(n.as_str()))
+        }) {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` gives `{}` without `rows:`",
+                        def.name,
+                        bare.input.label()
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("give its rows under `rows:` (`rows: []` for an empty input) or name a `fixture:`; only a seed may be given without rows (its file is read)"));
+            continue;
+        }
         let mut missing: Vec<String> = model
             .refs
             .iter()

@@ -135,6 +135,8 @@ pub struct Problem {
     pub help: Option<String>,
     pub warning: bool,
     pub related: Vec<Problem>,
+    /// The help holds a table: its lines are printed as they are, never wrapped.
+    pub preformatted: bool,
 }
 
 impl Problem {
@@ -146,7 +148,15 @@ impl Problem {
             help: None,
             warning: false,
             related: Vec::new(),
+            preformatted: false,
         }
+    }
+
+    /// Print the help's lines unwrapped (it holds a table).
+    #[must_use]
+    pub fn preformatted(mut self) -> Self {
+        self.preformatted = true;
+        self
     }
 
     #[must_use]
@@ -283,7 +293,8 @@ impl SourceCode for SourceFile {
 pub fn render_plain(problem: &Problem, width: usize) -> String {
     let handler =
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(width);
+            .with_width(width)
+            .with_wrap_lines(!problem.preformatted);
     let mut out = String::new();
     let _ = handler.render_report(&mut out, problem);
     out

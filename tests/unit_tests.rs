@@ -52,7 +52,7 @@ fn shop() -> TempProject {
     p
 }
 
-const PASSING: &str = r"
+const PASSING: &str = r#"
 unit_tests:
   - name: orders_join_payments
     description: Orders without payments have paid = 0; amounts in EUR use the seed's rate.
@@ -61,14 +61,14 @@ unit_tests:
       - input: ref('stg_orders')
         rows:
           - {order_id: 1, status: placed, amount: 10}
-          - {order_id: 2, status: shipped, amount: 20}
+          - {order_id: 2, status: "won't ship", amount: 20}
       - input: ref('order_payments')
         rows:
           - {order_id: 1, paid: 4}
     expect:
       rows:
-        - {order_id: 1, paid: 4, tax: 2, currency: EUR, amount_fx: 10, discount: 0}
-        - {order_id: 2, paid: 0, tax: 4, currency: EUR, amount_fx: 20, discount: 0}
+        - {order_id: 1, status: placed, paid: 4, tax: 2, currency: EUR, amount_fx: 10, discount: 0}
+        - {order_id: 2, status: "won't ship", paid: 0, tax: 4, currency: EUR, amount_fx: 20, discount: 0}
 
   - name: orders_overrides
     model: orders
@@ -81,10 +81,11 @@ unit_tests:
         rows: [{order_id: 1, status: placed, amount: 10}]
       - input: ref('order_payments')
         rows: []
+      - input: ref('fx_rates')
     expect:
       rows: [{order_id: 1, tax: 5, currency: USD, amount_fx: 5, discount: 7}]
 
-  - name: payments_sum_per_order
+  - name: orders_join_payments
     model: order_payments
     given:
       - input: source('shop', 'payments')
@@ -156,7 +157,7 @@ unit_tests:
         - {order_id: 1, status: placed, dbt_valid_from: 2024-01-01 00:00:00, dbt_valid_to: 2024-01-05 00:00:00}
         - {order_id: 1, status: shipped, dbt_valid_from: 2024-01-05 00:00:00, dbt_valid_to: null}
         - {order_id: 2, status: placed, dbt_valid_from: 2024-01-05 00:00:00, dbt_valid_to: null}
-";
+"#;
 
 fn payments(p: &TempProject) {
     sql(
@@ -206,7 +207,7 @@ fn unit_tests_pass_and_run_before_their_model() {
     assert_eq!(
         got,
         vec![
-            "unit_test.shop.order_payments.payments_sum_per_order pass 0",
+            "unit_test.shop.order_payments.orders_join_payments pass 0",
             "unit_test.shop.orders.orders_join_payments pass 0",
             "unit_test.shop.orders.orders_overrides pass 0",
             "unit_test.shop.orders_inc.orders_inc_merge_leaves pass 0",
@@ -431,6 +432,19 @@ unit_tests:
     model: order
     given: []
     expect: {rows: []}
+  - name: misspells_rows
+    model: stg_orders
+    given:
+      - input: ref('raw_orders')
+        row: []
+    expect: {rows: []}
+  - name: gives_a_model_without_rows
+    model: orders
+    given:
+      - input: ref('stg_orders')
+      - input: ref('order_payments')
+        rows: []
+    expect: {rows: []}
 ",
     );
     let out = p.xform(&["compile"]);
@@ -454,7 +468,7 @@ fn unit_tests_are_selected_like_tests() {
     assert_eq!(
         ls(&["-s", "test_type:unit"]),
         vec![
-            "shop.order_payments.payments_sum_per_order",
+            "shop.order_payments.orders_join_payments",
             "shop.orders.orders_join_payments",
             "shop.orders.orders_overrides",
             "shop.orders_inc.orders_inc_merge_leaves",
@@ -476,4 +490,30 @@ fn unit_tests_are_selected_like_tests() {
         ]
     );
     assert!(ls(&["-s", "test_type:data"]).is_empty());
+    // state:modified compares each unit test's YAML entry with the earlier manifest.
+    run(&p, &["compile"]);
+    let state = p.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        state.join("manifest.json"),
+    )
+    .unwrap();
+    p.write(
+        "models/unit_tests.yml",
+        &PASSING
+            .replace("{tax_rate: 0.5}", "{tax_rate: 0.6}")
+            .replace("tax: 5,", "tax: 6,"),
+    );
+    assert_eq!(
+        ls(&[
+            "-s",
+            "state:modified",
+            "--state",
+            "state",
+            "--resource-type",
+            "unit_test"
+        ]),
+        vec!["shop.orders.orders_overrides"]
+    );
 }

@@ -74,9 +74,19 @@ fn lock_problem(path: &std::path::Path, message: &str) -> Problem {
 
 impl Warehouse {
     pub fn open(target: &Target) -> Result<Warehouse, Problem> {
+        Self::open_mode(target, false)
+    }
+
+    /// Open the target's database, read-only when asked (for reading its catalog only).
+    pub fn open_mode(target: &Target, read_only: bool) -> Result<Warehouse, Problem> {
         // `--threads` is how many nodes run at once; each query keeps DuckDB's own parallelism,
         // as dbt-duckdb leaves it.
-        let config = Config::default();
+        let mut config = Config::default();
+        if read_only && target.path.as_os_str() != ":memory:" {
+            config = config
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
+        }
         let opened = if target.path.as_os_str() == ":memory:" {
             Connection::open_in_memory_with_flags(config)
         } else {
@@ -279,9 +289,14 @@ fn to_json(value: DuckValue) -> Json {
         DuckValue::Date32(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|d| d.checked_add_signed(chrono::Duration::days(i64::from(days))))
             .map_or(Json::Null, |d| Json::String(d.to_string())),
+        // A number when a double holds it exactly (up to 15 digits), otherwise its text.
         DuckValue::Decimal(d) => {
             let text = d.to_string();
-            text.parse::<f64>().map_or(Json::String(text), Json::from)
+            let digits = text.chars().filter(char::is_ascii_digit).count();
+            match text.parse::<f64>() {
+                Ok(f) if digits <= 15 => Json::from(f),
+                _ => Json::String(text),
+            }
         }
         DuckValue::Timestamp(unit, v) => {
             let micros = match unit {

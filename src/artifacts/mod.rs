@@ -227,6 +227,7 @@ fn rows_json(rows: &Rows) -> Json {
             r.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
         }).collect::<Vec<_>>()}),
         Rows::Sql(sql) => json!({"format": "sql", "rows": sql}),
+        Rows::Missing => json!({"format": "dict", "rows": null}),
     }
 }
 
@@ -260,6 +261,7 @@ fn unit_json(node: &Node, project: &str) -> Json {
             "macros": unit.overrides.macros,
         },
         "depends_on": {"macros": [], "nodes": node.depends_on},
+        "checksum": {"name": "sha256", "checksum": unit.checksum},
     });
     if let Some(rows) = &unit.expect {
         entry["expect"] = rows_json(rows);

@@ -17,6 +17,11 @@ use crate::diagnostics::{Code, Problem};
 use crate::graph::ResourceType;
 
 pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
+    if args.defer {
+        eprintln!(
+            "warning: --defer is not applied by `compile`, which does not open the database to see what the target lacks; `run`, `build` and `test` apply it"
+        );
+    }
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
         Ok(g) => g,
         Err(p) => {

@@ -82,6 +82,16 @@ fn install_ctrl_c(handles: Vec<Arc<duckdb::InterruptHandle>>) {
     });
 }
 
+/// Let Ctrl-C interrupt these connections too (a unit test's own databases).
+pub(super) fn cancel_with(handles: Vec<Arc<duckdb::InterruptHandle>>) {
+    ON_CANCEL.lock().expect("cancel lock").extend(handles);
+}
+
+/// Whether Ctrl-C was pressed.
+pub(super) fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
 /// The scheduler's shared state.
 struct Schedule {
     ready: BinaryHeap<Reverse<(usize, usize)>>,
@@ -89,7 +99,8 @@ struct Schedule {
     blocked_by: Vec<Option<String>>,
     results: Vec<Option<NodeResult>>,
     problems: Vec<(usize, Problem)>,
-    running: BTreeSet<String>,
+    /// Slots being built now (names can repeat: unit tests of different models).
+    running: BTreeSet<usize>,
     done: usize,
     reported: usize,
     /// `--fail-fast`: the node whose failure stopped the run.
@@ -144,10 +155,10 @@ impl Output {
         }
     }
 
-    fn running(&self, running: &BTreeSet<String>, done: usize) {
+    fn running(&self, running: &[&str], done: usize) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
-            let names: Vec<&str> = running.iter().map(String::as_str).take(4).collect();
+            let names: Vec<&str> = running.iter().copied().take(4).collect();
             bar.set_message(format!("running: {}", names.join(", ")));
         }
     }
@@ -528,9 +539,8 @@ impl Runner<'_> {
                         return;
                     }
                     if let Some(Reverse((_, slot))) = s.ready.pop() {
-                        let name = self.graph.nodes[self.slots[slot]].name.clone();
-                        s.running.insert(name);
-                        self.progress.running(&s.running, s.reported);
+                        s.running.insert(slot);
+                        self.show_running(&s);
                         break slot;
                     }
                     s = cvar.wait(s).expect("schedule wait");
@@ -608,7 +618,7 @@ impl Runner<'_> {
                 }
             }
             let mut s = state.lock().expect("schedule lock");
-            s.running.remove(&node.name);
+            s.running.remove(&slot);
             if self.is_reportable(i) {
                 s.reported += 1;
                 let failures = result.failures.unwrap_or(0).to_string();
@@ -642,7 +652,7 @@ impl Runner<'_> {
             s.results[slot] = Some(result);
             s.done += 1;
             self.release(&mut s, i, failed);
-            self.progress.running(&s.running, s.reported);
+            self.show_running(&s);
             cvar.notify_all();
         }
     }
@@ -701,11 +711,18 @@ impl Runner<'_> {
         }
     }
 
+    fn show_running(&self, s: &Schedule) {
+        let names: Vec<&str> = s
+            .running
+            .iter()
+            .map(|&slot| self.graph.nodes[self.slots[slot]].name.as_str())
+            .collect();
+        self.progress.running(&names, s.reported);
+    }
+
     fn cancel_rest(&self, s: &mut Schedule, why: &str) {
         for slot in 0..self.slots.len() {
-            if s.results[slot].is_none()
-                && !s.running.contains(&self.graph.nodes[self.slots[slot]].name)
-            {
+            if s.results[slot].is_none() && !s.running.contains(&slot) {
                 s.results[slot] = Some(skipped(
                     &self.graph.nodes[self.slots[slot]],
                     why.to_string(),
@@ -773,9 +790,16 @@ fn deferred(
         }
         if let Some(rel) = state.relation_of(&node.unique_id)
             && rel.to_string() != node.relation.to_string()
-            && warehouse.kind_of(rel).is_some()
         {
-            out.push((node.name.clone(), rel.clone()));
+            if warehouse.kind_of(rel).is_some() {
+                out.push((node.name.clone(), rel.clone()));
+            } else if !args.favor_state {
+                eprintln!(
+                    "warning: --defer: `{}` is not in the target, and {rel} from the state is not in the database either; \
+                     if the state was built in another DuckDB file, attach it with `attach:` in the target's profile",
+                    node.name
+                );
+            }
         }
     }
     Ok(out)
@@ -914,11 +938,14 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             .iter()
             .all(|&i| graph.nodes[i].resource_type == ResourceType::UnitTest);
     let mut opened = s.target.clone();
-    if only_unit_tests && !opened.path.exists() {
-        opened.path = ":memory:".into();
+    if only_unit_tests {
         opened.attach.clear();
+        if !opened.path.exists() {
+            opened.path = ":memory:".into();
+        }
     }
-    let warehouse = match Warehouse::open(&opened) {
+    // Read-only then: another process may be writing to it.
+    let warehouse = match Warehouse::open_mode(&opened, only_unit_tests) {
         Ok(w) => w,
         Err(p) => {
             report(&[p]);

@@ -45,7 +45,8 @@ pub fn report(problems: &[Problem]) {
         let text = if tty {
             let handler =
                 miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode())
-                    .with_width(width);
+                    .with_width(width)
+                    .with_wrap_lines(!p.preformatted);
             let mut out = String::new();
             let _ = handler.render_report(&mut out, p);
             out

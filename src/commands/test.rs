@@ -171,7 +171,9 @@ pub fn run(
             )
             .help("use store_failures_as: table (the failing rows are copied), view (a view over the test's query) or ephemeral (nothing is stored)");
             if let Some(def) = &node.test {
-                let at = def.file.text.find(other).unwrap_or(def.offset);
+                let at = def.file.text[def.offset..]
+                    .find(other)
+                    .map_or(def.offset, |x| x + def.offset);
                 let len = if at == def.offset {
                     def.test_name.len()
                 } else {
@@ -289,7 +291,8 @@ pub fn run(
                 if failures == 1 { "" } else { "s" }
             ),
         )
-        .help(help);
+        .help(help)
+        .preformatted();
         if status == Status::Warn {
             p.warning()
         } else {

@@ -115,6 +115,7 @@ impl Db {
         memory.attach.clear();
         let warehouse = Warehouse::open(&memory)?;
         let worker = Arc::new(warehouse.worker()?);
+        super::execute::cancel_with(warehouse.interrupt_handles());
         let mut databases: BTreeSet<String> = graph
             .nodes
             .iter()
@@ -168,6 +169,12 @@ struct Shapes<'a> {
     db: &'a Db,
     project: &'a Worker,
     known: &'a mut HashMap<usize, Vec<Column>>,
+    /// The unit test and its model: the model is rendered with the test's overrides (and its
+    /// shape is not shared with other unit tests).
+    unit: &'a UnitTestDef,
+    tested: usize,
+    /// Why a shape could not be learnt, the first time it happened.
+    why: Option<String>,
 }
 
 /// The shape database and what it has learnt, shared by the unit tests of one run so that
@@ -184,14 +191,34 @@ impl Shapes<'_> {
         if let Some(k) = self.known.get(&i) {
             return Some(k.clone());
         }
+        if super::execute::cancelled() {
+            return None;
+        }
         let shape = self.build(i)?;
-        self.known.insert(i, shape.clone());
+        if i != self.tested {
+            self.known.insert(i, shape.clone());
+        }
         Some(shape)
+    }
+
+    /// Keep the first reason a shape is unknown, for the report.
+    fn note<T, E: std::fmt::Display>(&mut self, what: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if self.why.is_none() {
+                    let text = e.to_string();
+                    self.why = Some(format!("{what}: {}", text.lines().next().unwrap_or(&text)));
+                }
+                None
+            }
+        }
     }
 
     fn build(&mut self, i: usize) -> Option<Vec<Column>> {
         let node = &self.graph.nodes[i];
-        self.db.create_schema(&node.relation).ok()?;
+        let created = self.db.create_schema(&node.relation).map_err(|e| e.message);
+        self.note("cannot create a schema", created)?;
         if let Some(columns) = self.derive(i) {
             return Some(columns);
         }
@@ -215,7 +242,11 @@ impl Shapes<'_> {
             node.relation,
             list.join(", ")
         )));
-        self.db.run(&statements).ok()?;
+        let copied = self.db.run(&statements).map_err(|e| e.message);
+        self.note(
+            &format!("cannot copy the columns of `{}`", node.name),
+            copied,
+        )?;
         Some(columns)
     }
 
@@ -225,10 +256,15 @@ impl Shapes<'_> {
         let node = &graph.nodes[i];
         match node.resource_type {
             ResourceType::Seed => {
-                load_seed(self.db, node).ok()?;
+                let loaded = load_seed(self.db, node).map_err(|e| e.message);
+                self.note(&format!("cannot load the seed `{}`", node.name), loaded)?;
             }
             ResourceType::Source => {
-                let columns: Vec<String> = node
+                let label = node.source.as_ref().map_or_else(
+                    || node.name.clone(),
+                    |s| format!("{}.{}", s.source_name, s.name),
+                );
+                let columns: Option<Vec<String>> = node
                     .columns
                     .iter()
                     .map(|c| {
@@ -236,40 +272,56 @@ impl Shapes<'_> {
                             .as_ref()
                             .map(|t| format!("{} {t}", quote(&c.name)))
                     })
-                    .collect::<Option<_>>()?;
-                if columns.is_empty() {
-                    return None;
-                }
-                self.db
+                    .collect();
+                let columns = match columns {
+                    Some(c) if !c.is_empty() => c,
+                    _ => {
+                        let missing: Result<(), String> = Err(
+                            "declare its columns, each with a `data_type`, to type the rows given for it".to_string(),
+                        );
+                        return self.note(
+                            &format!("the source `{label}` has no typed columns"),
+                            missing.map(|()| Vec::new()),
+                        );
+                    }
+                };
+                let created = self
+                    .db
                     .run(&[plain(format!(
                         "create table {} ({})",
                         node.relation,
                         columns.join(", ")
                     ))])
-                    .ok()?;
+                    .map_err(|e| e.message);
+                self.note(
+                    &format!("the columns declared for the source `{label}` do not make a table"),
+                    created,
+                )?;
             }
             ResourceType::Model | ResourceType::Snapshot => {
                 for p in graph.parents(i) {
                     self.of(p)?;
                 }
-                let sql = render(
+                let unit = (i == self.tested).then_some(self.unit);
+                let rendered = render(
                     self.compiler,
                     node,
                     self.resolver.clone(),
                     self.db,
                     false,
-                    None,
+                    unit,
                 )
-                .ok()?;
-                if node.is_ephemeral() {
+                .map_err(|p| p.message);
+                let sql = self.note(&format!("cannot render `{}`", node.name), rendered)?;
+                let built = if node.is_ephemeral() {
                     self.db
                         .run(&[plain(format!(
                             "create table {} as select * from (\n{sql}\n) limit 0",
                             node.relation
                         ))])
-                        .ok()?;
+                        .map_err(|e| e.message)
                 } else {
-                    let plan = node_plan(
+                    node_plan(
                         node,
                         &sql,
                         &self.db.warehouse,
@@ -277,12 +329,16 @@ impl Shapes<'_> {
                         false,
                         &|_, e| Problem::new(Code::Database, e.message.clone()),
                     )
-                    .ok()?;
-                    let statements: Vec<Statement> =
-                        plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
-                    self.db.run(&statements).ok()?;
-                    self.db.warehouse.record(&node.relation, plan.result);
-                }
+                    .map_err(|p| p.message)
+                    .and_then(|plan| {
+                        let statements: Vec<Statement> =
+                            plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+                        self.db.run(&statements).map_err(|e| e.message)?;
+                        self.db.warehouse.record(&node.relation, plan.result);
+                        Ok(())
+                    })
+                };
+                self.note(&format!("cannot build `{}` empty", node.name), built)?;
             }
             ResourceType::Test | ResourceType::UnitTest => return None,
         }
@@ -362,7 +418,7 @@ fn pairs(rows: &Rows) -> Vec<Vec<(String, Json)>> {
                     .collect()
             })
             .collect(),
-        Rows::Sql(_) => Vec::new(),
+        Rows::Sql(_) | Rows::Missing => Vec::new(),
     }
 }
 
@@ -463,12 +519,15 @@ fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
 }
 
 /// A database error while running the tested model, pointed at the model's line.
+/// `untyped` lists the inputs whose columns could not be learnt (they have just the columns
+/// given), which is the usual reason a column is missing.
 fn model_problem(
     unit: &UnitTestDef,
     model: &Node,
     sql: &str,
     body_line: usize,
     e: &DbError,
+    untyped: &[String],
 ) -> Problem {
     let first = e.message.lines().next().unwrap_or(&e.message);
     let mut p = Problem::new(
@@ -487,11 +546,16 @@ fn model_problem(
             _ => p.at(file, 0, 0, "in this model"),
         };
     }
-    p.help(format!(
+    let mut help = format!(
         "DuckDB says: {}\nthe unit test is in {}; a column the model reads but the test does not give is null",
         e.message.trim(),
         unit.path
-    ))
+    );
+    for u in untyped {
+        help.push('\n');
+        help.push_str(u);
+    }
+    p.help(help)
 }
 
 /// The diff as a text table: `-` expected but missing, `+` returned but not expected.
@@ -527,6 +591,12 @@ pub fn run(
     shape_cache: &std::sync::Mutex<ShapeCache>,
 ) -> Result<UnitOutcome, Problem> {
     let node = &graph.nodes[i];
+    if super::execute::cancelled() {
+        return Err(Problem::new(
+            Code::Interrupted,
+            format!("unit test `{}` was cancelled", node.name),
+        ));
+    }
     let Some(unit) = node.unit.as_deref() else {
         return Err(Problem::new(
             Code::UnitTest,
@@ -592,7 +662,7 @@ pub fn run(
         };
         places.push(place);
     }
-    let shapes: Vec<Option<Vec<Column>>> = {
+    let shapes: Vec<(Option<Vec<Column>>, Option<String>)> = {
         let mut cache = shape_cache.lock().expect("shape cache lock");
         let cache = &mut *cache;
         if cache.db.is_none() {
@@ -605,12 +675,47 @@ pub fn run(
             db: cache.db.as_ref().expect("opened above"),
             project,
             known: &mut cache.known,
+            unit,
+            tested: m,
+            why: None,
         };
-        places.iter().map(|&(_, owner)| shapes.of(owner)).collect()
+        places
+            .iter()
+            .map(|&(_, owner)| {
+                shapes.why = None;
+                (shapes.of(owner), shapes.why.take())
+            })
+            .collect()
     };
     // 2. The given rows, and seeds that are not given.
     let db = Db::open(target, graph)?;
-    for ((g, (relation, _)), shape) in unit.given.iter().zip(&places).zip(shapes) {
+    let mut untyped = Vec::new();
+    for ((g, (relation, owner)), (shape, why)) in unit.given.iter().zip(&places).zip(shapes) {
+        if shape.is_none() && g.rows != Rows::Missing {
+            untyped.push(format!(
+                "the columns of `{}` could not be learnt ({}): it has only the columns given",
+                g.input.label(),
+                why.as_deref()
+                    .unwrap_or("the project's database does not have it")
+            ));
+        }
+        // A seed given without rows is read from its file (checked when the graph is built).
+        if g.rows == Rows::Missing {
+            let n = &graph.nodes[*owner];
+            db.create_schema(&n.relation)
+                .and_then(|()| load_seed(&db, n))
+                .map_err(|e| {
+                    unit_problem(
+                        unit,
+                        format!(
+                            "unit test `{}`: cannot load the seed `{}`: {}",
+                            unit.name, n.name, e.message
+                        ),
+                        format!("check {}, or give the seed's rows in the test", n.path),
+                    )
+                })?;
+            continue;
+        }
         let what = format!("`{}`", g.input.label());
         create_rows(&db, relation, shape.as_deref(), &g.rows, &what).map_err(|message| {
             unit_problem(
@@ -621,7 +726,10 @@ pub fn run(
                     g.input.label()
                 ),
                 if shape.is_none() {
-                    "give the input's columns in its rows, or declare the source's columns with a `data_type` so that missing ones can be null".to_string()
+                    format!(
+                        "its columns could not be learnt ({}), so it has just the columns given: give every column the model reads, or declare the columns of the sources upstream with a `data_type`",
+                        why.as_deref().unwrap_or("the project's database does not have it")
+                    )
                 } else {
                     "give only columns the input has".to_string()
                 },
@@ -672,7 +780,7 @@ pub fn run(
         db.run(&[plain(format!(
             "create table {actual} as select * from (\n{body}\n) as model"
         ))])
-        .map_err(|e| model_problem(unit, model, &sql, 2, &e))?;
+        .map_err(|e| model_problem(unit, model, &sql, 2, &e, &untyped))?;
         actual
     } else {
         if model.is_ephemeral() {
@@ -691,7 +799,7 @@ pub fn run(
             &db.warehouse,
             &db.worker,
             incremental,
-            &|_, e| model_problem(unit, model, &sql, 1, e),
+            &|_, e| model_problem(unit, model, &sql, 1, e, &untyped),
         )?;
         let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
         db.run(&statements).map_err(|e| {
@@ -699,7 +807,7 @@ pub fn run(
                 .get(e.statement)
                 .and_then(|s| s.body_line)
                 .unwrap_or(usize::MAX);
-            model_problem(unit, model, &sql, line, &e)
+            model_problem(unit, model, &sql, line, &e, &untyped)
         })?;
         model.relation.clone()
     };
@@ -766,18 +874,19 @@ pub fn run(
     })?;
     let cols: Vec<String> = compared.iter().map(|c| quote(&c.name)).collect();
     let list = cols.join(", ");
-    let order: Vec<String> = (2..=cols.len() + 1)
-        .map(|k| format!("{k} nulls first"))
-        .chain(std::iter::once("1".to_string()))
+    // Differing rows first, each group sorted on the typed values (so that a missing row and
+    // the unexpected row that replaced it stand together), then shown as DuckDB writes them.
+    let order: Vec<String> = std::iter::once("(d.diff = ' ')".to_string())
+        .chain(cols.iter().map(|c| format!("d.{c} nulls first")))
+        .chain(std::iter::once("d.diff".to_string()))
         .collect();
-    // Rows are sorted on their typed values, then shown as DuckDB writes them as text.
     let diff_sql = format!(
         "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
-         select cast(columns(*) as varchar) from (select * from ( \
+         select cast(columns(*) as varchar) from ( \
          select '-' as diff, * from (select * from e except all select * from a) \
          union all select '+' as diff, * from (select * from a except all select * from e) \
          union all select ' ' as diff, * from (select * from a intersect all select * from e) \
-         ) order by {})",
+         ) as d order by {}",
         order.join(", ")
     );
     let diff = db.worker.query(&diff_sql).map_err(|e| {
@@ -825,7 +934,7 @@ pub fn run(
             diff_table(&diff)
         ),
     );
-    let mut problem = problem;
+    let mut problem = problem.preformatted();
     problem.code = Code::TestFailed;
     Ok(UnitOutcome {
         status: Status::Fail,

@@ -108,6 +108,9 @@ impl Node {
     /// The sha256 of what the node is made from, as dbt's manifest records it: a seed's file,
     /// otherwise the file its code is in. `state:modified` compares it.
     pub fn checksum(&self) -> Option<String> {
+        if let Some(unit) = &self.unit {
+            return Some(unit.checksum.clone());
+        }
         match (&self.checksum, &self.file) {
             (Some(sum), _) => Some(sum.clone()),
             (None, Some(file)) => Some(crate::project::sha256(file.text.as_bytes())),

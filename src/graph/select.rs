@@ -51,7 +51,7 @@ impl PreviousState {
         let manifest = read(&path)?;
         let mut nodes = HashMap::new();
         let mut relations = HashMap::new();
-        for section in ["nodes", "sources"] {
+        for section in ["nodes", "sources", "unit_tests"] {
             for (id, node) in manifest[section].as_object().into_iter().flatten() {
                 let code = node["raw_code"].as_str().unwrap_or_default().to_string();
                 let sum = node["checksum"]["checksum"]
@@ -99,9 +99,13 @@ impl PreviousState {
     fn state_matches(&self, node: &Node, value: &str) -> bool {
         let code = node.file.as_ref().map_or("", |f| &f.text);
         let previous = self.nodes.get(&node.unique_id);
-        // A seed has no code: its file's checksum tells whether its rows changed.
+        // A seed has no code: its file's checksum tells whether its rows changed; a unit
+        // test's is that of its YAML entry.
         let body_changed = previous.is_some_and(|(old, _, sum)| {
-            if node.resource_type == ResourceType::Seed {
+            if matches!(
+                node.resource_type,
+                ResourceType::Seed | ResourceType::UnitTest
+            ) {
                 node.checksum().is_none_or(|now| &now != sum)
             } else {
                 old != code

@@ -44,6 +44,8 @@ pub enum Rows {
     Csv(Vec<Vec<(String, Option<String>)>>),
     /// `format: sql`: a query returning the rows.
     Sql(String),
+    /// Neither `rows:` nor `fixture:`: for a seed, its file's rows (as dbt reads them).
+    Missing,
 }
 
 impl Rows {
@@ -58,7 +60,7 @@ impl Rows {
         match self {
             Rows::Dict(rows) => rows.iter().flatten().for_each(|(k, _)| add(k)),
             Rows::Csv(rows) => rows.iter().flatten().for_each(|(k, _)| add(k)),
-            Rows::Sql(_) => {}
+            Rows::Sql(_) | Rows::Missing => {}
         }
         out
     }
@@ -90,6 +92,8 @@ pub struct UnitTestDef {
     pub expect_table: Option<Rows>,
     pub overrides: Overrides,
     pub config: NodeConfig,
+    /// sha256 of the entry as YAML, for `state:modified`.
+    pub checksum: String,
     /// The YAML file, relative to the project root, and where the test's name is in it.
     pub path: String,
     pub file: SourceFile,
@@ -136,7 +140,7 @@ pub fn read(
     };
     let mut out = Vec::new();
     for item in items {
-        match one(file, item, fixtures) {
+        match one(file, item, fixtures, problems) {
             Ok(def) => out.push(def),
             Err(p) => problems.push(p),
         }
@@ -144,7 +148,62 @@ pub fn read(
     out
 }
 
-fn one(file: &SourceFile, item: &Yaml, fixtures: &Fixtures) -> Result<UnitTestDef, Problem> {
+/// Warn about keys a unit-test section does not know: a misspelt `rows` would otherwise read
+/// as an empty input.
+fn unknown_keys(
+    file: &SourceFile,
+    value: Option<&Yaml>,
+    known: &[&str],
+    what: &str,
+    offset: usize,
+    problems: &mut Vec<Problem>,
+) {
+    for key in value
+        .and_then(Yaml::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| yaml_key(k))
+        .filter(|k| !known.contains(&k.as_str()))
+    {
+        let at = file.text[offset..]
+            .find(&format!("{key}:"))
+            .map_or(offset, |x| x + offset);
+        let near = crate::graph::suggestions(&key, known.iter().copied());
+        problems.push(
+            Problem::new(
+                Code::UnknownKey,
+                format!("unknown key `{key}` in {what} is ignored"),
+            )
+            .at(file, at, key.len(), "not a unit-test key")
+            .help(match near.first() {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("the keys here are {}", known.join(", ")),
+            })
+            .warning(),
+        );
+    }
+}
+
+const TEST_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "description",
+    "given",
+    "expect",
+    "expect_table",
+    "overrides",
+    "config",
+    "versions",
+];
+const ROWS_KEYS: &[&str] = &["input", "rows", "format", "fixture"];
+const OVERRIDE_KEYS: &[&str] = &["vars", "macros", "env_vars"];
+
+fn one(
+    file: &SourceFile,
+    item: &Yaml,
+    fixtures: &Fixtures,
+    problems: &mut Vec<Problem>,
+) -> Result<UnitTestDef, Problem> {
     let at_section = find_key(&file.text, "unit_tests").unwrap_or(0);
     let Some(name) = item.get("name").and_then(Yaml::as_str) else {
         return Err(problem(
@@ -157,6 +216,27 @@ fn one(file: &SourceFile, item: &Yaml, fixtures: &Fixtures) -> Result<UnitTestDe
     };
     let offset = name_offset(&file.text, name);
     let fail = |message: String, help: &str| problem(file, offset, name.len(), message, help);
+    let what = format!("unit test `{name}`");
+    unknown_keys(file, Some(item), TEST_KEYS, &what, offset, problems);
+    for g in item
+        .get("given")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        unknown_keys(file, Some(g), ROWS_KEYS, &what, offset, problems);
+    }
+    for key in ["expect", "expect_table"] {
+        unknown_keys(file, item.get(key), ROWS_KEYS, &what, offset, problems);
+    }
+    unknown_keys(
+        file,
+        item.get("overrides"),
+        OVERRIDE_KEYS,
+        &what,
+        offset,
+        problems,
+    );
     let Some(model) = item.get("model").and_then(Yaml::as_str) else {
         return Err(fail(
             format!("unit test `{name}` does not say which `model:` it tests"),
@@ -215,6 +295,12 @@ fn one(file: &SourceFile, item: &Yaml, fixtures: &Fixtures) -> Result<UnitTestDe
         })?),
         None => None,
     };
+    if matches!(expect, Some(Rows::Missing)) || matches!(expect_table, Some(Rows::Missing)) {
+        return Err(fail(
+            format!("unit test `{name}` expects no `rows:`"),
+            "give the expected rows under `rows:` (`rows: []` when the model must return none) or name a `fixture:`",
+        ));
+    }
     if expect.is_none() && expect_table.is_none() {
         return Err(fail(
             format!("unit test `{name}` has no `expect:`"),
@@ -263,6 +349,7 @@ fn one(file: &SourceFile, item: &Yaml, fixtures: &Fixtures) -> Result<UnitTestDe
         expect_table,
         overrides,
         config,
+        checksum: super::sha256(serde_yaml::to_string(item).unwrap_or_default().as_bytes()),
         path: file.name.clone(),
         file: file.clone(),
         offset,
@@ -299,11 +386,7 @@ fn rows_of(entry: &Yaml, fixtures: &Fixtures) -> Result<Rows, String> {
             }
         }
         (Some(_), Some(_)) => Err("give either `rows:` or `fixture:`, not both".to_string()),
-        (None, None) => Ok(if format == "sql" {
-            Rows::Sql(String::new())
-        } else {
-            Rows::Dict(Vec::new())
-        }),
+        (None, None) => Ok(Rows::Missing),
         (None, Some(rows)) => match format {
             "dict" => dict_rows(rows),
             "csv" => match rows.as_str() {

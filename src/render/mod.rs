@@ -366,7 +366,12 @@ impl Renderer {
                     None => {}
                 }
             }
+            // A namespace that is already an object (`adapter`, `modules`…) is not replaced by
+            // a map of the overrides: that would hide its other members.
             for (space, members) in spaces {
+                if self.env.globals().any(|(name, _)| name == space) {
+                    continue;
+                }
                 extra.insert(space, Value::from(members));
             }
         }
