@@ -215,13 +215,23 @@ fn parse_params(text: &str) -> Vec<Param> {
 pub struct MacroObject {
     pub template: String,
     pub params: Vec<Param>,
+    /// The body or a default mentions `execute`, `model` or another template: a call makes
+    /// the caller's render depend on its pass.
+    pub reads_run_state: bool,
 }
 
 impl MacroObject {
     pub fn new(def: &MacroDef) -> Self {
+        let reads_run_state = super::reads_run_state(&def.body)
+            || def
+                .params
+                .iter()
+                .filter_map(|p| p.default.as_deref())
+                .any(super::reads_run_state);
         MacroObject {
             template: def.template_name(),
             params: def.params.clone(),
+            reads_run_state,
         }
     }
 
@@ -233,6 +243,11 @@ impl MacroObject {
         kwargs: &Kwargs,
         forwarded: BTreeMap<String, Value>,
     ) -> Result<Value, Error> {
+        if self.reads_run_state
+            && let Ok(render) = super::context::ctx(state)
+        {
+            render.mark_run_dependent();
+        }
         let mut ctx = forwarded;
         let mut extra_positional = Vec::new();
         for (i, value) in positional.iter().enumerate() {
