@@ -116,6 +116,8 @@ pub fn reads_run_state(text: &str) -> bool {
 
 pub struct Renderer {
     env: Environment<'static>,
+    /// Model and singular test templates by path, after `mutable::prepare`.
+    model_sources: &'static HashMap<String, String>,
     origins: HashMap<String, Origin>,
     /// Model, singular test and snapshot templates that do not `reads_run_state`: their
     /// parse-pass text may stand in for the compile pass's.
@@ -328,10 +330,15 @@ impl Renderer {
             }
             origins.insert(template, origin);
         }
-        let sources = Arc::new(sources);
-        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        // Model templates are compiled for each render and dropped after it rather than kept in
+        // the environment: a compiled template is about ten times its text, and most models
+        // are rendered once. That needs the text for as long as the environment (`'static`),
+        // so it is leaked: it lives as long as the process does anyway.
+        let model_sources: &'static HashMap<String, String> = Box::leak(Box::new(sources));
+        env.set_loader(move |name| Ok(model_sources.get(name).cloned()));
         let renderer = Renderer {
             env,
+            model_sources,
             origins,
             pass_independent,
             vars: Arc::new(project.vars.clone()),
@@ -381,10 +388,11 @@ impl Renderer {
             req.resolver,
             req.introspector,
         );
-        let template = self
-            .env
-            .get_template(req.template)
-            .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
+        let template = match self.model_sources.get_key_value(req.template) {
+            Some((name, source)) => self.env.template_from_named_str(name, source),
+            None => self.env.get_template(req.template),
+        }
+        .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
         let values = minijinja::context! {
             __xform => Value::from_dyn_object(ctx.clone()),
             this => Value::from_object(req.this),
