@@ -576,7 +576,10 @@ fn predict(
         .filter(|model| !broken.contains(&model.path))
         .filter_map(|model| {
             let (unique_id, config, relation) = if custom_schemas {
-                let (mut node, config) = model_node(project, model, placeholder);
+                let (mut node, mut config) = model_node(project, model, placeholder);
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
+                }
                 node.config = config;
                 let relation = relation_for(renderer, target, &node).ok()?;
                 (node.unique_id, node.config, Some(relation))
@@ -584,6 +587,9 @@ fn predict(
                 let mut config = project.models_tree.resolve(&model.fqn);
                 if let Some(p) = project.model_props.get(&model.name) {
                     config.apply(&p.config);
+                }
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
                 }
                 (
                     format!("model.{}.{}", project.name, model.name),
@@ -637,6 +643,40 @@ fn predict(
         resolver: Arc::new(resolver),
         this,
     }
+}
+
+/// The keys that decide a model's relation, where its file sets them to a string literal in a
+/// `config(...)` call (`config(materialized='ephemeral')`). Only a hint for `predict`: a wrong
+/// or missed hint costs a second render, never a wrong result, so the scan is plain text.
+fn literal_config(text: &str) -> Vec<(&'static str, &str)> {
+    const KEYS: [&str; 4] = ["materialized", "schema", "alias", "database"];
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("config(") {
+        let start = from + at + "config(".len();
+        from = start;
+        let before = text[..start - "config(".len()].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let args = &text[start..];
+        let args = &args[..args.find(')').unwrap_or(args.len())];
+        for key in KEYS {
+            let Some(k) = args.find(key) else { continue };
+            let rest = args[k + key.len()..].trim_start();
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(quote) {
+                found.push((key, &rest[1..=end]));
+            }
+        }
+    }
+    found
 }
 
 fn source_relation(target: &Target, source: &crate::project::SourceTable) -> Relation {
@@ -1053,6 +1093,16 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_config_finds_relation_keys_only() {
+        let text = "{{ config(materialized='ephemeral', tags=['a'], alias=\"x\") }}\n\
+                    {{ my_config(schema='no') }} {{ config(schema=var('s')) }}";
+        assert_eq!(
+            literal_config(text),
+            vec![("materialized", "ephemeral"), ("alias", "x")]
+        );
+    }
 
     #[test]
     fn ctes_join_a_leading_with_or_start_one() {
