@@ -66,8 +66,6 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             (path, sql.as_bytes())
         })
         .collect();
-    problems.extend(write_files(&files));
-    crate::timings::mark("write compiled");
     // Lineage needs the SQL parsed; what sqlparser cannot read is a warning, never a failure.
     // Each model's own SQL and each ephemeral once: injected CTEs are not parsed again.
     let bodies = compiler.compiled_bodies();
@@ -77,20 +75,30 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         .filter(|(i, _)| graph.nodes[**i].resource_type == ResourceType::Model)
         .map(|(&i, sql)| (i, &**sql))
         .collect();
-    warnings.extend(parse_check(&s.target_dir, &graph, &models));
-    crate::timings::mark("sql parse");
-    report(&warnings);
-    if let Err(p) = write_manifest(
-        &s.target_dir,
-        &s.project.name,
-        &s.target,
-        &graph,
-        &compiled,
-        &s.run,
-    ) {
+    // Writing the compiled files waits mostly on the file system; the SQL check and the
+    // manifest are work for the processor: do them at the same time.
+    let (written, (parsed, manifest)) = rayon::join(
+        || write_files(&files),
+        || {
+            let parsed = parse_check(&s.target_dir, &graph, &models);
+            let manifest = write_manifest(
+                &s.target_dir,
+                &s.project.name,
+                &s.target,
+                &graph,
+                &compiled,
+                &s.run,
+            );
+            (parsed, manifest)
+        },
+    );
+    problems.extend(written);
+    warnings.extend(parsed);
+    if let Err(p) = manifest {
         problems.push(p);
     }
-    crate::timings::mark("manifest");
+    crate::timings::mark("files, sql parse, manifest");
+    report(&warnings);
     // The process ends next: freeing thousands of compiled templates and strings one by one
     // would only delay the exit.
     drop(compiler);
