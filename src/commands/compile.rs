@@ -136,8 +136,14 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
 const PARSE_CACHE: &str = "sql_parse_cache";
 
 /// What the cache's hashes are valid for: the same text parses the same way only with the same
-/// parser and dialect. Change it with the sqlparser version.
-const PARSE_CACHE_HEADER: &[u8] = b"xform sql parse cache 1; sqlparser 0.64.0; duckdb\n";
+/// parser and dialect. Any other xform version starts afresh; change the sqlparser version here
+/// with the dependency.
+const PARSE_CACHE_HEADER: &[u8] = concat!(
+    "xform sql parse cache 1; xform ",
+    env!("CARGO_PKG_VERSION"),
+    "; sqlparser 0.64.0; duckdb\n"
+)
+.as_bytes();
 
 /// Parse each model's compiled SQL with sqlparser and return a warning for each that it cannot
 /// read. Text that parsed in an earlier compile (the cache in `target/`) is not parsed again:
