@@ -2,10 +2,13 @@
 //!
 //! Parse: every model is rendered once with `execute` false, in parallel, to learn its config,
 //! refs and sources; with the property YAML and the project's config trees that gives each node
-//! its final config and relation name. Compile: a model is rendered again with `execute` true
-//! (lazily, when a command needs its SQL) and the ephemeral models it reads are injected as
-//! CTEs. Neither pass touches the database except through the `Introspect` handle a caller
-//! passes in.
+//! its final config and relation name. Refs, sources and `this` render as relations predicted
+//! before the pass, so that the text can double as compiled SQL. Compile: a model's SQL is the
+//! parse pass's text when a second render could not differ (its relations turned out as
+//! predicted and it used nothing that depends on the pass); otherwise it is rendered again with
+//! `execute` true (lazily, when a command needs its SQL). The ephemeral models it reads are
+//! injected as CTEs. Neither pass touches the database except through the `Introspect` handle
+//! a caller passes in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,8 @@
 //! `xform compile`: parse, build the graph, render the selected models and their data tests, and write
 //! `target/compiled/` and `manifest.json`. No database is opened; introspective calls
 //! (`run_query`, `adapter.get_relation`) return nothing here. Every broken model is reported in
-//! one run. Compiled SQL is parsed with sqlparser; what it cannot parse is a warning only.
+//! one run. Compiled SQL is parsed with sqlparser; what it cannot parse is a warning only, and
+//! text that parsed in an earlier compile is not parsed again (`target/sql_parse_cache`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};

@@ -1,6 +1,8 @@
 //! Rendering with minijinja: one environment per run holding every model template and every
 //! project macro, used twice: a parse pass (`execute` false) that records `ref()`, `source()`
-//! and `config()` calls, and a compile pass (`execute` true) that produces the final SQL.
+//! and `config()` calls, and a compile pass (`execute` true) that produces the final SQL. A
+//! render also reports whether its text could stand in for the compile pass's (`Rendered::
+//! reusable`): whether it used anything whose value differs between the passes.
 //!
 //! The environment is built once and shared by all threads; per-model state travels in the
 //! render context. This module turns minijinja errors into diagnostics that point into the
