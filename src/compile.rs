@@ -2,10 +2,13 @@
 //!
 //! Parse: every model is rendered once with `execute` false, in parallel, to learn its config,
 //! refs and sources; with the property YAML and the project's config trees that gives each node
-//! its final config and relation name. Compile: a model is rendered again with `execute` true
-//! (lazily, when a command needs its SQL) and the ephemeral models it reads are injected as
-//! CTEs. Neither pass touches the database except through the `Introspect` handle a caller
-//! passes in.
+//! its final config and relation name. Refs, sources and `this` render as relations predicted
+//! before the pass, so that the text can double as compiled SQL. Compile: a model's SQL is the
+//! parse pass's text when a second render could not differ (its relations turned out as
+//! predicted and it used nothing that depends on the pass); otherwise it is rendered again with
+//! `execute` true (lazily, when a command needs its SQL). The ephemeral models it reads are
+//! injected as CTEs. Neither pass touches the database except through the `Introspect` handle
+//! a caller passes in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -19,7 +22,9 @@ use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::microbatch::Window;
 use crate::project::unit_tests::Input;
 use crate::project::{GenericTestDef, NodeConfig, Project, TestTarget};
-use crate::render::{Introspect, RefCall, Relation, RenderRequest, Renderer, Resolve, RunInfo};
+use crate::render::{
+    Introspect, Prerendered, RefCall, Relation, RenderRequest, Renderer, Resolve, RunInfo,
+};
 
 /// Resolves refs and sources to the relations the graph assigned.
 #[derive(Debug, Default)]
@@ -118,44 +123,41 @@ fn model_json(node: &Node) -> serde_json::Value {
     })
 }
 
-/// The schema a node builds in: dbt's default `generate_schema_name`, or the project's macro.
-fn schema_for(
-    renderer: &Renderer,
-    target: &Target,
-    custom: Option<&str>,
-    node: &Node,
-) -> Result<String, Problem> {
-    if renderer.has_macro("generate_schema_name") {
-        let args = [
-            custom.map_or(Value::from(()), Value::from),
-            model_value(node),
-        ];
-        let out = renderer.call_macro("generate_schema_name", &args, Arc::new(NoResolver))?;
-        return Ok(out.trim().to_string());
-    }
-    Ok(match custom.map(str::trim) {
-        Some(c) if !c.is_empty() => format!("{}_{c}", target.schema),
-        _ => target.schema.clone(),
-    })
-}
-
+/// Where a node builds: its `database`, its `alias` or name, and the schema from the project's
+/// `generate_schema_name` macro, or dbt's default (the target schema, `_<schema>` appended).
 fn relation_for(renderer: &Renderer, target: &Target, node: &Node) -> Result<Relation, Problem> {
-    let schema = schema_for(renderer, target, node.config.str("schema"), node)?;
+    if !renderer.has_macro("generate_schema_name") {
+        return Ok(default_relation(target, &node.config, &node.name));
+    }
+    let custom = node.config.str("schema");
+    let args = [
+        custom.map_or(Value::from(()), Value::from),
+        model_value(node),
+    ];
+    let schema = renderer.call_macro("generate_schema_name", &args, Arc::new(NoResolver))?;
     let database = node.config.str("database").unwrap_or(&target.database);
     let identifier = node.config.str("alias").unwrap_or(&node.name);
-    Ok(Relation::new(Some(database), &schema, identifier))
+    Ok(Relation::new(Some(database), schema.trim(), identifier))
 }
 
-/// A snapshot's node: config from the project's `snapshots:` tree, then YAML, then the
-/// block's `config()`. Legacy `target_schema` / `target_database` place it as given; otherwise
-/// `schema` goes through `generate_schema_name` like a model's.
-fn parse_snapshot(
-    renderer: &Renderer,
+/// `relation_for` without a `generate_schema_name` macro.
+fn default_relation(target: &Target, config: &NodeConfig, name: &str) -> Relation {
+    let schema = match config.str("schema").map(str::trim) {
+        Some(c) if !c.is_empty() => format!("{}_{c}", target.schema),
+        _ => target.schema.clone(),
+    };
+    let database = config.str("database").unwrap_or(&target.database);
+    let identifier = config.str("alias").unwrap_or(name);
+    Relation::new(Some(database), &schema, identifier)
+}
+
+/// A snapshot's node before its parse-pass render, and its config from the project's
+/// `snapshots:` tree and YAML (the block's `config()` comes on top when it is rendered).
+fn snapshot_node(
     project: &Project,
-    target: &Target,
     snapshot: &crate::project::SnapshotDef,
     placeholder: &Relation,
-) -> Result<Option<Node>, Problem> {
+) -> (Node, NodeConfig) {
     let mut config = project.snapshots_tree.resolve(&snapshot.fqn);
     config.apply(&snapshot.props.config);
     let node = Node {
@@ -181,12 +183,19 @@ fn parse_snapshot(
         source: None,
         test: None,
         unit: None,
+        prerendered: None,
     };
-    let Some(mut node) = parse_render(renderer, target, node, &snapshot.template_name(), config)?
-    else {
-        return Ok(None);
-    };
-    node.relation = match node.config.str("target_schema") {
+    (node, config)
+}
+
+/// Where a snapshot builds: legacy `target_schema` / `target_database` place it as given;
+/// otherwise `schema` goes through `generate_schema_name` like a model's.
+fn snapshot_relation(
+    renderer: &Renderer,
+    target: &Target,
+    node: &Node,
+) -> Result<Relation, Problem> {
+    Ok(match node.config.str("target_schema") {
         Some(schema) => Relation::new(
             Some(
                 node.config
@@ -197,8 +206,26 @@ fn parse_snapshot(
             schema,
             node.config.str("alias").unwrap_or(&node.name),
         ),
-        None => relation_for(renderer, target, &node)?,
+        None => relation_for(renderer, target, node)?,
+    })
+}
+
+/// A snapshot's node: config from the project's `snapshots:` tree, then YAML, then the
+/// block's `config()`.
+fn parse_snapshot(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    snapshot: &crate::project::SnapshotDef,
+    placeholder: &Relation,
+    predicted: &Predicted,
+) -> Result<Option<Node>, Problem> {
+    let (node, config) = snapshot_node(project, snapshot, placeholder);
+    let template = snapshot.template_name();
+    let Some(mut node) = parse_render(renderer, target, node, &template, config, predicted)? else {
+        return Ok(None);
     };
+    node.relation = snapshot_relation(renderer, target, &node)?;
     Ok(Some(node))
 }
 
@@ -350,6 +377,7 @@ fn test_nodes(
             source: None,
             test: Some(def.clone()),
             unit: None,
+            prerendered: None,
         });
     }
     for file in &project.singular_tests {
@@ -376,6 +404,7 @@ fn test_nodes(
             source: None,
             test: None,
             unit: None,
+            prerendered: None,
         };
         let rendered = renderer.render(RenderRequest {
             template: &file.path,
@@ -603,20 +632,28 @@ fn unit_test_nodes(
             source: None,
             test: None,
             unit: Some(Arc::new(def.clone())),
+            prerendered: None,
         });
     }
     nodes.extend(units);
 }
 
 /// Render a node's template in the parse pass (`execute` false) and keep what it recorded:
-/// its final config, refs and sources. `None` when the config turns out to disable the node.
+/// its final config, refs and sources, and its text when the compile pass may reuse it.
+/// `None` when the config turns out to disable the node.
 fn parse_render(
     renderer: &Renderer,
     target: &Target,
     mut node: Node,
     template: &str,
     config: NodeConfig,
+    predicted: &Predicted,
 ) -> Result<Option<Node>, Problem> {
+    let this = predicted
+        .this
+        .get(&node.unique_id)
+        .cloned()
+        .unwrap_or_else(|| Relation::new(Some(&target.database), &target.schema, &node.name));
     let rendered = renderer.render(RenderRequest {
         template,
         name: &node.name,
@@ -624,8 +661,8 @@ fn parse_render(
         execute: false,
         is_incremental: false,
         config,
-        this: Relation::new(Some(&target.database), &target.schema, &node.name),
-        resolver: Arc::new(NoResolver),
+        this: this.clone(),
+        resolver: predicted.resolver.clone(),
         introspector: None,
         model: model_value(&node),
     })?;
@@ -635,7 +672,233 @@ fn parse_render(
     }
     node.refs = rendered.refs;
     node.sources = rendered.sources;
+    if rendered.reusable {
+        node.prerendered = Some(Prerendered {
+            sql: Arc::from(rendered.sql),
+            this,
+            resolved: rendered.resolved,
+        });
+    }
     Ok(Some(node))
+}
+
+/// A model's node before its parse-pass render, and its config from the project's `models:`
+/// tree and YAML (the file's `config()` comes on top when it is rendered).
+fn model_node(
+    project: &Project,
+    model: &crate::project::ModelFile,
+    placeholder: &Relation,
+) -> (Node, NodeConfig) {
+    let props = project.model_props.get(&model.name);
+    let mut config = project.models_tree.resolve(&model.fqn);
+    if let Some(p) = props {
+        config.apply(&p.config);
+    }
+    let node = Node {
+        unique_id: format!("model.{}.{}", project.name, model.name),
+        resource_type: ResourceType::Model,
+        name: model.name.clone(),
+        path: model.path.clone(),
+        relative: model.relative.clone(),
+        fqn: model.fqn.clone(),
+        file: Some(model.file.clone()),
+        config: NodeConfig::default(),
+        description: props.map(|p| p.description.clone()).unwrap_or_default(),
+        columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+        patch_path: props.map(|p| p.patch_path.clone()),
+        refs: Vec::new(),
+        sources: Vec::new(),
+        depends_on: Vec::new(),
+        relation: placeholder.clone(),
+        seed_path: None,
+        checksum: None,
+        template: None,
+        source: None,
+        test: None,
+        unit: None,
+        prerendered: None,
+    };
+    (node, config)
+}
+
+/// A seed's node, `None` when its config disables it. Its relation is final: a seed has no
+/// template.
+fn seed_node(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    seed: &crate::project::SeedFile,
+    placeholder: &Relation,
+) -> Option<Result<Node, Problem>> {
+    let props = project.seed_props.get(&seed.name);
+    let mut config = project.seeds_tree.resolve(&seed.fqn);
+    if let Some(p) = props {
+        config.apply(&p.config);
+    }
+    if !config.enabled() {
+        return None;
+    }
+    let mut node = Node {
+        unique_id: format!("seed.{}.{}", project.name, seed.name),
+        resource_type: ResourceType::Seed,
+        name: seed.name.clone(),
+        path: seed.path.clone(),
+        relative: seed.relative.clone(),
+        fqn: seed.fqn.clone(),
+        file: None,
+        config,
+        description: props.map(|p| p.description.clone()).unwrap_or_default(),
+        columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+        patch_path: props.map(|p| p.patch_path.clone()),
+        refs: Vec::new(),
+        sources: Vec::new(),
+        depends_on: Vec::new(),
+        relation: placeholder.clone(),
+        seed_path: Some(seed.absolute.clone()),
+        checksum: seed.checksum.clone(),
+        template: None,
+        source: None,
+        test: None,
+        unit: None,
+        prerendered: None,
+    };
+    Some(relation_for(renderer, target, &node).map(|r| {
+        node.relation = r;
+        node
+    }))
+}
+
+/// The relations the parse pass renders `ref()`, `source()` and `this` as: what each node's
+/// project and YAML config give, before its own `config()` calls are known. Where a
+/// prediction turns out wrong, the compile pass renders the models that used it again.
+struct Predicted {
+    resolver: Arc<GraphResolver>,
+    /// `this` by unique id.
+    this: HashMap<String, Relation>,
+}
+
+fn predict(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    broken: &std::collections::BTreeSet<String>,
+    placeholder: &Relation,
+) -> Predicted {
+    let mut resolver = GraphResolver::default();
+    let mut this = HashMap::new();
+    let custom_schemas = renderer.has_macro("generate_schema_name");
+    let models: Vec<(String, String, bool, Relation)> = project
+        .models
+        .par_iter()
+        .filter(|model| !broken.contains(&model.path))
+        .filter_map(|model| {
+            let (unique_id, config, relation) = if custom_schemas {
+                let (mut node, mut config) = model_node(project, model, placeholder);
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
+                }
+                node.config = config;
+                let relation = relation_for(renderer, target, &node).ok()?;
+                (node.unique_id, node.config, Some(relation))
+            } else {
+                let mut config = project.models_tree.resolve(&model.fqn);
+                if let Some(p) = project.model_props.get(&model.name) {
+                    config.apply(&p.config);
+                }
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
+                }
+                (
+                    format!("model.{}.{}", project.name, model.name),
+                    config,
+                    None,
+                )
+            };
+            if !config.enabled() {
+                return None;
+            }
+            let relation = match relation {
+                Some(r) => r,
+                None => default_relation(target, &config, &model.name),
+            };
+            let ephemeral = config.materialized() == "ephemeral";
+            Some((model.name.clone(), unique_id, ephemeral, relation))
+        })
+        .collect();
+    for (name, unique_id, ephemeral, relation) in models {
+        let as_ref = if ephemeral {
+            Relation::cte(&name)
+        } else {
+            relation.clone()
+        };
+        resolver.refs.insert(name, as_ref);
+        this.insert(unique_id, relation);
+    }
+    let mut add = |node: &Node, relation: Relation| {
+        resolver.refs.insert(node.name.clone(), relation.clone());
+        this.insert(node.unique_id.clone(), relation);
+    };
+    for seed in &project.seeds {
+        if let Some(Ok(node)) = seed_node(renderer, project, target, seed, placeholder) {
+            add(&node, node.relation.clone());
+        }
+    }
+    for snapshot in &project.snapshots {
+        let (mut node, config) = snapshot_node(project, snapshot, placeholder);
+        node.config = config;
+        if let Ok(relation) = snapshot_relation(renderer, target, &node) {
+            add(&node, relation);
+        }
+    }
+    for source in &project.sources {
+        resolver.sources.insert(
+            (source.source_name.clone(), source.name.clone()),
+            source_relation(target, source),
+        );
+    }
+    Predicted {
+        resolver: Arc::new(resolver),
+        this,
+    }
+}
+
+/// The keys that decide a model's relation, where its file sets them to a string literal in a
+/// `config(...)` call (`config(materialized='ephemeral')`). Only a hint for `predict`: a wrong
+/// or missed hint costs a second render, never a wrong result, so the scan is plain text.
+fn literal_config(text: &str) -> Vec<(&'static str, &str)> {
+    const KEYS: [&str; 4] = ["materialized", "schema", "alias", "database"];
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("config(") {
+        let start = from + at + "config(".len();
+        from = start;
+        let before = text[..start - "config(".len()].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let args = &text[start..];
+        let args = &args[..args.find(')').unwrap_or(args.len())];
+        for key in KEYS {
+            let Some(k) = args.find(key) else { continue };
+            let rest = args[k + key.len()..].trim_start();
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(quote) {
+                found.push((key, &rest[1..=end]));
+            }
+        }
+    }
+    found
+}
+
+fn source_relation(target: &Target, source: &crate::project::SourceTable) -> Relation {
+    let database = source.database.as_deref().unwrap_or(&target.database);
+    Relation::new(Some(database), &source.schema, &source.identifier)
 }
 
 /// Parse every model and build the graph. Returns every problem found, not just the first.
@@ -651,40 +914,16 @@ pub fn parse(
         .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
         .collect();
     let placeholder = Relation::new(Some(&target.database), &target.schema, "");
+    let predicted = predict(&renderer, project, target, &broken, &placeholder);
     let parsed: Vec<Result<Option<Node>, Problem>> = project
         .models
         .par_iter()
         .filter(|model| !broken.contains(&model.path))
         .map(|model| {
-            let props = project.model_props.get(&model.name);
-            let mut config = project.models_tree.resolve(&model.fqn);
-            if let Some(p) = props {
-                config.apply(&p.config);
-            }
-            let node = Node {
-                unique_id: format!("model.{}.{}", project.name, model.name),
-                resource_type: ResourceType::Model,
-                name: model.name.clone(),
-                path: model.path.clone(),
-                relative: model.relative.clone(),
-                fqn: model.fqn.clone(),
-                file: Some(model.file.clone()),
-                config: NodeConfig::default(),
-                description: props.map(|p| p.description.clone()).unwrap_or_default(),
-                columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
-                patch_path: props.map(|p| p.patch_path.clone()),
-                refs: Vec::new(),
-                sources: Vec::new(),
-                depends_on: Vec::new(),
-                relation: placeholder.clone(),
-                seed_path: None,
-                checksum: None,
-                template: None,
-                source: None,
-                test: None,
-                unit: None,
-            };
-            let Some(mut node) = parse_render(&renderer, target, node, &model.path, config)? else {
+            let (node, config) = model_node(project, model, &placeholder);
+            let Some(mut node) =
+                parse_render(&renderer, target, node, &model.path, config, &predicted)?
+            else {
                 return Ok(None);
             };
             node.relation = relation_for(&renderer, target, &node)?;
@@ -715,45 +954,21 @@ pub fn parse(
         }
     }
     for seed in &project.seeds {
-        let props = project.seed_props.get(&seed.name);
-        let mut config = project.seeds_tree.resolve(&seed.fqn);
-        if let Some(p) = props {
-            config.apply(&p.config);
+        match seed_node(&renderer, project, target, seed, &placeholder) {
+            Some(Ok(node)) => nodes.push(node),
+            Some(Err(e)) => problems.push(e),
+            None => {}
         }
-        if !config.enabled() {
-            continue;
-        }
-        let mut node = Node {
-            unique_id: format!("seed.{}.{}", project.name, seed.name),
-            resource_type: ResourceType::Seed,
-            name: seed.name.clone(),
-            path: seed.path.clone(),
-            relative: seed.relative.clone(),
-            fqn: seed.fqn.clone(),
-            file: None,
-            config,
-            description: props.map(|p| p.description.clone()).unwrap_or_default(),
-            columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
-            patch_path: props.map(|p| p.patch_path.clone()),
-            refs: Vec::new(),
-            sources: Vec::new(),
-            depends_on: Vec::new(),
-            relation: placeholder.clone(),
-            seed_path: Some(seed.absolute.clone()),
-            checksum: seed.checksum.clone(),
-            template: None,
-            source: None,
-            test: None,
-            unit: None,
-        };
-        match relation_for(&renderer, target, &node) {
-            Ok(r) => node.relation = r,
-            Err(e) => problems.push(e),
-        }
-        nodes.push(node);
     }
     for snapshot in &project.snapshots {
-        match parse_snapshot(&renderer, project, target, snapshot, &placeholder) {
+        match parse_snapshot(
+            &renderer,
+            project,
+            target,
+            snapshot,
+            &placeholder,
+            &predicted,
+        ) {
             Ok(Some(node)) => nodes.push(node),
             Ok(None) => {}
             Err(e) => {
@@ -763,10 +978,6 @@ pub fn parse(
         }
     }
     for source in &project.sources {
-        let database = source
-            .database
-            .clone()
-            .unwrap_or_else(|| target.database.clone());
         nodes.push(Node {
             unique_id: format!(
                 "source.{}.{}.{}",
@@ -785,13 +996,14 @@ pub fn parse(
             refs: Vec::new(),
             sources: Vec::new(),
             depends_on: Vec::new(),
-            relation: Relation::new(Some(&database), &source.schema, &source.identifier),
+            relation: source_relation(target, source),
             seed_path: None,
             checksum: None,
             template: None,
             source: Some(source.clone()),
             test: None,
             unit: None,
+            prerendered: None,
         });
     }
     test_nodes(&renderer, project, target, &mut nodes, &mut problems);
@@ -894,6 +1106,13 @@ impl<'a> Compiler<'a> {
                 let Some(file) = &node.file else {
                     return Ok(Arc::from(""));
                 };
+                // The parse pass rendered the same template with the same inputs: reuse it.
+                if !is_incremental
+                    && let Some(pre) = &node.prerendered
+                    && pre.still_valid(&node.relation, self.resolver.as_ref())
+                {
+                    return Ok(pre.sql.clone());
+                }
                 let sql = self.render_executed(
                     node,
                     file,
@@ -1117,6 +1336,16 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_config_finds_relation_keys_only() {
+        let text = "{{ config(materialized='ephemeral', tags=['a'], alias=\"x\") }}\n\
+                    {{ my_config(schema='no') }} {{ config(schema=var('s')) }}";
+        assert_eq!(
+            literal_config(text),
+            vec![("materialized", "ephemeral"), ("alias", "x")]
+        );
+    }
 
     #[test]
     fn ctes_join_a_leading_with_or_start_one() {

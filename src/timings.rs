@@ -1,5 +1,5 @@
 //! Phase timings for profiling: with `XFORM_TIMINGS=1`, each `mark` prints how long the phase
-//! that just ended took, to stderr. Costs one relaxed load when off.
+//! that just ended took and the resident memory at its end, to stderr. Costs one relaxed load when off.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,14 @@ pub fn init() {
     }
 }
 
+/// The process's resident memory now, from `/proc/self/statm` (0 where there is none).
+fn resident_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096 / (1 << 20))
+}
+
 /// End a phase.
 pub fn mark(phase: &str) {
     if !ON.load(Ordering::Relaxed) {
@@ -25,8 +33,9 @@ pub fn mark(phase: &str) {
     let now = Instant::now();
     if let Some(prev) = *last {
         eprintln!(
-            "timing: {phase:<24} {:>8.1} ms",
-            (now - prev).as_secs_f64() * 1000.0
+            "timing: {phase:<24} {:>8.1} ms {:>6} MB",
+            (now - prev).as_secs_f64() * 1000.0,
+            resident_mb()
         );
     }
     *last = Some(now);

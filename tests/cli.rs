@@ -258,3 +258,27 @@ fn selectors_yml_definitions() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `marts_but_narrow`?"));
 }
+
+#[test]
+fn unparsable_sql_warns_on_every_compile_despite_the_parse_cache() {
+    let p = project();
+    p.write("models/odd.sql", "select from from where\n");
+    for run in ["first", "second"] {
+        let out = p.xform(&["compile"]);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the compiled SQL of `odd` could not be parsed for lineage"),
+            "{run} compile: {err}"
+        );
+        assert!(
+            !err.contains("`other` could not be parsed"),
+            "{run} compile: {err}"
+        );
+    }
+    // The cache holds what parsed: a model that stops parsing is parsed again and warned of.
+    p.write("models/other.sql", "select 1 as x from\n");
+    let out = p.xform(&["compile"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`other` could not be parsed"), "{err}");
+}

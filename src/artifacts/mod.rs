@@ -156,46 +156,63 @@ fn source_json(node: &Node, project: &str) -> Json {
     })
 }
 
-fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
-    let relation_name = if node.is_ephemeral() {
-        Json::Null
-    } else {
-        json!(node.relation.to_string())
-    };
-    let raw_code = node.file.as_ref().map_or("", |f| &f.text);
-    let mut entry = json!({
-        "unique_id": node.unique_id,
-        "resource_type": node.resource_type.as_str(),
-        "package_name": project,
-        "name": node.name,
-        "path": node.relative,
-        "original_file_path": node.path,
-        "patch_path": node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
-        "fqn": node.fqn,
-        "alias": node.relation.identifier,
-        "schema": node.relation.schema,
-        "database": node.relation.database,
-        "relation_name": relation_name,
-        "config": node.config.to_json(),
-        "tags": node.config.tags(),
-        "description": node.description,
-        "columns": columns_json(node),
-        "meta": node.config.get("meta").cloned().unwrap_or(json!({})),
-        "language": "sql",
-        "raw_code": raw_code,
-        "refs": node.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
-        "sources": node.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
-        "depends_on": {"macros": [], "nodes": node.depends_on},
-    });
-    if let Some(code) = compiled {
-        entry["compiled"] = json!(true);
-        entry["compiled_code"] = json!(code);
-        entry["compiled_path"] = json!(format!(
-            "target/compiled/{project}/{}",
-            node.compiled_file()
-        ));
-    }
-    if let Some(test) = &node.test {
+/// A node's manifest entry, borrowing the node's text (raw and compiled code are most of a
+/// manifest). Fields are in alphabetical order, the order dbt's manifest (and a JSON object
+/// from `json!`) has them in.
+#[derive(serde::Serialize)]
+struct NodeEntry<'a> {
+    alias: &'a str,
+    checksum: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column_name: Option<Json>,
+    columns: serde_json::Map<String, Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compiled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compiled_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compiled_path: Option<String>,
+    config: Json,
+    database: Option<&'a str>,
+    depends_on: DependsOn<'a>,
+    description: &'a str,
+    fqn: &'a [String],
+    language: &'static str,
+    meta: Json,
+    name: &'a str,
+    original_file_path: &'a str,
+    package_name: &'a str,
+    patch_path: Option<String>,
+    path: &'a str,
+    raw_code: &'a str,
+    refs: Vec<RefEntry<'a>>,
+    relation_name: Option<String>,
+    resource_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_path: Option<Json>,
+    schema: &'a str,
+    sources: Vec<[&'a str; 2]>,
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_metadata: Option<Json>,
+    unique_id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DependsOn<'a> {
+    macros: [&'a str; 0],
+    nodes: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct RefEntry<'a> {
+    name: &'a str,
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+}
+
+fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> String {
+    let test_metadata = node.test.as_ref().map(|test| {
         let mut kwargs: serde_json::Map<String, Json> = test
             .args
             .iter()
@@ -204,18 +221,62 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> Json {
         if let Some(c) = &test.column {
             kwargs.insert("column_name".to_string(), json!(c));
         }
-        entry["test_metadata"] =
-            json!({"name": test.test_name, "kwargs": kwargs, "namespace": null});
-        entry["column_name"] = json!(test.column);
-    }
-    if let Some(seed) = &node.seed_path {
-        entry["root_path"] = json!(seed.parent().map(|p| p.display().to_string()));
-    }
-    entry["checksum"] = match node.checksum() {
-        Some(sum) => json!({"name": "sha256", "checksum": sum}),
-        None => json!({"name": "none", "checksum": ""}),
+        json!({"name": test.test_name, "kwargs": kwargs, "namespace": null})
+    });
+    let entry = NodeEntry {
+        alias: &node.relation.identifier,
+        checksum: match node.checksum() {
+            Some(sum) => json!({"name": "sha256", "checksum": sum}),
+            None => json!({"name": "none", "checksum": ""}),
+        },
+        column_name: node.test.as_ref().map(|t| json!(t.column)),
+        columns: columns_json(node),
+        compiled: compiled.map(|_| true),
+        compiled_code: compiled.map(String::as_str),
+        compiled_path: compiled
+            .map(|_| format!("target/compiled/{project}/{}", node.compiled_file())),
+        config: node.config.to_json(),
+        database: node.relation.database.as_deref(),
+        depends_on: DependsOn {
+            macros: [],
+            nodes: &node.depends_on,
+        },
+        description: &node.description,
+        fqn: &node.fqn,
+        language: "sql",
+        meta: node.config.get("meta").cloned().unwrap_or(json!({})),
+        name: &node.name,
+        original_file_path: &node.path,
+        package_name: project,
+        patch_path: node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
+        path: &node.relative,
+        raw_code: node.file.as_ref().map_or("", |f| &f.text),
+        refs: node
+            .refs
+            .iter()
+            .map(|r| RefEntry {
+                name: &r.name,
+                package: r.package.as_deref(),
+                version: None,
+            })
+            .collect(),
+        relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+        resource_type: node.resource_type.as_str(),
+        root_path: node
+            .seed_path
+            .as_ref()
+            .map(|seed| json!(seed.parent().map(|p| p.display().to_string()))),
+        schema: &node.relation.schema,
+        sources: node
+            .sources
+            .iter()
+            .map(|(s, t)| [s.as_str(), t.as_str()])
+            .collect(),
+        tags: node.config.tags(),
+        test_metadata,
+        unique_id: &node.unique_id,
     };
-    entry
+    serde_json::to_string(&entry).unwrap_or_default()
 }
 
 fn rows_json(rows: &Rows) -> Json {
@@ -331,7 +392,7 @@ pub fn write_manifest(
         serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
         w.write_all(b",\"nodes\":")?;
         write_object(&mut w, graph, &nodes, &|i| {
-            node_json(&graph.nodes[i], project, compiled.get(&i)).to_string()
+            node_json(&graph.nodes[i], project, compiled.get(&i))
         })?;
         w.write_all(b",\"sources\":")?;
         write_object(&mut w, graph, &sources, &|i| {

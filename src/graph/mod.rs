@@ -15,7 +15,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diagnostics::{Code, Problem, SourceFile};
 use crate::project::{ColumnProps, GenericTestDef, NodeConfig, SourceTable};
-use crate::render::{RefCall, Relation};
+use crate::render::{Prerendered, RefCall, Relation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
@@ -75,6 +75,8 @@ pub struct Node {
     pub test: Option<GenericTestDef>,
     /// A unit test's declaration.
     pub unit: Option<std::sync::Arc<crate::project::UnitTestDef>>,
+    /// The parse pass's text, when the compile pass may use it instead of rendering again.
+    pub prerendered: Option<Prerendered>,
 }
 
 impl Node {

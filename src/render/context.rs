@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use minijinja::value::{
@@ -50,6 +51,41 @@ pub struct RefCall {
     pub name: String,
 }
 
+/// A `ref()` or `source()` call and the relation it rendered as, so that a parse-pass render can
+/// be checked against the relations the graph assigned before its text is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Ref {
+        package: Option<String>,
+        name: String,
+        relation: Option<Relation>,
+    },
+    Source {
+        source: String,
+        table: String,
+        relation: Option<Relation>,
+    },
+}
+
+impl Resolved {
+    /// Whether `resolver` gives the same relation for this call (and gives one at all).
+    pub fn agrees_with(&self, resolver: &dyn Resolve) -> bool {
+        let (seen, now) = match self {
+            Resolved::Ref {
+                package,
+                name,
+                relation,
+            } => (relation, resolver.resolve_ref(package.as_deref(), name)),
+            Resolved::Source {
+                source,
+                table,
+                relation,
+            } => (relation, resolver.resolve_source(source, table)),
+        };
+        seen.is_some() && *seen == now
+    }
+}
+
 /// Per-render state of one model.
 pub struct RenderCtx {
     pub unique_id: String,
@@ -66,6 +102,29 @@ pub struct RenderCtx {
     /// A unit test's `overrides:`: environment variables and macros (by name) replaced by values.
     pub env_overrides: BTreeMap<String, String>,
     pub macro_overrides: BTreeMap<String, Value>,
+    /// Every `ref()` and `source()` call with the relation it returned.
+    pub resolved: Mutex<Vec<Resolved>>,
+    /// Set when the render called something whose result differs between the parse pass and
+    /// the compile pass (`config.get`, introspection, `log`, a macro that reads `execute` or
+    /// `model`…): its text must then not stand in for the compile pass's.
+    pub run_dependent: AtomicBool,
+}
+
+impl RenderCtx {
+    pub fn mark_run_dependent(&self) {
+        self.run_dependent.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_run_dependent(&self) -> bool {
+        self.run_dependent.load(Ordering::Relaxed)
+    }
+}
+
+/// Mark the render behind `state` as depending on the pass it runs in (see `RenderCtx`).
+fn mark_run_dependent(state: &State<'_, '_>) {
+    if let Ok(ctx) = ctx(state) {
+        ctx.mark_run_dependent();
+    }
 }
 
 impl fmt::Debug for RenderCtx {
@@ -122,7 +181,16 @@ pub fn ref_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value,
         package: package.clone(),
         name: name.clone(),
     });
-    match ctx.resolver.resolve_ref(package.as_deref(), &name) {
+    let relation = ctx.resolver.resolve_ref(package.as_deref(), &name);
+    ctx.resolved
+        .lock()
+        .expect("resolved lock")
+        .push(Resolved::Ref {
+            package,
+            name: name.clone(),
+            relation: relation.clone(),
+        });
+    match relation {
         Some(rel) => Ok(Value::from_object(rel)),
         None if !ctx.execute => Ok(Value::from_object(Relation::new(None, "main", &name))),
         None => Err(invalid(format!(
@@ -138,7 +206,16 @@ pub fn source_fn(state: &State<'_, '_>, source: String, table: String) -> Result
         .lock()
         .expect("sources lock")
         .push((source.clone(), table.clone()));
-    match ctx.resolver.resolve_source(&source, &table) {
+    let relation = ctx.resolver.resolve_source(&source, &table);
+    ctx.resolved
+        .lock()
+        .expect("resolved lock")
+        .push(Resolved::Source {
+            source: source.clone(),
+            table: table.clone(),
+            relation: relation.clone(),
+        });
+    match relation {
         Some(rel) => Ok(Value::from_object(rel)),
         None if !ctx.execute => Ok(Value::from_object(Relation::new(None, &source, &table))),
         None => Err(invalid(format!(
@@ -183,6 +260,8 @@ impl Object for ConfigObject {
         args: &[Value],
     ) -> Result<Value, Error> {
         let ctx = ctx(state)?;
+        // The parse pass sees the config gathered so far, the compile pass the final one.
+        ctx.mark_run_dependent();
         let (key, default): (String, Option<Value>) = from_args(args)?;
         let config = ctx.config.lock().expect("config lock");
         let found = config.get(&key).map(json_to_value);
@@ -247,6 +326,10 @@ pub fn log_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value,
     let info = info
         .or(kwargs.get::<Option<bool>>("info")?)
         .unwrap_or(false);
+    if info {
+        // Shown only when the compile pass renders: a reused parse-pass text would lose it.
+        mark_run_dependent(state);
+    }
     if info
         && let Ok(ctx) = ctx(state)
         && ctx.execute
@@ -257,6 +340,7 @@ pub fn log_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value,
 }
 
 pub fn print_fn(state: &State<'_, '_>, msg: Value) -> Value {
+    mark_run_dependent(state);
     if let Ok(ctx) = ctx(state)
         && ctx.execute
     {
@@ -276,6 +360,7 @@ fn table_value(table: QueryTable) -> Value {
 /// `run_query(sql)`: the rows of a query, or none while parsing.
 pub fn run_query(state: &State<'_, '_>, sql: Value) -> Result<Value, Error> {
     let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
     match (&ctx.introspector, ctx.execute) {
         (Some(db), true) => db.query(&sql.to_string()).map(table_value).map_err(invalid),
         _ => Ok(Value::from(())),
@@ -294,6 +379,7 @@ pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>) -> Res
     let caller: Value = kwargs.get("caller")?;
     let sql = caller.call(state, &[])?.to_string();
     let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
     if let (Some(db), true) = (&ctx.introspector, ctx.execute) {
         let table = db.query(&sql).map_err(invalid)?;
         if fetch {
@@ -308,6 +394,7 @@ pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>) -> Res
 
 pub fn load_result(state: &State<'_, '_>, name: String) -> Result<Value, Error> {
     let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
     let found = ctx
         .statements
         .lock()
@@ -526,6 +613,7 @@ impl Object for AdapterObject {
                     filter: None,
                 };
                 let ctx = ctx(state)?;
+                ctx.mark_run_dependent();
                 match (&ctx.introspector, ctx.execute) {
                     (Some(db), true) => match db.relation_kind(&rel).map_err(invalid)? {
                         Some(_) => Ok(Value::from_object(rel)),
@@ -537,6 +625,7 @@ impl Object for AdapterObject {
             "get_columns_in_relation" => {
                 let (rel,): (Value,) = from_args(args)?;
                 let ctx = ctx(state)?;
+                ctx.mark_run_dependent();
                 let Some(rel) = relation_arg(&rel) else {
                     return Ok(Value::from(Vec::<Value>::new()));
                 };
@@ -581,6 +670,7 @@ impl Object for ExceptionsObject {
             "raise_compiler_error" | "raise_not_implemented" => Err(invalid(message)),
             "warn" => {
                 if let Ok(ctx) = ctx(state) {
+                    ctx.mark_run_dependent();
                     ctx.logs
                         .lock()
                         .expect("logs lock")

@@ -217,10 +217,19 @@ pub struct MacroObject {
     pub name: String,
     pub template: String,
     pub params: Vec<Param>,
+    /// The body or a default mentions `execute`, `model` or another template: a call makes
+    /// the caller's render depend on its pass.
+    pub reads_run_state: bool,
 }
 
 impl MacroObject {
     pub fn new(def: &MacroDef) -> Self {
+        let reads_run_state = super::reads_run_state(&def.body)
+            || def
+                .params
+                .iter()
+                .filter_map(|p| p.default.as_deref())
+                .any(super::reads_run_state);
         MacroObject {
             name: match def.kind {
                 BlockKind::Test => format!("test_{}", def.name),
@@ -228,6 +237,7 @@ impl MacroObject {
             },
             template: def.template_name(),
             params: def.params.clone(),
+            reads_run_state,
         }
     }
 
@@ -239,6 +249,11 @@ impl MacroObject {
         kwargs: &Kwargs,
         forwarded: BTreeMap<String, Value>,
     ) -> Result<Value, Error> {
+        if self.reads_run_state
+            && let Ok(render) = super::context::ctx(state)
+        {
+            render.mark_run_dependent();
+        }
         let mut ctx = forwarded;
         let mut extra_positional = Vec::new();
         for (i, value) in positional.iter().enumerate() {

@@ -1,6 +1,8 @@
 //! Rendering with minijinja: one environment per run holding every model template and every
 //! project macro, used twice: a parse pass (`execute` false) that records `ref()`, `source()`
-//! and `config()` calls, and a compile pass (`execute` true) that produces the final SQL.
+//! and `config()` calls, and a compile pass (`execute` true) that produces the final SQL. A
+//! render also reports whether its text could stand in for the compile pass's (`Rendered::
+//! reusable`): whether it used anything whose value differs between the passes.
 //!
 //! The environment is built once and shared by all threads; per-model state travels in the
 //! render context. This module turns minijinja errors into diagnostics that point into the
@@ -12,7 +14,8 @@ pub mod mutable;
 pub mod relation;
 pub mod spans;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use minijinja::value::Value;
@@ -21,7 +24,7 @@ use rayon::prelude::*;
 use serde_json::Value as Json;
 
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
-pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, env_var};
+pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, Resolved, env_var};
 use macros::MacroObject;
 pub use relation::Relation;
 
@@ -65,11 +68,63 @@ pub struct Rendered {
     pub refs: Vec<RefCall>,
     pub sources: Vec<(String, String)>,
     pub logs: Vec<String>,
+    /// Every `ref()` and `source()` call with the relation it rendered as.
+    pub resolved: Vec<Resolved>,
+    /// A parse-pass render whose text is what the compile pass would render too, given the
+    /// same relations (see `reads_run_state` and `RenderCtx::run_dependent`).
+    pub reusable: bool,
+}
+
+/// A parse-pass render kept for the compile pass: valid while `this` and every relation in
+/// `resolved` are still what the graph assigns.
+#[derive(Debug, Clone)]
+pub struct Prerendered {
+    pub sql: Arc<str>,
+    pub this: Relation,
+    pub resolved: Vec<Resolved>,
+}
+
+impl Prerendered {
+    /// Whether the compile pass, with `this` and `resolver`, would render the same text.
+    pub fn still_valid(&self, this: &Relation, resolver: &dyn Resolve) -> bool {
+        self.this == *this && self.resolved.iter().all(|r| r.agrees_with(resolver))
+    }
+}
+
+/// Names a template may read whose value differs between the parse and the compile pass
+/// (`execute`, `model`), or that bring in other templates or dump the whole context. A
+/// template or macro that mentions one anywhere, even in a comment, is rendered again with
+/// `execute` true: a false alarm costs a render, a miss would cost correctness.
+const RUN_STATE_NAMES: &[&str] = &["execute", "model", "debug", "include", "import", "extends"];
+
+/// Whether a template's text mentions any of `RUN_STATE_NAMES` as a whole word.
+pub fn reads_run_state(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_alphabetic() || bytes[i] == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            if RUN_STATE_NAMES.contains(&&text[start..i]) {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 pub struct Renderer {
     env: Environment<'static>,
+    /// Model and singular test templates by path, after `mutable::prepare`.
+    model_sources: &'static HashMap<String, String>,
     origins: HashMap<String, Origin>,
+    /// Model, singular test and snapshot templates that do not `reads_run_state`: their
+    /// parse-pass text may stand in for the compile pass's.
+    pass_independent: HashSet<String>,
     vars: Arc<BTreeMap<String, Json>>,
     macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
 }
@@ -233,7 +288,7 @@ impl Renderer {
         }
         // Model templates are compiled lazily by the loader, which minijinja calls without
         // holding its lock: the parse pass then compiles them in parallel on first use.
-        let prepared: Vec<(String, String, Origin)> = project
+        let prepared: Vec<(String, String, Origin, bool)> = project
             .models
             .par_iter()
             .chain(project.singular_tests.par_iter())
@@ -244,11 +299,16 @@ impl Renderer {
                     offset: 0,
                     shifts,
                 };
-                (model.path.clone(), text, origin)
+                let run_state = reads_run_state(&model.file.text);
+                (model.path.clone(), text, origin, run_state)
             })
             .collect();
         let mut sources = HashMap::with_capacity(prepared.len());
-        for (path, text, origin) in prepared {
+        let mut pass_independent = HashSet::new();
+        for (path, text, origin, run_state) in prepared {
+            if !run_state {
+                pass_independent.insert(path.clone());
+            }
             origins.insert(path.clone(), origin);
             sources.insert(path, text);
         }
@@ -260,6 +320,9 @@ impl Renderer {
                 shifts,
             };
             let template = snapshot.template_name();
+            if !reads_run_state(&snapshot.body) {
+                pass_independent.insert(template.clone());
+            }
             if let Err(e) = env.add_template_owned(template.clone(), text) {
                 problems.push(jinja_problem(
                     &e,
@@ -270,11 +333,17 @@ impl Renderer {
             }
             origins.insert(template, origin);
         }
-        let sources = Arc::new(sources);
-        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        // Model templates are compiled for each render and dropped after it rather than kept in
+        // the environment: a compiled template is about ten times its text, and most models
+        // are rendered once. That needs the text for as long as the environment (`'static`),
+        // so it is leaked: it lives as long as the process does anyway.
+        let model_sources: &'static HashMap<String, String> = Box::leak(Box::new(sources));
+        env.set_loader(move |name| Ok(model_sources.get(name).cloned()));
         let renderer = Renderer {
             env,
+            model_sources,
             origins,
+            pass_independent,
             vars: Arc::new(project.vars.clone()),
             macros,
         };
@@ -305,6 +374,8 @@ impl Renderer {
             logs: Mutex::new(Vec::new()),
             env_overrides: BTreeMap::new(),
             macro_overrides: BTreeMap::new(),
+            resolved: Mutex::new(Vec::new()),
+            run_dependent: AtomicBool::new(false),
         })
     }
 
@@ -375,10 +446,11 @@ impl Renderer {
                 extra.insert(space, Value::from(members));
             }
         }
-        let template = self
-            .env
-            .get_template(req.template)
-            .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
+        let template = match self.model_sources.get_key_value(req.template) {
+            Some((name, source)) => self.env.template_from_named_str(name, source),
+            None => self.env.get_template(req.template),
+        }
+        .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
         let values = minijinja::context! {
             __xform => Value::from_dyn_object(ctx.clone()),
             this => Value::from_object(req.this),
@@ -390,7 +462,11 @@ impl Renderer {
             .render(values)
             .map_err(|e| self.problem(&e, &format!("model `{}`", req.name)))?;
         let take = |m: &Mutex<NodeConfig>| std::mem::take(&mut *m.lock().expect("config lock"));
+        let reusable =
+            !req.execute && !ctx.is_run_dependent() && self.pass_independent.contains(req.template);
         Ok(Rendered {
+            reusable,
+            resolved: std::mem::take(&mut *ctx.resolved.lock().expect("resolved lock")),
             sql,
             config: take(&ctx.config),
             refs: std::mem::take(&mut *ctx.refs.lock().expect("refs lock")),
@@ -552,5 +628,21 @@ fn jinja_problem(err: &minijinja::Error, origin: &Origin, what: &str) -> Problem
             problem.at_line(file, base_line + line - 1, label)
         }
         None => problem.at(file, offset, 0, "in this template"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_run_state;
+
+    #[test]
+    fn run_state_names_are_found_as_whole_words_only() {
+        assert!(reads_run_state("{% if execute %}x{% endif %}"));
+        assert!(reads_run_state("{{ model.config.materialized }}"));
+        assert!(reads_run_state("{% include 'other.sql' %}"));
+        assert!(!reads_run_state(
+            "-- model_05000\nselect executed_at from t"
+        ));
+        assert!(!reads_run_state("select * from {{ ref('a') }}"));
     }
 }
