@@ -517,3 +517,55 @@ fn unit_tests_are_selected_like_tests() {
         vec!["shop.orders.orders_overrides"]
     );
 }
+
+#[test]
+fn a_failed_parent_skips_the_unit_tests_and_the_model() {
+    let p = shop();
+    payments(&p);
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, no_such_column from {{ ref('raw_orders') }}\n",
+    );
+    let out = p.xform(&["build", "--threads", "2", "-s", "+orders"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = transcript(p.path(), &out);
+    // stg_orders' own unit test catches the broken model first; everything after it is skipped.
+    for skipped in [
+        "ERROR unit test stg_orders.stg_orders_formats",
+        "SKIP  view \"shop\".\"main\".\"stg_orders\" (upstream stg_orders_formats failed)",
+        "SKIP  unit test orders.orders_join_payments (upstream stg_orders_formats failed)",
+        "SKIP  unit test orders.orders_overrides (upstream stg_orders_formats failed)",
+        "SKIP  table \"shop\".\"main\".\"orders\" (upstream stg_orders_formats failed)",
+    ] {
+        assert!(text.contains(skipped), "{text}");
+    }
+    // Without it, the failed view itself skips the unit tests and the model after it.
+    let out = p.xform(&[
+        "build",
+        "--threads",
+        "2",
+        "-s",
+        "+orders",
+        "--exclude",
+        "stg_orders_formats",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = transcript(p.path(), &out);
+    for skipped in [
+        "SKIP  unit test orders.orders_join_payments (upstream stg_orders failed)",
+        "SKIP  unit test orders.orders_overrides (upstream stg_orders failed)",
+        "SKIP  table \"shop\".\"main\".\"orders\" (upstream stg_orders failed)",
+    ] {
+        assert!(text.contains(skipped), "{text}");
+    }
+    // Unit tests selected without their model run on their own, in a build too.
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, customer_id, status, amount, cast(updated_at as timestamp) as updated_at\nfrom {{ ref('raw_orders') }}\n",
+    );
+    let out = run(&p, &["build", "-s", "test_type:unit"]);
+    assert!(
+        out.contains("Done in <time>: 7 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+}
