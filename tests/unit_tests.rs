@@ -569,3 +569,35 @@ fn a_failed_parent_skips_the_unit_tests_and_the_model() {
         "{out}"
     );
 }
+
+#[test]
+fn expect_table_checks_a_schema_change_on_an_older_this() {
+    let p = shop();
+    p.write(
+        "models/orders_wide.sql",
+        "{{ config(materialized='incremental', unique_key='order_id', on_schema_change='append_new_columns') }}\nselect order_id, status, amount from {{ ref('stg_orders') }}\n{% if is_incremental() %}where order_id > (select max(order_id) from {{ this }}){% endif %}\n",
+    );
+    // `this` as a query is taken as it is: here the table from before `amount` was added.
+    p.write(
+        "models/unit_tests.yml",
+        r"
+unit_tests:
+  - name: new_column_is_appended
+    model: orders_wide
+    given:
+      - input: this
+        format: sql
+        rows: select 1 as order_id, 'placed' as status
+      - input: ref('stg_orders')
+        rows:
+          - {order_id: 1, status: placed, amount: 10}
+          - {order_id: 2, status: shipped, amount: 20}
+    expect_table:
+      rows:
+        - {order_id: 1, status: placed, amount: null}
+        - {order_id: 2, status: shipped, amount: 20}
+",
+    );
+    let out = run(&p, &["test", "-s", "new_column_is_appended"]);
+    assert!(out.contains("PASS  unit test orders_wide.new_column_is_appended"), "{out}");
+}
