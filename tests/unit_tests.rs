@@ -599,5 +599,8 @@ unit_tests:
 ",
     );
     let out = run(&p, &["test", "-s", "new_column_is_appended"]);
-    assert!(out.contains("PASS  unit test orders_wide.new_column_is_appended"), "{out}");
+    assert!(
+        out.contains("PASS  unit test orders_wide.new_column_is_appended"),
+        "{out}"
+    );
 }

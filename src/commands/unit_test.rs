@@ -689,6 +689,21 @@ pub fn run(
     };
     // 2. The given rows, and seeds that are not given.
     let db = Db::open(target, graph)?;
+    // A seed read whole from its file.
+    let seed_input = |n: &Node| {
+        db.create_schema(&n.relation)
+            .and_then(|()| load_seed(&db, n))
+            .map_err(|e| {
+                unit_problem(
+                    unit,
+                    format!(
+                        "unit test `{}`: cannot load the seed `{}`: {}",
+                        unit.name, n.name, e.message
+                    ),
+                    format!("check {}, or give the seed's rows in the test", n.path),
+                )
+            })
+    };
     let mut untyped = Vec::new();
     for ((g, (relation, owner)), (shape, why)) in unit.given.iter().zip(&places).zip(shapes) {
         // `this` given as a query is the table exactly as the query makes it: its columns may
@@ -707,18 +722,7 @@ pub fn run(
         // A seed given without rows is read from its file (checked when the graph is built).
         if g.rows == Rows::Missing {
             let n = &graph.nodes[*owner];
-            db.create_schema(&n.relation)
-                .and_then(|()| load_seed(&db, n))
-                .map_err(|e| {
-                    unit_problem(
-                        unit,
-                        format!(
-                            "unit test `{}`: cannot load the seed `{}`: {}",
-                            unit.name, n.name, e.message
-                        ),
-                        format!("check {}, or give the seed's rows in the test", n.path),
-                    )
-                })?;
+            seed_input(n)?;
             continue;
         }
         let what = format!("`{}`", g.input.label());
@@ -748,18 +752,7 @@ pub fn run(
         let p = *p;
         let n = &graph.nodes[p];
         if n.resource_type == ResourceType::Seed && !unit.given.iter().any(|g| &g.input == input) {
-            db.create_schema(&n.relation)
-                .and_then(|()| load_seed(&db, n))
-                .map_err(|e| {
-                    unit_problem(
-                        unit,
-                        format!(
-                            "unit test `{}`: cannot load the seed `{}`: {}",
-                            unit.name, n.name, e.message
-                        ),
-                        format!("check {}, or give the seed's rows in the test", n.path),
-                    )
-                })?;
+            seed_input(n)?;
         }
     }
 
