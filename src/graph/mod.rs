@@ -66,9 +66,6 @@ pub struct Node {
     pub relation: Relation,
     /// The CSV file, for seeds.
     pub seed_path: Option<PathBuf>,
-    /// sha256 of a seed's file, read when the project is loaded. Nodes made from code hash
-    /// their file instead (`Node::checksum`).
-    pub checksum: Option<String>,
     /// The YAML definition, for sources.
     pub source: Option<SourceTable>,
     /// The YAML declaration, for generic tests (a singular test has none).
@@ -107,14 +104,15 @@ impl Node {
         }
     }
 
-    /// The sha256 of what the node is made from, as dbt's manifest records it: a seed's file,
-    /// otherwise the file its code is in. `state:modified` compares it.
+    /// The sha256 of what the node is made from, as dbt's manifest records it: a seed's file
+    /// (read now: only the manifest and `state:` ask), a unit test's YAML entry, otherwise the
+    /// file its code is in. `state:modified` compares it.
     pub fn checksum(&self) -> Option<String> {
         if let Some(unit) = &self.unit {
             return Some(unit.checksum.clone());
         }
-        match (&self.checksum, &self.file) {
-            (Some(sum), _) => Some(sum.clone()),
+        match (&self.seed_path, &self.file) {
+            (Some(path), _) => crate::project::file_sha256(path),
             (None, Some(file)) => Some(crate::project::sha256(file.text.as_bytes())),
             (None, None) => None,
         }

@@ -99,8 +99,6 @@ impl SnapshotDef {
 #[derive(Debug, Clone)]
 pub struct SeedFile {
     pub name: String,
-    /// sha256 of the file's bytes (`None` when it cannot be read; loading it reports that).
-    pub checksum: Option<String>,
     pub path: String,
     pub relative: String,
     pub absolute: PathBuf,
@@ -532,7 +530,6 @@ impl Project {
             }
             self.seeds.push(SeedFile {
                 name,
-                checksum: std::fs::read(&abs).ok().map(|bytes| sha256(&bytes)),
                 path: rel_root,
                 relative: rel_dir,
                 absolute: abs,
@@ -947,6 +944,11 @@ impl Project {
         )
         .at(file, offset, key.len(), format!("expected {expected}"))
     }
+}
+
+/// The sha256 of a file (a seed's), `None` when it cannot be read (loading it reports that).
+pub fn file_sha256(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|bytes| sha256(&bytes))
 }
 
 /// Lower-case hex sha256 of some bytes.
