@@ -422,3 +422,14 @@ fn without_an_end_flag_batches_end_at_the_run_start_time() {
     );
     assert_eq!(rows(&p, "now", ALL), ["1|A", "2|B"]);
 }
+
+#[test]
+fn a_begin_after_the_end_runs_nothing_and_says_so() {
+    let p = project("late", &model());
+    sql(&p, "late", EVENTS);
+    let out = run(&p, &["run", "--event-time-end", "2023-12-01"]);
+    assert!(
+        out.contains("warning: microbatch model `m` has no batch to run: the start (2024-01-01 00:00:00) is not before the end (2023-12-01 00:00:00)"),
+        "{out}"
+    );
+}

@@ -282,6 +282,18 @@ impl Runner<'_> {
             .event_time_end
             .unwrap_or_else(|| self.session.run.started_at.naive_utc());
         let windows = batching.batches(first_run, self.event_time_start, end);
+        if windows.is_empty() {
+            // Nothing to run is almost always a mistake in `begin` or the flags: say so.
+            self.progress.line(&format!(
+                "warning: microbatch model `{}` has no batch to run: the start ({}) is not before the end ({})",
+                node.name,
+                microbatch::Window::text(
+                    self.event_time_start
+                        .unwrap_or(batching.begin)
+                ),
+                microbatch::Window::text(end)
+            ));
+        }
         let project = &self.session.project.name;
         let compiled_path = sql_path(&self.session.target_dir, "compiled", project, &node.path);
         let run_path = sql_path(&self.session.target_dir, "run", project, &node.path);
