@@ -351,10 +351,21 @@ fn introspection_queries_the_built_parents() {
         "{% set r = run_query('select max(n) as m from ' ~ ref('numbers')) %}\n{% set cols = adapter.get_columns_in_relation(ref('numbers')) %}\nselect {{ r.columns[0].values()[0] if execute else 0 }} as biggest, '{{ cols | map(attribute='name') | join(',') }}' as columns\n",
     );
     assert_ok(&p, &p.xform(&["build"]));
-    let conn = open(&p.db_path("intro"));
-    assert_eq!(
-        scalar::<String>(&conn, "select biggest || ' ' || columns from summary"),
-        "5 n,label"
+    {
+        let conn = open(&p.db_path("intro"));
+        assert_eq!(
+            scalar::<String>(&conn, "select biggest || ' ' || columns from summary"),
+            "5 n,label"
+        );
+    }
+    // Once built, compile asks the database (read-only), as dbt compile does.
+    std::fs::remove_dir_all(p.path().join("target")).unwrap();
+    assert_ok(&p, &p.xform(&["compile"]));
+    let compiled =
+        std::fs::read_to_string(p.path().join("target/compiled/intro/models/summary.sql")).unwrap();
+    assert!(
+        compiled.contains("select 5 as biggest, 'n,label' as columns"),
+        "{compiled}"
     );
 }
 

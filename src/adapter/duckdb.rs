@@ -506,3 +506,60 @@ impl Introspect for Worker {
             .map_err(|e| e.to_string())
     }
 }
+
+/// Introspection for `xform compile`: the target's database is opened read-only the first time
+/// a template asks, and only if the file exists. Until then (and when it cannot be opened)
+/// questions get empty answers, as when a model is parsed.
+pub struct LazyCatalog {
+    target: Target,
+    opened: std::sync::OnceLock<Option<(Warehouse, Worker)>>,
+}
+
+impl LazyCatalog {
+    pub fn new(target: &Target) -> Self {
+        LazyCatalog {
+            target: target.clone(),
+            opened: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn worker(&self) -> Option<&Worker> {
+        self.opened
+            .get_or_init(|| {
+                if self.target.path.as_os_str() == ":memory:" || !self.target.path.exists() {
+                    return None;
+                }
+                let opened = Warehouse::open_mode(&self.target, true)
+                    .and_then(|w| w.worker().map(|worker| (w, worker)));
+                match opened {
+                    Ok(pair) => Some(pair),
+                    Err(p) => {
+                        eprintln!(
+                            "warning: introspective queries get no answer in this compile: {}",
+                            p.message
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
+            .map(|(_, worker)| worker)
+    }
+}
+
+impl Introspect for LazyCatalog {
+    fn query(&self, sql: &str) -> Result<QueryTable, String> {
+        self.worker()
+            .map_or_else(|| Ok(QueryTable::default()), |w| w.query(sql))
+    }
+
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String> {
+        self.worker()
+            .map_or(Ok(None), |w| w.relation_kind(relation))
+    }
+
+    fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String> {
+        self.worker()
+            .map_or_else(|| Ok(Vec::new()), |w| w.columns(relation))
+    }
+}

@@ -9,7 +9,7 @@
 mod duckdb;
 
 #[cfg(feature = "duckdb")]
-pub use self::duckdb::{Warehouse, Worker};
+pub use self::duckdb::{LazyCatalog, Warehouse, Worker};
 
 /// A failed statement.
 #[derive(Debug, Clone)]

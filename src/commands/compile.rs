@@ -1,6 +1,7 @@
 //! `xform compile`: parse, build the graph, render the selected models and their data tests, and write
-//! `target/compiled/` and `manifest.json`. No database is opened; introspective calls
-//! (`run_query`, `adapter.get_relation`) return nothing here. Every broken model is reported in
+//! `target/compiled/` and `manifest.json`. The database is opened (read-only) only when a
+//! template asks an introspective question (`run_query`, `adapter.get_relation`…) and the
+//! target's file exists; otherwise those calls return nothing. Every broken model is reported in
 //! one run. Compiled SQL is parsed with sqlparser; what it cannot parse is a warning only, and
 //! text that parsed in an earlier compile is not parsed again (`target/sql_parse_cache`).
 
@@ -44,9 +45,18 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         eprintln!("warning: the selector `{e}` matches no node");
     }
     let compiler = Compiler::new(&graph, &renderer);
+    // Without a database file, templates see no database at all, as while parsing.
+    #[cfg(feature = "duckdb")]
+    let catalog: Option<std::sync::Arc<dyn crate::render::Introspect>> =
+        s.target.path.exists().then(|| {
+            std::sync::Arc::new(crate::adapter::LazyCatalog::new(&s.target))
+                as std::sync::Arc<dyn crate::render::Introspect>
+        });
+    #[cfg(not(feature = "duckdb"))]
+    let catalog: Option<std::sync::Arc<dyn crate::render::Introspect>> = None;
     let results: Vec<(usize, Result<String, Problem>)> = chosen
         .par_iter()
-        .map(|&i| (i, compiler.compiled(i, None, false)))
+        .map(|&i| (i, compiler.compiled(i, catalog.as_ref(), false)))
         .collect();
     crate::timings::mark("compile pass");
     let mut problems = Vec::new();
