@@ -54,6 +54,10 @@ pub struct ProjectArgs {
     /// Variables as a YAML mapping, overriding the project's vars
     #[arg(long, global = true)]
     pub vars: Option<String>,
+    /// Folder for compiled SQL and artifacts, relative to the project (default: the project's
+    /// target-path, `target`)
+    #[arg(long, global = true, value_name = "DIR", env = "DBT_TARGET_PATH")]
+    pub target_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

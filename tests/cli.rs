@@ -260,6 +260,20 @@ fn selectors_yml_definitions() {
 }
 
 #[test]
+fn target_path_moves_compiled_sql_and_artifacts() {
+    let p = project();
+    let out = p.xform(&["compile", "--target-path", "elsewhere/t1", "-s", "stg"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    assert!(
+        p.path()
+            .join("elsewhere/t1/compiled/cli/models/staging/stg.sql")
+            .exists()
+    );
+    assert!(p.path().join("elsewhere/t1/manifest.json").exists());
+    assert!(!p.path().join("target").exists(), "target/ is not touched");
+}
+
+#[test]
 fn unparsable_sql_warns_on_every_compile_despite_the_parse_cache() {
     let p = project();
     p.write("models/odd.sql", "select from from where\n");

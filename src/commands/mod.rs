@@ -109,7 +109,10 @@ impl Session {
             threads,
         )
         .map_err(|p| vec![p])?;
-        let target_dir = project.root.join(&project.target_path);
+        let target_dir = match &args.target_path {
+            Some(dir) => project.root.join(dir),
+            None => project.root.join(&project.target_path),
+        };
         report(&project.warnings);
         Ok(Session {
             project,

@@ -598,9 +598,14 @@ impl Project {
         yaml_dirs.extend(self.snapshot_paths.iter().cloned());
         yaml_dirs.sort();
         yaml_dirs.dedup();
+        // Model and seed files are discovered before property files.
+        let names = KnownNames {
+            models: self.models.iter().map(|m| m.name.clone()).collect(),
+            seeds: self.seeds.iter().map(|s| s.name.clone()).collect(),
+        };
         for (abs, rel_root, _) in files_with(&root, &yaml_dirs, &["yml", "yaml"]) {
             if let Some(file) = read_source(&abs, &rel_root, problems) {
-                self.read_properties(&file, problems);
+                self.read_properties(&file, &names, problems);
             }
         }
         for s in &mut self.snapshots {
@@ -651,7 +656,12 @@ impl Project {
         }
     }
 
-    fn read_properties(&mut self, file: &SourceFile, problems: &mut Vec<Problem>) {
+    fn read_properties(
+        &mut self,
+        file: &SourceFile,
+        names: &KnownNames,
+        problems: &mut Vec<Problem>,
+    ) {
         let doc = match parse_yaml(file) {
             Ok(doc) => doc,
             Err(p) => {
@@ -677,14 +687,15 @@ impl Project {
                         else {
                             continue;
                         };
-                        // Model and seed files are discovered before property files.
-                        let known: Vec<&str> = if key == "models" {
-                            self.models.iter().map(|m| m.name.as_str()).collect()
+                        let known = if key == "models" {
+                            &names.models
                         } else {
-                            self.seeds.iter().map(|s| s.name.as_str()).collect()
+                            &names.seeds
                         };
-                        if !known.contains(&name.as_str()) {
-                            problems.push(Self::no_such_node(file, &key, &name, &known));
+                        if !known.contains(&name) {
+                            let mut all: Vec<&str> = known.iter().map(String::as_str).collect();
+                            all.sort_unstable();
+                            problems.push(Self::no_such_node(file, &key, &name, &all));
                         }
                         let target = if key == "models" {
                             &mut self.model_props
@@ -944,6 +955,12 @@ impl Project {
         )
         .at(file, offset, key.len(), format!("expected {expected}"))
     }
+}
+
+/// The names of the project's models and seeds, for checking property entries against.
+struct KnownNames {
+    models: std::collections::HashSet<String>,
+    seeds: std::collections::HashSet<String>,
 }
 
 /// The sha256 of a file (a seed's), `None` when it cannot be read (loading it reports that).

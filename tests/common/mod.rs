@@ -65,6 +65,7 @@ impl TempProject {
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .env("HOME", self.dir.path())
             .env_remove("DBT_PROFILES_DIR")
+            .env_remove("DBT_TARGET_PATH")
             .output()
             .unwrap()
     }
