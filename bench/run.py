@@ -6,10 +6,15 @@
 For each size N: generate a project (bench/gen_project.py) into a temporary folder, then time
 with the xform binary, each repeated --runs times (median reported), with the peak RSS of each:
 
-  compile     cold `xform compile` (target/ deleted before each run)
+  compile     cold `xform compile` into a target folder that never existed (`--target-path`
+              cold-K, a new K each run), so nothing is cached and no file is overwritten
   warm        `xform compile` again with the target/ of the previous compile in place
   ls          `xform ls`
-  select-one  `xform compile -s <a model of the last layer>` (target/ deleted before each run)
+  select-one  `xform compile -s <a model of the last layer>` into a new target folder
+
+Nothing is deleted until every size is measured: ext4 is slow to create files right after
+thousands were deleted (it skips recently freed inodes), which would charge the file system's
+bookkeeping of the previous run to the next one.
   build       full `xform build` on DuckDB (the .duckdb file deleted before each run), N <= --build-max
   floor       the statements xform executed (target/run/**) replayed in graph order on a fresh
               DuckDB file, through the `duckdb` Python module or CLI if either is available
@@ -291,9 +296,6 @@ def bench_size(n, args, xform, use_hyperfine, backend):
         pick = info["last_layer_model"]
         row["select_one_model"] = pick
         pd = ["--project-dir", project]
-        target = os.path.join(project, "target")
-        rm_target = lambda: rm(target)  # noqa: E731
-        rm_target_sh = "rm -rf " + shlex.quote(target) + " && sync"
         runs = args.runs
 
         def step(key, cmd, prepare=None, prepare_shell=None):
@@ -307,12 +309,33 @@ def bench_size(n, args, xform, use_hyperfine, backend):
                 row[key + "_s"] = "FAIL"
                 return False
 
+        fresh = [0]
+
+        def fresh_step(key, cmd):
+            """Like step, with a target folder of its own for each run (own loop, not hyperfine)."""
+            times, rss, cpus = [], [], []
+            try:
+                for _ in range(runs):
+                    fresh[0] += 1
+                    t, m, c = run_once(cmd + ["--target-path", f"cold-{fresh[0]}"], project, work)
+                    times.append(t)
+                    rss += [m] if m is not None else []
+                    cpus += [c] if c is not None else []
+            except Failed as e:
+                print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
+                row[key + "_s"] = "FAIL"
+                return
+            row[key + "_s"], row[key + "_times"] = statistics.median(times), times
+            row[key + "_mb"] = max(rss) if rss else None
+            row[key + "_cpu_s"] = statistics.median(cpus) if cpus else None
+
         print(f"N={n}: generated in {row['generate_s']:.2f} s ({project})", file=sys.stderr)
-        step("compile", [xform, "compile"] + pd, rm_target, rm_target_sh)
+        fresh_step("compile", [xform, "compile"] + pd)
         # The everyday case: target/ left by the previous compile of the same project.
+        run_once([xform, "compile"] + pd, project, work)
         step("compile_warm", [xform, "compile"] + pd)
         step("ls", [xform, "ls"] + pd)
-        step("select_one", [xform, "compile", "-s", pick] + pd, rm_target, rm_target_sh)
+        fresh_step("select_one", [xform, "compile", "-s", pick] + pd)
 
         if n <= args.build_max:
             db = os.path.join(project, "bench.duckdb")
@@ -355,11 +378,7 @@ def bench_size(n, args, xform, use_hyperfine, backend):
                 row["dbt_parse_mb"] = d["parse"]["mb"]
                 row["dbt_compile_mb"] = d["compile"]["mb"]
     finally:
-        if args.keep:
-            print(f"  kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-            row.pop("dir", None)
+        row["work"] = work
     return row
 
 
@@ -370,7 +389,7 @@ def ratio(a, b):
 
 
 def table(rows, with_dbt):
-    head = ["N", "compile s", "compile MB", "warm s", "warm MB", "ls s", "select-one s", "build s", "floor s", "build/floor"]
+    head = ["N", "compile s", "compile CPU s", "compile MB", "warm s", "warm MB", "ls s", "select-one s", "build s", "floor s", "build/floor"]
     if with_dbt:
         head += ["dbt parse s", "dbt compile s", "dbt/xform compile"]
     lines = []
@@ -378,6 +397,7 @@ def table(rows, with_dbt):
         cells = [
             str(r["n"]),
             fmt(r.get("compile_s"), 3),
+            fmt(r.get("compile_cpu_s"), 2),
             fmt(r.get("compile_mb"), 1),
             fmt(r.get("compile_warm_s"), 3),
             fmt(r.get("compile_warm_mb"), 1),
@@ -433,6 +453,13 @@ def main(argv=None):
     )
     rows = [bench_size(n, args, xform, use_hyperfine, backend) for n in sizes]
     print(table(rows, with_dbt))
+    for r in rows:
+        work = r.pop("work")
+        if args.keep:
+            print(f"  kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+            r.pop("dir", None)
     if args.json:
         doc = {
             "xform": xform,

@@ -4,7 +4,7 @@
 //! The only module that serializes project state. Output is deterministic: maps are ordered
 //! by key and timestamps come from the run (or `SOURCE_DATE_EPOCH` when set).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -98,20 +98,31 @@ fn metadata(schema: &str, project: &str, target: &Target, run: &RunInfo) -> Json
 
 /// Write many files at once: each folder is created once, the files are written in parallel,
 /// and a file whose contents are already what would be written is left alone (rewriting is
-/// the expensive part on most file systems, and unchanged files keep their times).
+/// the expensive part on most file systems, and unchanged files keep their times). A folder
+/// that did not exist holds no file to compare with.
 pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
     let mut dirs: Vec<&Path> = files.iter().filter_map(|(p, _)| p.parent()).collect();
     dirs.sort_unstable();
     dirs.dedup();
-    let mut problems: Vec<Problem> = dirs
-        .iter()
-        .filter_map(|d| std::fs::create_dir_all(d).err().map(|e| Problem::io(d, &e)))
-        .collect();
+    let mut problems = Vec::new();
+    let mut created: HashSet<&Path> = HashSet::new();
+    for d in dirs {
+        if d.is_dir() {
+            continue;
+        }
+        match std::fs::create_dir_all(d) {
+            Ok(()) => {
+                created.insert(d);
+            }
+            Err(e) => problems.push(Problem::io(d, &e)),
+        }
+    }
     if !problems.is_empty() {
         return problems;
     }
     problems.par_extend(files.par_iter().filter_map(|(path, contents)| {
-        if std::fs::read(path).is_ok_and(|old| old == *contents) {
+        let new_dir = path.parent().is_some_and(|d| created.contains(d));
+        if !new_dir && std::fs::read(path).is_ok_and(|old| old == *contents) {
             return None;
         }
         std::fs::write(path, contents)
