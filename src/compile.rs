@@ -229,6 +229,7 @@ fn parse_snapshot(
 }
 
 /// Where a test stores its failing rows: `<target schema>_dbt_test__audit.<test name>`.
+/// Where a test stores its failures; `name` is the test's short name (its file's).
 fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -> Relation {
     let schema = match config.str("schema") {
         Some(s) => format!("{}_{s}", target.schema),
@@ -237,10 +238,7 @@ fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -> Relation 
     Relation::new(
         Some(config.str("database").unwrap_or(&target.database)),
         &schema,
-        config
-            .str("alias")
-            .map_or_else(|| crate::project::data_tests::file_name(name), String::from)
-            .as_str(),
+        config.str("alias").unwrap_or(name),
     )
 }
 
@@ -362,7 +360,7 @@ fn test_nodes(
             relative: def.path.clone(),
             fqn,
             file: None,
-            relation: audit_relation(target, &config, &name),
+            relation: audit_relation(target, &config, &def.short_name()),
             config,
             description: String::new(),
             columns: Vec::new(),

@@ -252,6 +252,43 @@ models:
 }
 
 #[test]
+fn a_long_test_name_is_shortened_as_dbt_does() {
+    let p = shop();
+    schema(
+        &p,
+        r"
+models:
+  - name: orders
+    columns:
+      - name: customer_id
+        data_tests:
+          - accepted_values:
+              values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+              config:
+                store_failures: true
+",
+    );
+    run(&p, &["build"]);
+    // `accepted_values_orders` and the md5 of the full name (dbt-core 1.10 gives the same).
+    let short = "accepted_values_orders_338fb7ad2f48a08996890534740dcb85";
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select table_name from information_schema.tables where table_schema = 'main_dbt_test__audit'"
+        ),
+        [short]
+    );
+    assert!(
+        p.path()
+            .join(format!(
+                "target/compiled/shop/models/schema.yml/{short}.sql"
+            ))
+            .exists()
+    );
+}
+
+#[test]
 fn store_failures_writes_the_failing_rows() {
     let p = shop();
     schema(

@@ -91,12 +91,8 @@ impl Node {
     /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
     /// generic test `<yaml file>/<test name, shortened when long>.sql` (as dbt writes it).
     pub fn compiled_file(&self) -> String {
-        if self.test.is_some() {
-            format!(
-                "{}/{}.sql",
-                self.path,
-                crate::project::data_tests::file_name(&self.name)
-            )
+        if let Some(test) = &self.test {
+            format!("{}/{}.sql", self.path, test.short_name())
         } else if let Some(unit) = &self.unit {
             format!("{}/{}/{}.sql", self.path, unit.model, self.name)
         } else {

@@ -221,7 +221,7 @@ pub fn short_hash(text: &str, digits: usize) -> String {
 impl GenericTestDef {
     /// dbt's test name: `<test>_<target>_<column>__<argument values>`, arguments in name order,
     /// every run of other characters than letters, digits and `_` turned into `_`. The name is
-    /// never shortened (see `file_name`).
+    /// never shortened (see `short_name`).
     pub fn node_name(&self) -> String {
         if let Some(name) = self.config.str("name") {
             return name.to_string();
@@ -248,21 +248,35 @@ impl GenericTestDef {
     }
 }
 
-/// The name a test's files and audit table get: its name, or when that is 64 characters or
-/// more (too long for some warehouses' identifiers), its first 30 characters and a hash of
-/// the whole, as dbt does.
-pub fn file_name(name: &str) -> String {
-    if name.len() < 64 {
-        return name.to_string();
+impl GenericTestDef {
+    /// The name a test's compiled file and audit table get, as dbt gives it: a `name:` from the
+    /// config as it is; otherwise the full name, or when that is 64 characters or more (too long
+    /// for some warehouses' identifiers) the first 30 characters of `<test>_<target>`, `_`, and
+    /// the md5 of the full name.
+    pub fn short_name(&self) -> String {
+        if let Some(name) = self.config.str("name") {
+            return name.to_string();
+        }
+        let full = self.node_name();
+        if full.chars().count() < 64 {
+            return full;
+        }
+        let identifier = format!("{}_{}", self.test_name, self.target.label());
+        let prefix: String = identifier.chars().take(30).collect();
+        format!("{prefix}_{}", md5_hex(&full))
     }
-    let mut cut = 30;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}_{}", &name[..cut], short_hash(name, 16))
 }
 
-impl GenericTestDef {}
+fn md5_hex(text: &str) -> String {
+    use md5::Digest;
+    use std::fmt::Write;
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
 
 fn flat(v: &Json) -> String {
     match v {
@@ -329,13 +343,13 @@ mod tests {
             name,
             "accepted_values_orders_status__aaaaaaaaaa__bbbbbbbbbb__cccccccccc__dddddddddd__eeeeeeeee"
         );
-        let short = file_name(&name);
-        assert!(
-            short.starts_with("accepted_values_orders_status_"),
-            "{short}"
+        // The prefix is `<test>_<target>` (22 characters here), not 30 of the full name.
+        assert_eq!(
+            tests[0].short_name(),
+            "accepted_values_orders_3cfebc52590c0f30b8bcbb7411c849a8"
         );
-        assert_eq!(short.len(), 30 + 1 + 16);
-        assert_eq!(file_name("not_null_orders_id"), "not_null_orders_id");
+        let plain = parse("data_tests:\n  - not_null:\n      column_name: id\n");
+        assert_eq!(plain[0].short_name(), "not_null_orders_id");
     }
 
     #[test]
