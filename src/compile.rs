@@ -1208,18 +1208,18 @@ impl<'a> Compiler<'a> {
         i: usize,
         introspector: Option<&Arc<dyn Introspect>>,
         is_incremental: bool,
-    ) -> Result<String, Problem> {
+    ) -> Result<Arc<str>, Problem> {
         let body = self.body(i, introspector, is_incremental)?;
         let ephemerals = self.graph.ephemeral_ancestors(i);
         if ephemerals.is_empty() {
-            return Ok(body.to_string());
+            return Ok(body);
         }
         let mut ctes = Vec::with_capacity(ephemerals.len());
         for e in ephemerals {
             let sql = self.body(e, introspector, false)?;
             ctes.push((self.graph.nodes[e].name.clone(), sql));
         }
-        Ok(inject_ctes(&body, &ctes))
+        Ok(Arc::from(inject_ctes(&body, &ctes)))
     }
 
     /// The compiled SQL of one microbatch batch of a model: rendered afresh (not cached), its

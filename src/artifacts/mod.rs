@@ -222,7 +222,7 @@ struct RefEntry<'a> {
     version: Option<&'a str>,
 }
 
-fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> String {
+fn node_json(node: &Node, project: &str, compiled: Option<&str>) -> String {
     let test_metadata = node.test.as_ref().map(|test| {
         let mut kwargs: serde_json::Map<String, Json> = test
             .args
@@ -243,7 +243,7 @@ fn node_json(node: &Node, project: &str, compiled: Option<&String>) -> String {
         column_name: node.test.as_ref().map(|t| json!(t.column)),
         columns: columns_json(node),
         compiled: compiled.map(|_| true),
-        compiled_code: compiled.map(String::as_str),
+        compiled_code: compiled,
         compiled_path: compiled
             .map(|_| format!("target/compiled/{project}/{}", node.compiled_file())),
         config: node.config.to_json(),
@@ -379,7 +379,7 @@ pub fn write_manifest(
     project: &str,
     target: &Target,
     graph: &Graph,
-    compiled: &BTreeMap<usize, String>,
+    compiled: &BTreeMap<usize, std::sync::Arc<str>>,
     run: &RunInfo,
 ) -> Result<(), Problem> {
     let path = target_dir.join("manifest.json");
@@ -403,7 +403,7 @@ pub fn write_manifest(
         serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
         w.write_all(b",\"nodes\":")?;
         write_object(&mut w, graph, &nodes, &|i| {
-            node_json(&graph.nodes[i], project, compiled.get(&i))
+            node_json(&graph.nodes[i], project, compiled.get(&i).map(|c| &**c))
         })?;
         w.write_all(b",\"sources\":")?;
         write_object(&mut w, graph, &sources, &|i| {

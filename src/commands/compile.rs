@@ -54,7 +54,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         });
     #[cfg(not(feature = "duckdb"))]
     let catalog: Option<std::sync::Arc<dyn crate::render::Introspect>> = None;
-    let results: Vec<(usize, Result<String, Problem>)> = chosen
+    let results: Vec<(usize, Result<std::sync::Arc<str>, Problem>)> = chosen
         .par_iter()
         .map(|&i| (i, compiler.compiled(i, catalog.as_ref(), false)))
         .collect();

@@ -8,7 +8,7 @@
 //! writes `run_results.json`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -211,6 +211,7 @@ impl Runner<'_> {
         let sql = if has_sql {
             self.compiler
                 .compiled(i, Some(&introspector), incremental)?
+                .to_string()
         } else {
             String::new()
         };
@@ -1126,15 +1127,10 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         .filter_map(|(r, _)| r.clone())
         .collect();
     let elapsed = clock.elapsed().as_secs_f64();
-    let mut compiled: BTreeMap<usize, String> = runner
-        .compiler
-        .compiled_bodies()
-        .into_iter()
-        .map(|(i, b)| (i, b.to_string()))
-        .collect();
+    let mut compiled = runner.compiler.compiled_bodies();
     for (r, &i) in schedule.results.iter().zip(&slots) {
-        if let Some(code) = r.as_ref().and_then(|r| r.compiled_code.clone()) {
-            compiled.insert(i, code);
+        if let Some(code) = r.as_ref().and_then(|r| r.compiled_code.as_deref()) {
+            compiled.insert(i, std::sync::Arc::from(code));
         }
     }
     let run_args = serde_json::json!({

@@ -146,7 +146,9 @@ pub fn run(
 ) -> Result<TestOutcome, Problem> {
     let node = &graph.nodes[i];
     let introspector: Arc<dyn Introspect> = worker.clone();
-    let sql = compiler.compiled(i, Some(&introspector), false)?;
+    let sql = compiler
+        .compiled(i, Some(&introspector), false)?
+        .to_string();
     let project = &session.project.name;
     let artifact = node.compiled_file();
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);

@@ -229,7 +229,7 @@ impl MacroObject {
                 .params
                 .iter()
                 .filter_map(|p| p.default.as_deref())
-                .any(super::reads_run_state);
+                .any(super::mentions_run_state);
         MacroObject {
             name: match def.kind {
                 BlockKind::Test => format!("test_{}", def.name),

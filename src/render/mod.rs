@@ -97,24 +97,36 @@ impl Prerendered {
 /// `execute` true: a false alarm costs a render, a miss would cost correctness.
 const RUN_STATE_NAMES: &[&str] = &["execute", "model", "debug", "include", "import", "extends"];
 
-/// Whether a template's text mentions any of `RUN_STATE_NAMES` as a whole word.
+/// Whether a template's Jinja (`{{ }}`, `{% %}` and `{# #}`, an unclosed one to the end) mentions
+/// any of `RUN_STATE_NAMES` as a whole word. The SQL around it cannot read them, so it is not
+/// scanned: most of a model is SQL.
 pub fn reads_run_state(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_alphabetic() || bytes[i] == b'_' {
-            let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let close = match rest.as_bytes().get(open + 1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                rest = &rest[open + 1..];
+                continue;
             }
-            if RUN_STATE_NAMES.contains(&&text[start..i]) {
-                return true;
-            }
-        } else {
-            i += 1;
+        };
+        let inner = &rest[open + 2..];
+        let end = inner.find(close).unwrap_or(inner.len());
+        if mentions_run_state(&inner[..end]) {
+            return true;
         }
+        rest = &inner[(end + close.len()).min(inner.len())..];
     }
     false
+}
+
+/// Whether a Jinja expression or statement names one of `RUN_STATE_NAMES`.
+pub fn mentions_run_state(jinja: &str) -> bool {
+    jinja
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| RUN_STATE_NAMES.contains(&word))
 }
 
 pub struct Renderer {
@@ -644,5 +656,10 @@ mod tests {
             "-- model_05000\nselect executed_at from t"
         ));
         assert!(!reads_run_state("select * from {{ ref('a') }}"));
+        // Only Jinja is read: SQL may name a column `model`.
+        assert!(!reads_run_state("select model from {{ ref('cars') }}"));
+        assert!(reads_run_state("{# a comment on execute #}select 1"));
+        assert!(reads_run_state("select {{ model.name"));
+        assert!(reads_run_state("{%- if execute -%}{%- endif %}"));
     }
 }
