@@ -38,6 +38,30 @@ pub enum Command {
     Clean(ProjectArgs),
     /// Show the project, profile, target and database in use
     Debug(CommonArgs),
+    /// The documentation site: `xform docs generate`
+    Docs(DocsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    #[command(subcommand)]
+    pub command: DocsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Compile, read the database's tables and columns, and write target/catalog.json and the
+    /// site, target/index.html (one self-contained file)
+    Generate(DocsGenerateArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DocsGenerateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Do not read the database: catalog.json lists no relation, the site shows YAML columns only
+    #[arg(long)]
+    pub empty_catalog: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -15,6 +15,7 @@ pub(crate) mod compile;
 pub(crate) mod config;
 pub mod diagnostics;
 pub(crate) mod dialect;
+pub(crate) mod docs;
 pub(crate) mod graph;
 pub(crate) mod materialize;
 pub(crate) mod project;

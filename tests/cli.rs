@@ -274,6 +274,24 @@ fn target_path_moves_compiled_sql_and_artifacts() {
 }
 
 #[test]
+fn docs_generate_needs_no_database() {
+    let p = project();
+    let out = p.xform(&["docs", "generate", "--empty-catalog"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    let html = std::fs::read_to_string(p.path().join("target/index.html")).unwrap();
+    assert!(
+        html.contains(r#""id":"model.cli.narrow""#),
+        "every node is in the page"
+    );
+    assert!(p.path().join("target/catalog.json").exists());
+    assert!(
+        p.path()
+            .join("target/compiled/cli/models/marts/wide.sql")
+            .exists()
+    );
+}
+
+#[test]
 fn unparsable_sql_warns_on_every_compile_despite_the_parse_cache() {
     let p = project();
     p.write("models/odd.sql", "select from from where\n");

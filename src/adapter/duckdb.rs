@@ -6,6 +6,7 @@ use duckdb::{Config, Connection};
 use serde_json::Value as Json;
 
 use super::DbError;
+use crate::artifacts::catalog::{CatalogColumn, CatalogTable};
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::Statement;
@@ -417,6 +418,69 @@ impl Worker {
                 message,
                 interrupted: false,
             })
+    }
+}
+
+impl Worker {
+    /// Every table and view of the database and the databases it attaches, with columns in
+    /// order, for `catalog.json` and the docs site.
+    pub fn catalog(&self) -> Result<Vec<CatalogTable>, String> {
+        let conn = self.conn.lock().expect("connection lock");
+        let text = |row: &duckdb::Row<'_>, i: usize| row.get::<_, Option<String>>(i);
+        let mut tables: Vec<CatalogTable> = conn
+            .prepare(
+                "select database_name, schema_name, table_name, 'BASE TABLE', comment from duckdb_tables() where not internal and not temporary \
+                 union all select database_name, schema_name, view_name, 'VIEW', comment from duckdb_views() where not internal and not temporary \
+                 order by 1, 2, 3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok(CatalogTable {
+                        database: text(r, 0)?.unwrap_or_default(),
+                        schema: text(r, 1)?.unwrap_or_default(),
+                        name: text(r, 2)?.unwrap_or_default(),
+                        kind: text(r, 3)?.unwrap_or_default(),
+                        comment: text(r, 4)?,
+                        columns: Vec::new(),
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| e.to_string())?;
+        let mut columns: Vec<((String, String, String), CatalogColumn)> = conn
+            .prepare(
+                "select database_name, schema_name, table_name, column_name, column_index, data_type, comment \
+                 from duckdb_columns() where not internal order by 1, 2, 3, 5",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    let key = (
+                        text(r, 0)?.unwrap_or_default(),
+                        text(r, 1)?.unwrap_or_default(),
+                        text(r, 2)?.unwrap_or_default(),
+                    );
+                    let column = CatalogColumn {
+                        name: text(r, 3)?.unwrap_or_default(),
+                        index: usize::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                        data_type: text(r, 5)?.unwrap_or_default(),
+                        comment: text(r, 6)?,
+                    };
+                    Ok((key, column))
+                })?
+                .collect()
+            })
+            .map_err(|e| e.to_string())?;
+        let at: std::collections::HashMap<(String, String, String), usize> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((t.database.clone(), t.schema.clone(), t.name.clone()), i))
+            .collect();
+        for (key, column) in columns.drain(..) {
+            if let Some(&i) = at.get(&key) {
+                tables[i].columns.push(column);
+            }
+        }
+        Ok(tables)
     }
 }
 

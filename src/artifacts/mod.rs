@@ -18,6 +18,8 @@ use crate::graph::{Graph, Node, ResourceType};
 use crate::project::unit_tests::Rows;
 use crate::render::RunInfo;
 
+pub mod catalog;
+
 pub const MANIFEST_SCHEMA: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
 pub const RUN_RESULTS_SCHEMA: &str = "https://schemas.getdbt.com/dbt/run-results/v6.json";
 

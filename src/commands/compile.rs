@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::path::Path;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use sqlparser::dialect::DuckDbDialect;
@@ -21,6 +22,42 @@ use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, ResourceType};
 
 pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
+    let done = match compile_selected(s, args) {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    let tests = done
+        .compiled
+        .keys()
+        .filter(|&&i| done.graph.nodes[i].resource_type == ResourceType::Test)
+        .count();
+    let models = done.compiled.len() - tests;
+    // The process ends next: freeing thousands of compiled templates and strings one by one
+    // would only delay the exit.
+    std::mem::forget(done);
+    let tests = match tests {
+        0 => String::new(),
+        1 => " and 1 test".to_string(),
+        n => format!(" and {n} tests"),
+    };
+    println!(
+        "Compiled {models} models{tests} to {}",
+        s.target_dir.join("compiled").display()
+    );
+    EXIT_OK
+}
+
+/// What a compile leaves for the command that asked for it (`docs generate` goes on to the
+/// catalog and the site).
+pub struct Compiled {
+    pub graph: Graph,
+    /// The compiled SQL of each selected model and test, by node index.
+    pub compiled: BTreeMap<usize, Arc<str>>,
+}
+
+/// Compile the selected models and tests: `target/compiled/`, the SQL check and
+/// `manifest.json`. Problems are reported here; `Err` holds the exit code.
+pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32> {
     if args.defer {
         eprintln!(
             "warning: --defer is not applied by `compile`, which does not open the database to see what the target lacks; `run`, `build` and `test` apply it"
@@ -30,7 +67,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         Ok(g) => g,
         Err(p) => {
             report(&p);
-            return EXIT_USAGE;
+            return Err(EXIT_USAGE);
         }
     };
     let (chosen, empty) =
@@ -38,7 +75,7 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             Ok(c) => c,
             Err(p) => {
                 report(&[p]);
-                return EXIT_USAGE;
+                return Err(EXIT_USAGE);
             }
         };
     for e in &empty {
@@ -47,14 +84,12 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let compiler = Compiler::new(&graph, &renderer);
     // Without a database file, templates see no database at all, as while parsing.
     #[cfg(feature = "duckdb")]
-    let catalog: Option<std::sync::Arc<dyn crate::render::Introspect>> =
-        s.target.path.exists().then(|| {
-            std::sync::Arc::new(crate::adapter::LazyCatalog::new(&s.target))
-                as std::sync::Arc<dyn crate::render::Introspect>
-        });
+    let catalog: Option<Arc<dyn crate::render::Introspect>> = s.target.path.exists().then(|| {
+        Arc::new(crate::adapter::LazyCatalog::new(&s.target)) as Arc<dyn crate::render::Introspect>
+    });
     #[cfg(not(feature = "duckdb"))]
-    let catalog: Option<std::sync::Arc<dyn crate::render::Introspect>> = None;
-    let results: Vec<(usize, Result<std::sync::Arc<str>, Problem>)> = chosen
+    let catalog: Option<Arc<dyn crate::render::Introspect>> = None;
+    let results: Vec<(usize, Result<Arc<str>, Problem>)> = chosen
         .par_iter()
         .map(|&i| (i, compiler.compiled(i, catalog.as_ref(), false)))
         .collect();
@@ -115,17 +150,11 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     }
     crate::timings::mark("files, sql parse, manifest");
     report(&warnings);
-    // The process ends next: freeing thousands of compiled templates and strings one by one
-    // would only delay the exit.
-    drop(compiler);
-    let tests = compiled
-        .keys()
-        .filter(|&&i| graph.nodes[i].resource_type == ResourceType::Test)
-        .count();
-    let models = compiled.len() - tests;
-    std::mem::forget(compiled);
-    std::mem::forget(graph);
-    std::mem::forget(renderer);
+    drop(files);
+    drop(models);
+    drop(bodies);
+    // As at the end of the process: dropping the compiler frees its caches one by one.
+    std::mem::forget(compiler);
     if !problems.is_empty() {
         report(&problems);
         eprintln!(
@@ -133,18 +162,10 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
             problems.len(),
             chosen.len()
         );
-        return EXIT_USAGE;
+        return Err(EXIT_USAGE);
     }
-    let tests = match tests {
-        0 => String::new(),
-        1 => " and 1 test".to_string(),
-        n => format!(" and {n} tests"),
-    };
-    println!(
-        "Compiled {models} models{tests} to {}",
-        s.target_dir.join("compiled").display()
-    );
-    EXIT_OK
+    std::mem::forget(renderer);
+    Ok(Compiled { graph, compiled })
 }
 
 /// The file in `target/` that lists, by a hash of their text, the compiled models that

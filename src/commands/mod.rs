@@ -5,6 +5,7 @@
 mod clean;
 mod compile;
 mod debug;
+mod docs;
 #[cfg(feature = "duckdb")]
 mod execute;
 mod ls;
@@ -18,7 +19,7 @@ mod unit_test;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, CommonArgs, ProjectArgs};
+use crate::cli::{Cli, Command, CommonArgs, DocsArgs, DocsCommand, ProjectArgs};
 use crate::config::{Target, resolve_target};
 use crate::diagnostics::{Code, Problem, render_plain};
 use crate::project::Project;
@@ -211,5 +212,8 @@ pub fn dispatch(cli: Cli) -> i32 {
             with_session(&common, "clean", |s| clean::clean(&s))
         }
         Command::Debug(args) => with_session(&args, "debug", |s| debug::debug(&s)),
+        Command::Docs(DocsArgs {
+            command: DocsCommand::Generate(args),
+        }) => with_session(&args.common, "docs generate", |s| docs::generate(&s, &args)),
     }
 }

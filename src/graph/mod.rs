@@ -88,6 +88,16 @@ impl Node {
         }
     }
 
+    /// Whether the node is, or reads, a relation of the database (an ephemeral model, a test
+    /// and a unit test are not).
+    pub fn has_relation(&self) -> bool {
+        match self.resource_type {
+            ResourceType::Model => !self.is_ephemeral(),
+            ResourceType::Seed | ResourceType::Snapshot | ResourceType::Source => true,
+            ResourceType::Test | ResourceType::UnitTest => false,
+        }
+    }
+
     /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
     /// generic test `<yaml file>/<test name, shortened when long>.sql` (as dbt writes it).
     pub fn compiled_file(&self) -> String {

@@ -1,0 +1,100 @@
+//! `xform docs generate`: compile (as `xform compile`), read what the database holds for each
+//! relation, and write `target/catalog.json` and the site, `target/index.html`.
+
+use super::compile::compile_selected;
+use super::{EXIT_OK, EXIT_USAGE, Session, report};
+use crate::artifacts::catalog::{Catalog, write_catalog};
+use crate::cli::DocsGenerateArgs;
+
+pub fn generate(s: &Session, args: &DocsGenerateArgs) -> i32 {
+    let done = match compile_selected(s, &args.common) {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    let catalog = if args.empty_catalog {
+        Catalog::default()
+    } else {
+        read_catalog(s)
+    };
+    let written = write_catalog(
+        &s.target_dir,
+        &s.project.name,
+        &s.target,
+        &s.run,
+        &done.graph,
+        &catalog,
+    )
+    .and_then(|()| {
+        crate::docs::write_site(
+            &s.target_dir,
+            &s.project.name,
+            &s.target,
+            &s.run,
+            &done.graph,
+            &done.compiled,
+            &catalog,
+        )
+    });
+    let relations = done
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| catalog.table_of(n, &s.target).is_some())
+        .count();
+    let nodes = done.graph.nodes.len();
+    std::mem::forget(done);
+    match written {
+        Ok(page) => {
+            println!(
+                "Wrote {} ({nodes} nodes) and catalog.json ({relations} relations)",
+                page.display()
+            );
+            EXIT_OK
+        }
+        Err(p) => {
+            report(&[p]);
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The target database's tables and columns, read-only. A project not built yet, or a
+/// database that cannot be opened, gives an empty catalog and a warning: the site still shows
+/// what the YAML declares.
+#[cfg(feature = "duckdb")]
+fn read_catalog(s: &Session) -> Catalog {
+    let path = &s.target.path;
+    if path.as_os_str() == ":memory:" || !path.exists() {
+        eprintln!(
+            "warning: no database at {} yet: catalog.json lists no relation; run `xform build` first for column types",
+            path.display()
+        );
+        return Catalog::default();
+    }
+    let read = crate::adapter::Warehouse::open_mode(&s.target, true).and_then(|warehouse| {
+        let worker = warehouse.worker()?;
+        let tables = worker.catalog().map_err(|message| {
+            crate::diagnostics::Problem::new(crate::diagnostics::Code::Database, message)
+        });
+        drop(worker);
+        drop(warehouse);
+        tables
+    });
+    let read = read.map_err(|p| p.message);
+    match read {
+        Ok(tables) => Catalog::new(tables),
+        Err(message) => {
+            eprintln!(
+                "warning: could not read the tables of {}: {message}; catalog.json lists no relation",
+                path.display()
+            );
+            Catalog::default()
+        }
+    }
+}
+
+#[cfg(not(feature = "duckdb"))]
+fn read_catalog(_s: &Session) -> Catalog {
+    eprintln!("warning: this xform was built without DuckDB: catalog.json lists no relation");
+    Catalog::default()
+}
