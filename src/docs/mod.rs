@@ -8,13 +8,14 @@
 //! Nodes are ordered by id and every map is ordered, so the same project gives the same file.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
 use crate::artifacts::catalog::Catalog;
-use crate::artifacts::write_file;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, Node};
@@ -35,18 +36,6 @@ pub fn write_site(
     let generated_at = run.started_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut order: Vec<usize> = (0..graph.nodes.len()).collect();
     order.sort_by(|&a, &b| graph.nodes[a].unique_id.cmp(&graph.nodes[b].unique_id));
-    let nodes: Vec<Json> = order
-        .iter()
-        .map(|&i| node_data(graph, i, compiled.get(&i).map(|c| &**c), catalog, target))
-        .collect();
-    let data = json!({
-        "project": project,
-        "generated_at": generated_at,
-        "nodes": nodes,
-    });
-    // `<` only ever appears inside JSON strings, where `\u003c` means the same: the data can
-    // then never close its script element or open a comment there.
-    let data_json = data.to_string().replace('<', "\\u003c");
     let listed: Vec<Json> = order
         .iter()
         .map(|&i| {
@@ -65,21 +54,67 @@ pub fn write_site(
     };
     env.add_template("index.html", PAGE)
         .map_err(|e| page_problem(&e))?;
+    // The page is rendered around a marker that the data, written straight to the file a
+    // chunk of nodes at a time, then replaces: the data (most of the page) is never held
+    // whole in memory, nor copied.
     let html = env
         .get_template("index.html")
         .and_then(|t| {
             t.render(minijinja::context! {
                 project => project,
-                generated_at => generated_at,
+                generated_at => &generated_at,
                 node_count => graph.nodes.len(),
-                data_json => data_json,
+                data_json => DATA_MARKER,
                 nodes => crate::render::context::to_value(Json::Array(listed)),
             })
         })
         .map_err(|e| page_problem(&e))?;
+    let (head, tail) = html.split_once(DATA_MARKER).ok_or_else(|| {
+        page_problem(&minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "the page has no place for its data",
+        ))
+    })?;
     let path = target_dir.join("index.html");
-    write_file(&path, html.as_bytes())?;
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(target_dir)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        w.write_all(head.as_bytes())?;
+        let start = json!({"project": project, "generated_at": generated_at}).to_string();
+        w.write_all(escape(start.trim_end_matches('}')).as_bytes())?;
+        w.write_all(b",\"nodes\":[")?;
+        for (k, chunk) in order.chunks(1024).enumerate() {
+            let texts: Vec<String> = chunk
+                .par_iter()
+                .map(|&i| {
+                    escape(
+                        &node_data(graph, i, compiled.get(&i).map(|c| &**c), catalog, target)
+                            .to_string(),
+                    )
+                })
+                .collect();
+            for (j, text) in texts.iter().enumerate() {
+                if k > 0 || j > 0 {
+                    w.write_all(b",")?;
+                }
+                w.write_all(text.as_bytes())?;
+            }
+        }
+        w.write_all(b"]}")?;
+        w.write_all(tail.as_bytes())?;
+        w.flush()
+    };
+    write().map_err(|e| Problem::io(&path, &e))?;
     Ok(path)
+}
+
+/// Stands for the data while the page is rendered.
+const DATA_MARKER: &str = "\u{0}xform-docs-data\u{0}";
+
+/// JSON made safe inside a script element: `<` only ever appears inside JSON strings, where
+/// `\u003c` means the same, so the data can never close its element or open a comment there.
+fn escape(json: &str) -> String {
+    json.replace('<', "\\u003c")
 }
 
 /// One node as the page reads it.
