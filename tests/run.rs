@@ -566,6 +566,27 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
         state.join("manifest.json"),
     )
     .unwrap();
+    // `compile --defer` before dev has a database: every unselected parent is read from the
+    // state's relations (as dbt's compile does), and no database file is created.
+    let out = p.xform(&[
+        "compile",
+        "-s",
+        "totals",
+        "--defer",
+        "--state",
+        "prod_state",
+    ]);
+    assert_ok(&p, &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Deferring 2 unselected nodes to prod_state: stg, raw"),
+        "{}",
+        transcript(p.path(), &out)
+    );
+    let compiled =
+        std::fs::read_to_string(p.path().join("target/compiled/shop/models/totals.sql")).unwrap();
+    assert!(compiled.contains("\"prod\".\"main\".\"stg\""), "{compiled}");
+    assert!(!p.path().join("dev.duckdb").exists());
     // Without --defer, dev has no `stg` to read.
     let out = p.xform(&["run", "-s", "totals"]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(p.path(), &out));
@@ -596,6 +617,22 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("Deferring 1 unselected node to prod_state: stg\n")
+    );
+    // compile asks dev's database (read-only) what it has.
+    let out = p.xform(&[
+        "compile",
+        "-s",
+        "totals",
+        "--defer",
+        "--state",
+        "prod_state",
+    ]);
+    assert_ok(&p, &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Deferring 1 unselected node to prod_state: stg\n"),
+        "{}",
+        transcript(p.path(), &out)
     );
     let out = p.xform(&[
         "run",

@@ -58,11 +58,6 @@ pub struct Compiled {
 /// Compile the selected models and tests: `target/compiled/`, the SQL check and
 /// `manifest.json`. Problems are reported here; `Err` holds the exit code.
 pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32> {
-    if args.defer {
-        eprintln!(
-            "warning: --defer is not applied by `compile`, which does not open the database to see what the target lacks; `run`, `build` and `test` apply it"
-        );
-    }
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
         Ok(g) => g,
         Err(p) => {
@@ -81,7 +76,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
     }
-    let compiler = Compiler::new(&graph, &renderer);
+    let mut compiler = Compiler::new(&graph, &renderer);
     // Without a database file, templates see no database at all, as while parsing.
     #[cfg(feature = "duckdb")]
     let catalog: Option<Arc<dyn crate::render::Introspect>> = s.target.path.exists().then(|| {
@@ -89,6 +84,25 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     });
     #[cfg(not(feature = "duckdb"))]
     let catalog: Option<Arc<dyn crate::render::Introspect>> = None;
+    if args.defer {
+        // What the target has, from its database when there is one (opened read-only).
+        let exists = |r: &crate::render::Relation| {
+            catalog
+                .as_ref()
+                .map(|c| matches!(c.relation_kind(r), Ok(Some(_))))
+        };
+        let chosen_set: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        if let Err(p) = super::apply_defer(
+            &mut compiler,
+            &graph,
+            &|i| chosen_set.contains(&i),
+            &exists,
+            args,
+        ) {
+            report(&[p]);
+            return Err(EXIT_USAGE);
+        }
+    }
     let results: Vec<(usize, Result<Arc<str>, Problem>)> = chosen
         .par_iter()
         .map(|&i| (i, compiler.compiled(i, catalog.as_ref(), false)))

@@ -779,45 +779,6 @@ pub(super) fn node_plan(
     }
 }
 
-/// `--defer`: the unselected models, seeds and snapshots to read from the relations of the
-/// `--state` manifest: those the target lacks (all of them with `--favor-state`), when the
-/// state's relation exists.
-fn deferred(
-    graph: &Graph,
-    selected: &HashMap<usize, usize>,
-    warehouse: &Warehouse,
-    args: &CommonArgs,
-) -> Result<Vec<(String, crate::render::Relation)>, Problem> {
-    let state = super::previous_state(args)?;
-    let mut out = Vec::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        if selected.contains_key(&i)
-            || node.is_ephemeral()
-            || !matches!(
-                node.resource_type,
-                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
-            )
-            || (!args.favor_state && warehouse.kind_of(&node.relation).is_some())
-        {
-            continue;
-        }
-        if let Some(rel) = state.relation_of(&node.unique_id)
-            && rel.to_string() != node.relation.to_string()
-        {
-            if warehouse.kind_of(rel).is_some() {
-                out.push((node.name.clone(), rel.clone()));
-            } else if !args.favor_state {
-                eprintln!(
-                    "warning: --defer: `{}` is not in the target, and {rel} from the state is not in the database either; \
-                     if the state was built in another DuckDB file, attach it with `attach:` in the target's profile",
-                    node.name
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The columns of an incremental model's existing table.
 fn table_columns(worker: &Worker, node: &Node) -> Result<Vec<crate::materialize::Column>, Problem> {
     worker.relation_columns(&node.relation).map_err(|e| {
@@ -1055,23 +1016,15 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
         .count();
     let mut compiler = Compiler::new(&graph, &renderer);
     if args.defer {
-        match deferred(&graph, &slot_of, &warehouse, args) {
-            Ok(relations) => {
-                if !relations.is_empty() {
-                    let names: Vec<&str> = relations.iter().map(|(n, _)| n.as_str()).collect();
-                    println!(
-                        "Deferring {} unselected node{} to {}: {}",
-                        names.len(),
-                        if names.len() == 1 { "" } else { "s" },
-                        args.state
-                            .as_deref()
-                            .unwrap_or_else(|| std::path::Path::new(""))
-                            .display(),
-                        names.join(", ")
-                    );
-                }
-                compiler.defer(relations);
-            }
+        let exists = |r: &crate::render::Relation| Some(warehouse.kind_of(r).is_some());
+        match super::apply_defer(
+            &mut compiler,
+            &graph,
+            &|i| slot_of.contains_key(&i),
+            &exists,
+            args,
+        ) {
+            Ok(()) => {}
             Err(p) => {
                 report(&[p]);
                 return EXIT_USAGE;

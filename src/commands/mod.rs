@@ -172,6 +172,68 @@ fn choose(
 }
 
 /// The earlier run named by `--state`, or nothing to compare with.
+/// `--defer`: read the unselected models, seeds and snapshots from the relations of the
+/// `--state` manifest: those the target lacks (all of them with `--favor-state`), when the
+/// state's relation exists. `exists` answers whether the database has a relation, `None`
+/// when there is no database to ask (`xform compile` before the first build): then the target
+/// lacks everything and the state's relations are taken as they are, as dbt's compile does.
+/// Prints what is deferred; call before compiling anything.
+pub(crate) fn apply_defer(
+    compiler: &mut crate::compile::Compiler<'_>,
+    graph: &crate::graph::Graph,
+    selected: &dyn Fn(usize) -> bool,
+    exists: &dyn Fn(&crate::render::Relation) -> Option<bool>,
+    args: &CommonArgs,
+) -> Result<(), Problem> {
+    use crate::graph::ResourceType;
+    let state = previous_state(args)?;
+    let mut relations = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if selected(i)
+            || node.is_ephemeral()
+            || !matches!(
+                node.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            )
+            || (!args.favor_state && exists(&node.relation) == Some(true))
+        {
+            continue;
+        }
+        let Some(rel) = state.relation_of(&node.unique_id) else {
+            continue;
+        };
+        if rel.to_string() == node.relation.to_string() {
+            continue;
+        }
+        if exists(rel) == Some(false) {
+            if !args.favor_state {
+                eprintln!(
+                    "warning: --defer: `{}` is not in the target, and {rel} from the state is not in the database either; \
+                     if the state was built in another DuckDB file, attach it with `attach:` in the target's profile",
+                    node.name
+                );
+            }
+            continue;
+        }
+        relations.push((node.name.clone(), rel.clone()));
+    }
+    if !relations.is_empty() {
+        let names: Vec<&str> = relations.iter().map(|(n, _)| n.as_str()).collect();
+        println!(
+            "Deferring {} unselected node{} to {}: {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            args.state
+                .as_deref()
+                .unwrap_or_else(|| std::path::Path::new(""))
+                .display(),
+            names.join(", ")
+        );
+    }
+    compiler.defer(relations);
+    Ok(())
+}
+
 pub(crate) fn previous_state(
     args: &CommonArgs,
 ) -> Result<crate::graph::select::PreviousState, Problem> {
