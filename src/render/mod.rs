@@ -99,27 +99,50 @@ const RUN_STATE_NAMES: &[&str] = &["execute", "model", "debug", "include", "impo
 
 /// Whether a template's Jinja (`{{ }}`, `{% %}` and `{# #}`, an unclosed one to the end) mentions
 /// any of `RUN_STATE_NAMES` as a whole word. The SQL around it cannot read them, so it is not
-/// scanned: most of a model is SQL.
+/// scanned: most of a model is SQL. A closing delimiter inside a string literal (`{{ "}}" }}`)
+/// does not end an expression or a statement.
 pub fn reads_run_state(text: &str) -> bool {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let close = match rest.as_bytes().get(open + 1) {
-            Some(b'{') => "}}",
-            Some(b'%') => "%}",
-            Some(b'#') => "#}",
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = text[at..].find('{') {
+        let open = at + found;
+        let (close, strings) = match bytes.get(open + 1) {
+            Some(b'{') => (b"}}", true),
+            Some(b'%') => (b"%}", true),
+            Some(b'#') => (b"#}", false),
             _ => {
-                rest = &rest[open + 1..];
+                at = open + 1;
                 continue;
             }
         };
-        let inner = &rest[open + 2..];
-        let end = inner.find(close).unwrap_or(inner.len());
-        if mentions_run_state(&inner[..end]) {
+        let start = open + 2;
+        let end = region_end(bytes, start, close, strings);
+        if mentions_run_state(&text[start..end]) {
             return true;
         }
-        rest = &inner[(end + close.len()).min(inner.len())..];
+        at = (end + 2).min(bytes.len());
     }
     false
+}
+
+/// Where the Jinja region starting at `start` closes (the end of the text if it does not),
+/// skipping string literals when `strings`.
+fn region_end(bytes: &[u8], start: usize, close: &[u8; 2], strings: bool) -> usize {
+    let mut quote: Option<u8> = None;
+    let mut j = start;
+    while j < bytes.len() {
+        let c = bytes[j];
+        match quote {
+            Some(_) if c == b'\\' => j += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
+            None if bytes[j..].starts_with(close) => return j,
+            None => {}
+        }
+        j += 1;
+    }
+    bytes.len()
 }
 
 /// Whether a Jinja expression or statement names one of `RUN_STATE_NAMES`.
@@ -661,5 +684,9 @@ mod tests {
         assert!(reads_run_state("{# a comment on execute #}select 1"));
         assert!(reads_run_state("select {{ model.name"));
         assert!(reads_run_state("{%- if execute -%}{%- endif %}"));
+        // A delimiter inside a string does not close the expression.
+        assert!(reads_run_state(r#"{{ "}}" ~ model.name }}"#));
+        assert!(reads_run_state(r"{% set x = '%}\' %}' %}{{ x }}{% if execute %}{% endif %}"));
+        assert!(reads_run_state(r#"{{ "a" }} select {{ 'b\'}}' ~ execute }}"#));
     }
 }
