@@ -107,9 +107,9 @@ pub fn reads_run_state(text: &str) -> bool {
     while let Some(found) = text[at..].find('{') {
         let open = at + found;
         let (close, strings) = match bytes.get(open + 1) {
-            Some(b'{') => (b"}}", true),
-            Some(b'%') => (b"%}", true),
-            Some(b'#') => (b"#}", false),
+            Some(b'{') => (*b"}}", true),
+            Some(b'%') => (*b"%}", true),
+            Some(b'#') => (*b"#}", false),
             _ => {
                 at = open + 1;
                 continue;
@@ -127,7 +127,7 @@ pub fn reads_run_state(text: &str) -> bool {
 
 /// Where the Jinja region starting at `start` closes (the end of the text if it does not),
 /// skipping string literals when `strings`.
-fn region_end(bytes: &[u8], start: usize, close: &[u8; 2], strings: bool) -> usize {
+fn region_end(bytes: &[u8], start: usize, close: [u8; 2], strings: bool) -> usize {
     let mut quote: Option<u8> = None;
     let mut j = start;
     while j < bytes.len() {
@@ -135,10 +135,9 @@ fn region_end(bytes: &[u8], start: usize, close: &[u8; 2], strings: bool) -> usi
         match quote {
             Some(_) if c == b'\\' => j += 1,
             Some(q) if c == q => quote = None,
-            Some(_) => {}
             None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
-            None if bytes[j..].starts_with(close) => return j,
-            None => {}
+            None if bytes[j..].starts_with(&close) => return j,
+            _ => {}
         }
         j += 1;
     }
@@ -686,7 +685,11 @@ mod tests {
         assert!(reads_run_state("{%- if execute -%}{%- endif %}"));
         // A delimiter inside a string does not close the expression.
         assert!(reads_run_state(r#"{{ "}}" ~ model.name }}"#));
-        assert!(reads_run_state(r"{% set x = '%}\' %}' %}{{ x }}{% if execute %}{% endif %}"));
-        assert!(reads_run_state(r#"{{ "a" }} select {{ 'b\'}}' ~ execute }}"#));
+        assert!(reads_run_state(
+            r"{% set x = '%}\' %}' %}{{ x }}{% if execute %}{% endif %}"
+        ));
+        assert!(reads_run_state(
+            r#"{{ "a" }} select {{ 'b\'}}' ~ execute }}"#
+        ));
     }
 }
