@@ -285,111 +285,109 @@ def fmt(v, digits=2):
     return f"{v:.{digits}f}"
 
 
-def bench_size(n, args, xform, use_hyperfine, backend):
+def bench_size(n, args, xform, use_hyperfine, backend, works):
     work = tempfile.mkdtemp(prefix=f"xform-bench-{n}-")
+    works.append(work)  # deleted by main once every size is measured
     project = os.path.join(work, "project")
     row = {"n": n, "dir": project}
-    try:
-        t0 = time.perf_counter()
-        info = gen_project.generate(n, project, seed=args.seed)
-        row["generate_s"] = time.perf_counter() - t0
-        row["materializations"] = info["materializations"]
-        pick = info["last_layer_model"]
-        row["select_one_model"] = pick
-        pd = ["--project-dir", project]
-        runs = args.runs
+    t0 = time.perf_counter()
+    info = gen_project.generate(n, project, seed=args.seed)
+    row["generate_s"] = time.perf_counter() - t0
+    row["materializations"] = info["materializations"]
+    pick = info["last_layer_model"]
+    row["select_one_model"] = pick
+    pd = ["--project-dir", project]
+    runs = args.runs
 
-        def step(key, cmd, prepare=None, prepare_shell=None):
+    def step(key, cmd, prepare=None, prepare_shell=None):
+        try:
+            t, m, times, cpu = measure(cmd, project, work, runs, prepare, prepare_shell, use_hyperfine)
+            row[key + "_s"], row[key + "_mb"], row[key + "_times"] = t, m, times
+            row[key + "_cpu_s"] = cpu
+            return True
+        except Failed as e:
+            print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
+            row[key + "_s"] = "FAIL"
+            return False
+
+    fresh = [0]
+
+    def fresh_step(key, cmd):
+        """Like step, with a target folder of its own for each run (own loop, not hyperfine)."""
+        times, rss, cpus = [], [], []
+        try:
+            for _ in range(runs):
+                fresh[0] += 1
+                t, m, c = run_once(cmd + ["--target-path", f"cold-{fresh[0]}"], project, work)
+                times.append(t)
+                rss += [m] if m is not None else []
+                cpus += [c] if c is not None else []
+        except Failed as e:
+            print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
+            row[key + "_s"] = "FAIL"
+            return
+        row[key + "_s"], row[key + "_times"] = statistics.median(times), times
+        row[key + "_mb"] = max(rss) if rss else None
+        row[key + "_cpu_s"] = statistics.median(cpus) if cpus else None
+
+    print(f"N={n}: generated in {row['generate_s']:.2f} s ({project})", file=sys.stderr)
+    fresh_step("compile", [xform, "compile"] + pd)
+    # The everyday case: target/ left by the previous compile of the same project.
+    run_once([xform, "compile"] + pd, project, work)
+    step("compile_warm", [xform, "compile"] + pd)
+    step("ls", [xform, "ls"] + pd)
+    fresh_step("select_one", [xform, "compile", "-s", pick] + pd)
+
+    if n <= args.build_max:
+        db = os.path.join(project, "bench.duckdb")
+        rm_db = lambda: [rm(db), rm(db + ".wal")]  # noqa: E731
+        rm_db_sh = f"rm -f {shlex.quote(db)} {shlex.quote(db + '.wal')} && sync"
+        build = [xform, "build"] + pd + (["--threads", str(args.threads)] if args.threads else [])
+        try:
+            run_once(build, project, work, rm_db)  # probe (and warm-up); writes target/run
+            ok = True
+        except Failed as e:
+            msg = str(e)
+            ok = False
+            if "without DuckDB" in msg:
+                print(f"  N={n} build: skipped (this xform was built without DuckDB)", file=sys.stderr)
+                row["build_s"] = "n/a"
+            else:
+                print(f"  N={n} build: FAILED\n{msg}", file=sys.stderr)
+                row["build_s"] = "FAIL"
+        if ok and backend is None:
+            print("floor: n/a (neither the duckdb Python module nor the duckdb CLI is available)",
+                  file=sys.stderr)
+            step("build", build, rm_db, rm_db_sh)
+        elif ok:
+            # Build and floor alternate, so that both see the same machine: on a shared
+            # machine the load moves between minutes, and the ratio is what the target is.
             try:
-                t, m, times, cpu = measure(cmd, project, work, runs, prepare, prepare_shell, use_hyperfine)
-                row[key + "_s"], row[key + "_mb"], row[key + "_times"] = t, m, times
-                row[key + "_cpu_s"] = cpu
-                return True
-            except Failed as e:
-                print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
-                row[key + "_s"] = "FAIL"
-                return False
-
-        fresh = [0]
-
-        def fresh_step(key, cmd):
-            """Like step, with a target folder of its own for each run (own loop, not hyperfine)."""
-            times, rss, cpus = [], [], []
-            try:
+                scripts = floor_statements(project)
+                builds, floors, cpus, rss = [], [], [], []
                 for _ in range(runs):
-                    fresh[0] += 1
-                    t, m, c = run_once(cmd + ["--target-path", f"cold-{fresh[0]}"], project, work)
-                    times.append(t)
-                    rss += [m] if m is not None else []
+                    t, m, c = run_once(build, project, work, rm_db)
+                    builds.append(t)
                     cpus += [c] if c is not None else []
+                    rss += [m] if m is not None else []
+                    floors.append(floor_once(scripts, os.path.join(work, "floor"), "bench", backend))
+                row["build_s"], row["build_times"] = statistics.median(builds), builds
+                row["build_mb"] = max(rss) if rss else None
+                row["build_cpu_s"] = statistics.median(cpus) if cpus else None
+                row["floor_s"], row["floor_times"] = statistics.median(floors), floors
+                row["floor_backend"] = backend
+                row["floor_run_files"] = len(scripts) - 1
+                row["build_floor_pairs"] = [b / f for b, f in zip(builds, floors)]
             except Failed as e:
-                print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
-                row[key + "_s"] = "FAIL"
-                return
-            row[key + "_s"], row[key + "_times"] = statistics.median(times), times
-            row[key + "_mb"] = max(rss) if rss else None
-            row[key + "_cpu_s"] = statistics.median(cpus) if cpus else None
-
-        print(f"N={n}: generated in {row['generate_s']:.2f} s ({project})", file=sys.stderr)
-        fresh_step("compile", [xform, "compile"] + pd)
-        # The everyday case: target/ left by the previous compile of the same project.
-        run_once([xform, "compile"] + pd, project, work)
-        step("compile_warm", [xform, "compile"] + pd)
-        step("ls", [xform, "ls"] + pd)
-        fresh_step("select_one", [xform, "compile", "-s", pick] + pd)
-
-        if n <= args.build_max:
-            db = os.path.join(project, "bench.duckdb")
-            rm_db = lambda: [rm(db), rm(db + ".wal")]  # noqa: E731
-            rm_db_sh = f"rm -f {shlex.quote(db)} {shlex.quote(db + '.wal')} && sync"
-            build = [xform, "build"] + pd + (["--threads", str(args.threads)] if args.threads else [])
-            try:
-                run_once(build, project, work, rm_db)  # probe (and warm-up); writes target/run
-                ok = True
-            except Failed as e:
-                msg = str(e)
-                ok = False
-                if "without DuckDB" in msg:
-                    print(f"  N={n} build: skipped (this xform was built without DuckDB)", file=sys.stderr)
-                    row["build_s"] = "n/a"
-                else:
-                    print(f"  N={n} build: FAILED\n{msg}", file=sys.stderr)
-                    row["build_s"] = "FAIL"
-            if ok and backend is None:
-                print("floor: n/a (neither the duckdb Python module nor the duckdb CLI is available)",
-                      file=sys.stderr)
-                step("build", build, rm_db, rm_db_sh)
-            elif ok:
-                # Build and floor alternate, so that both see the same machine: on a shared
-                # machine the load moves between minutes, and the ratio is what the target is.
-                try:
-                    scripts = floor_statements(project)
-                    builds, floors, cpus, rss = [], [], [], []
-                    for _ in range(runs):
-                        t, m, c = run_once(build, project, work, rm_db)
-                        builds.append(t)
-                        cpus += [c] if c is not None else []
-                        rss += [m] if m is not None else []
-                        floors.append(floor_once(scripts, os.path.join(work, "floor"), "bench", backend))
-                    row["build_s"], row["build_times"] = statistics.median(builds), builds
-                    row["build_mb"] = max(rss) if rss else None
-                    row["build_cpu_s"] = statistics.median(cpus) if cpus else None
-                    row["floor_s"], row["floor_times"] = statistics.median(floors), floors
-                    row["floor_backend"] = backend
-                    row["floor_run_files"] = len(scripts) - 1
-                    row["build_floor_pairs"] = [b / f for b, f in zip(builds, floors)]
-                except Failed as e:
-                    print(f"  N={n} build or floor: FAILED\n{e}", file=sys.stderr)
-                    row["floor_s"] = "FAIL"
-        if args.dbt:
-            d = dbt_measure(project, work, args.dbt_runs)
-            if d:
-                row["dbt_parse_s"] = d["parse"]["s"]
-                row["dbt_compile_s"] = d["compile"]["s"]
-                row["dbt_parse_mb"] = d["parse"]["mb"]
-                row["dbt_compile_mb"] = d["compile"]["mb"]
-    finally:
-        row["work"] = work
+                print(f"  N={n} build or floor: FAILED\n{e}", file=sys.stderr)
+                row["floor_s"] = "FAIL"
+    if args.dbt:
+        d = dbt_measure(project, work, args.dbt_runs)
+        if d:
+            row["dbt_parse_s"] = d["parse"]["s"]
+            row["dbt_compile_s"] = d["compile"]["s"]
+            row["dbt_parse_mb"] = d["parse"]["mb"]
+            row["dbt_compile_mb"] = d["compile"]["mb"]
     return row
 
 
@@ -470,15 +468,19 @@ def main(argv=None):
         f"floor: {backend or 'n/a'}",
         file=sys.stderr,
     )
-    rows = [bench_size(n, args, xform, use_hyperfine, backend) for n in sizes]
-    print(table(rows, with_dbt))
-    for r in rows:
-        work = r.pop("work")
-        if args.keep:
-            print(f"  kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    works = []
+    try:
+        rows = [bench_size(n, args, xform, use_hyperfine, backend, works) for n in sizes]
+    finally:
+        for work in works:
+            if args.keep:
+                print(f"  kept {work}", file=sys.stderr)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        for r in rows:
             r.pop("dir", None)
+    print(table(rows, with_dbt))
     if args.json:
         doc = {
             "xform": xform,

@@ -269,8 +269,16 @@ fn target_path_moves_compiled_sql_and_artifacts() {
             .join("elsewhere/t1/compiled/cli/models/staging/stg.sql")
             .exists()
     );
-    assert!(p.path().join("elsewhere/t1/manifest.json").exists());
+    let manifest = std::fs::read_to_string(p.path().join("elsewhere/t1/manifest.json")).unwrap();
+    assert!(
+        manifest.contains(r#""compiled_path":"elsewhere/t1/compiled/cli/models/staging/stg.sql""#),
+        "{manifest}"
+    );
     assert!(!p.path().join("target").exists(), "target/ is not touched");
+    // The default clean-targets follow it.
+    let out = p.xform(&["clean", "--target-path", "elsewhere/t1"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    assert!(!p.path().join("elsewhere/t1").exists());
 }
 
 #[test]

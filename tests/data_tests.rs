@@ -551,8 +551,8 @@ sources:
     run(&p, &["seed"]);
     run(&p, &["test"]);
     assert_eq!(
-        statuses(&p, &["not_null_source_shop_raw_orders_order_id"]),
-        ["not_null_source_shop_raw_orders_order_id pass 0"]
+        statuses(&p, &["source_not_null_shop_raw_orders_order_id"]),
+        ["source_not_null_shop_raw_orders_order_id pass 0"]
     );
 }
 

@@ -78,6 +78,13 @@ fn docs_generate_writes_the_catalog_and_the_site() {
         "VIEW"
     );
     assert_eq!(catalog["sources"].as_object().unwrap().len(), 2);
+    // Columns are listed in the relation's order, as dbt lists them (last_name before email).
+    let text = read(&p, "target/catalog.json");
+    let entry = &text[text.find(r#""model.shop.customers":"#).unwrap()..];
+    assert!(
+        entry.find(r#""last_name":{"#).unwrap() < entry.find(r#""email":{"#).unwrap(),
+        "{entry}"
+    );
 
     let data = site_data(&p);
     assert_eq!(data["project"], "shop");

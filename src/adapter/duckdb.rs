@@ -587,6 +587,12 @@ impl LazyCatalog {
         }
     }
 
+    /// Whether the database has the relation; `None` when it cannot be opened.
+    pub fn has_relation(&self, relation: &Relation) -> Option<bool> {
+        let worker = self.worker()?;
+        worker.relation_kind(relation).ok().map(|k| k.is_some())
+    }
+
     fn worker(&self) -> Option<&Worker> {
         self.opened
             .get_or_init(|| {

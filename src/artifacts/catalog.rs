@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Value as Json, json};
 
 use super::{metadata, write_file};
@@ -78,7 +80,7 @@ impl Catalog {
 }
 
 /// Write `catalog.json`: an entry for every model, seed and snapshot (under `nodes`) and
-/// source (under `sources`) whose relation the database has.
+/// source (under `sources`) whose relation the database has; columns in the relation's order.
 pub fn write_catalog(
     target_dir: &Path,
     project: &str,
@@ -87,30 +89,23 @@ pub fn write_catalog(
     graph: &Graph,
     catalog: &Catalog,
 ) -> Result<(), Problem> {
-    let mut nodes = serde_json::Map::new();
-    let mut sources = serde_json::Map::new();
+    let mut nodes = BTreeMap::new();
+    let mut sources = BTreeMap::new();
     for node in &graph.nodes {
         let Some(table) = catalog.table_of(node, target) else {
             continue;
         };
-        let entry = json!({
-            "metadata": {
-                "type": table.kind,
-                "schema": table.schema,
-                "name": table.name,
-                "database": table.database,
-                "comment": table.comment,
-                "owner": null,
+        let entry = Entry {
+            metadata: Metadata {
+                kind: &table.kind,
+                schema: &table.schema,
+                name: &table.name,
+                database: &table.database,
+                comment: table.comment.as_deref(),
+                owner: None,
             },
-            "columns": table.columns.iter().map(|c| {
-                (c.name.clone(), json!({
-                    "type": c.data_type,
-                    "index": c.index,
-                    "name": c.name,
-                    "comment": c.comment,
-                }))
-            }).collect::<serde_json::Map<String, Json>>(),
-            "stats": {
+            columns: Columns(&table.columns),
+            stats: json!({
                 "has_stats": {
                     "id": "has_stats",
                     "label": "Has Stats?",
@@ -118,22 +113,70 @@ pub fn write_catalog(
                     "include": false,
                     "description": "Indicates whether there are statistics for this table",
                 },
-            },
-            "unique_id": node.unique_id,
-        });
+            }),
+            unique_id: &node.unique_id,
+        };
         let into = if node.resource_type == ResourceType::Source {
             &mut sources
         } else {
             &mut nodes
         };
-        into.insert(node.unique_id.clone(), entry);
+        into.insert(node.unique_id.as_str(), entry);
     }
-    let doc = json!({
-        "metadata": metadata(CATALOG_SCHEMA, project, target, run),
-        "nodes": nodes,
-        "sources": sources,
-        "errors": null,
-    });
+    let doc = Doc {
+        metadata: metadata(CATALOG_SCHEMA, project, target, run),
+        nodes,
+        sources,
+        errors: None,
+    };
     let text = serde_json::to_string(&doc).unwrap_or_default();
     write_file(&target_dir.join("catalog.json"), text.as_bytes())
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    metadata: Json,
+    nodes: BTreeMap<&'a str, Entry<'a>>,
+    sources: BTreeMap<&'a str, Entry<'a>>,
+    errors: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    metadata: Metadata<'a>,
+    columns: Columns<'a>,
+    stats: Json,
+    unique_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    schema: &'a str,
+    name: &'a str,
+    database: &'a str,
+    comment: Option<&'a str>,
+    owner: Option<()>,
+}
+
+/// A relation's columns as a map by name, in the relation's order (as dbt writes them).
+struct Columns<'a>(&'a [CatalogColumn]);
+
+impl Serialize for Columns<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for c in self.0 {
+            map.serialize_entry(
+                &c.name,
+                &json!({
+                    "type": c.data_type,
+                    "index": c.index,
+                    "name": c.name,
+                    "comment": c.comment,
+                }),
+            )?;
+        }
+        map.end()
+    }
 }

@@ -224,7 +224,9 @@ struct RefEntry<'a> {
     version: Option<&'a str>,
 }
 
-fn node_json(node: &Node, project: &str, compiled: Option<&str>) -> String {
+/// `target_path`: the target folder as configured (relative to the project), for
+/// `compiled_path`.
+fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&str>) -> String {
     let test_metadata = node.test.as_ref().map(|test| {
         let mut kwargs: serde_json::Map<String, Json> = test
             .args
@@ -234,7 +236,7 @@ fn node_json(node: &Node, project: &str, compiled: Option<&str>) -> String {
         if let Some(c) = &test.column {
             kwargs.insert("column_name".to_string(), json!(c));
         }
-        json!({"name": test.test_name, "kwargs": kwargs, "namespace": null})
+        json!({"name": test.test_name, "kwargs": kwargs, "namespace": test.namespace})
     });
     let entry = NodeEntry {
         alias: &node.relation.identifier,
@@ -247,7 +249,7 @@ fn node_json(node: &Node, project: &str, compiled: Option<&str>) -> String {
         compiled: compiled.map(|_| true),
         compiled_code: compiled,
         compiled_path: compiled
-            .map(|_| format!("target/compiled/{project}/{}", node.compiled_file())),
+            .map(|_| format!("{target_path}/compiled/{project}/{}", node.compiled_file())),
         config: node.config.to_json(),
         database: node.relation.database.as_deref(),
         depends_on: DependsOn {
@@ -378,6 +380,7 @@ fn write_object(
 /// order: no tree of the whole manifest, nor its whole text, is ever held in memory.
 pub fn write_manifest(
     target_dir: &Path,
+    target_path: &str,
     project: &str,
     target: &Target,
     graph: &Graph,
@@ -405,7 +408,12 @@ pub fn write_manifest(
         serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
         w.write_all(b",\"nodes\":")?;
         write_object(&mut w, graph, &nodes, &|i| {
-            node_json(&graph.nodes[i], project, compiled.get(&i).map(|c| &**c))
+            node_json(
+                &graph.nodes[i],
+                project,
+                target_path,
+                compiled.get(&i).map(|c| &**c),
+            )
         })?;
         w.write_all(b",\"sources\":")?;
         write_object(&mut w, graph, &sources, &|i| {

@@ -79,18 +79,23 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     let mut compiler = Compiler::new(&graph, &renderer);
     // Without a database file, templates see no database at all, as while parsing.
     #[cfg(feature = "duckdb")]
-    let catalog: Option<Arc<dyn crate::render::Introspect>> = s.target.path.exists().then(|| {
-        Arc::new(crate::adapter::LazyCatalog::new(&s.target)) as Arc<dyn crate::render::Introspect>
-    });
+    let lazy = s
+        .target
+        .path
+        .exists()
+        .then(|| Arc::new(crate::adapter::LazyCatalog::new(&s.target)));
+    #[cfg(feature = "duckdb")]
+    let catalog: Option<Arc<dyn crate::render::Introspect>> = lazy
+        .clone()
+        .map(|c| c as Arc<dyn crate::render::Introspect>);
     #[cfg(not(feature = "duckdb"))]
     let catalog: Option<Arc<dyn crate::render::Introspect>> = None;
     if args.defer {
-        // What the target has, from its database when there is one (opened read-only).
-        let exists = |r: &crate::render::Relation| {
-            catalog
-                .as_ref()
-                .map(|c| matches!(c.relation_kind(r), Ok(Some(_))))
-        };
+        // What the target has, from its database when there is one that opens (read-only).
+        #[cfg(feature = "duckdb")]
+        let exists = |r: &crate::render::Relation| lazy.as_ref().and_then(|c| c.has_relation(r));
+        #[cfg(not(feature = "duckdb"))]
+        let exists = |_: &crate::render::Relation| None;
         let chosen_set: std::collections::HashSet<usize> = chosen.iter().copied().collect();
         if let Err(p) = super::apply_defer(
             &mut compiler,
@@ -148,6 +153,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             let parsed = parse_check(&s.target_dir, &graph, &models);
             let manifest = write_manifest(
                 &s.target_dir,
+                &s.project.target_path,
                 &s.project.name,
                 &s.target,
                 &graph,

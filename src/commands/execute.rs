@@ -1115,6 +1115,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
     }
     if let Err(p) = write_manifest(
         &s.target_dir,
+        &s.project.target_path,
         &s.project.name,
         &s.target,
         &graph,

@@ -96,7 +96,15 @@ impl Session {
                 .help("pass an existing folder to --project-dir"),
             ]
         })?;
-        let project = Project::load(&dir, args.vars.as_deref())?;
+        let mut project = Project::load(&dir, args.vars.as_deref())?;
+        // --target-path replaces the project's target-path, and so the default clean-targets.
+        if let Some(path) = &args.target_path {
+            let path = path.to_string_lossy().replace('\\', "/");
+            if project.clean_targets == [project.target_path.clone()] {
+                project.clean_targets = vec![path.clone()];
+            }
+            project.target_path = path;
+        }
         if threads == Some(0) {
             return Err(vec![Problem::new(
                 Code::ProjectConfig,
@@ -110,10 +118,7 @@ impl Session {
             threads,
         )
         .map_err(|p| vec![p])?;
-        let target_dir = match &args.target_path {
-            Some(dir) => project.root.join(dir),
-            None => project.root.join(&project.target_path),
-        };
+        let target_dir = project.root.join(&project.target_path);
         report(&project.warnings);
         Ok(Session {
             project,

@@ -57,6 +57,8 @@ impl TestTarget {
 pub struct GenericTestDef {
     /// The test's name without a package prefix: `unique`, `accepted_values`, a custom one.
     pub test_name: String,
+    /// The package prefix of a test named `package.test`.
+    pub namespace: Option<String>,
     pub target: TestTarget,
     pub column: Option<String>,
     /// Arguments other than `model` and `column_name`.
@@ -140,7 +142,10 @@ fn one_test(
         }
         _ => return None,
     };
-    let test_name = name.rsplit('.').next().unwrap_or(&name).to_string();
+    let (namespace, test_name) = match name.rsplit_once('.') {
+        Some((ns, test)) => (Some(ns.to_string()), test.to_string()),
+        None => (None, name.clone()),
+    };
     let mut args = BTreeMap::new();
     let mut config = NodeConfig::default();
     if let Some(Yaml::Mapping(m)) = body {
@@ -177,6 +182,7 @@ fn one_test(
         .map(String::from);
     Some(GenericTestDef {
         test_name,
+        namespace,
         target: target.clone(),
         column,
         args,
@@ -219,7 +225,29 @@ pub fn short_hash(text: &str, digits: usize) -> String {
 }
 
 impl GenericTestDef {
-    /// dbt's test name: `<test>_<target>_<column>__<argument values>`, arguments in name order,
+    /// The first part of the test's name, as dbt makes it: the test, `source_` before it for a
+    /// source's test, the package and `_` before that for `package.test`.
+    fn test_type(&self) -> String {
+        let test = match &self.target {
+            TestTarget::Ref(_) => self.test_name.clone(),
+            TestTarget::Source(..) => format!("source_{}", self.test_name),
+        };
+        match &self.namespace {
+            Some(ns) => format!("{ns}_{test}"),
+            None => test,
+        }
+    }
+
+    /// What the test is on, in its name: the model or seed, or `<source>_<table>`.
+    fn target_name(&self) -> String {
+        match &self.target {
+            TestTarget::Ref(name) => name.clone(),
+            TestTarget::Source(s, t) => format!("{s}_{t}"),
+        }
+    }
+
+    /// dbt's test name: `<type>_<target>_<column>__<argument values>` (see `test_type` and
+    /// `target_name`), arguments in name order,
     /// every run of other characters than letters, digits and `_` turned into `_`. The name is
     /// never shortened (see `short_name`).
     pub fn node_name(&self) -> String {
@@ -244,7 +272,7 @@ impl GenericTestDef {
         }
         let clean: Vec<String> = parts.iter().map(|p| clean_part(p)).collect();
         let unique = clean.join("__");
-        format!("{}_{}_{unique}", self.test_name, self.target.label())
+        format!("{}_{}_{unique}", self.test_type(), self.target_name())
     }
 }
 
@@ -261,7 +289,7 @@ impl GenericTestDef {
         if full.chars().count() < 64 {
             return full;
         }
-        let identifier = format!("{}_{}", self.test_name, self.target.label());
+        let identifier = format!("{}_{}", self.test_type(), self.target_name());
         let prefix: String = identifier.chars().take(30).collect();
         format!("{prefix}_{}", md5_hex(&full))
     }
@@ -350,6 +378,35 @@ mod tests {
         );
         let plain = parse("data_tests:\n  - not_null:\n      column_name: id\n");
         assert_eq!(plain[0].short_name(), "not_null_orders_id");
+    }
+
+    #[test]
+    fn source_and_package_tests_are_named_as_dbt_names_them() {
+        // Expected names from dbt-core 1.10's `synthesize_generic_test_names`.
+        let doc: Yaml = serde_yaml::from_str(
+            "data_tests:\n  - not_null:\n      column_name: order_identifier\n",
+        )
+        .unwrap();
+        let file = SourceFile::new("models/sources.yml", "");
+        let long = TestTarget::Source("shop".into(), "raw_orders_from_the_legacy_system".into());
+        let t = &tests_of(&doc, &long, &file)[0];
+        assert_eq!(
+            t.node_name(),
+            "source_not_null_shop_raw_orders_from_the_legacy_system_order_identifier"
+        );
+        assert_eq!(
+            t.short_name(),
+            "source_not_null_shop_raw_order_ad00a9c401f23485fccb9de2a5291d2b"
+        );
+        let tests = parse(
+            "data_tests:\n  - dbt_utils.not_null_proportion:\n      column_name: id\n      at_least: 0.95\n",
+        );
+        assert_eq!(tests[0].test_name, "not_null_proportion");
+        assert_eq!(tests[0].namespace.as_deref(), Some("dbt_utils"));
+        assert_eq!(
+            tests[0].node_name(),
+            "dbt_utils_not_null_proportion_orders_0_95__id"
+        );
     }
 
     #[test]

@@ -99,14 +99,15 @@ const RUN_STATE_NAMES: &[&str] = &["execute", "model", "debug", "include", "impo
 
 /// Whether a template's Jinja (`{{ }}`, `{% %}` and `{# #}`, an unclosed one to the end) mentions
 /// any of `RUN_STATE_NAMES` as a whole word. The SQL around it cannot read them, so it is not
-/// scanned: most of a model is SQL. A closing delimiter inside a string literal (`{{ "}}" }}`)
-/// does not end an expression or a statement.
+/// scanned: most of a model is SQL. As in minijinja's lexer, a closing delimiter inside a
+/// string literal or an open bracket (`{{ "}}" ~ model.name }}`, `{{ {'a': {'b': 1}}['a'] }}`)
+/// does not end an expression, and the text of a `{% raw %}` block is not Jinja.
 pub fn reads_run_state(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut at = 0;
     while let Some(found) = text[at..].find('{') {
         let open = at + found;
-        let (close, strings) = match bytes.get(open + 1) {
+        let (close, code) = match bytes.get(open + 1) {
             Some(b'{') => (*b"}}", true),
             Some(b'%') => (*b"%}", true),
             Some(b'#') => (*b"#}", false),
@@ -116,27 +117,41 @@ pub fn reads_run_state(text: &str) -> bool {
             }
         };
         let start = open + 2;
-        let end = region_end(bytes, start, close, strings);
-        if mentions_run_state(&text[start..end]) {
+        let end = region_end(bytes, start, close, code);
+        let region = &text[start..end];
+        if mentions_run_state(region) {
             return true;
         }
         at = (end + 2).min(bytes.len());
+        if close == *b"%}"
+            && region.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace()) == "raw"
+        {
+            // Up to the `endraw` tag: what is between is text.
+            match text[at..].find("endraw") {
+                Some(k) => at += k + "endraw".len(),
+                None => return false,
+            }
+        }
     }
     false
 }
 
-/// Where the Jinja region starting at `start` closes (the end of the text if it does not),
-/// skipping string literals when `strings`.
-fn region_end(bytes: &[u8], start: usize, close: [u8; 2], strings: bool) -> usize {
+/// Where the Jinja region starting at `start` closes (the end of the text if it does not).
+/// In code (`code`: an expression or a statement, not a comment) string literals and open
+/// brackets are skipped.
+fn region_end(bytes: &[u8], start: usize, close: [u8; 2], code: bool) -> usize {
     let mut quote: Option<u8> = None;
+    let mut depth = 0usize;
     let mut j = start;
     while j < bytes.len() {
         let c = bytes[j];
         match quote {
             Some(_) if c == b'\\' => j += 1,
             Some(q) if c == q => quote = None,
-            None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
-            None if bytes[j..].starts_with(&close) => return j,
+            None if code && (c == b'"' || c == b'\'') => quote = Some(c),
+            None if code && matches!(c, b'(' | b'[' | b'{') => depth += 1,
+            None if code && depth > 0 && matches!(c, b')' | b']' | b'}') => depth -= 1,
+            None if depth == 0 && bytes[j..].starts_with(&close) => return j,
             _ => {}
         }
         j += 1;
@@ -690,6 +705,20 @@ mod tests {
         ));
         assert!(reads_run_state(
             r#"{{ "a" }} select {{ 'b\'}}' ~ execute }}"#
+        ));
+        // Nor does one that closes a bracket.
+        assert!(reads_run_state(
+            "{{ {'a': {'b': 1}}['a'] if execute else '' }}"
+        ));
+        assert!(reads_run_state(
+            "select {{ my_macro({'a': {'x': 1}}, model.name) }}"
+        ));
+        // A raw block's quotes are text.
+        assert!(reads_run_state(
+            "{% raw %}{{ it's {% endraw %}{{ 'a' ~ '}}' ~ model.name }}"
+        ));
+        assert!(!reads_run_state(
+            "{% raw %}{{ execute }}{% endraw %} select 1"
         ));
     }
 }
