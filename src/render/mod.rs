@@ -169,7 +169,7 @@ pub fn mentions_run_state(jinja: &str) -> bool {
 pub struct Renderer {
     env: Environment<'static>,
     /// Model and singular test templates by path, after `mutable::prepare`.
-    model_sources: &'static HashMap<String, String>,
+    model_sources: &'static HashMap<String, Arc<str>>,
     origins: HashMap<String, Origin>,
     /// Model, singular test and snapshot templates that do not `reads_run_state`: their
     /// parse-pass text may stand in for the compile pass's.
@@ -226,7 +226,7 @@ impl Renderer {
                     offset: def.body_offset,
                     shifts,
                 };
-                if let Err(e) = env.add_template_owned(template.clone(), body) {
+                if let Err(e) = env.add_template_owned(template.clone(), body.into_owned()) {
                     problems.push(jinja_problem(&e, &origin, &format!("macro `{}`", def.name)));
                     continue;
                 }
@@ -254,7 +254,7 @@ impl Renderer {
             }
             let template = def.template_name();
             let (body, shifts) = mutable::prepare(&def.body);
-            if let Err(e) = env.add_template_owned(template.clone(), body) {
+            if let Err(e) = env.add_template_owned(template.clone(), body.into_owned()) {
                 problems.push(Problem::new(
                     Code::Jinja,
                     format!("built-in test `{}`: {e}", def.name),
@@ -337,12 +337,17 @@ impl Renderer {
         }
         // Model templates are compiled lazily by the loader, which minijinja calls without
         // holding its lock: the parse pass then compiles them in parallel on first use.
-        let prepared: Vec<(String, String, Origin, bool)> = project
+        let prepared: Vec<(String, Arc<str>, Origin, bool)> = project
             .models
             .par_iter()
             .chain(project.singular_tests.par_iter())
             .map(|model| {
                 let (text, shifts) = mutable::prepare(&model.file.text);
+                // Unchanged text is the file's own, shared rather than copied.
+                let text: Arc<str> = match text {
+                    std::borrow::Cow::Borrowed(_) => model.file.text.clone(),
+                    std::borrow::Cow::Owned(t) => Arc::from(t),
+                };
                 let origin = Origin {
                     file: model.file.clone(),
                     offset: 0,
@@ -372,7 +377,7 @@ impl Renderer {
             if !reads_run_state(&snapshot.body) {
                 pass_independent.insert(template.clone());
             }
-            if let Err(e) = env.add_template_owned(template.clone(), text) {
+            if let Err(e) = env.add_template_owned(template.clone(), text.into_owned()) {
                 problems.push(jinja_problem(
                     &e,
                     &origin,
@@ -386,8 +391,8 @@ impl Renderer {
         // the environment: a compiled template is about ten times its text, and most models
         // are rendered once. That needs the text for as long as the environment (`'static`),
         // so it is leaked: it lives as long as the process does anyway.
-        let model_sources: &'static HashMap<String, String> = Box::leak(Box::new(sources));
-        env.set_loader(move |name| Ok(model_sources.get(name).cloned()));
+        let model_sources: &'static HashMap<String, Arc<str>> = Box::leak(Box::new(sources));
+        env.set_loader(move |name| Ok(model_sources.get(name).map(|t| t.to_string())));
         let renderer = Renderer {
             env,
             model_sources,

@@ -225,9 +225,9 @@ pub fn original_offset(shifts: &Shifts, offset: usize) -> usize {
 }
 
 /// Rewrite `{% set x = [ … ] %}` and `{% set x = { … } %}` into mutable constructors.
-pub fn prepare(source: &str) -> (String, Shifts) {
+pub fn prepare(source: &str) -> (std::borrow::Cow<'_, str>, Shifts) {
     if !source.contains("set ") {
-        return (source.to_string(), Vec::new());
+        return (std::borrow::Cow::Borrowed(source), Vec::new());
     }
     let mut out = String::with_capacity(source.len() + 32);
     let mut shifts = Vec::new();
@@ -277,8 +277,11 @@ pub fn prepare(source: &str) -> (String, Shifts) {
             pos = end + 2;
         }
     }
+    if shifts.is_empty() {
+        return (std::borrow::Cow::Borrowed(source), shifts);
+    }
     out.push_str(&source[pos..]);
-    (out, shifts)
+    (std::borrow::Cow::Owned(out), shifts)
 }
 
 /// The offset of the bracket closing the one at `open`, skipping strings.
