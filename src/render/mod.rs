@@ -392,7 +392,7 @@ impl Renderer {
         // are rendered once. That needs the text for as long as the environment (`'static`),
         // so it is leaked: it lives as long as the process does anyway.
         let model_sources: &'static HashMap<String, Arc<str>> = Box::leak(Box::new(sources));
-        env.set_loader(move |name| Ok(model_sources.get(name).map(|t| t.to_string())));
+        env.set_loader(move |name| Ok(model_sources.get(name).map(ToString::to_string)));
         let renderer = Renderer {
             env,
             model_sources,
