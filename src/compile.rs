@@ -329,7 +329,6 @@ fn test_nodes(
         {
             add(&to);
         }
-        let key = format!("{}\n{}\n{:?}", def.path, name, def.args);
         if !seen.insert(name.clone()) {
             problems.push(
                 Problem::new(
@@ -349,11 +348,7 @@ fn test_nodes(
             continue;
         }
         tests.push(Node {
-            unique_id: format!(
-                "test.{}.{name}.{}",
-                project.name,
-                crate::project::data_tests::short_hash(&key, 10)
-            ),
+            unique_id: format!("test.{}.{name}.{}", project.name, def.id_hash(&name)),
             resource_type: ResourceType::Test,
             name: name.clone(),
             path: def.path.clone(),

@@ -672,7 +672,7 @@ fn project_config_tree_sets_test_config() {
     let manifest = std::fs::read_to_string(p.path().join("target/manifest.json")).unwrap();
     assert!(
         manifest
-            .contains(r#""test_metadata":{"kwargs":{"column_name":"order_id"},"name":"unique""#),
+            .contains(r#""test_metadata":{"kwargs":{"column_name":"order_id","model":"{{ get_where_subquery(ref('orders')) }}"},"name":"unique""#),
         "{manifest}"
     );
 }

@@ -41,6 +41,31 @@ fn example_project_builds_end_to_end() {
     let p = example();
     let out = p.xform(&["build"]);
     assert_ok(&p, &out);
+    // The data tests' unique ids are dbt's (dbt-core 1.10 `dbt parse` on the same project).
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("target/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let mut tests: Vec<&str> = manifest["nodes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("test."))
+        .collect();
+    tests.sort_unstable();
+    assert_eq!(
+        tests,
+        [
+            "test.shop.accepted_values_orders_status__placed__shipped__completed__returned.69dce9e5d5",
+            "test.shop.assert_no_negative_amounts",
+            "test.shop.not_null_customers_customer_id.5c9bf9911d",
+            "test.shop.not_null_orders_order_id.cf6c17daed",
+            "test.shop.relationships_orders_customer_id__customer_id__ref_customers_.c6ec7f58f2",
+            "test.shop.unique_customers_customer_id.c5af1ff4b1",
+            "test.shop.unique_orders_order_id.fed79b3a6e",
+        ]
+    );
     let conn = open(&p.db_path("shop"));
     assert_eq!(
         relations(&conn),

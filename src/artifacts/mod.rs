@@ -228,15 +228,7 @@ struct RefEntry<'a> {
 /// `compiled_path`.
 fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&str>) -> String {
     let test_metadata = node.test.as_ref().map(|test| {
-        let mut kwargs: serde_json::Map<String, Json> = test
-            .args
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(c) = &test.column {
-            kwargs.insert("column_name".to_string(), json!(c));
-        }
-        json!({"name": test.test_name, "kwargs": kwargs, "namespace": test.namespace})
+        json!({"name": test.test_name, "kwargs": test.kwargs(), "namespace": test.namespace})
     });
     let entry = NodeEntry {
         alias: &node.relation.identifier,

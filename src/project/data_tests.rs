@@ -213,17 +213,6 @@ fn list_item(text: &str, name: &str) -> Option<usize> {
     None
 }
 
-/// A short deterministic hash (FNV-1a, 64 bits) as hex.
-pub fn short_hash(text: &str, digits: usize) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let hex = format!("{h:016x}");
-    hex[..digits.min(16)].to_string()
-}
-
 impl GenericTestDef {
     /// The first part of the test's name, as dbt makes it: the test, `source_` before it for a
     /// source's test, the package and `_` before that for `package.test`.
@@ -293,6 +282,108 @@ impl GenericTestDef {
         let prefix: String = identifier.chars().take(30).collect();
         format!("{prefix}_{}", md5_hex(&full))
     }
+}
+
+impl GenericTestDef {
+    /// The `model` argument dbt hands the test: the target wrapped in `get_where_subquery`.
+    pub fn model_arg(&self) -> String {
+        let target = match &self.target {
+            TestTarget::Ref(name) => format!("ref('{name}')"),
+            TestTarget::Source(s, t) => format!("source('{s}', '{t}')"),
+        };
+        format!("{{{{ get_where_subquery({target}) }}}}")
+    }
+
+    /// dbt's `test_metadata.kwargs`: the arguments, `column_name` and `model`.
+    pub fn kwargs(&self) -> serde_json::Map<String, Json> {
+        let mut kwargs: serde_json::Map<String, Json> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(c) = &self.column {
+            kwargs.insert("column_name".to_string(), Json::String(c.clone()));
+        }
+        kwargs.insert("model".to_string(), Json::String(self.model_arg()));
+        kwargs
+    }
+
+    /// The last part of the test's unique id, as dbt computes it: the last 10 hex digits of
+    /// the md5 of its name followed by the Python `repr` of its metadata (keys sorted, every
+    /// scalar turned into a string first).
+    pub fn id_hash(&self, name: &str) -> String {
+        let metadata = serde_json::json!({
+            "kwargs": self.kwargs(),
+            "name": self.test_name,
+            "namespace": self.namespace,
+        });
+        let mut text = name.to_string();
+        python_repr(&metadata, &mut text);
+        let hex = md5_hex(&text);
+        hex[hex.len() - 10..].to_string()
+    }
+}
+
+/// Python's `repr` of what dbt hashes: dicts with sorted keys, lists, and every other value as
+/// the `repr` of its `str` (`None`, `True`, `1`, `0.5`).
+fn python_repr(value: &Json, out: &mut String) {
+    match value {
+        Json::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_str_repr(k, out);
+                out.push_str(": ");
+                python_repr(&map[k], out);
+            }
+            out.push('}');
+        }
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_repr(item, out);
+            }
+            out.push(']');
+        }
+        Json::String(s) => python_str_repr(s, out),
+        other => python_str_repr(&flat(other), out),
+    }
+}
+
+/// Python's `repr` of a string: single quotes unless the text holds a single quote and no
+/// double quote; backslashes, the quote and control characters escaped.
+fn python_str_repr(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
 }
 
 fn md5_hex(text: &str) -> String {
@@ -407,6 +498,26 @@ mod tests {
             tests[0].node_name(),
             "dbt_utils_not_null_proportion_orders_0_95__id"
         );
+    }
+
+    #[test]
+    fn unique_ids_hash_as_dbt_hashes() {
+        // dbt-core 1.10 gave this test the id `test.longt.<name>.0bbc693f68`.
+        let doc: Yaml = serde_yaml::from_str(
+            "data_tests:\n  - accepted_values:\n      values: ['placed', 'shipped', 'completed', 'returned']\n",
+        )
+        .unwrap();
+        let file = SourceFile::new("models/s.yml", "");
+        let target = TestTarget::Ref("orders_with_a_long_name".into());
+        let mut t = tests_of(&doc, &target, &file).remove(0);
+        t.column = Some("status_of_the_order_column".into());
+        assert_eq!(t.id_hash(&t.node_name()), "0bbc693f68");
+        let mut repr = String::new();
+        python_repr(
+            &serde_json::json!({"b": [1, true, null], "a": "it's"}),
+            &mut repr,
+        );
+        assert_eq!(repr, r#"{'a': "it's", 'b': ['1', 'True', 'None']}"#);
     }
 
     #[test]
