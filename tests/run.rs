@@ -584,6 +584,16 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
         "{{ config(materialized='table') }}\nselect sum(amount) as total from {{ ref('stg') }}\n",
     );
     assert_ok(&p, &p.xform(&["build", "--target", "prod"]));
+    // Run xform and check what it says it defers.
+    let defers = |args: &[&str], expected: &str| {
+        let out = p.xform(args);
+        assert_ok(&p, &out);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expected),
+            "{}",
+            transcript(p.path(), &out)
+        );
+    };
     let state = p.path().join("prod_state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::copy(
@@ -593,20 +603,16 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     .unwrap();
     // `compile --defer` before dev has a database: every unselected parent is read from the
     // state's relations (as dbt's compile does), and no database file is created.
-    let out = p.xform(&[
-        "compile",
-        "-s",
-        "totals",
-        "--defer",
-        "--state",
-        "prod_state",
-    ]);
-    assert_ok(&p, &out);
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Deferring 2 unselected nodes to prod_state: stg, raw"),
-        "{}",
-        transcript(p.path(), &out)
+    defers(
+        &[
+            "compile",
+            "-s",
+            "totals",
+            "--defer",
+            "--state",
+            "prod_state",
+        ],
+        "Deferring 2 unselected nodes to prod_state: stg, raw",
     );
     let compiled =
         std::fs::read_to_string(p.path().join("target/compiled/shop/models/totals.sql")).unwrap();
@@ -616,13 +622,9 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     let out = p.xform(&["run", "-s", "totals"]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(p.path(), &out));
     // With it, `stg` and `raw` are read from prod, and only `totals` is built in dev.
-    let out = p.xform(&["run", "-s", "totals", "--defer", "--state", "prod_state"]);
-    assert_ok(&p, &out);
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Deferring 2 unselected nodes to prod_state: stg, raw"),
-        "{}",
-        transcript(p.path(), &out)
+    defers(
+        &["run", "-s", "totals", "--defer", "--state", "prod_state"],
+        "Deferring 2 unselected nodes to prod_state: stg, raw",
     );
     let compiled =
         std::fs::read_to_string(p.path().join("target/compiled/shop/models/totals.sql")).unwrap();
@@ -637,27 +639,21 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     }
     // A parent the target has is read from the target unless --favor-state is given.
     assert_ok(&p, &p.xform(&["seed"]));
-    let out = p.xform(&["run", "-s", "totals", "--defer", "--state", "prod_state"]);
-    assert_ok(&p, &out);
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Deferring 1 unselected node to prod_state: stg\n")
+    defers(
+        &["run", "-s", "totals", "--defer", "--state", "prod_state"],
+        "Deferring 1 unselected node to prod_state: stg\n",
     );
     // compile asks dev's database (read-only) what it has.
-    let out = p.xform(&[
-        "compile",
-        "-s",
-        "totals",
-        "--defer",
-        "--state",
-        "prod_state",
-    ]);
-    assert_ok(&p, &out);
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Deferring 1 unselected node to prod_state: stg\n"),
-        "{}",
-        transcript(p.path(), &out)
+    defers(
+        &[
+            "compile",
+            "-s",
+            "totals",
+            "--defer",
+            "--state",
+            "prod_state",
+        ],
+        "Deferring 1 unselected node to prod_state: stg\n",
     );
     let out = p.xform(&[
         "run",
@@ -670,19 +666,17 @@ fn defer_reads_unselected_parents_from_the_state_relations() {
     ]);
     assert_ok(&p, &out);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Deferring"));
-    let out = p.xform(&[
-        "run",
-        "-s",
-        "totals",
-        "--defer",
-        "--favor-state",
-        "--state",
-        "prod_state",
-    ]);
-    assert_ok(&p, &out);
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Deferring 2 unselected nodes to prod_state: stg, raw")
+    defers(
+        &[
+            "run",
+            "-s",
+            "totals",
+            "--defer",
+            "--favor-state",
+            "--state",
+            "prod_state",
+        ],
+        "Deferring 2 unselected nodes to prod_state: stg, raw",
     );
     // --defer needs --state.
     let out = p.xform(&["run", "--defer"]);
