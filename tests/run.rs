@@ -66,6 +66,17 @@ fn example_project_builds_end_to_end() {
             "test.shop.unique_orders_order_id.fed79b3a6e",
         ]
     );
+    // Configs carry dbt's defaults (dbt-core 1.10's manifest for the same model, verbatim).
+    let dbt: serde_json::Value = serde_json::from_str(
+        r#"{"enabled": true, "alias": null, "schema": null, "database": null, "tags": [], "meta": {}, "group": null, "materialized": "view", "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null, "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {}, "column_types": {}, "full_refresh": null, "unique_key": null, "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {}, "packages": [], "docs": {"show": true, "node_color": null}, "contract": {"enforced": false, "alias_types": true}, "event_time": null, "concurrent_batches": null, "access": "protected", "freshness": null}"#,
+    )
+    .unwrap();
+    assert_eq!(manifest["nodes"]["model.shop.stg_orders"]["config"], dbt);
+    assert_eq!(
+        manifest["nodes"]["test.shop.accepted_values_orders_status__placed__shipped__completed__returned.69dce9e5d5"]
+            ["config"]["alias"],
+        "accepted_values_orders_8b08a2e3c7880954e0d6e0b54536f6b3"
+    );
     let conn = open(&p.db_path("shop"));
     assert_eq!(
         relations(&conn),

@@ -134,6 +134,57 @@ pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
     problems
 }
 
+/// A node's config as dbt's manifest shows it: every key dbt-core 1.10 writes for the node's
+/// kind, with its default, under what the project set. Sources and unit tests show what was
+/// set only. `state:modified.configs` compares these.
+pub fn manifest_config(node: &Node) -> Json {
+    let mut config = match node.resource_type {
+        ResourceType::Test => json!({
+            "enabled": true, "alias": null, "schema": "dbt_test__audit", "database": null,
+            "tags": [], "meta": {}, "group": null, "materialized": "test", "severity": "ERROR",
+            "store_failures": null, "store_failures_as": null, "where": null, "limit": null,
+            "fail_calc": "count(*)", "warn_if": "!= 0", "error_if": "!= 0",
+        }),
+        ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot => {
+            let mut c = json!({
+                "enabled": true, "alias": null, "schema": null, "database": null, "tags": [],
+                "meta": {}, "group": null, "materialized": node.materialized(),
+                "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
+                "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {},
+                "column_types": {}, "full_refresh": null, "unique_key": null,
+                "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {},
+                "packages": [], "docs": {"show": true, "node_color": null},
+                "contract": {"enforced": false, "alias_types": true}, "event_time": null,
+                "concurrent_batches": null,
+            });
+            match node.resource_type {
+                ResourceType::Model => {
+                    c["access"] = json!("protected");
+                    c["freshness"] = Json::Null;
+                }
+                ResourceType::Seed => {
+                    c["delimiter"] = json!(",");
+                    c["quote_columns"] = Json::Null;
+                }
+                _ => {}
+            }
+            c
+        }
+        ResourceType::Source | ResourceType::UnitTest => return node.config.to_json(),
+    };
+    // A shortened test name is the test's alias unless the project gives one.
+    if let Some(test) = &node.test {
+        let short = test.short_name();
+        if short != node.name {
+            config["alias"] = json!(short);
+        }
+    }
+    if let (Json::Object(out), Json::Object(set)) = (&mut config, node.config.to_json()) {
+        out.extend(set);
+    }
+    config
+}
+
 fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
     node.columns
         .iter()
@@ -242,7 +293,7 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         compiled_code: compiled,
         compiled_path: compiled
             .map(|_| format!("{target_path}/compiled/{project}/{}", node.compiled_file())),
-        config: node.config.to_json(),
+        config: manifest_config(node),
         database: node.relation.database.as_deref(),
         depends_on: DependsOn {
             macros: [],

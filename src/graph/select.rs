@@ -112,7 +112,8 @@ impl PreviousState {
             }
         });
         let configs_changed = previous.is_some_and(|(_, old, _)| {
-            node.resource_type != ResourceType::Source && *old != node.config.to_json()
+            node.resource_type != ResourceType::Source
+                && *old != crate::artifacts::manifest_config(node)
         });
         match value {
             "new" => previous.is_none(),
