@@ -320,7 +320,7 @@ fn test_nodes(
             }),
             TestTarget::Source(s, t) => node_sources.push((s.clone(), t.clone())),
         };
-        add(&def.target);
+        // dbt lists what `to` points at before the tested model.
         if let Some(to) = def
             .args
             .get("to")
@@ -329,6 +329,7 @@ fn test_nodes(
         {
             add(&to);
         }
+        add(&def.target);
         if !seen.insert(name.clone()) {
             problems.push(
                 Problem::new(

@@ -72,6 +72,28 @@ fn example_project_builds_end_to_end() {
     )
     .unwrap();
     assert_eq!(manifest["nodes"]["model.shop.stg_orders"]["config"], dbt);
+    // Checksums of the stripped text, sources before refs, a generic test's path and code:
+    // all as dbt-core 1.10 wrote them for this project.
+    let nodes = &manifest["nodes"];
+    assert_eq!(
+        nodes["model.shop.customers"]["checksum"]["checksum"],
+        "6217a596229e23775af2103c509741e56070287e9630f6fe7da4df41ba386228"
+    );
+    assert_eq!(
+        nodes["seed.shop.raw_orders"]["checksum"]["checksum"],
+        "48294d2f0bb8ef1ed28b2bbbaa76130d723a42a50a7f0e9c1ac19d668cbde4cb"
+    );
+    assert_eq!(
+        nodes["model.shop.stg_customers"]["depends_on"]["nodes"],
+        serde_json::json!(["source.shop.raw.raw_customers", "seed.shop.raw_customers"])
+    );
+    let not_null = &nodes["test.shop.not_null_orders_order_id.cf6c17daed"];
+    assert_eq!(not_null["path"], "not_null_orders_order_id.sql");
+    assert_eq!(
+        not_null["raw_code"],
+        "{{ test_not_null(**_dbt_generic_test_kwargs) }}"
+    );
+    assert_eq!(not_null["relation_name"], serde_json::Value::Null);
     assert_eq!(
         manifest["nodes"]["test.shop.accepted_values_orders_status__placed__shipped__completed__returned.69dce9e5d5"]
             ["config"]["alias"],

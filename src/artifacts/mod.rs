@@ -134,6 +134,24 @@ pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
     problems
 }
 
+/// Whether a node has a relation to name in the manifest: not an ephemeral model, and a test
+/// only when it stores its failures.
+fn stores_relation(node: &Node) -> bool {
+    match node.resource_type {
+        ResourceType::Test => {
+            let kind = node.config.str("store_failures_as");
+            match kind {
+                Some(k) => k == "table" || k == "view",
+                None => node
+                    .config
+                    .get("store_failures")
+                    .is_some_and(|v| v == &json!(true)),
+            }
+        }
+        _ => !node.is_ephemeral(),
+    }
+}
+
 /// A node's config as dbt's manifest shows it: every key dbt-core 1.10 writes for the node's
 /// kind, with its default, under what the project set. Sources and unit tests show what was
 /// set only. `state:modified.configs` compares these.
@@ -281,6 +299,25 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
     let test_metadata = node.test.as_ref().map(|test| {
         json!({"name": test.test_name, "kwargs": test.kwargs(), "namespace": test.namespace})
     });
+    let path = match &node.test {
+        Some(test) => format!("{}.sql", test.short_name()),
+        None => node.relative.clone(),
+    };
+    // A generic test's code, as dbt records it: the call of its macro, and the alias it gets
+    // when its name is shortened.
+    let test_code = node.test.as_ref().map(|test| {
+        let call = match &test.namespace {
+            Some(ns) => format!("{ns}.test_{}", test.test_name),
+            None => format!("test_{}", test.test_name),
+        };
+        let short = test.short_name();
+        let call = format!("{{{{ {call}(**_dbt_generic_test_kwargs) }}}}");
+        if short == node.name {
+            call
+        } else {
+            format!("{call}{{{{ config(alias=\"{short}\") }}}}")
+        }
+    });
     let entry = NodeEntry {
         alias: &node.relation.identifier,
         checksum: match node.checksum() {
@@ -307,8 +344,9 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         original_file_path: &node.path,
         package_name: project,
         patch_path: node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
-        path: &node.relative,
-        raw_code: node.file.as_ref().map_or("", |f| &f.text),
+        // A generic test's path is its compiled file's name, as dbt records it.
+        path: &path,
+        raw_code: test_code.as_deref().unwrap_or_else(|| node.raw_code()),
         refs: node
             .refs
             .iter()
@@ -318,7 +356,7 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
                 version: None,
             })
             .collect(),
-        relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
+        relation_name: stores_relation(node).then(|| node.relation.to_string()),
         resource_type: node.resource_type.as_str(),
         root_path: node
             .seed_path

@@ -142,7 +142,7 @@ fn node_data(
         "description": node.description,
         "tags": node.config.tags(),
         "columns": columns(node, catalog, target),
-        "raw_code": node.file.as_ref().map_or("", |f| &*f.text),
+        "raw_code": node.raw_code(),
         "compiled_code": compiled,
         "parents": ids(graph.parents(i)),
         "children": ids(graph.children(i)),

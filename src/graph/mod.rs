@@ -119,9 +119,15 @@ impl Node {
         }
         match (&self.seed_path, &self.file) {
             (Some(path), _) => crate::project::file_sha256(path),
-            (None, Some(file)) => Some(crate::project::sha256(file.text.as_bytes())),
+            (None, Some(_)) => Some(crate::project::sha256(self.raw_code().as_bytes())),
             (None, None) => None,
         }
+    }
+
+    /// The node's code as dbt records it (`raw_code`, and what its checksum covers): the
+    /// file's text without leading and trailing whitespace.
+    pub fn raw_code(&self) -> &str {
+        self.file.as_ref().map_or("", |f| f.text.trim())
     }
 
     pub fn is_ephemeral(&self) -> bool {
@@ -206,10 +212,12 @@ impl Graph {
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
             let text = node.file.as_ref().map_or("", |f| &f.text);
+            // dbt lists a node's sources before its refs in `depends_on`.
+            let mut ref_deps = Vec::new();
             for r in &node.refs {
                 let known_package = r.package.as_deref().is_none_or(|p| p == project);
                 match by_name.get(r.name.as_str()).filter(|_| known_package) {
-                    Some(&d) => deps[i].push(d),
+                    Some(&d) => ref_deps.push(d),
                     None if unparsed.contains(&r.name) => {}
                     None => {
                         let mut p = Problem::new(
@@ -265,6 +273,7 @@ impl Graph {
                     problems.push(p);
                 }
             }
+            deps[i].extend(ref_deps);
         }
         let mut dag = DiGraph::with_capacity(nodes.len(), deps.iter().map(Vec::len).sum());
         let idx: Vec<NodeIndex> = (0..nodes.len()).map(|i| dag.add_node(i)).collect();

@@ -97,7 +97,7 @@ impl PreviousState {
     }
 
     fn state_matches(&self, node: &Node, value: &str) -> bool {
-        let code = node.file.as_ref().map_or("", |f| &f.text);
+        let code = node.raw_code();
         let previous = self.nodes.get(&node.unique_id);
         // A seed has no code: its file's checksum tells whether its rows changed; a unit
         // test's is that of its YAML entry.

@@ -965,7 +965,9 @@ struct KnownNames {
 
 /// The sha256 of a file (a seed's), `None` when it cannot be read (loading it reports that).
 pub fn file_sha256(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|bytes| sha256(&bytes))
+    // Of the text without leading and trailing whitespace, as dbt hashes a seed.
+    let bytes = std::fs::read(path).ok()?;
+    Some(sha256(String::from_utf8_lossy(&bytes).trim().as_bytes()))
 }
 
 /// Lower-case hex sha256 of some bytes.
