@@ -156,51 +156,107 @@ fn stores_relation(node: &Node) -> bool {
 /// kind, with its default, under what the project set. Sources and unit tests show what was
 /// set only. `state:modified.configs` compares these.
 pub fn manifest_config(node: &Node) -> Json {
-    let mut config = match node.resource_type {
-        ResourceType::Test => json!({
-            "enabled": true, "alias": null, "schema": "dbt_test__audit", "database": null,
-            "tags": [], "meta": {}, "group": null, "materialized": "test", "severity": "ERROR",
-            "store_failures": null, "store_failures_as": null, "where": null, "limit": null,
-            "fail_calc": "count(*)", "warn_if": "!= 0", "error_if": "!= 0",
-        }),
-        ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot => {
-            let mut c = json!({
-                "enabled": true, "alias": null, "schema": null, "database": null, "tags": [],
-                "meta": {}, "group": null, "materialized": node.materialized(),
-                "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
-                "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {},
-                "column_types": {}, "full_refresh": null, "unique_key": null,
-                "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {},
-                "packages": [], "docs": {"show": true, "node_color": null},
-                "contract": {"enforced": false, "alias_types": true}, "event_time": null,
-                "concurrent_batches": null,
-            });
-            match node.resource_type {
-                ResourceType::Model => {
-                    c["access"] = json!("protected");
-                    c["freshness"] = Json::Null;
-                }
-                ResourceType::Seed => {
-                    c["delimiter"] = json!(",");
-                    c["quote_columns"] = Json::Null;
-                }
-                _ => {}
+    serde_json::to_value(ManifestConfig::of(node)).unwrap_or_default()
+}
+
+/// dbt's default configs by node kind (keys sorted, as serde_json's maps are).
+struct ConfigDefaults {
+    model: serde_json::Map<String, Json>,
+    seed: serde_json::Map<String, Json>,
+    snapshot: serde_json::Map<String, Json>,
+    test: serde_json::Map<String, Json>,
+}
+
+fn config_defaults() -> &'static ConfigDefaults {
+    static DEFAULTS: std::sync::OnceLock<ConfigDefaults> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        let node = json!({
+            "enabled": true, "alias": null, "schema": null, "database": null, "tags": [],
+            "meta": {}, "group": null, "incremental_strategy": null, "batch_size": null,
+            "lookback": 1, "begin": null, "persist_docs": {}, "post-hook": [], "pre-hook": [],
+            "quoting": {}, "column_types": {}, "full_refresh": null, "unique_key": null,
+            "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {},
+            "packages": [], "docs": {"show": true, "node_color": null},
+            "contract": {"enforced": false, "alias_types": true}, "event_time": null,
+            "concurrent_batches": null,
+        });
+        let with = |extra: Json| -> serde_json::Map<String, Json> {
+            let mut map = node.as_object().cloned().unwrap_or_default();
+            map.extend(extra.as_object().cloned().unwrap_or_default());
+            map
+        };
+        ConfigDefaults {
+            model: with(json!({"materialized": "view", "access": "protected", "freshness": null})),
+            seed: with(json!({"materialized": "seed", "delimiter": ",", "quote_columns": null})),
+            snapshot: with(json!({"materialized": "snapshot"})),
+            test: json!({
+                "enabled": true, "alias": null, "schema": "dbt_test__audit", "database": null,
+                "tags": [], "meta": {}, "group": null, "materialized": "test",
+                "severity": "ERROR", "store_failures": null, "store_failures_as": null,
+                "where": null, "limit": null, "fail_calc": "count(*)", "warn_if": "!= 0",
+                "error_if": "!= 0",
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        }
+    })
+}
+
+/// A node's manifest config, serialized straight from the defaults and the node's own
+/// config (what the project set wins) without building a map per node.
+struct ManifestConfig<'a> {
+    defaults: Option<&'static serde_json::Map<String, Json>>,
+    set: &'a BTreeMap<String, Json>,
+    /// A shortened test name: the test's alias unless the project gives one.
+    alias: Option<String>,
+}
+
+impl<'a> ManifestConfig<'a> {
+    fn of(node: &'a Node) -> Self {
+        let d = config_defaults();
+        let defaults = match node.resource_type {
+            ResourceType::Model => Some(&d.model),
+            ResourceType::Seed => Some(&d.seed),
+            ResourceType::Snapshot => Some(&d.snapshot),
+            ResourceType::Test => Some(&d.test),
+            ResourceType::Source | ResourceType::UnitTest => None,
+        };
+        let alias = node.test.as_ref().and_then(|test| {
+            let short = test.short_name();
+            (short != node.name).then_some(short)
+        });
+        ManifestConfig {
+            defaults,
+            set: &node.config.0,
+            alias,
+        }
+    }
+}
+
+impl serde::Serialize for ManifestConfig<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let alias = self.alias.as_ref().map(|a| Json::String(a.clone()));
+        let mut keys: Vec<&str> = self.set.keys().map(String::as_str).collect();
+        if let Some(d) = self.defaults {
+            keys.extend(d.keys().map(String::as_str));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut map = s.serialize_map(Some(keys.len()))?;
+        for k in keys {
+            let value = self
+                .set
+                .get(k)
+                .or_else(|| (k == "alias").then_some(alias.as_ref()).flatten())
+                .or_else(|| self.defaults.and_then(|d| d.get(k)));
+            if let Some(v) = value {
+                map.serialize_entry(k, v)?;
             }
-            c
         }
-        ResourceType::Source | ResourceType::UnitTest => return node.config.to_json(),
-    };
-    // A shortened test name is the test's alias unless the project gives one.
-    if let Some(test) = &node.test {
-        let short = test.short_name();
-        if short != node.name {
-            config["alias"] = json!(short);
-        }
+        map.end()
     }
-    if let (Json::Object(out), Json::Object(set)) = (&mut config, node.config.to_json()) {
-        out.extend(set);
-    }
-    config
 }
 
 fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
@@ -254,7 +310,7 @@ struct NodeEntry<'a> {
     compiled_code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     compiled_path: Option<String>,
-    config: Json,
+    config: ManifestConfig<'a>,
     database: Option<&'a str>,
     depends_on: DependsOn<'a>,
     description: &'a str,
@@ -330,7 +386,7 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         compiled_code: compiled,
         compiled_path: compiled
             .map(|_| format!("{target_path}/compiled/{project}/{}", node.compiled_file())),
-        config: manifest_config(node),
+        config: ManifestConfig::of(node),
         database: node.relation.database.as_deref(),
         depends_on: DependsOn {
             macros: [],
