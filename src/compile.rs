@@ -356,7 +356,7 @@ fn test_nodes(
             relative: def.path.clone(),
             fqn,
             file: None,
-            relation: audit_relation(target, &config, &def.short_name()),
+            relation: audit_relation(target, &config, def.short_name()),
             config,
             description: String::new(),
             columns: Vec::new(),

@@ -209,7 +209,7 @@ struct ManifestConfig<'a> {
     defaults: Option<&'static serde_json::Map<String, Json>>,
     set: &'a BTreeMap<String, Json>,
     /// A shortened test name: the test's alias unless the project gives one.
-    alias: Option<String>,
+    alias: Option<&'a str>,
 }
 
 impl<'a> ManifestConfig<'a> {
@@ -237,7 +237,7 @@ impl<'a> ManifestConfig<'a> {
 impl serde::Serialize for ManifestConfig<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let alias = self.alias.as_ref().map(|a| Json::String(a.clone()));
+        let alias = self.alias.map(|a| Json::String(a.to_string()));
         let mut keys: Vec<&str> = self.set.keys().map(String::as_str).collect();
         if let Some(d) = self.defaults {
             keys.extend(d.keys().map(String::as_str));

@@ -69,6 +69,9 @@ pub struct GenericTestDef {
     /// The YAML file and where the test's name is in it, for diagnostics.
     pub file: SourceFile,
     pub offset: usize,
+    /// `short_name`, worked out once (files, aliases and the manifest all ask): the fields
+    /// above must not change once it has been asked.
+    short: std::sync::OnceLock<String>,
 }
 
 /// Keys that configure a test rather than pass it an argument.
@@ -181,6 +184,7 @@ fn one_test(
         .or(column)
         .map(String::from);
     Some(GenericTestDef {
+        short: std::sync::OnceLock::new(),
         test_name,
         namespace,
         target: target.clone(),
@@ -270,17 +274,19 @@ impl GenericTestDef {
     /// config as it is; otherwise the full name, or when that is 64 characters or more (too long
     /// for some warehouses' identifiers) the first 30 characters of `<test>_<target>`, `_`, and
     /// the md5 of the full name.
-    pub fn short_name(&self) -> String {
-        if let Some(name) = self.config.str("name") {
-            return name.to_string();
-        }
-        let full = self.node_name();
-        if full.chars().count() < 64 {
-            return full;
-        }
-        let identifier = format!("{}_{}", self.test_type(), self.target_name());
-        let prefix: String = identifier.chars().take(30).collect();
-        format!("{prefix}_{}", md5_hex(&full))
+    pub fn short_name(&self) -> &str {
+        self.short.get_or_init(|| {
+            if let Some(name) = self.config.str("name") {
+                return name.to_string();
+            }
+            let full = self.node_name();
+            if full.chars().count() < 64 {
+                return full;
+            }
+            let identifier = format!("{}_{}", self.test_type(), self.target_name());
+            let prefix: String = identifier.chars().take(30).collect();
+            format!("{prefix}_{}", md5_hex(&full))
+        })
     }
 }
 
