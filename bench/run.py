@@ -8,6 +8,12 @@ with the xform binary, each repeated --runs times (median reported), with the pe
 
   compile     cold `xform compile` into a target folder that never existed (`--target-path`
               cold-K, a new K each run), so nothing is cached and no file is overwritten
+  compile floor
+              examples/compile_floor (built beside the xform binary by `cargo build --release
+              --bins --examples`): the work no compile can skip, done alone: read the project's files,
+              parse each model's SQL with sqlparser and write every compiled file and the
+              manifest (from a first compile, cold-0) on all cores; its runs alternate with the
+              cold compiles and compile/floor is the median of each pair's ratio
   warm        `xform compile` again with the target/ of the previous compile in place
   ls          `xform ls`
   select-one  `xform compile -s <a model of the last layer>` into a new target folder
@@ -277,6 +283,16 @@ def dbt_measure(project, work, runs):
 # --------------------------------------------------------------------------- main
 
 
+def compile_floor_once(floor_bin, project, reference, work):
+    """One run of the compile floor (examples/compile_floor.rs): its own timing of reading the
+    project, parsing every model's SQL and writing every compiled file, in seconds."""
+    r = subprocess.run([floor_bin, project, reference, os.path.join(work, "compile-floor"), "1"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Failed(f"the compile floor failed:\n{r.stderr[-2000:]}")
+    return float(r.stdout.split()[-1])
+
+
 def fmt(v, digits=2):
     if v is None:
         return "n/a"
@@ -312,8 +328,9 @@ def bench_size(n, args, xform, use_hyperfine, backend, works):
 
     fresh = [0]
 
-    def fresh_step(key, cmd):
-        """Like step, with a target folder of its own for each run (own loop, not hyperfine)."""
+    def fresh_step(key, cmd, after=None):
+        """Like step, with a target folder of its own for each run (own loop, not hyperfine);
+        `after()` runs after each run (the compile floor, so that the two alternate)."""
         times, rss, cpus = [], [], []
         try:
             for _ in range(runs):
@@ -322,6 +339,8 @@ def bench_size(n, args, xform, use_hyperfine, backend, works):
                 times.append(t)
                 rss += [m] if m is not None else []
                 cpus += [c] if c is not None else []
+                if after:
+                    after()
         except Failed as e:
             print(f"  N={n} {key}: FAILED\n{e}", file=sys.stderr)
             row[key + "_s"] = "FAIL"
@@ -331,7 +350,28 @@ def bench_size(n, args, xform, use_hyperfine, backend, works):
         row[key + "_cpu_s"] = statistics.median(cpus) if cpus else None
 
     print(f"N={n}: generated in {row['generate_s']:.2f} s ({project})", file=sys.stderr)
-    fresh_step("compile", [xform, "compile"] + pd)
+    # A first compile: the reference output for the compile floor, and a warm-up.
+    run_once([xform, "compile", "--target-path", "cold-0"] + pd, project, work)
+    floors = []
+    floor_bin = args.compile_floor if os.access(args.compile_floor, os.X_OK) else None
+    if floor_bin is None:
+        print(f"  compile floor: n/a (no {args.compile_floor}; `cargo build --release --bins --examples`)",
+              file=sys.stderr)
+
+    def compile_floor():
+        nonlocal floor_bin
+        if floor_bin:
+            try:
+                floors.append(compile_floor_once(floor_bin, project, os.path.join(project, "cold-0"), work))
+            except Failed as e:
+                print(f"  N={n} compile floor: FAILED\n{e}", file=sys.stderr)
+                floor_bin = None
+                floors.clear()
+
+    fresh_step("compile", [xform, "compile"] + pd, compile_floor)
+    if floors and isinstance(row.get("compile_s"), float):
+        row["compile_floor_s"], row["compile_floor_times"] = statistics.median(floors), floors
+        row["compile_floor_pairs"] = [c / f for c, f in zip(row["compile_times"], floors)]
     # The everyday case: target/ left by the previous compile of the same project.
     run_once([xform, "compile"] + pd, project, work)
     step("compile_warm", [xform, "compile"] + pd)
@@ -391,6 +431,12 @@ def bench_size(n, args, xform, use_hyperfine, backend, works):
     return row
 
 
+def compile_ratio(r):
+    """Median of the cold compile / compile floor ratios of runs taken back to back."""
+    pairs = r.get("compile_floor_pairs")
+    return statistics.median(pairs) if pairs else None
+
+
 def build_ratio(r):
     """Median of the build/floor ratios of runs taken back to back, else the ratio of medians."""
     pairs = r.get("build_floor_pairs")
@@ -406,7 +452,7 @@ def ratio(a, b):
 
 
 def table(rows, with_dbt):
-    head = ["N", "compile s", "compile CPU s", "compile MB", "warm s", "warm MB", "ls s", "select-one s", "build s", "floor s", "build/floor"]
+    head = ["N", "compile s", "compile CPU s", "compile floor s", "compile/floor", "compile MB", "warm s", "warm MB", "ls s", "select-one s", "build s", "floor s", "build/floor"]
     if with_dbt:
         head += ["dbt parse s", "dbt compile s", "dbt/xform compile"]
     lines = []
@@ -415,6 +461,8 @@ def table(rows, with_dbt):
             str(r["n"]),
             fmt(r.get("compile_s"), 3),
             fmt(r.get("compile_cpu_s"), 2),
+            fmt(r.get("compile_floor_s"), 3),
+            fmt(compile_ratio(r), 2),
             fmt(r.get("compile_mb"), 1),
             fmt(r.get("compile_warm_s"), 3),
             fmt(r.get("compile_warm_mb"), 1),
@@ -445,6 +493,8 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--xform", default=default_xform(),
                     help="xform binary (default: $CARGO_TARGET_DIR/release/xform or target/release/xform)")
+    ap.add_argument("--compile-floor", default=None,
+                    help="compile floor binary (default: examples/compile_floor beside the xform binary)")
     ap.add_argument("--dbt", action="store_true", help="also time dbt parse/compile if dbt is on PATH")
     ap.add_argument("--build-max", type=int, default=1000, help="run the full build only for N up to this")
     ap.add_argument("--runs", type=int, default=3, help="repetitions per measurement (median reported)")
@@ -457,6 +507,8 @@ def main(argv=None):
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     xform = os.path.abspath(args.xform)
+    if args.compile_floor is None:
+        args.compile_floor = os.path.join(os.path.dirname(xform), "examples", "compile_floor")
     if not os.access(xform, os.X_OK):
         ap.error(f"no xform binary at {xform} (build it with `cargo build --release` or pass --xform)")
     use_hyperfine = bool(shutil.which("hyperfine")) and not args.no_hyperfine
