@@ -16,7 +16,10 @@ Every model exposes the same core columns (id, region, amount, event_date) with 
 Layer 0 reads a seed through ref(); a model in layer K>0 refs 1 to 3 models of earlier layers
 and combines them with `union all` + `group by id`, or a `left join ... using (id)`.
 
-Materializations: ~55% view, ~30% table, ~15% ephemeral (no incremental). Two bounds keep the
+Materializations: ~50% view, ~28% table, ~14% ephemeral, ~8% incremental (unique_key `id`;
+merge, delete+insert and append in turn; an `is_incremental()` filter on `{{ this }}`). On a
+new database an incremental model builds as a table; a second `build` runs the incremental
+path. Two bounds keep the
 build cheap: an ephemeral model has at most 2 levels of ephemeral ancestors inlined into it,
 and a model whose SQL would expand (through views and ephemeral parents, which DuckDB and the
 CTE inlining re-expand) into more than --max-inline relations is made a table instead.
@@ -32,7 +35,10 @@ import sys
 REGIONS = ["north", "south", "east", "west"]
 SEED_ROWS = 200
 SEED_NAMES = ["raw_events", "raw_customers", "raw_products"]
-MAT_WEIGHTS = [("view", 55), ("table", 30), ("ephemeral", 15)]
+MAT_WEIGHTS = [("view", 50), ("table", 28), ("ephemeral", 14), ("incremental", 8)]
+INCREMENTAL_STRATEGIES = ["merge", "delete+insert", "append"]
+# Materializations that leave a relation DuckDB reads without expanding its SQL.
+STORED = ("table", "incremental")
 MAX_EPHEMERAL_DEPTH = 2
 
 
@@ -182,8 +188,8 @@ def plan_models(rng, n, layers, max_inline):
                 mat = "view"
             # Relations DuckDB expands when binding/executing this model: itself plus the
             # expansion of every parent that is not a table.
-            m.inline = 1 + sum(p.inline for p in parents if p.mat != "table")
-            if m.inline > max_inline and mat != "table":
+            m.inline = 1 + sum(p.inline for p in parents if p.mat not in STORED)
+            if m.inline > max_inline and mat not in STORED:
                 mat = "table"
             m.mat = mat
             m.variant = "join" if (len(m.parents) > 1 and rng.random() < 0.4) else "union"
@@ -194,12 +200,18 @@ def plan_models(rng, n, layers, max_inline):
     return models, by_layer
 
 
+def incremental_strategy(m):
+    return INCREMENTAL_STRATEGIES[m.idx % len(INCREMENTAL_STRATEGIES)]
+
+
 def render_model(m, models):
     out = []
     default = folder_default(m.layer)
     cfg = []
     if m.mat != default:
         cfg.append(f"materialized='{m.mat}'")
+    if m.mat == "incremental":
+        cfg.append(f"unique_key='id', incremental_strategy='{incremental_strategy(m)}'")
     if m.jinja:
         cfg.append(f"tags=['layer_{m.layer}']")
     if cfg:
@@ -283,7 +295,13 @@ def render_model(m, models):
         out.append("    amount,")
         out.append("    event_date")
     out.append("from combined")
-    if m.incr:
+    if m.mat == "incremental":
+        out.append("{% if is_incremental() %}")
+        # Rows of the latest day again (replaced by key), but never twice when appended.
+        op = ">" if incremental_strategy(m) == "append" else ">="
+        out.append(f"where event_date {op} (select max(event_date) from {{{{ this }}}})")
+        out.append("{% endif %}")
+    elif m.incr:
         out.append("{% if is_incremental() %}")
         out.append("where false")
         out.append("{% endif %}")
@@ -355,7 +373,7 @@ def generate(n, out, seed=42, layers=10, max_inline=32, clean=True):
         "layers": layers,
         "materializations": mats,
         "documented": documented,
-        "incremental_blocks": sum(1 for m in models if m.incr),
+        "incremental_blocks": sum(1 for m in models if m.incr or m.mat == "incremental"),
         "max_inline": max(m.inline for m in models if m.mat != "ephemeral"),
         "last_layer_model": pick.name,
     }
