@@ -124,7 +124,7 @@ pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
     }
     problems.par_extend(files.par_iter().filter_map(|(path, contents)| {
         let new_dir = path.parent().is_some_and(|d| created.contains(d));
-        if !new_dir && std::fs::read(path).is_ok_and(|old| old == *contents) {
+        if !new_dir && holds(path, contents) {
             return None;
         }
         std::fs::write(path, contents)
@@ -132,6 +132,27 @@ pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
             .map(|e| Problem::io(path, &e))
     }));
     problems
+}
+
+/// Whether the file at `path` holds exactly `contents`. A file of another length is not read;
+/// one of the same length is read into a buffer each thread keeps, so comparing thousands of
+/// unchanged files allocates nothing.
+fn holds(path: &Path, contents: &[u8]) -> bool {
+    use std::io::Read;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != u64::try_from(contents.len()).ok() {
+        return false;
+    }
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        buffer.resize(contents.len(), 0);
+        file.read_exact(buffer).is_ok() && buffer.as_slice() == contents
+    })
 }
 
 /// Whether a node has a relation to name in the manifest: not an ephemeral model, and a test
@@ -610,4 +631,32 @@ pub fn write_run_results(
     });
     let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     write_file(&target_dir.join("run_results.json"), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{holds, write_files};
+
+    #[test]
+    fn a_file_is_rewritten_only_when_its_bytes_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sql");
+        assert!(!holds(&path, b"select 1"), "a missing file holds nothing");
+        std::fs::write(&path, "select 1").unwrap();
+        assert!(holds(&path, b"select 1"));
+        assert!(!holds(&path, b"select 2"), "same length, other bytes");
+        assert!(!holds(&path, b"select 10"), "another length");
+        assert!(!holds(&path, b""));
+
+        // Same length, other bytes: written (the old text must not survive).
+        assert!(write_files(&[(path.clone(), b"select 2")]).is_empty());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "select 2");
+        // Shorter: the file is truncated to the new text.
+        assert!(write_files(&[(path.clone(), b"x")]).is_empty());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x");
+        // A new folder is created with its files.
+        let nested = dir.path().join("a/b/c.sql");
+        assert!(write_files(&[(nested.clone(), b"select 3")]).is_empty());
+        assert_eq!(std::fs::read_to_string(&nested).unwrap(), "select 3");
+    }
 }
