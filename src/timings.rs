@@ -1,18 +1,19 @@
 //! Phase timings for profiling: with `XFORM_TIMINGS=1`, each `mark` prints how long the phase
-//! that just ended took and the resident memory at its end, to stderr. Costs one relaxed load when off.
+//! that just ended took, the CPU time all threads spent in it (so a phase that leaves a core
+//! idle shows), and the resident memory at its end, to stderr. Costs one relaxed load when off.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 static ON: AtomicBool = AtomicBool::new(false);
-static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+static LAST: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
 
 /// Start timing if `XFORM_TIMINGS` is set.
 pub fn init() {
     if std::env::var_os("XFORM_TIMINGS").is_some() {
         ON.store(true, Ordering::Relaxed);
-        *LAST.lock().expect("timings lock") = Some(Instant::now());
+        *LAST.lock().expect("timings lock") = Some((Instant::now(), cpu_ms()));
     }
 }
 
@@ -24,17 +25,35 @@ fn resident_mb() -> u64 {
         .map_or(0, |pages| pages * 4096 / (1 << 20))
 }
 
+/// CPU time of every thread of the process so far, in milliseconds, from the scheduler's
+/// per-thread counters in `/proc/self/task/*/schedstat` (0 where there are none). Threads that
+/// already ended are not counted; xform's workers live as long as the process.
+fn cpu_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    #[allow(clippy::cast_precision_loss)]
+    let ms = ns as f64 / 1e6;
+    ms
+}
+
 /// End a phase.
 pub fn mark(phase: &str) {
     if !ON.load(Ordering::Relaxed) {
         return;
     }
     let mut last = LAST.lock().expect("timings lock");
-    let now = Instant::now();
+    let now = (Instant::now(), cpu_ms());
     if let Some(prev) = *last {
         eprintln!(
-            "timing: {phase:<24} {:>8.1} ms {:>6} MB",
-            (now - prev).as_secs_f64() * 1000.0,
+            "timing: {phase:<24} {:>8.1} ms {:>8.1} ms CPU {:>6} MB",
+            (now.0 - prev.0).as_secs_f64() * 1000.0,
+            now.1 - prev.1,
             resident_mb()
         );
     }
