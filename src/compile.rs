@@ -1297,6 +1297,15 @@ fn leading_trivia(sql: &str) -> usize {
     }
 }
 
+/// Where `inject_ctes` moved a query's lines: lines from the first returned (1-based, the line
+/// its CTEs went into) on are that many lines further down in `compiled`. `compiled` is
+/// `inject_ctes(sql, …)`, or `sql` itself when nothing was injected (a shift of 0).
+pub fn injected_line_shift(sql: &str, compiled: &str) -> (usize, usize) {
+    let lines = |t: &str| t.bytes().filter(|&b| b == b'\n').count();
+    let from = 1 + lines(&sql[..leading_trivia(sql)]);
+    (from, lines(compiled).saturating_sub(lines(sql)))
+}
+
 /// Put ephemeral CTEs in front of a query: into its leading `with`, or as a new one.
 pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
     let defs: Vec<String> = ctes
@@ -1333,6 +1342,26 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, Arc<str>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_the_query_is_found_below_the_injected_ctes() {
+        let ctes = vec![("e".to_string(), Arc::from("select 1\nfrom x"))];
+        for sql in [
+            "-- m\nselect *\nfrom __dbt__cte__e\nwhere )",
+            "-- m\nwith\n  a as (select 1)\nselect * from a, __dbt__cte__e\nwhere )",
+        ] {
+            let compiled = inject_ctes(sql, &ctes);
+            let (from, shift) = injected_line_shift(sql, &compiled);
+            assert_eq!(from, 2, "{sql}");
+            let last = sql.lines().count();
+            assert_eq!(
+                compiled.lines().nth(last - 1 + shift),
+                sql.lines().nth(last - 1),
+                "{compiled}"
+            );
+        }
+        assert_eq!(injected_line_shift("select 1", "select 1"), (1, 0));
+    }
 
     #[test]
     fn literal_config_finds_relation_keys_only() {

@@ -322,3 +322,32 @@ fn unparsable_sql_warns_on_every_compile_despite_the_parse_cache() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`other` does not parse"), "{err}");
 }
+
+#[test]
+fn an_unparsable_line_is_numbered_as_in_the_compiled_file() {
+    let p = project();
+    p.write(
+        "models/eph.sql",
+        "{{ config(materialized='ephemeral') }}\nselect 1 as id\n",
+    );
+    // The error is on the query's third line; two ephemeral lines and the CTE's own lines go
+    // in front of it in the compiled file.
+    p.write(
+        "models/uses_eph.sql",
+        "select id\nfrom {{ ref('eph') }}\nwhere id = (1 +)\n",
+    );
+    let out = p.xform(&["compile", "-s", "uses_eph"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    let err = String::from_utf8_lossy(&out.stderr).replace('\n', " ");
+    let compiled =
+        std::fs::read_to_string(p.path().join("target/compiled/cli/models/uses_eph.sql")).unwrap();
+    let line = 1 + compiled
+        .lines()
+        .position(|l| l.contains("where id = (1 +)"))
+        .expect("the query's line is in the compiled file");
+    assert!(line > 3, "CTEs were injected in front: {compiled}");
+    assert!(
+        err.contains(&format!("Line: {line},")),
+        "line {line} of the compiled file expected in: {err}"
+    );
+}
