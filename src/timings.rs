@@ -1,6 +1,6 @@
 //! Phase timings for profiling: with `XFORM_TIMINGS=1`, each `mark` prints how long the phase
-//! that just ended took, the CPU time all threads spent in it (so a phase that leaves a core
-//! idle shows), and the resident memory at its end, to stderr. Costs one relaxed load when off.
+//! that just ended took, the CPU time the process spent in it (all threads: a phase that leaves
+//! a core idle shows), and the resident memory at its end, to stderr. Costs one relaxed load when off.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,21 +25,10 @@ fn resident_mb() -> u64 {
         .map_or(0, |pages| pages * 4096 / (1 << 20))
 }
 
-/// CPU time of every thread of the process so far, in milliseconds, from the scheduler's
-/// per-thread counters in `/proc/self/task/*/schedstat` (0 where there are none). Threads that
-/// already ended are not counted; xform's workers live as long as the process.
+/// CPU time (user and system) of the whole process so far, in milliseconds, threads that
+/// already ended included (the process's CPU clock); 0 where it cannot be read.
 fn cpu_ms() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let ns: u64 = tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    #[allow(clippy::cast_precision_loss)]
-    let ms = ns as f64 / 1e6;
-    ms
+    cpu_time::ProcessTime::try_now().map_or(0.0, |t| t.as_duration().as_secs_f64() * 1e3)
 }
 
 /// End a phase.

@@ -648,6 +648,16 @@ mod tests {
         assert!(!holds(&path, b"select 10"), "another length");
         assert!(!holds(&path, b""));
 
+        // The same bytes: left alone (its modification time stays where it was set).
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(write_files(&[(path.clone(), b"select 1")]).is_empty());
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), old);
         // Same length, other bytes: written (the old text must not survive).
         assert!(write_files(&[(path.clone(), b"select 2")]).is_empty());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "select 2");
