@@ -10,10 +10,12 @@ with the xform binary, each repeated --runs times (median reported), with the pe
               cold-K, a new K each run), so nothing is cached and no file is overwritten
   compile floor
               examples/compile_floor (built beside the xform binary by `cargo build --release
-              --bins --examples`): the work no compile can skip, done alone: read the project's files,
+              --bins --examples`): what a compile as specified cannot skip, done alone: read the project's files,
               parse each model's SQL with sqlparser and write every compiled file and the
-              manifest (from a first compile, cold-0) on all cores; its runs alternate with the
-              cold compiles and compile/floor is the median of each pair's ratio
+              manifest (from a first compile, cold-0) on all cores, timed inside its process,
+              plus the wall time of `xform --version` (a process's start and exit); its runs
+              alternate with the cold compiles and compile/floor is the median of each pair's
+              ratio
   warm        `xform compile` again with the target/ of the previous compile in place
   ls          `xform ls`
   select-one  `xform compile -s <a model of the last layer>` into a new target folder
@@ -285,12 +287,19 @@ def dbt_measure(project, work, runs):
 
 def compile_floor_once(floor_bin, project, reference, work):
     """One run of the compile floor (examples/compile_floor.rs): its own timing of reading the
-    project, parsing every model's SQL and writing every compiled file, in seconds."""
-    r = subprocess.run([floor_bin, project, reference, os.path.join(work, "compile-floor"), "1"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise Failed(f"the compile floor failed:\n{r.stderr[-2000:]}")
-    return float(r.stdout.split()[-1])
+    project, parsing every model's SQL and writing every compiled file, in seconds, and its
+    `bodies ...` line as a dict."""
+    try:
+        r = subprocess.run([floor_bin, project, reference, os.path.join(work, "compile-floor"), "1"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Failed(f"the compile floor exited with {r.returncode}:\n{r.stderr[-2000:]}")
+        lines = r.stdout.split("\n")
+        words = next(l for l in lines if l.startswith("bodies ")).split()
+        info = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+        return float(next(l for l in reversed(lines) if l.startswith("floor ")).split()[1]), info
+    except (OSError, ValueError, IndexError, StopIteration) as e:
+        raise Failed(f"the compile floor could not be run or read: {e}") from e
 
 
 def fmt(v, digits=2):
@@ -351,18 +360,32 @@ def bench_size(n, args, xform, use_hyperfine, backend, works):
 
     print(f"N={n}: generated in {row['generate_s']:.2f} s ({project})", file=sys.stderr)
     # A first compile: the reference output for the compile floor, and a warm-up.
-    run_once([xform, "compile", "--target-path", "cold-0"] + pd, project, work)
     floors = []
     floor_bin = args.compile_floor if os.access(args.compile_floor, os.X_OK) else None
     if floor_bin is None:
         print(f"  compile floor: n/a (no {args.compile_floor}; `cargo build --release --bins --examples`)",
               file=sys.stderr)
+    startup = 0.0
+    try:
+        run_once([xform, "compile", "--target-path", "cold-0"] + pd, project, work)
+        # The floor times itself inside its process; xform's compile is timed as a process.
+        # Count a process's start and exit (`xform --version`) into the floor.
+        startup = statistics.median(run_once([xform, "--version"], project, work)[0] for _ in range(5))
+        row["process_start_s"] = startup
+    except Failed as e:
+        print(f"  N={n} first compile: FAILED\n{e}", file=sys.stderr)
+        floor_bin = None
 
     def compile_floor():
         nonlocal floor_bin
         if floor_bin:
             try:
-                floors.append(compile_floor_once(floor_bin, project, os.path.join(project, "cold-0"), work))
+                t, info = compile_floor_once(floor_bin, project, os.path.join(project, "cold-0"), work)
+                floors.append(t + startup)
+                row["compile_floor_bodies"] = info
+                if info.get("unrecovered") or info.get("failed"):
+                    print(f"  N={n} compile floor: {info} (unrecovered: parsed with their injected "
+                          "CTEs; failed: rejected by sqlparser)", file=sys.stderr)
             except Failed as e:
                 print(f"  N={n} compile floor: FAILED\n{e}", file=sys.stderr)
                 floor_bin = None

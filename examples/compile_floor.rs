@@ -1,6 +1,7 @@
-//! The floor of a cold compile: the work every `xform compile` must do whatever its code, done
-//! with nothing else, to compare xform's cold compile with (as `bench/run.py` compares a build
-//! with DuckDB alone running the same statements).
+//! The floor of a cold compile: the work `xform compile` as specified (SQL check, compiled
+//! files and manifest included) must do whatever its code, done with nothing else, to compare
+//! xform's cold compile with (as `bench/run.py` compares a build with DuckDB alone running the
+//! same statements).
 //!
 //! ```sh
 //! cargo run --release --example compile_floor -- PROJECT REFERENCE_TARGET OUT_DIR [RUNS]
@@ -8,20 +9,22 @@
 //!
 //! `REFERENCE_TARGET` is the `target/` of an earlier `xform compile` of `PROJECT`: its compiled
 //! files and manifest stand for the output of rendering, which the floor does not redo. Untimed
-//! setup reads them and recovers each model's own SQL (injected ephemeral CTEs cut out, as
-//! xform parses each body once). Each timed run then:
+//! setup reads them, takes the models from the manifest and recovers each one's own SQL
+//! (injected ephemeral CTEs cut out, as xform parses each body once). Each timed run then:
 //!
 //! 1. reads every file of the project that a compile reads (its YAML and the `.sql`, `.yml`,
 //!    `.csv` and `.md` files of dbt's default folders),
 //! 2. on all cores at once: parses each model's SQL with sqlparser (DuckDB dialect) and writes
 //!    every compiled file and the manifest into `OUT_DIR/run-K`, a folder that never existed.
 //!
-//! It prints one line per run, `floor <seconds>`; nothing is deleted.
+//! It prints `bodies N bytes B unrecovered U failed F` (U: models whose injected CTEs could
+//! not be cut out, parsed whole; F: bodies sqlparser rejects), then one line per run,
+//! `floor <seconds>`, timed inside the process (no start-up or exit); nothing is deleted.
 
 use rayon::prelude::*;
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,9 +39,22 @@ fn main() {
         .map_or(1, |r| r.parse().expect("RUNS is a number"));
     let (project, reference, out) = (Path::new(project), Path::new(reference), Path::new(out));
 
-    // Untimed: what rendering would have produced.
+    // Untimed: what rendering would have produced. The models are the reference manifest's.
+    let manifest_bytes =
+        std::fs::read(reference.join("manifest.json")).expect("reference manifest");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest_bytes).expect("reference manifest is JSON");
+    let model_files: std::collections::HashSet<PathBuf> = manifest["nodes"]
+        .as_object()
+        .expect("manifest nodes")
+        .values()
+        .filter(|n| n["resource_type"] == "model")
+        .filter_map(|n| n["compiled_path"].as_str())
+        .filter_map(|p| project.join(p).canonicalize().ok())
+        .collect();
     let mut outputs: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut bodies: Vec<String> = Vec::new();
+    let mut unrecovered = 0;
     for entry in walkdir::WalkDir::new(reference.join("compiled")).sort_by_file_name() {
         let entry = entry.expect("reference target readable");
         if !entry.file_type().is_file() {
@@ -50,8 +66,20 @@ fn main() {
             .expect("under the reference")
             .to_path_buf();
         let bytes = std::fs::read(entry.path()).expect("compiled file readable");
-        if is_model(&rel) {
-            let body = own_sql(std::str::from_utf8(&bytes).expect("UTF-8 SQL"));
+        if entry
+            .path()
+            .canonicalize()
+            .is_ok_and(|p| model_files.contains(&p))
+        {
+            let text = std::str::from_utf8(&bytes).expect("UTF-8 SQL");
+            let body = own_sql(text).unwrap_or_else(|| {
+                eprintln!(
+                    "floor: could not cut the injected CTEs out of {}",
+                    rel.display()
+                );
+                unrecovered += 1;
+                text.to_owned()
+            });
             if std::env::var_os("FLOOR_SHOW").is_some_and(|s| rel.ends_with(s)) {
                 eprintln!("{body}");
             }
@@ -59,15 +87,27 @@ fn main() {
         }
         outputs.push((rel, bytes));
     }
-    outputs.push((
-        PathBuf::from("manifest.json"),
-        std::fs::read(reference.join("manifest.json")).expect("reference manifest"),
-    ));
+    outputs.push((PathBuf::from("manifest.json"), manifest_bytes));
+    drop(manifest);
     let parsed_bytes: usize = bodies.iter().map(String::len).sum();
+    let failed = bodies
+        .iter()
+        .filter(|sql| Parser::parse_sql(&DuckDbDialect {}, sql).is_err())
+        .count();
+    let mut folders: Vec<&Path> = outputs.iter().filter_map(|(p, _)| p.parent()).collect();
+    folders.sort_unstable();
+    folders.dedup();
+    // For bench/run.py: models found, bytes parsed, bodies whose injected CTEs could not be cut
+    // out (parsed whole), bodies sqlparser rejects (a rejected body costs less than a parse).
+    println!(
+        "bodies {} bytes {parsed_bytes} unrecovered {unrecovered} failed {failed}",
+        bodies.len()
+    );
     eprintln!(
-        "floor: {} files to write ({} bytes), {} model bodies to parse ({parsed_bytes} bytes)",
+        "floor: {} files to write ({} bytes) in {} folders; {} model bodies to parse ({parsed_bytes} bytes)",
         outputs.len(),
         outputs.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        folders.len(),
         bodies.len(),
     );
 
@@ -75,65 +115,64 @@ fn main() {
         let dir = fresh_dir(out);
         let start = Instant::now();
         let read = read_project(project);
-        let (failed, ()) = rayon::join(
+        rayon::join(
             || {
-                bodies
-                    .par_iter()
-                    .filter(|sql| Parser::parse_sql(&DuckDbDialect {}, sql).is_err())
-                    .count()
+                bodies.par_iter().for_each(|sql| {
+                    let _ = Parser::parse_sql(&DuckDbDialect {}, sql);
+                });
             },
             || {
+                // Each folder once, as xform does, then the files on all cores.
+                for folder in &folders {
+                    std::fs::create_dir_all(dir.join(folder)).expect("create folder");
+                }
                 outputs.par_iter().for_each(|(rel, bytes)| {
-                    let path = dir.join(rel);
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).expect("create folder");
-                    }
-                    std::fs::write(&path, bytes).expect("write file");
+                    std::fs::write(dir.join(rel), bytes).expect("write file");
                 });
             },
         );
         let seconds = start.elapsed().as_secs_f64();
         println!("floor {seconds:.4}");
-        eprintln!("floor: read {read} project bytes; {failed} bodies did not parse");
+        eprintln!("floor: read {read} project bytes");
     }
 }
 
-/// A compiled model, not a test: under `compiled/<project>/models/`, outside a YAML file's
-/// folder of generic tests.
-fn is_model(rel: &Path) -> bool {
-    let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
-    parts.get(2) == Some(&"models")
-        && rel.extension().is_some_and(|e| e == "sql")
-        && !parts
-            .iter()
-            .any(|p| has_extension(Path::new(p), &["yml", "yaml"]))
-}
-
-/// A compiled model's own SQL: without the `__dbt__cte__` CTEs injected in front of it
-/// (`with __dbt__cte__a as (...), __dbt__cte__b as (...)` followed by the model's SQL, whose own
-/// `with` became a comma).
-fn own_sql(compiled: &str) -> String {
-    // The first mention is the injected list's first name, right after its `with`.
-    let Some(name) = compiled.find("__dbt__cte__") else {
-        return compiled.to_owned();
+/// A compiled model's own SQL: without the `__dbt__cte__` CTEs injected in front of it. The
+/// injected list follows the leading comments as `with [recursive] __dbt__cte__a as (...), …`;
+/// then comes the model's SQL, after a comma when the model had its own `with` (which the list
+/// joined). `None` when the list cannot be walked.
+fn own_sql(compiled: &str) -> Option<String> {
+    let start = leading_trivia(compiled);
+    let rest = &compiled[start..];
+    let Some(with) = word_at(rest, 0, "with") else {
+        return Some(compiled.to_owned());
     };
-    let start = compiled[..name].trim_end().len() - "with".len();
-    let tail = &compiled[start..];
+    let recursive = word_at(rest, with, "recursive");
+    let keyword_end = recursive.unwrap_or(with);
+    let list = keyword_end + (rest[keyword_end..].len() - rest[keyword_end..].trim_start().len());
+    if !rest[list..].starts_with("__dbt__cte__") {
+        return Some(compiled.to_owned());
+    }
+    let tail = &rest[list..];
     let tokens: Vec<_> = Tokenizer::new(&DuckDbDialect {}, tail)
         .tokenize_with_location()
-        .expect("compiled SQL tokenizes")
+        .ok()?
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
-    // tokens[0] is `with`; then `name as ( ... )` repeated, separated by commas.
-    let mut k = 1;
+    let is_cte = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Word(w)) if w.value.starts_with("__dbt__cte__"));
+    let mut k = 0;
     loop {
-        k += 2; // the name and `as`
+        // `__dbt__cte__name as (` … the matching `)`.
+        if !is_cte(tokens.get(k)) || tokens.get(k + 2)?.token != Token::LParen {
+            return None;
+        }
+        k += 2;
         let mut depth = 0usize;
         loop {
-            match tokens[k].token {
+            match tokens.get(k)?.token {
                 Token::LParen => depth += 1,
-                Token::RParen => depth -= 1,
+                Token::RParen => depth = depth.checked_sub(1)?,
                 _ => {}
             }
             k += 1;
@@ -141,21 +180,50 @@ fn own_sql(compiled: &str) -> String {
                 break;
             }
         }
-        let next_is_cte =
-            |t: &Token| matches!(t, Token::Word(w) if w.value.starts_with("__dbt__cte__"));
-        if tokens[k].token == Token::Comma && next_is_cte(&tokens[k + 1].token) {
+        let comma = tokens.get(k).is_some_and(|t| t.token == Token::Comma);
+        if comma && is_cte(tokens.get(k + 1)) {
             k += 1;
             continue;
         }
-        let merged = tokens[k].token == Token::Comma;
-        let first = if merged { &tokens[k + 1] } else { &tokens[k] };
-        let own = &tail[byte_offset(tail, first.span.start.line, first.span.start.column)..];
         let head = &compiled[..start];
-        return if merged {
-            format!("{head}with {own}")
+        let Some(first) = tokens.get(k + usize::from(comma)) else {
+            // Nothing after the list: the model's SQL rendered empty.
+            return Some(head.to_owned());
+        };
+        let own = &tail[byte_offset(tail, first.span.start.line, first.span.start.column)..];
+        return Some(if comma {
+            format!("{head}{} {own}", &rest[..keyword_end])
         } else {
             format!("{head}{own}")
-        };
+        });
+    }
+}
+
+/// Where the keyword `word` (any case) that starts at or after `from` in `text`, after
+/// whitespace, ends; `None` when another word is there.
+fn word_at(text: &str, from: usize, word: &str) -> Option<usize> {
+    let rest = &text[from..];
+    let at = from + (rest.len() - rest.trim_start().len());
+    let candidate = text.get(at..at + word.len())?;
+    let next = text[at + word.len()..].chars().next();
+    (candidate.eq_ignore_ascii_case(word) && next.is_some_and(char::is_whitespace))
+        .then_some(at + word.len())
+}
+
+/// The length of the comments and whitespace a query starts with.
+fn leading_trivia(sql: &str) -> usize {
+    let mut pos = 0;
+    loop {
+        let rest = &sql[pos..];
+        let trimmed = rest.trim_start();
+        pos += rest.len() - trimmed.len();
+        if trimmed.starts_with("--") {
+            pos += trimmed.find('\n').map_or(trimmed.len(), |i| i + 1);
+        } else if trimmed.starts_with("/*") {
+            pos += trimmed.find("*/").map_or(trimmed.len(), |i| i + 2);
+        } else {
+            return pos;
+        }
     }
 }
 
