@@ -290,6 +290,12 @@ fn files_with(root: &Path, dirs: &[String], exts: &[&str]) -> Vec<(PathBuf, Stri
     out
 }
 
+/// A model file as read: its path from the project root, from its model path, and its text.
+type ReadModel = (String, String, Result<SourceFile, Problem>);
+
+/// A property file as read and parsed (a problem when it could not be read).
+type ReadProperties = Result<(SourceFile, Result<Yaml, Problem>), Problem>;
+
 fn fqn_of(project: &str, relative: &str) -> Vec<String> {
     let mut fqn = vec![project.to_string()];
     let parts: Vec<&str> = relative.split('/').collect();
@@ -475,17 +481,39 @@ impl Project {
     fn discover(&mut self, problems: &mut Vec<Problem>) {
         let root = self.root.clone();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        // Reading thousands of small files is bound by system calls: read them in parallel.
-        let read: Vec<(String, String, Result<SourceFile, Problem>)> =
-            files_with(&root, &self.model_paths, &["sql"])
-                .into_par_iter()
-                .map(|(abs, rel_root, rel_dir)| {
-                    let file = std::fs::read_to_string(&abs)
-                        .map(|text| SourceFile::new(rel_root.clone(), text))
-                        .map_err(|e| Problem::io(&abs, &e));
-                    (rel_root, rel_dir, file)
-                })
-                .collect();
+        let mut yaml_dirs = self.model_paths.clone();
+        yaml_dirs.extend(self.seed_paths.iter().cloned());
+        yaml_dirs.extend(self.snapshot_paths.iter().cloned());
+        yaml_dirs.sort();
+        yaml_dirs.dedup();
+        // Reading thousands of small files is bound by system calls: read them in parallel,
+        // and parse the property files meanwhile (their entries are checked against the model
+        // names below, once every model is known).
+        let (read, properties): (Vec<ReadModel>, Vec<ReadProperties>) = rayon::join(
+            || {
+                files_with(&root, &self.model_paths, &["sql"])
+                    .into_par_iter()
+                    .map(|(abs, rel_root, rel_dir)| {
+                        let file = std::fs::read_to_string(&abs)
+                            .map(|text| SourceFile::new(rel_root.clone(), text))
+                            .map_err(|e| Problem::io(&abs, &e));
+                        (rel_root, rel_dir, file)
+                    })
+                    .collect()
+            },
+            || {
+                files_with(&root, &yaml_dirs, &["yml", "yaml"])
+                    .into_par_iter()
+                    .map(|(abs, rel_root, _)| {
+                        let file = std::fs::read_to_string(&abs)
+                            .map(|text| SourceFile::new(rel_root, text))
+                            .map_err(|e| Problem::io(&abs, &e))?;
+                        let doc = parse_yaml(&file);
+                        Ok((file, doc))
+                    })
+                    .collect()
+            },
+        );
         for (rel_root, rel_dir, file) in read {
             let file = match file {
                 Ok(f) => f,
@@ -593,19 +621,15 @@ impl Project {
                 });
             }
         }
-        let mut yaml_dirs = self.model_paths.clone();
-        yaml_dirs.extend(self.seed_paths.iter().cloned());
-        yaml_dirs.extend(self.snapshot_paths.iter().cloned());
-        yaml_dirs.sort();
-        yaml_dirs.dedup();
         // Model and seed files are discovered before property files.
         let names = KnownNames {
             models: self.models.iter().map(|m| m.name.clone()).collect(),
             seeds: self.seeds.iter().map(|s| s.name.clone()).collect(),
         };
-        for (abs, rel_root, _) in files_with(&root, &yaml_dirs, &["yml", "yaml"]) {
-            if let Some(file) = read_source(&abs, &rel_root, problems) {
-                self.read_properties(&file, &names, problems);
+        for entry in properties {
+            match entry {
+                Ok((file, doc)) => self.read_properties(&file, doc, &names, problems),
+                Err(p) => problems.push(p),
             }
         }
         for s in &mut self.snapshots {
@@ -659,10 +683,11 @@ impl Project {
     fn read_properties(
         &mut self,
         file: &SourceFile,
+        doc: Result<Yaml, Problem>,
         names: &KnownNames,
         problems: &mut Vec<Problem>,
     ) {
-        let doc = match parse_yaml(file) {
+        let doc = match doc {
             Ok(doc) => doc,
             Err(p) => {
                 problems.push(p);
