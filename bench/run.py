@@ -10,9 +10,10 @@ with the xform binary, each repeated --runs times (median reported), with the pe
               cold-K, a new K each run), so nothing is cached and no file is overwritten
   compile floor
               examples/compile_floor (built beside the xform binary by `cargo build --release
-              --bins --examples`): what a compile as specified cannot skip, done alone: read the project's files,
-              parse each model's SQL with sqlparser and write every compiled file and the
-              manifest (from a first compile, cold-0) on all cores, timed inside its process,
+              --bins --examples`): what a compile as specified cannot skip, done alone: read
+              the project's files, parse each model's SQL with sqlparser and write every
+              compiled file and the manifest (from a first compile, cold-0) on all cores,
+              timed inside its process,
               plus the wall time of `xform --version` (a process's start and exit); its runs
               alternate with the cold compiles and compile/floor is the median of each pair's
               ratio
