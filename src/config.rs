@@ -10,24 +10,85 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value as Yaml;
 
 use crate::diagnostics::{Code, Problem, SourceFile};
+use crate::dialect::DialectKind;
 use crate::project::{Project, find_key, parse_yaml};
 
-/// Where and how a run builds relations.
+/// A loaded project with its target, ready for a command.
+pub struct Session {
+    pub project: Project,
+    pub target: Target,
+    pub run: RunInfo,
+    pub target_dir: PathBuf,
+}
+
+/// Run-wide facts templates can see.
+pub struct RunInfo {
+    pub invocation_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub full_refresh: bool,
+    pub command: String,
+}
+
+/// Where and how a run builds relations: what every warehouse has (a database, a schema,
+/// threads), and how to reach this one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub profile_name: String,
     pub name: String,
-    pub adapter: String,
     pub database: String,
     pub schema: String,
-    /// The DuckDB file (or `:memory:`).
-    pub path: PathBuf,
     pub threads: usize,
     /// The profiles.yml it came from; `None` for the zero-configuration default.
     pub profiles_file: Option<PathBuf>,
+    pub credentials: Credentials,
+}
+
+/// How to reach the target's warehouse, one variant per adapter (the profile's `type:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    DuckDb(DuckDbFile),
+}
+
+/// A DuckDB target: the database file and what it attaches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuckDbFile {
+    /// The DuckDB file (or `:memory:`).
+    pub path: PathBuf,
     /// Other DuckDB files to attach (dbt-duckdb's `attach:`), for reading relations in them.
     pub attach: Vec<Attach>,
 }
+
+impl DuckDbFile {
+    pub fn in_memory(&self) -> bool {
+        self.path.as_os_str() == ":memory:"
+    }
+}
+
+impl Target {
+    /// The profile's `type:` (dbt's `adapter_type`).
+    pub fn adapter_type(&self) -> &'static str {
+        match self.credentials {
+            Credentials::DuckDb(_) => "duckdb",
+        }
+    }
+
+    /// The SQL dialect of the target's warehouse.
+    pub fn dialect(&self) -> DialectKind {
+        match self.credentials {
+            Credentials::DuckDb(_) => DialectKind::DuckDb,
+        }
+    }
+
+    /// Where the data lives, as messages name it: a file's path.
+    pub fn location(&self) -> String {
+        match &self.credentials {
+            Credentials::DuckDb(file) => file.path.display().to_string(),
+        }
+    }
+}
+
+/// The adapters xform runs on, by profile `type:`.
+const ADAPTERS: &[&str] = &["duckdb"];
 
 /// A database file attached next to the target's (`attach:` in a profile output).
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +128,7 @@ fn render_profiles(file: &SourceFile) -> Result<String, Problem> {
         return Ok(file.text.to_string());
     }
     let mut env = minijinja::Environment::new();
-    env.add_function("env_var", crate::render::env_var);
+    env.add_function("env_var", crate::env::env_var);
     env.render_str(&file.text, minijinja::context! {})
         .map_err(|e| {
             let line = e.line().unwrap_or(1);
@@ -143,13 +204,16 @@ pub fn resolve_target(
             .and_then(Yaml::as_str)
             .unwrap_or("duckdb")
             .to_string();
-        if adapter != "duckdb" {
+        if !ADAPTERS.contains(&adapter.as_str()) {
             return Err(Problem::new(
                 Code::Profile,
-                format!("target `{name}` has type `{adapter}`; xform executes on duckdb only"),
+                format!("target `{name}` has type `{adapter}`, which xform cannot connect to yet"),
             )
             .at(&rendered, key_offset, profile_name.len(), "this profile")
-            .help("use a duckdb target to run; other warehouses get compiled SQL only"));
+            .help(format!(
+                "xform runs on: {}; point --target at an output of one of these types",
+                ADAPTERS.join(", ")
+            )));
         }
         let raw_path = output
             .get("path")
@@ -205,26 +269,25 @@ pub fn resolve_target(
         return Ok(Target {
             profile_name: profile_name.clone(),
             name,
-            adapter,
             database,
             schema,
-            path,
             threads: threads.or(profile_threads).unwrap_or(1).max(1),
             profiles_file: Some(path_of(&dir)),
-            attach,
+            credentials: Credentials::DuckDb(DuckDbFile { path, attach }),
         });
     }
     let path = project.root.join(format!("{}.duckdb", project.name));
     Ok(Target {
         profile_name,
         name: "dev".to_string(),
-        adapter: "duckdb".to_string(),
         database: database_name(&path),
         schema: "main".to_string(),
-        path,
         threads: threads.unwrap_or_else(default_threads).max(1),
         profiles_file: None,
-        attach: Vec::new(),
+        credentials: Credentials::DuckDb(DuckDbFile {
+            path,
+            attach: Vec::new(),
+        }),
     })
 }
 

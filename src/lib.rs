@@ -16,10 +16,14 @@ pub(crate) mod config;
 pub mod diagnostics;
 pub(crate) mod dialect;
 pub(crate) mod docs;
+pub(crate) mod env;
+#[cfg(feature = "duckdb")]
+pub(crate) mod execute;
 pub(crate) mod graph;
 pub(crate) mod materialize;
 pub(crate) mod project;
 pub(crate) mod render;
+pub(crate) mod suggest;
 pub(crate) mod timings;
 
 use std::ffi::OsString;

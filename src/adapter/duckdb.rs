@@ -1,15 +1,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use duckdb::Config;
 use duckdb::types::Value as DuckValue;
-use duckdb::{Config, Connection};
 use serde_json::Value as Json;
 
-use super::DbError;
+use super::{Adapter, Connection, DbError, Failure, Interrupt};
 use crate::artifacts::catalog::{CatalogColumn, CatalogTable};
-use crate::config::Target;
+use crate::config::{Credentials, DuckDbFile, Target};
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::Statement;
+use crate::dialect::{Statement, StatementKind};
 use crate::materialize::{Column, Existing, Kind};
 use crate::render::{Introspect, QueryTable, Relation};
 
@@ -34,11 +34,13 @@ fn relation_key(rel: &Relation, default_db: &str) -> String {
 pub struct Warehouse {
     /// The run's first connection: used on the main thread only, behind a lock so the
     /// warehouse can be shared with the workers.
-    conn: Mutex<Connection>,
+    conn: Mutex<duckdb::Connection>,
     database: String,
+    /// The file (or `:memory:`).
+    location: String,
     relations: Mutex<HashMap<String, Kind>>,
     schemas: Mutex<std::collections::HashSet<String>>,
-    interrupts: Mutex<Vec<Arc<duckdb::InterruptHandle>>>,
+    interrupts: Arc<Mutex<Vec<Arc<duckdb::InterruptHandle>>>>,
 }
 
 /// Opening or attaching a database file failed: a lock held by another process is named.
@@ -82,22 +84,23 @@ impl Warehouse {
     pub fn open_mode(target: &Target, read_only: bool) -> Result<Warehouse, Problem> {
         // `--threads` is how many nodes run at once; each query keeps DuckDB's own parallelism,
         // as dbt-duckdb leaves it.
+        let Credentials::DuckDb(file) = &target.credentials;
         let mut config = Config::default();
-        if read_only && target.path.as_os_str() != ":memory:" {
+        if read_only && !file.in_memory() {
             config = config
                 .access_mode(duckdb::AccessMode::ReadOnly)
                 .map_err(|e| Problem::new(Code::Database, e.to_string()))?;
         }
-        let opened = if target.path.as_os_str() == ":memory:" {
-            Connection::open_in_memory_with_flags(config)
+        let opened = if file.in_memory() {
+            duckdb::Connection::open_in_memory_with_flags(config)
         } else {
-            if let Some(dir) = target.path.parent() {
+            if let Some(dir) = file.path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Problem::io(dir, &e))?;
             }
-            Connection::open_with_flags(&target.path, config)
+            duckdb::Connection::open_with_flags(&file.path, config)
         };
-        let conn = opened.map_err(|e| open_problem(&target.path, "open", &e))?;
-        for a in &target.attach {
+        let conn = opened.map_err(|e| open_problem(&file.path, "open", &e))?;
+        for a in &file.attach {
             let mode = if a.read_only { " (read_only)" } else { "" };
             let sql = format!(
                 "attach if not exists '{}' as \"{}\"{mode}",
@@ -115,12 +118,50 @@ impl Warehouse {
         let warehouse = Warehouse {
             conn: Mutex::new(conn),
             database,
+            location: file.path.display().to_string(),
             relations: Mutex::new(HashMap::new()),
             schemas: Mutex::new(std::collections::HashSet::new()),
-            interrupts: Mutex::new(Vec::new()),
+            interrupts: Arc::default(),
         };
         warehouse.refresh()?;
         Ok(warehouse)
+    }
+
+    /// A scratch database for a unit test: in memory, with an empty catalog for the target's
+    /// database and each of `catalogs`, so that every relation keeps its real name, and the
+    /// connection to use it through (its default catalog is the target's database).
+    pub fn scratch(
+        target: &Target,
+        catalogs: &std::collections::BTreeSet<String>,
+    ) -> Result<(Warehouse, Worker), Problem> {
+        let mut memory = target.clone();
+        memory.credentials = Credentials::DuckDb(DuckDbFile {
+            path: ":memory:".into(),
+            attach: Vec::new(),
+        });
+        let warehouse = Warehouse::open(&memory)?;
+        let mut names = catalogs.clone();
+        names.insert(target.database.to_lowercase());
+        names.remove(&warehouse.database.to_lowercase());
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let mut sql: Vec<String> = names
+            .iter()
+            .map(|d| format!("attach ':memory:' as {}", quote(d)))
+            .collect();
+        sql.push(format!("use {}", quote(&target.database)));
+        let worker = warehouse.worker()?;
+        let set_up = worker
+            .conn
+            .lock()
+            .expect("connection lock")
+            .execute_batch(&sql.join(";\n"));
+        set_up.map_err(|e| {
+            Problem::new(
+                Code::Database,
+                format!("cannot set up a unit test database: {e}"),
+            )
+        })?;
+        Ok((warehouse, worker))
     }
 
     /// Read the list of schemas, tables and views once.
@@ -239,9 +280,14 @@ impl Warehouse {
         })
     }
 
-    /// A snapshot of the interrupt handles, for a signal handler.
-    pub fn interrupt_handles(&self) -> Vec<Arc<duckdb::InterruptHandle>> {
-        self.interrupts.lock().expect("interrupts lock").clone()
+    /// Interrupts every connection handed out so far or later.
+    pub fn interrupter(&self) -> Interrupt {
+        let handles = self.interrupts.clone();
+        Box::new(move || {
+            for h in handles.lock().expect("interrupts lock").iter() {
+                h.interrupt();
+            }
+        })
     }
 }
 
@@ -265,7 +311,7 @@ impl Existing for Warehouse {
 
 /// One worker thread's connection.
 pub struct Worker {
-    conn: Mutex<Connection>,
+    conn: Mutex<duckdb::Connection>,
     database: String,
 }
 
@@ -325,7 +371,7 @@ impl Worker {
         let mut attempt = 0;
         loop {
             match self.run_once(statements) {
-                Err(e) if e.message.contains("onflict") && attempt < 5 => {
+                Err(e) if e.failure == Failure::Conflict && attempt < 5 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
                 }
@@ -339,44 +385,50 @@ impl Worker {
         let mut rows = 0usize;
         let mut in_transaction = false;
         for (i, s) in statements.iter().enumerate() {
-            // DML reports how many rows it changed, which needs a prepared statement. Everything
-            // else runs in a single pass: preparing a statement and then executing it binds its
-            // query twice, and binding a view over views is most of what building one costs.
-            let result = if ["insert", "merge", "delete", "update"]
-                .iter()
-                .any(|w| s.sql.starts_with(w))
-            {
-                conn.execute(&s.sql, [])
-            } else {
-                conn.execute_batch(&s.sql).and_then(|()| match &s.counts {
-                    Some(relation) => conn
-                        .query_row(&format!("select count(*) from {relation}"), [], |r| {
-                            r.get::<_, i64>(0)
+            let result =
+                match s.kind {
+                    // DML reports how many rows it changed, which needs a prepared statement.
+                    StatementKind::Dml => conn.execute(&s.sql, []).map_err(|e| failed(i, &e)),
+                    StatementKind::Check => check(&conn, &s.sql)
+                        .map_err(|e| failed(i, &e))
+                        .and_then(|(values, total)| {
+                            if values.is_empty() {
+                                Ok(0)
+                            } else {
+                                Err(DbError {
+                                    statement: i,
+                                    message: format!("the check found {total} offending values"),
+                                    failure: Failure::Check { values, total },
+                                })
+                            }
+                        }),
+                    // Everything else runs in a single pass: preparing a statement and then
+                    // executing it binds its query twice, and binding a view over views is most
+                    // of what building one costs.
+                    _ => conn
+                        .execute_batch(&s.sql)
+                        .and_then(|()| match &s.counts {
+                            Some(query) => conn
+                                .query_row(query, [], |r| r.get::<_, i64>(0))
+                                .map(|n| usize::try_from(n).unwrap_or(0)),
+                            None => Ok(0),
                         })
-                        .map(|n| usize::try_from(n).unwrap_or(0)),
-                    None => Ok(0),
-                })
-            };
+                        .map_err(|e| failed(i, &e)),
+                };
             match result {
                 Ok(n) => {
                     rows = rows.max(n);
-                    if s.sql == "begin transaction" {
-                        in_transaction = true;
-                    } else if s.sql == "commit" {
-                        in_transaction = false;
+                    match s.kind {
+                        StatementKind::Begin => in_transaction = true,
+                        StatementKind::Commit => in_transaction = false,
+                        _ => {}
                     }
                 }
                 Err(e) => {
                     if in_transaction {
                         let _ = conn.execute_batch("rollback");
                     }
-                    let message = e.to_string();
-                    return Err(DbError {
-                        statement: i,
-                        interrupted: message.contains("INTERRUPT")
-                            || message.contains("nterrupted"),
-                        message,
-                    });
+                    return Err(e);
                 }
             }
         }
@@ -384,15 +436,50 @@ impl Worker {
     }
 }
 
+/// A statement's error, classified. DuckDB's C API reports an error's type only as the start
+/// of its message ("INTERRUPT Error: Interrupted!", "TransactionContext Error: … conflict …"),
+/// so this is the one place that reads it.
+fn failed(statement: usize, e: &duckdb::Error) -> DbError {
+    let message = e.to_string();
+    let failure = if message.contains("INTERRUPT") || message.contains("nterrupted") {
+        Failure::Interrupted
+    } else if message.contains("onflict") {
+        Failure::Conflict
+    } else {
+        Failure::Other
+    };
+    DbError {
+        statement,
+        message,
+        failure,
+    }
+}
+
+/// Run a check statement: the first column of each row as text, and the second column of the
+/// first row (the total count) when there is one.
+fn check(conn: &duckdb::Connection, sql: &str) -> Result<(Vec<String>, usize), duckdb::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    let mut values = Vec::new();
+    let mut total = 0;
+    while let Some(row) = rows.next()? {
+        if values.is_empty() {
+            total = row
+                .get::<_, i64>(1)
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+        }
+        values.push(row.get::<_, Option<String>>(0)?.unwrap_or_default());
+    }
+    Ok((values, total.max(values.len())))
+}
+
 impl Worker {
     /// The columns a query returns, found by binding it (it is not run).
     pub fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {
         let conn = self.conn.lock().expect("connection lock");
-        let failed = |e: duckdb::Error| DbError {
-            statement: 0,
-            message: e.to_string(),
-            interrupted: false,
-        };
+        let failed = |e: duckdb::Error| failed(0, &e);
         let mut stmt = conn.prepare(&statement.sql).map_err(failed)?;
         let rows = stmt
             .query_map([], |r| {
@@ -413,11 +500,7 @@ impl Worker {
                     .map(|(name, data_type)| Column { name, data_type })
                     .collect()
             })
-            .map_err(|message| DbError {
-                statement: 0,
-                message,
-                interrupted: false,
-            })
+            .map_err(DbError::other)
     }
 }
 
@@ -571,6 +654,59 @@ impl Introspect for Worker {
     }
 }
 
+impl Adapter for Warehouse {
+    fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn connect(&self) -> Result<Arc<dyn Connection>, Problem> {
+        Ok(Arc::new(self.worker()?))
+    }
+
+    fn create_schemas(&self, schemas: &[(Option<String>, String)]) -> Result<(), Problem> {
+        Warehouse::create_schemas(self, schemas)
+    }
+
+    fn record(&self, relation: &Relation, kind: Option<Kind>) {
+        Warehouse::record(self, relation, kind);
+    }
+
+    fn interrupter(&self) -> Interrupt {
+        Warehouse::interrupter(self)
+    }
+
+    fn scratch(
+        &self,
+        target: &Target,
+        catalogs: &std::collections::BTreeSet<String>,
+    ) -> Result<(Arc<dyn Adapter>, Arc<dyn Connection>), Problem> {
+        let (warehouse, worker) = Warehouse::scratch(target, catalogs)?;
+        Ok((Arc::new(warehouse), Arc::new(worker)))
+    }
+}
+
+impl Connection for Worker {
+    fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+        Worker::run(self, statements)
+    }
+
+    fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {
+        Worker::describe(self, statement)
+    }
+
+    fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError> {
+        Worker::relation_columns(self, relation)
+    }
+
+    fn catalog(&self) -> Result<Vec<CatalogTable>, String> {
+        Worker::catalog(self)
+    }
+}
+
 /// Introspection for `xform compile`: the target's database is opened read-only the first time
 /// a template asks, and only if the file exists. Until then (and when it cannot be opened)
 /// questions get empty answers, as when a model is parsed.
@@ -596,7 +732,8 @@ impl LazyCatalog {
     fn worker(&self) -> Option<&Worker> {
         self.opened
             .get_or_init(|| {
-                if self.target.path.as_os_str() == ":memory:" || !self.target.path.exists() {
+                let Credentials::DuckDb(file) = &self.target.credentials;
+                if file.in_memory() || !file.path.exists() {
                     return None;
                 }
                 let opened = Warehouse::open_mode(&self.target, true)

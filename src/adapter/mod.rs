@@ -1,15 +1,124 @@
-//! The database: the only module that talks to DuckDB.
+//! Adapters: the only code that talks to a database. An `Adapter` is one run's view of the
+//! target's warehouse: it opens it (turning a held lock into a clear diagnostic), knows which
+//! schemas and relations exist, and hands each worker thread its own `Connection`. A
+//! connection runs a node's statements by their kind, rolling back on failure so that nothing
+//! half-built stays behind, reports typed failures (`Failure`), and answers templates'
+//! introspection questions.
 //!
-//! `Warehouse` opens the target's file once per run (turning DuckDB's lock error into a clear
-//! diagnostic), lists the relations that exist, and hands each worker thread its own
-//! connection. A `Worker` runs a node's statements, rolling back on failure so that nothing
-//! half-built stays behind, and answers templates' introspection questions.
+//! DuckDB (`duckdb.rs`, in-process) is the adapter today; a warehouse adds one file here and
+//! one arm in `open`.
 
 #[cfg(feature = "duckdb")]
 mod duckdb;
 
 #[cfg(feature = "duckdb")]
-pub use self::duckdb::{LazyCatalog, Warehouse, Worker};
+pub use self::duckdb::LazyCatalog;
+
+use std::sync::Arc;
+
+use crate::config::{Credentials, Target};
+use crate::diagnostics::Problem;
+use crate::dialect::Statement;
+use crate::materialize::{Column, Existing, Kind};
+use crate::render::{Introspect, Relation};
+
+/// One run's warehouse.
+pub trait Adapter: Existing + Send + Sync {
+    /// The database (catalog) relations without one live in.
+    fn database(&self) -> &str;
+
+    /// Where the data is, as a run's first line names it (a file's path).
+    fn location(&self) -> &str;
+
+    /// A connection for one worker thread.
+    fn connect(&self) -> Result<Arc<dyn Connection>, Problem>;
+
+    /// Create every schema the run will build in, up front, before any worker starts.
+    fn create_schemas(&self, schemas: &[(Option<String>, String)]) -> Result<(), Problem>;
+
+    /// Record what a successful plan left behind (`None`: nothing).
+    fn record(&self, relation: &Relation, kind: Option<Kind>);
+
+    /// Cancels every query running on this warehouse's connections, for Ctrl-C.
+    fn interrupter(&self) -> Interrupt;
+
+    /// A scratch warehouse for a unit test: empty, with the target's database and `catalogs`
+    /// as empty catalogs (so relations keep their real names), and its connection.
+    fn scratch(
+        &self,
+        target: &Target,
+        catalogs: &std::collections::BTreeSet<String>,
+    ) -> Result<(Arc<dyn Adapter>, Arc<dyn Connection>), Problem>;
+}
+
+/// One worker thread's connection.
+pub trait Connection: Introspect {
+    /// Run statements in order; the rows the last counting statement reported. On failure an
+    /// open transaction is rolled back and the error names the failing statement.
+    fn run(&self, statements: &[Statement]) -> Result<usize, DbError>;
+
+    /// The columns a query returns, from a `describe` statement (the query is not run).
+    fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError>;
+
+    /// The columns of an existing relation, in order.
+    fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError>;
+
+    /// Every table and view with its columns, for `catalog.json` and the docs site.
+    fn catalog(&self) -> Result<Vec<crate::artifacts::catalog::CatalogTable>, String>;
+}
+
+/// Cancels running queries; called from the Ctrl-C handler.
+pub type Interrupt = Box<dyn Fn() + Send + Sync>;
+
+/// Open the target's warehouse for a run, read-only when asked (to read its catalog only).
+pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Problem> {
+    match &target.credentials {
+        #[cfg(feature = "duckdb")]
+        Credentials::DuckDb(_) => Ok(Arc::new(self::duckdb::Warehouse::open_mode(
+            target, read_only,
+        )?)),
+        #[cfg(not(feature = "duckdb"))]
+        Credentials::DuckDb(_) => {
+            let _ = read_only;
+            Err(Problem::new(
+                crate::diagnostics::Code::Database,
+                "this xform was built without DuckDB",
+            )
+            .help("rebuild with the default features"))
+        }
+    }
+}
+
+/// Open the target's warehouse to read its catalog only, for a run of nothing but unit tests:
+/// read-only (another process may be writing to it), and empty when there is no data yet.
+pub fn open_catalog(target: &Target) -> Result<Arc<dyn Adapter>, Problem> {
+    let mut target = target.clone();
+    match &mut target.credentials {
+        Credentials::DuckDb(file) => {
+            file.attach.clear();
+            if !file.path.exists() {
+                file.path = ":memory:".into();
+            }
+        }
+    }
+    open(&target, true)
+}
+
+/// What kind of failure a statement met, as the adapter tells it: nothing above the adapter
+/// reads a database's error text to find out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A check statement (`StatementKind::Check`) returned rows: the first column of the first
+    /// rows, and how many offending values there are in all.
+    Check { values: Vec<String>, total: usize },
+    /// The statement was cancelled (Ctrl-C).
+    Interrupted,
+    /// Another connection changed the same catalog entries at the same time; the statements
+    /// were rolled back whole and may run again.
+    Conflict,
+    /// Anything else: the database's message says what.
+    Other,
+}
 
 /// A failed statement.
 #[derive(Debug, Clone)]
@@ -17,7 +126,22 @@ pub struct DbError {
     /// Index of the failing statement in what was run.
     pub statement: usize,
     pub message: String,
-    pub interrupted: bool,
+    pub failure: Failure,
+}
+
+impl DbError {
+    /// An error that is not a statement's (a plan that could not be made, a failed read).
+    pub fn other(message: impl Into<String>) -> Self {
+        DbError {
+            statement: 0,
+            message: message.into(),
+            failure: Failure::Other,
+        }
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.failure == Failure::Interrupted
+    }
 }
 
 /// `LINE n:` in a DuckDB error message: the line of the statement it points at.

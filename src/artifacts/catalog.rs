@@ -10,10 +10,10 @@ use serde::ser::SerializeMap;
 use serde_json::{Value as Json, json};
 
 use super::{metadata, write_file};
+use crate::config::RunInfo;
 use crate::config::Target;
 use crate::diagnostics::Problem;
 use crate::graph::{Graph, Node, ResourceType};
-use crate::render::RunInfo;
 
 pub const CATALOG_SCHEMA: &str = "https://schemas.getdbt.com/dbt/catalog/v1.json";
 

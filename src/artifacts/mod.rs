@@ -14,9 +14,9 @@ use crate::config::Target;
 use crate::diagnostics::Problem;
 use rayon::prelude::*;
 
+use crate::config::RunInfo;
 use crate::graph::{Graph, Node, ResourceType};
 use crate::project::unit_tests::Rows;
-use crate::render::RunInfo;
 
 pub mod catalog;
 
@@ -93,7 +93,7 @@ fn metadata(schema: &str, project: &str, target: &Target, run: &RunInfo) -> Json
         "generated_at": time(&run.started_at),
         "invocation_id": run.invocation_id,
         "project_name": project,
-        "adapter_type": target.adapter,
+        "adapter_type": target.adapter_type(),
         "env": {},
     })
 }

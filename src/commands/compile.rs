@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 
 use super::{EXIT_OK, EXIT_USAGE, Session, report};
@@ -19,6 +18,7 @@ use crate::artifacts::{sql_path, write_files, write_manifest};
 use crate::cli::CommonArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
+use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
 
 pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
@@ -152,7 +152,13 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     let (written, (parsed, manifest)) = rayon::join(
         || write_files(&files),
         || {
-            let parsed = parse_check(&s.target_dir, &s.project.name, &graph, &models);
+            let parsed = parse_check(
+                s.target.dialect().get(),
+                &s.target_dir,
+                &s.project.name,
+                &graph,
+                &models,
+            );
             let manifest = write_manifest(
                 &s.target_dir,
                 &s.project.target_path,
@@ -216,18 +222,21 @@ const PARSE_CACHE: &str = "sql_parse_cache";
 /// What the cache's hashes are valid for: the same text parses the same way only with the same
 /// parser and dialect. Any other xform version starts afresh; change the sqlparser version here
 /// with the dependency.
-const PARSE_CACHE_HEADER: &[u8] = concat!(
-    "xform sql parse cache 1; xform ",
-    env!("CARGO_PKG_VERSION"),
-    "; sqlparser 0.64.0; duckdb\n"
-)
-.as_bytes();
+fn parse_cache_header(dialect: &dyn Dialect) -> Vec<u8> {
+    format!(
+        "xform sql parse cache 1; xform {}; sqlparser 0.64.0; {}\n",
+        env!("CARGO_PKG_VERSION"),
+        dialect.id()
+    )
+    .into_bytes()
+}
 
 /// Parse each model's compiled SQL with sqlparser and return a warning for each that it cannot
 /// read. Text that parsed in an earlier compile (the cache in `target/`) is not parsed again:
 /// sqlparser costs more than everything else in a compile, and most models are unchanged
 /// from one compile to the next. The cache only ever skips work whose outcome it knows.
 fn parse_check(
+    dialect: &dyn Dialect,
     target_dir: &Path,
     project: &str,
     graph: &Graph,
@@ -236,10 +245,11 @@ fn parse_check(
     // A fixed-key hasher, so that hashes mean the same in the next process.
     let hasher = BuildHasherDefault::<DefaultHasher>::default();
     let path = target_dir.join(PARSE_CACHE);
+    let header = parse_cache_header(dialect);
     let known: HashSet<u64> = std::fs::read(&path)
         .ok()
         .and_then(|bytes| {
-            let rest = bytes.strip_prefix(PARSE_CACHE_HEADER)?;
+            let rest = bytes.strip_prefix(header.as_slice())?;
             Some(
                 rest.chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -254,7 +264,7 @@ fn parse_check(
             if known.contains(&hash) {
                 return (hash, None);
             }
-            let problem = Parser::parse_sql(&DuckDbDialect {}, sql).err().map(|e| {
+            let problem = Parser::parse_sql(&*dialect.parser(), sql).err().map(|e| {
                 let node = &graph.nodes[i];
                 let file = sql_path(target_dir, "compiled", project, &node.compiled_file());
                 let (from, shift) = crate::compile::injected_line_shift(sql, in_file);
@@ -267,9 +277,10 @@ fn parse_check(
                     ),
                 )
                 .help(format!(
-                    "the model is compiled; sqlparser's DuckDB dialect rejects it, DuckDB may \
+                    "the model is compiled; sqlparser's {name} dialect rejects it, {name} may \
                      still accept it. The SQL: {}",
-                    file.display()
+                    file.display(),
+                    name = dialect.name(),
                 ))
                 .warning()
             });
@@ -295,7 +306,7 @@ fn parse_check(
         }
         let mut hashes: Vec<u64> = parsed.into_iter().collect();
         hashes.sort_unstable();
-        let mut bytes = PARSE_CACHE_HEADER.to_vec();
+        let mut bytes = header;
         bytes.reserve(hashes.len() * 8);
         for h in hashes {
             bytes.extend_from_slice(&h.to_le_bytes());

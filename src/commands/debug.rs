@@ -19,12 +19,15 @@ pub fn debug(s: &Session) -> i32 {
     }
     println!(
         "target:       {} (type {}, schema {}, threads {})",
-        t.name, t.adapter, t.schema, t.threads
+        t.name,
+        t.adapter_type(),
+        t.schema,
+        t.threads
     );
-    println!("database:     {} ({})", t.database, t.path.display());
+    println!("database:     {} ({})", t.database, t.location());
     #[cfg(feature = "duckdb")]
     {
-        match crate::adapter::Warehouse::open(t) {
+        match crate::adapter::open(t, false) {
             Ok(w) => println!("connection:   OK (catalog `{}`)", w.database()),
             Err(p) => {
                 report(&[p]);

@@ -63,16 +63,17 @@ pub fn generate(s: &Session, args: &DocsGenerateArgs) -> i32 {
 /// what the YAML declares.
 #[cfg(feature = "duckdb")]
 fn read_catalog(s: &Session) -> Catalog {
-    let path = &s.target.path;
-    if path.as_os_str() == ":memory:" || !path.exists() {
+    let crate::config::Credentials::DuckDb(file) = &s.target.credentials;
+    let path = &file.path;
+    if file.in_memory() || !path.exists() {
         eprintln!(
             "warning: no database at {} yet: catalog.json lists no relation; run `xform build` first for column types",
             path.display()
         );
         return Catalog::default();
     }
-    let read = crate::adapter::Warehouse::open_mode(&s.target, true).and_then(|warehouse| {
-        let worker = warehouse.worker()?;
+    let read = crate::adapter::open(&s.target, true).and_then(|warehouse| {
+        let worker = warehouse.connect()?;
         let tables = worker.catalog().map_err(|message| {
             crate::diagnostics::Problem::new(crate::diagnostics::Code::Database, message)
         });

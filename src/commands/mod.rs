@@ -11,32 +11,20 @@ mod execute;
 mod ls;
 #[cfg(feature = "duckdb")]
 mod retry;
-#[cfg(feature = "duckdb")]
-mod test;
-#[cfg(feature = "duckdb")]
-mod unit_test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, CommonArgs, DocsArgs, DocsCommand, ProjectArgs};
-use crate::config::{Target, resolve_target};
+use crate::config::RunInfo;
+use crate::config::{Session, resolve_target};
 use crate::diagnostics::{Code, Problem, render_plain};
 use crate::project::Project;
-use crate::render::RunInfo;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// A loaded project with its target, ready for a command.
-pub struct Session {
-    pub project: Project,
-    pub target: Target,
-    pub run: RunInfo,
-    pub target_dir: PathBuf,
-}
 
 /// Print problems to stderr: with colour on a terminal, plain otherwise.
 pub fn report(problems: &[Problem]) {
@@ -143,7 +131,7 @@ fn with_session(args: &CommonArgs, command: &str, f: impl FnOnce(Session) -> i32
 }
 
 #[cfg(feature = "duckdb")]
-fn execute_command(args: &CommonArgs, mode: execute::Mode) -> i32 {
+fn execute_command(args: &CommonArgs, mode: crate::execute::Mode) -> i32 {
     with_session(args, mode.name(), |s| execute::execute(&s, args, mode))
 }
 
@@ -252,15 +240,15 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Compile(args) => with_session(&args, "compile", |s| compile::compile(&s, &args)),
         #[cfg(feature = "duckdb")]
-        Command::Run(args) => execute_command(&args, execute::Mode::Run),
+        Command::Run(args) => execute_command(&args, crate::execute::Mode::Run),
         #[cfg(feature = "duckdb")]
-        Command::Seed(args) => execute_command(&args, execute::Mode::Seed),
+        Command::Seed(args) => execute_command(&args, crate::execute::Mode::Seed),
         #[cfg(feature = "duckdb")]
-        Command::Snapshot(args) => execute_command(&args, execute::Mode::Snapshot),
+        Command::Snapshot(args) => execute_command(&args, crate::execute::Mode::Snapshot),
         #[cfg(feature = "duckdb")]
-        Command::Build(args) => execute_command(&args, execute::Mode::Build),
+        Command::Build(args) => execute_command(&args, crate::execute::Mode::Build),
         #[cfg(feature = "duckdb")]
-        Command::Test(args) => execute_command(&args, execute::Mode::Test),
+        Command::Test(args) => execute_command(&args, crate::execute::Mode::Test),
         #[cfg(feature = "duckdb")]
         Command::Retry(args) => with_session(&args, "retry", |s| retry::retry(&s, &args)),
         #[cfg(not(feature = "duckdb"))]

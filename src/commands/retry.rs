@@ -3,10 +3,12 @@
 
 use serde_json::Value as Json;
 
-use super::execute::{self, Mode};
-use super::{EXIT_OK, EXIT_USAGE, Session, report};
+use super::execute;
+use super::{EXIT_OK, EXIT_USAGE, report};
 use crate::cli::CommonArgs;
+use crate::config::Session;
 use crate::diagnostics::{Code, Problem};
+use crate::execute::Mode;
 
 /// The node name in a unique id: `model.shop.orders` → `orders`, `test.shop.name.hash` → `name`.
 fn name_of(unique_id: &str) -> Option<&str> {

@@ -1,13 +1,18 @@
-//! DuckDB's SQL for plan steps.
+//! DuckDB's SQL: plan steps as dbt-duckdb writes them, seeds through `read_csv`, and the
+//! queries of unit tests (`insert … by name`, `columns(*)`).
 
 use std::fmt::Write as _;
 
-use super::{Dialect, Statement};
+use super::{Dialect, Statement, StatementKind};
 use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
 use crate::materialize::{Kind, Step};
-use crate::render::relation::quote;
+use crate::render::Relation;
 
 pub struct DuckDb;
+
+fn quote(ident: &str) -> String {
+    DuckDb.quote(ident)
+}
 
 fn kind_word(kind: Kind) -> &'static str {
     match kind {
@@ -17,12 +22,11 @@ fn kind_word(kind: Kind) -> &'static str {
 }
 
 fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    DuckDb.literal(s)
 }
 
-/// The text DuckDB's `error()` starts with when new rows repeat a unique key; the executor
-/// recognises it.
-pub const DUPLICATE_KEY_MARKER: &str = "xform: duplicate unique_key values: ";
+/// How many repeated keys a failed unique-key check names.
+pub const SHOWN_KEYS: usize = 10;
 
 const DEST: &str = "DBT_INTERNAL_DEST";
 const SOURCE: &str = "DBT_INTERNAL_SOURCE";
@@ -121,11 +125,7 @@ fn snapshot_ts(spec: &Spec) -> String {
     }
 }
 
-fn create_snapshot(
-    target: &crate::render::Relation,
-    source: &crate::render::Relation,
-    spec: &Spec,
-) -> String {
+fn create_snapshot(target: &Relation, source: &Relation, spec: &Spec) -> String {
     let ts = snapshot_ts(spec);
     let m = &spec.meta;
     let mut sql = format!(
@@ -144,12 +144,7 @@ fn create_snapshot(
     sql
 }
 
-fn stage_snapshot(
-    staging: &crate::render::Relation,
-    target: &crate::render::Relation,
-    source: &crate::render::Relation,
-    spec: &Spec,
-) -> String {
+fn stage_snapshot(staging: &Relation, target: &Relation, source: &Relation, spec: &Spec) -> String {
     let m = &spec.meta;
     let ts = snapshot_ts(spec);
     let keys: Vec<String> = spec
@@ -253,50 +248,89 @@ fn stage_snapshot(
 }
 
 impl Dialect for DuckDb {
+    fn name(&self) -> &'static str {
+        "DuckDB"
+    }
+
+    fn id(&self) -> &'static str {
+        "duckdb"
+    }
+
+    fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect> {
+        Box::new(sqlparser::dialect::DuckDbDialect {})
+    }
+
     fn describe_query(&self, sql: &str) -> Statement {
         Statement {
             sql: format!("describe select * from (\n{sql}\n)"),
+            kind: StatementKind::Query,
             body_line: Some(2),
             counts: None,
         }
     }
 
+    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
+        Statement::new(
+            StatementKind::Dml,
+            format!("insert into {} by name {query}", self.relation(relation)),
+        )
+    }
+
+    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let list = cols.join(", ");
+        // Differing rows first, each group sorted on the typed values (so that a missing row
+        // and the unexpected row that replaced it stand together), then shown as DuckDB
+        // writes them.
+        let order: Vec<String> = std::iter::once("(d.diff = ' ')".to_string())
+            .chain(cols.iter().map(|c| format!("d.{c} nulls first")))
+            .chain(std::iter::once("d.diff".to_string()))
+            .collect();
+        format!(
+            "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
+             select cast(columns(*) as varchar) from ( \
+             select '-' as diff, * from (select * from e except all select * from a) \
+             union all select '+' as diff, * from (select * from a except all select * from e) \
+             union all select ' ' as diff, * from (select * from a intersect all select * from e) \
+             ) as d order by {}",
+            order.join(", "),
+            actual = self.relation(actual),
+            expected = self.relation(expected),
+        )
+    }
+
     fn statement(&self, step: &Step) -> Statement {
-        let plain = |sql: String| Statement {
-            counts: None,
-            sql,
-            body_line: None,
-        };
+        let ddl = Statement::ddl;
+        let dml = |sql: String| Statement::new(StatementKind::Dml, sql);
+        let count = |relation: &Relation| Some(format!("select count(*) from {relation}"));
         match step {
-            Step::CreateSchema { database, schema } => plain(match database {
-                Some(db) => format!(
-                    "create schema if not exists {}.{}",
-                    quote(db),
-                    quote(schema)
-                ),
-                None => format!("create schema if not exists {}", quote(schema)),
-            }),
+            Step::CreateSchema { database, schema } => ddl(format!(
+                "create schema if not exists {}",
+                self.schema(database.as_deref(), schema)
+            )),
             Step::Drop { relation, kind } => {
-                plain(format!("drop {} if exists {relation}", kind_word(*kind)))
+                ddl(format!("drop {} if exists {relation}", kind_word(*kind)))
             }
-            Step::Begin => plain("begin transaction".to_string()),
-            Step::Commit => plain("commit".to_string()),
+            Step::Begin => Statement::new(StatementKind::Begin, "begin transaction".to_string()),
+            Step::Commit => Statement::new(StatementKind::Commit, "commit".to_string()),
             Step::CreateTableAs { relation, sql } => Statement {
                 sql: format!("create table {relation} as (\n{sql}\n)"),
+                kind: StatementKind::Ddl,
                 body_line: Some(2),
-                counts: Some(relation.to_string()),
+                counts: count(relation),
             },
             Step::CreateView { relation, sql } => Statement {
                 sql: format!("create view {relation} as (\n{sql}\n)"),
+                kind: StatementKind::Ddl,
                 body_line: Some(2),
                 counts: None,
             },
-            Step::Rename { from, to, kind } => plain(format!(
+            Step::Rename { from, to, kind } => ddl(format!(
                 "alter {} {from} rename to {}",
                 kind_word(*kind),
                 quote(to)
             )),
-            Step::CreateTableFromCsv {
+            Step::LoadSeed {
                 relation,
                 path,
                 delimiter,
@@ -325,12 +359,14 @@ impl Dialect for DuckDb {
                         literal(&path.to_string_lossy()),
                         options.join(", ")
                     ),
+                    kind: StatementKind::Ddl,
                     body_line: None,
-                    counts: Some(relation.to_string()),
+                    counts: count(relation),
                 }
             }
             Step::AssertUniqueKey { relation, key } => {
-                // The key as text, `(a, b)` for a list; the first ten duplicates are named.
+                // The key as text, `(a, b)` for a list: the first repeated keys and how many
+                // keys repeat in all.
                 let parts: Vec<String> = key
                     .iter()
                     .map(|k| format!("coalesce(cast({k} as varchar), 'null')"))
@@ -340,22 +376,29 @@ impl Dialect for DuckDb {
                 } else {
                     format!("'(' || {} || ')'", parts.join(" || ', ' || "))
                 };
-                plain(format!(
-                    "select case when count(*) > 0 then error({} || string_agg(__xform_key, ', ' order by __xform_key) filter (where __xform_n <= 10) || case when count(*) > 10 then ' and ' || (count(*) - 10) || ' more' else '' end) end from (select {shown} as __xform_key, row_number() over () as __xform_n from {relation} group by {} having count(*) > 1)",
-                    literal(DUPLICATE_KEY_MARKER),
-                    key.join(", ")
-                ))
+                Statement::new(
+                    StatementKind::Check,
+                    format!(
+                        "select __xform_key, count(*) over () from (select {shown} as __xform_key from {relation} group by {} having count(*) > 1) order by __xform_key limit {SHOWN_KEYS}",
+                        key.join(", ")
+                    ),
+                )
             }
-            Step::AddColumn { relation, column } => plain(format!(
+            Step::AddColumn { relation, column } => ddl(format!(
                 "alter table {relation} add column {} {}",
                 quote(&column.name),
                 column.data_type
             )),
-            Step::DropColumn { relation, column } => plain(format!(
+            Step::AddTextColumn { relation, column } => ddl(format!(
+                "alter table {relation} add column {} {}",
+                quote(column),
+                self.string_type()
+            )),
+            Step::DropColumn { relation, column } => ddl(format!(
                 "alter table {relation} drop column {}",
                 quote(column)
             )),
-            Step::AlterColumnType { relation, column } => plain(format!(
+            Step::AlterColumnType { relation, column } => ddl(format!(
                 "alter table {relation} alter column {} type {}",
                 quote(&column.name),
                 column.data_type
@@ -364,7 +407,7 @@ impl Dialect for DuckDb {
                 target,
                 source,
                 columns,
-            } => plain(format!(
+            } => dml(format!(
                 "insert into {target} ({cols})\nselect {cols} from {source}",
                 cols = column_list(columns)
             )),
@@ -373,7 +416,7 @@ impl Dialect for DuckDb {
                 source,
                 key,
                 predicates,
-            } => plain(format!(
+            } => dml(format!(
                 "delete from {target} as {DEST}\nusing {source} as {SOURCE}\nwhere {}{}",
                 key_match(key),
                 and_predicates(predicates)
@@ -383,9 +426,9 @@ impl Dialect for DuckDb {
                 column,
                 window,
                 predicates,
-            } => plain(format!(
+            } => dml(format!(
                 "delete from {target} as {DEST}\nwhere {}{}",
-                window.condition(&format!("{DEST}.{column}")),
+                self.time_window(&format!("{DEST}.{column}"), window.start, window.end),
                 and_predicates(predicates)
             )),
             Step::Merge {
@@ -417,19 +460,19 @@ impl Dialect for DuckDb {
                 sql.push_str(") values (");
                 sql.push_str(&prefixed(SOURCE, insert_columns));
                 sql.push(')');
-                plain(sql)
+                dml(sql)
             }
             Step::CreateSnapshot {
                 target,
                 source,
                 spec,
-            } => plain(create_snapshot(target, source, spec)),
+            } => ddl(create_snapshot(target, source, spec)),
             Step::StageSnapshotChanges {
                 staging,
                 target,
                 source,
                 spec,
-            } => plain(stage_snapshot(staging, target, source, spec)),
+            } => ddl(stage_snapshot(staging, target, source, spec)),
             Step::CloseSnapshotRows {
                 target,
                 staging,
@@ -437,7 +480,7 @@ impl Dialect for DuckDb {
             } => {
                 let valid_to = quote(&spec.meta.valid_to);
                 let scd_id = quote(&spec.meta.scd_id);
-                plain(format!(
+                dml(format!(
                     "update {target} as {DEST}\nset {valid_to} = {SOURCE}.{valid_to}\nfrom {staging} as {SOURCE}\nwhere {SOURCE}.{scd_id} = {DEST}.{scd_id}\n  and {SOURCE}.{CHANGE} in ('update', 'delete')\n  and {}",
                     is_current(spec, &format!("{DEST}."))
                 ))
@@ -449,7 +492,7 @@ impl Dialect for DuckDb {
             } => {
                 let mut cols = spec.columns.clone();
                 cols.extend(meta_columns(spec));
-                plain(format!(
+                dml(format!(
                     "insert into {target} ({cols})\nselect {cols} from {staging} where {CHANGE} = 'insert'",
                     cols = column_list(&cols)
                 ))

@@ -1,22 +1,307 @@
-//! Dialects turn plan steps into SQL statements. DuckDB is the dialect executed today; the
-//! boundary exists so that BigQuery and Snowflake can render the same plans.
+//! Dialects: how one warehouse spells what a plan asks for. A `Dialect` lowers plan steps into
+//! statements, each with its kind, and owns every piece of SQL spelling the rest of xform
+//! needs: identifier quoting, string and timestamp literals, type names, relation text,
+//! event-time filters, and the queries of data and unit tests.
+//!
+//! The trait's default methods write the SQL most warehouses share; a dialect file overrides
+//! only what it spells differently. DuckDB is the only dialect today: BigQuery and Snowflake
+//! will each be one more file here rendering the same plans. Nothing here runs SQL or looks
+//! at a database.
 
 pub mod duckdb;
 
-use crate::materialize::Step;
+use crate::materialize::{Column, Kind, Step};
+use crate::render::Relation;
+
+/// What a statement does, so that an adapter runs it without reading its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// Creates, alters or drops a schema or relation.
+    Ddl,
+    /// Changes rows, and reports how many.
+    Dml,
+    /// Returns rows.
+    Query,
+    /// Returns the rows that break a rule (repeated unique keys), as text in its first column:
+    /// any row stops the statement list and rolls its transaction back.
+    Check,
+    /// Opens a transaction.
+    Begin,
+    /// Commits the open transaction.
+    Commit,
+}
 
 /// One SQL statement and, when it wraps a model's SQL, the line where that SQL starts, so that
 /// a database error's line can be traced back to the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
     pub sql: String,
+    pub kind: StatementKind,
     pub body_line: Option<usize>,
-    /// A relation whose row count is the statement's "rows affected" (the statement builds it).
+    /// A query whose single number is the statement's "rows affected" (for a statement that
+    /// builds a relation, its row count).
     pub counts: Option<String>,
 }
 
-pub trait Dialect {
+impl Statement {
+    /// A statement that reports nothing and wraps no model SQL.
+    pub fn new(kind: StatementKind, sql: String) -> Self {
+        Statement {
+            sql,
+            kind,
+            body_line: None,
+            counts: None,
+        }
+    }
+
+    pub fn ddl(sql: String) -> Self {
+        Self::new(StatementKind::Ddl, sql)
+    }
+}
+
+/// The statements of a plan as one text, for `target/run/`.
+pub fn script(statements: &[Statement]) -> String {
+    statements
+        .iter()
+        .map(|s| format!("{};\n", s.sql))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The dialects xform knows, named by a target's type. A `Relation` carries its dialect so that
+/// it renders in a template as that warehouse writes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DialectKind {
+    #[default]
+    DuckDb,
+}
+
+impl DialectKind {
+    pub fn get(self) -> &'static dyn Dialect {
+        match self {
+            DialectKind::DuckDb => &duckdb::DuckDb,
+        }
+    }
+}
+
+/// One way of rendering a data test's failing rows: stored as a table (copied) or as a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAs {
+    Table,
+    View,
+}
+
+/// How a warehouse spells SQL. Defaults are ANSI-ish SQL with double-quoted identifiers.
+pub trait Dialect: Sync {
+    /// The warehouse's name, as messages write it (`DuckDB`).
+    fn name(&self) -> &'static str;
+
+    /// The target type that selects this dialect (`duckdb`).
+    fn id(&self) -> &'static str;
+
+    /// The sqlparser dialect that reads this warehouse's SQL, for the compile's SQL check.
+    fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect>;
+
+    /// An identifier, quoted.
+    fn quote(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    /// A string literal.
+    fn literal(&self, text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    /// A timestamp literal.
+    fn timestamp(&self, t: chrono::NaiveDateTime) -> String {
+        format!("cast('{}' as timestamp)", t.format("%Y-%m-%d %H:%M:%S"))
+    }
+
+    /// `expr` cast to `data_type`.
+    fn cast(&self, expr: &str, data_type: &str) -> String {
+        format!("cast({expr} as {data_type})")
+    }
+
+    /// The type of a text column.
+    fn string_type(&self) -> &'static str {
+        "VARCHAR"
+    }
+
+    /// A relation's name as SQL: `"db"."schema"."name"`, a CTE's bare name, or a subquery when
+    /// the relation is filtered (a microbatch window on an input).
+    fn relation(&self, relation: &Relation) -> String {
+        let mut name = if relation.cte {
+            relation.identifier.clone()
+        } else {
+            let mut out = String::new();
+            if let Some(db) = &relation.database {
+                out.push_str(&self.quote(db));
+                out.push('.');
+            }
+            out.push_str(&self.quote(&relation.schema));
+            out.push('.');
+            out.push_str(&self.quote(&relation.identifier));
+            out
+        };
+        if let Some(filter) = &relation.filter {
+            name = format!("(select * from {name} where {filter})");
+        }
+        name
+    }
+
+    /// A schema's name as SQL: `"db"."schema"`.
+    fn schema(&self, database: Option<&str>, schema: &str) -> String {
+        match database {
+            Some(db) => format!("{}.{}", self.quote(db), self.quote(schema)),
+            None => self.quote(schema),
+        }
+    }
+
+    /// The condition selecting the rows of `column` in `[start, end)`: a microbatch window.
+    fn time_window(
+        &self,
+        column: &str,
+        start: chrono::NaiveDateTime,
+        end: chrono::NaiveDateTime,
+    ) -> String {
+        format!(
+            "{column} >= {} and {column} < {}",
+            self.timestamp(start),
+            self.timestamp(end)
+        )
+    }
+
+    /// A relation narrowed by a data test's `where:` config, as the test's `model`.
+    fn where_subquery(&self, relation: &Relation, condition: &str) -> String {
+        format!(
+            "(select * from {} where {condition}) dbt_subquery",
+            self.relation(relation)
+        )
+    }
+
+    /// One plan step as a statement.
     fn statement(&self, step: &Step) -> Statement;
+
     /// A statement that returns the name and type of each column of a query, without running it.
     fn describe_query(&self, sql: &str) -> Statement;
+
+    /// A data test's query cut to its first `n` rows (`limit:` config).
+    fn limit(&self, query: &str, n: i64) -> String {
+        format!("{query}\nlimit {n}")
+    }
+
+    /// The statements that keep a data test's failing rows in `relation` (`store_failures`):
+    /// its schema, the relation of the other kind an earlier setting left (`replaces`), and
+    /// the relation itself over the test's query.
+    fn store_failures(
+        &self,
+        relation: &Relation,
+        store_as: StoreAs,
+        replaces: Option<Kind>,
+        query: &str,
+    ) -> Vec<Statement> {
+        let word = |k: StoreAs| match k {
+            StoreAs::Table => "table",
+            StoreAs::View => "view",
+        };
+        let mut out = vec![Statement::ddl(format!(
+            "create schema if not exists {}",
+            self.schema(relation.database.as_deref(), &relation.schema)
+        ))];
+        if let Some(old) = replaces {
+            let old = match old {
+                Kind::Table => "table",
+                Kind::View => "view",
+            };
+            out.push(Statement::ddl(format!(
+                "drop {old} {}",
+                self.relation(relation)
+            )));
+        }
+        out.push(Statement::ddl(format!(
+            "create or replace {} {} as (\n{query}\n)",
+            word(store_as),
+            self.relation(relation)
+        )));
+        out
+    }
+
+    /// What a data test reads its failing rows from: the stored relation, or its own query.
+    fn select_all(&self, relation: &Relation) -> String {
+        format!("select * from {}", self.relation(relation))
+    }
+
+    /// dbt's count query around a data test's failing rows: the failure count and whether it
+    /// trips `warn_if` and `error_if`.
+    fn test_counts(&self, failing: &str, fail_calc: &str, warn_if: &str, error_if: &str) -> String {
+        format!(
+            "select\n    {fail_calc} as failures,\n    {fail_calc} {warn_if} as should_warn,\n    {fail_calc} {error_if} as should_error\nfrom (\n{failing}\n) dbt_internal_test"
+        )
+    }
+
+    /// The first `n` failing rows of a data test, for its report.
+    fn test_sample(&self, failing: &str, n: usize) -> String {
+        format!("select * from (\n{failing}\n) dbt_internal_sample limit {n}")
+    }
+
+    /// An empty table with these columns.
+    fn create_table(&self, relation: &Relation, columns: &[Column]) -> Statement {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} {}", self.quote(&c.name), c.data_type))
+            .collect();
+        Statement::ddl(format!(
+            "create table {} ({})",
+            self.relation(relation),
+            list.join(", ")
+        ))
+    }
+
+    /// A table holding the rows of `query`.
+    fn create_table_as(&self, relation: &Relation, query: &str) -> Statement {
+        Statement::ddl(format!(
+            "create table {} as {query}",
+            self.relation(relation)
+        ))
+    }
+
+    /// A table with the columns of `query` and none of its rows.
+    fn create_empty_table_as(&self, relation: &Relation, query: &str) -> Statement {
+        Statement::ddl(format!(
+            "create table {} as select * from (\n{query}\n) limit 0",
+            self.relation(relation)
+        ))
+    }
+
+    /// Drop a relation of a known kind.
+    fn drop(&self, relation: &Relation, kind: Kind) -> Statement {
+        let word = match kind {
+            Kind::Table => "table",
+            Kind::View => "view",
+        };
+        Statement::ddl(format!("drop {word} {}", self.relation(relation)))
+    }
+
+    /// Insert the rows of `query` into `relation`, matching columns by name (a column `query`
+    /// does not return is null).
+    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement;
+
+    /// Rows as a query: `select * from (values (…), (…)) as given(a, b)`. Each cell is SQL.
+    fn values(&self, columns: &[String], rows: &[Vec<String>]) -> String {
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|cells| format!("({})", cells.join(", ")))
+            .collect();
+        let names: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        format!(
+            "select * from (values {}) as given({})",
+            lines.join(", "),
+            names.join(", ")
+        )
+    }
+
+    /// A unit test's comparison of the `actual` and `expected` rows on `columns`: one row per
+    /// row of either side, marked `-` (expected, missing), `+` (returned, not expected) or
+    /// ` ` (both), every value as text, differing rows first.
+    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String;
 }

@@ -16,10 +16,10 @@ use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
 use crate::artifacts::catalog::Catalog;
+use crate::config::RunInfo;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, Node};
-use crate::render::RunInfo;
 
 const PAGE: &str = include_str!("../../templates/docs/index.html");
 
@@ -136,7 +136,7 @@ fn node_data(
         "id": node.unique_id,
         "name": node.name,
         "type": node.resource_type.as_str(),
-        "materialized": node.materialized(),
+        "materialized": node.materialized().as_str(),
         "relation": node.has_relation().then(|| node.relation.to_string()),
         "path": node.path,
         "description": node.description,

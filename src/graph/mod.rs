@@ -16,6 +16,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::diagnostics::{Code, Problem, SourceFile};
 use crate::project::{ColumnProps, GenericTestDef, NodeConfig, SourceTable};
 use crate::render::{Prerendered, RefCall, Relation};
+use crate::suggest::{find_call, suggestions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
@@ -36,6 +37,51 @@ impl ResourceType {
             ResourceType::Snapshot => "snapshot",
             ResourceType::Test => "test",
             ResourceType::UnitTest => "unit_test",
+        }
+    }
+}
+
+/// How a node is built: a model's `materialized` config, or what dbt records for the other
+/// kinds of node (`seed`, `snapshot`, `test`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Materialization {
+    View,
+    Table,
+    Incremental,
+    Ephemeral,
+    Seed,
+    Snapshot,
+    Source,
+    Test,
+    UnitTest,
+    /// A materialization xform cannot build (a project's own, such as `materialized_view`).
+    Other(String),
+}
+
+impl Materialization {
+    /// A model's `materialized` config.
+    pub fn of_model(name: &str) -> Materialization {
+        match name {
+            "view" => Materialization::View,
+            "table" => Materialization::Table,
+            "incremental" => Materialization::Incremental,
+            "ephemeral" => Materialization::Ephemeral,
+            other => Materialization::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Materialization::View => "view",
+            Materialization::Table => "table",
+            Materialization::Incremental => "incremental",
+            Materialization::Ephemeral => "ephemeral",
+            Materialization::Seed => "seed",
+            Materialization::Snapshot => "snapshot",
+            Materialization::Source => "source",
+            Materialization::Test => "test",
+            Materialization::UnitTest => "unit_test",
+            Materialization::Other(name) => name,
         }
     }
 }
@@ -77,14 +123,47 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn materialized(&self) -> &str {
+    /// A node of this kind with nothing read, declared or configured yet: every node is made
+    /// from this (`Node { name, path, ..Node::new(…) }`), so a new field has one default.
+    pub fn new(
+        resource_type: ResourceType,
+        unique_id: String,
+        name: &str,
+        relation: Relation,
+    ) -> Node {
+        Node {
+            unique_id,
+            resource_type,
+            name: name.to_string(),
+            path: String::new(),
+            relative: String::new(),
+            fqn: Vec::new(),
+            file: None,
+            template: None,
+            config: NodeConfig::default(),
+            description: String::new(),
+            columns: Vec::new(),
+            patch_path: None,
+            refs: Vec::new(),
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            relation,
+            seed_path: None,
+            source: None,
+            test: None,
+            unit: None,
+            prerendered: None,
+        }
+    }
+
+    pub fn materialized(&self) -> Materialization {
         match self.resource_type {
-            ResourceType::Seed => "seed",
-            ResourceType::Source => "source",
-            ResourceType::Snapshot => "snapshot",
-            ResourceType::Test => "test",
-            ResourceType::UnitTest => "unit_test",
-            ResourceType::Model => self.config.materialized(),
+            ResourceType::Seed => Materialization::Seed,
+            ResourceType::Source => Materialization::Source,
+            ResourceType::Snapshot => Materialization::Snapshot,
+            ResourceType::Test => Materialization::Test,
+            ResourceType::UnitTest => Materialization::UnitTest,
+            ResourceType::Model => Materialization::of_model(self.config.materialized()),
         }
     }
 
@@ -131,7 +210,7 @@ impl Node {
     }
 
     pub fn is_ephemeral(&self) -> bool {
-        self.resource_type == ResourceType::Model && self.materialized() == "ephemeral"
+        self.resource_type == ResourceType::Model && self.config.materialized() == "ephemeral"
     }
 }
 
@@ -144,44 +223,6 @@ pub struct Graph {
     order: Vec<usize>,
     /// Topological rank of each node (its place in `order`).
     rank: Vec<usize>,
-}
-
-/// Where `func('name')` (or `func("name")`) is called in a template, as (offset, length).
-pub fn find_call(text: &str, func: &str, arg: &str) -> Option<(usize, usize)> {
-    for quote in ['\'', '"'] {
-        let needle = format!("{quote}{arg}{quote}");
-        let mut search = 0;
-        while let Some(found) = text[search..].find(&needle) {
-            let at = search + found;
-            let before = &text[..at];
-            if let Some(call) = before.rfind(&format!("{func}("))
-                && at - call < 120
-                && !before[call..].contains(')')
-            {
-                let end = text[at..]
-                    .find(')')
-                    .map_or(at + needle.len(), |e| at + e + 1);
-                return Some((call, end - call));
-            }
-            search = at + needle.len();
-        }
-    }
-    None
-}
-
-/// The closest names to `wanted`, best first.
-pub fn suggestions<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let limit = (wanted.len() / 3).max(2);
-    let mut scored: Vec<(usize, &str)> = names
-        .map(|n| (strsim::levenshtein(wanted, n), n))
-        .filter(|(d, n)| *d <= limit || n.contains(wanted) || wanted.contains(n))
-        .collect();
-    scored.sort_unstable();
-    scored
-        .into_iter()
-        .take(3)
-        .map(|(_, n)| n.to_string())
-        .collect()
 }
 
 impl Graph {
@@ -468,27 +509,5 @@ impl Graph {
                 out.push(p);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_call_spans_the_call() {
-        let text = "select * from {{ ref('raw_order') }}";
-        let (at, len) = find_call(text, "ref", "raw_order").unwrap();
-        assert_eq!(&text[at..at + len], "ref('raw_order')");
-    }
-
-    #[test]
-    fn suggestions_rank_by_distance() {
-        let names = ["raw_orders", "raw_customers", "orders"];
-        assert_eq!(
-            suggestions("raw_order", names.iter().copied())[0],
-            "raw_orders"
-        );
-        assert!(suggestions("zzzzzz", names.iter().copied()).is_empty());
     }
 }

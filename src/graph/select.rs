@@ -172,7 +172,7 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
                 None => glob_match(value, &node.name),
             }
         }
-        "config.materialized" => node.materialized() == value,
+        "config.materialized" => node.materialized().as_str() == value,
         "package" => node.fqn.first().is_some_and(|p| glob_match(value, p)),
         m if m.starts_with("config.") => {
             // A scalar config equals the value; a list config contains it.

@@ -62,7 +62,7 @@ const SCHEMA_CHANGES: &[&str] = &["ignore", "fail", "append_new_columns", "sync_
 pub(crate) fn config_problem(node: &Node, value: &str, message: String, help: &str) -> Problem {
     let p = Problem::new(Code::IncrementalConfig, message).help(help.to_string());
     match &node.file {
-        Some(file) => match crate::graph::find_call(&file.text, "config", value) {
+        Some(file) => match crate::suggest::find_call(&file.text, "config", value) {
             Some((at, len)) => p.at(file, at, len, "set here"),
             None => p,
         },

@@ -11,7 +11,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::incremental::config_problem;
 use crate::diagnostics::{Code, Problem};
-use crate::graph::Node;
+use crate::graph::{Materialization, Node};
 
 /// The length of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +81,6 @@ impl Window {
         t.format("%Y-%m-%d %H:%M:%S").to_string()
     }
 
-    /// The SQL condition selecting the window's rows on `column`.
-    pub fn condition(&self, column: &str) -> String {
-        format!(
-            "{column} >= cast('{}' as timestamp) and {column} < cast('{}' as timestamp)",
-            Self::text(self.start),
-            Self::text(self.end)
-        )
-    }
-
     /// `[start, end)`, as diagnostics and logs show it.
     pub fn label(&self) -> String {
         format!("[{}, {})", Self::text(self.start), Self::text(self.end))
@@ -130,7 +121,7 @@ pub fn parse_time(text: &str) -> Option<NaiveDateTime> {
 
 /// Whether a node is an incremental model with the microbatch strategy.
 pub fn is_microbatch(node: &Node) -> bool {
-    node.materialized() == "incremental"
+    node.materialized() == Materialization::Incremental
         && node.config.str("incremental_strategy") == Some("microbatch")
 }
 
@@ -259,7 +250,7 @@ trait AtModel {
 impl AtModel for Problem {
     fn at_model(self, node: &Node) -> Problem {
         match &node.file {
-            Some(file) => match crate::graph::find_call(&file.text, "config", "microbatch") {
+            Some(file) => match crate::suggest::find_call(&file.text, "config", "microbatch") {
                 Some((at, len)) => self.at(file, at, len, "the strategy is set here"),
                 None => self,
             },

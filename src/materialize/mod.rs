@@ -5,6 +5,8 @@
 //! warehouse; `dialect` turns its steps into statements and `adapter` runs them. Nothing here
 //! executes or renders SQL.
 
+#[cfg(test)]
+mod fixtures;
 pub mod incremental;
 pub mod microbatch;
 pub mod snapshot;
@@ -12,7 +14,7 @@ pub mod snapshot;
 use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
-use crate::graph::{Node, ResourceType};
+use crate::graph::{Materialization, Node};
 use crate::render::Relation;
 
 /// The kind of an existing relation.
@@ -48,7 +50,9 @@ pub enum Step {
         to: String,
         kind: Kind,
     },
-    CreateTableFromCsv {
+    /// Create a table from a seed's CSV file (the dialect chooses how: DuckDB reads the file,
+    /// a warehouse gets a typed create and batched inserts).
+    LoadSeed {
         relation: Relation,
         path: PathBuf,
         delimiter: String,
@@ -62,6 +66,11 @@ pub enum Step {
     AddColumn {
         relation: Relation,
         column: Column,
+    },
+    /// Add a text column (the dialect names the type): a snapshot's `dbt_is_deleted`.
+    AddTextColumn {
+        relation: Relation,
+        column: String,
     },
     DropColumn {
         relation: Relation,
@@ -129,7 +138,8 @@ pub enum Step {
     },
 }
 
-/// A column of a relation or of a query's result.
+/// A column of a relation or of a query's result. Its type is the warehouse's own name for it,
+/// as the adapter read it: plans copy it, never write one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
@@ -163,6 +173,40 @@ pub trait Existing {
     fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool;
 }
 
+/// Column lists a plan needs, answered by a live connection (or, offline, by a catalog).
+pub trait Columns {
+    /// The columns of an existing relation, in order.
+    fn of_relation(&self, relation: &Relation) -> Result<Vec<Column>, Problem>;
+    /// The columns a compiled query returns, found without running it.
+    fn of_query(&self, sql: &str) -> Result<Vec<Column>, Problem>;
+}
+
+/// The plan that builds `node` this run from its compiled SQL: a snapshot's, an incremental
+/// step on the existing table (`incremental`: the table exists and this is no full refresh),
+/// or a (re)build. A microbatch batch is planned by `microbatch`'s caller instead.
+pub fn node_plan(
+    node: &Node,
+    sql: &str,
+    existing: &dyn Existing,
+    columns: &dyn Columns,
+    incremental: bool,
+) -> Result<Plan, Problem> {
+    if node.resource_type == crate::graph::ResourceType::Snapshot {
+        let query = columns.of_query(sql)?;
+        let table = match existing.kind_of(&node.relation) {
+            Some(_) => Some(columns.of_relation(&node.relation)?),
+            None => None,
+        };
+        snapshot::plan(node, sql, existing, table.as_deref(), &query)
+    } else if incremental {
+        let new = columns.of_query(sql)?;
+        let table = columns.of_relation(&node.relation)?;
+        incremental::plan(node, sql, existing, &table, &new, None)
+    } else {
+        plan(node, sql, existing)
+    }
+}
+
 /// The steps before any build: create the schema if needed, drop leftovers of an interrupted
 /// earlier run.
 fn prelude(target: &Relation, existing: &dyn Existing) -> Vec<Step> {
@@ -190,12 +234,12 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
     let target = &node.relation;
     let tmp = target.with_suffix(TMP_SUFFIX);
     let mut steps = prelude(target, existing);
-    if node.resource_type == ResourceType::Model && node.materialized() == "incremental" {
+    if node.materialized() == Materialization::Incremental {
         // Checked on the first run too, not only once the table exists.
         incremental::Settings::of(node)?;
     }
-    let (build, kind) = match (node.resource_type, node.materialized()) {
-        (ResourceType::Seed, _) => {
+    let (build, kind) = match node.materialized() {
+        Materialization::Seed => {
             let column_types = node
                 .config
                 .get("column_types")
@@ -212,7 +256,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 })
                 .unwrap_or_default();
             (
-                Step::CreateTableFromCsv {
+                Step::LoadSeed {
                     relation: tmp.clone(),
                     path: node.seed_path.clone().unwrap_or_default(),
                     delimiter: node.config.str("delimiter").unwrap_or(",").to_string(),
@@ -221,24 +265,29 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 Kind::Table,
             )
         }
-        (_, "table" | "incremental") => (
+        Materialization::Table | Materialization::Incremental => (
             Step::CreateTableAs {
                 relation: tmp.clone(),
                 sql: sql.to_string(),
             },
             Kind::Table,
         ),
-        (_, "view") => (
+        Materialization::View => (
             Step::CreateView {
                 relation: tmp.clone(),
                 sql: sql.to_string(),
             },
             Kind::View,
         ),
-        (ResourceType::Source | ResourceType::Snapshot, _) | (_, "ephemeral") => {
+        Materialization::Ephemeral
+        | Materialization::Source
+        | Materialization::Snapshot
+        | Materialization::Test
+        | Materialization::UnitTest => {
             return Ok(Plan::default());
         }
-        (_, other) => {
+        Materialization::Other(other) => {
+            let other = other.as_str();
             let p = Problem::new(
                 Code::UnsupportedMaterialization,
                 format!(
@@ -248,7 +297,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             )
             .help("use `table`, `view`, `incremental` or `ephemeral`");
             let p = match &node.file {
-                Some(file) => match crate::graph::find_call(&file.text, "materialized=", other)
+                Some(file) => match crate::suggest::find_call(&file.text, "materialized=", other)
                     .or_else(|| file.text.find(other).map(|at| (at, other.len())))
                 {
                     Some((at, len)) => p.at(file, at, len, "this materialization"),

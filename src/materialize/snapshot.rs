@@ -245,12 +245,9 @@ pub fn plan(
                 }
             }
             if spec.hard_deletes == HardDeletes::NewRecord && !has(&spec.meta.is_deleted) {
-                steps.push(Step::AddColumn {
+                steps.push(Step::AddTextColumn {
                     relation: target.clone(),
-                    column: Column {
-                        name: spec.meta.is_deleted.clone(),
-                        data_type: "VARCHAR".to_string(),
-                    },
+                    column: spec.meta.is_deleted.clone(),
                 });
             }
             steps.push(Step::StageSnapshotChanges {

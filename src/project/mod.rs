@@ -5,6 +5,7 @@
 //! instead of stopping at the first, and it never renders Jinja: templates are kept as text
 //! for `render`.
 
+pub mod blocks;
 pub mod config;
 pub mod data_tests;
 pub mod unit_tests;
@@ -366,7 +367,8 @@ impl Project {
                     .at(&file, offset, key.len(), "not a project setting")
                     .warning()
                     .help(
-                        match crate::graph::suggestions(&key, PROJECT_KEYS.iter().copied()).first()
+                        match crate::suggest::suggestions(&key, PROJECT_KEYS.iter().copied())
+                            .first()
                         {
                             Some(best) => format!("did you mean `{best}`?"),
                             None => "see the project file keys in the README".to_string(),
@@ -574,7 +576,7 @@ impl Project {
             let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
-            let blocks = match crate::render::macros::extract(&file) {
+            let blocks = match blocks::extract(&file) {
                 Ok(blocks) => blocks,
                 Err(e) => {
                     problems.push(
@@ -591,7 +593,7 @@ impl Project {
             let mut fqn = fqn_of(&self.name, &rel_dir);
             fqn.pop();
             for block in blocks {
-                if block.kind != crate::render::macros::BlockKind::Snapshot {
+                if block.kind != blocks::BlockKind::Snapshot {
                     continue;
                 }
                 if let Some(other) = seen.insert(block.name.clone(), rel_root.clone()) {
@@ -660,11 +662,8 @@ impl Project {
             let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
-            let is_generic = crate::render::macros::extract(&file).is_ok_and(|blocks| {
-                blocks
-                    .iter()
-                    .any(|b| b.kind != crate::render::macros::BlockKind::Snapshot)
-            });
+            let is_generic = blocks::extract(&file)
+                .is_ok_and(|blocks| blocks.iter().any(|b| b.kind != blocks::BlockKind::Snapshot));
             if is_generic {
                 self.macro_files.push(file);
                 continue;
@@ -839,7 +838,7 @@ impl Project {
                         )
                         .at(file, offset, other.len(), "not a property section")
                         .help(
-                            match crate::graph::suggestions(
+                            match crate::suggest::suggestions(
                                 other,
                                 ["models", "seeds", "sources"].into_iter(),
                             )
@@ -956,7 +955,7 @@ impl Project {
     fn no_such_node(file: &SourceFile, key: &str, name: &str, known: &[&str]) -> Problem {
         let kind = if key == "models" { "model" } else { "seed" };
         let offset = name_offset(&file.text, name);
-        let near = crate::graph::suggestions(name, known.iter().copied());
+        let near = crate::suggest::suggestions(name, known.iter().copied());
         Problem::new(
             Code::UnknownKey,
             format!(

@@ -168,7 +168,7 @@ fn unknown_keys(
         let at = file.text[offset..]
             .find(&format!("{key}:"))
             .map_or(offset, |x| x + offset);
-        let near = crate::graph::suggestions(&key, known.iter().copied());
+        let near = crate::suggest::suggestions(&key, known.iter().copied());
         problems.push(
             Problem::new(
                 Code::UnknownKey,

@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 
 use super::macros::{self, MacroObject};
 use super::relation::Relation;
+use crate::dialect::DialectKind;
 use crate::project::NodeConfig;
 
 /// Resolves `ref()` and `source()` while compiling.
@@ -299,19 +300,7 @@ pub fn env_var_fn(
     {
         return Ok(Value::from(v));
     }
-    env_var(name, default)
-}
-
-/// `env_var()` outside a model (profiles, the project file).
-pub fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {
-    match std::env::var(&name) {
-        Ok(v) => Ok(Value::from(v)),
-        Err(_) => default.map(|d| Value::from(d.to_string())).ok_or_else(|| {
-            invalid(format!(
-                "environment variable `{name}` is not set and env_var() has no default"
-            ))
-        }),
-    }
+    crate::env::env_var(name, default)
 }
 
 pub fn is_incremental(state: &State<'_, '_>) -> Result<bool, Error> {
@@ -512,6 +501,7 @@ impl Object for ColumnValues {
 struct ColumnObject {
     name: String,
     data_type: String,
+    dialect: DialectKind,
 }
 
 impl Object for ColumnObject {
@@ -519,7 +509,7 @@ impl Object for ColumnObject {
         match key.as_str()? {
             "name" | "column" => Some(Value::from(self.name.clone())),
             "data_type" | "dtype" => Some(Value::from(self.data_type.clone())),
-            "quoted" => Some(Value::from(super::relation::quote(&self.name))),
+            "quoted" => Some(Value::from(self.dialect.get().quote(&self.name))),
             _ => None,
         }
     }
@@ -534,9 +524,10 @@ impl Object for ColumnObject {
 pub struct AdapterObject {
     pub macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
     pub adapter_type: String,
+    pub dialect: DialectKind,
 }
 
-fn relation_arg(value: &Value) -> Option<Relation> {
+fn relation_arg(value: &Value, dialect: DialectKind) -> Option<Relation> {
     if let Some(rel) = value.downcast_object_ref::<Relation>() {
         return Some(rel.clone());
     }
@@ -552,6 +543,7 @@ fn relation_arg(value: &Value) -> Option<Relation> {
         identifier: get("identifier")?,
         cte: false,
         filter: None,
+        dialect,
     })
 }
 
@@ -611,6 +603,7 @@ impl Object for AdapterObject {
                     identifier: pick(2, "identifier").unwrap_or_default(),
                     cte: false,
                     filter: None,
+                    dialect: self.dialect,
                 };
                 let ctx = ctx(state)?;
                 ctx.mark_run_dependent();
@@ -626,7 +619,7 @@ impl Object for AdapterObject {
                 let (rel,): (Value,) = from_args(args)?;
                 let ctx = ctx(state)?;
                 ctx.mark_run_dependent();
-                let Some(rel) = relation_arg(&rel) else {
+                let Some(rel) = relation_arg(&rel, self.dialect) else {
                     return Ok(Value::from(Vec::<Value>::new()));
                 };
                 match (&ctx.introspector, ctx.execute) {
@@ -635,7 +628,11 @@ impl Object for AdapterObject {
                             .map_err(invalid)?
                             .into_iter()
                             .map(|(name, data_type)| {
-                                Value::from_object(ColumnObject { name, data_type })
+                                Value::from_object(ColumnObject {
+                                    name,
+                                    data_type,
+                                    dialect: self.dialect,
+                                })
                             })
                             .collect::<Vec<_>>(),
                     )),
@@ -644,7 +641,7 @@ impl Object for AdapterObject {
             }
             "quote" => {
                 let (ident,): (String,) = from_args(args)?;
-                Ok(Value::from(super::relation::quote(&ident)))
+                Ok(Value::from(self.dialect.get().quote(&ident)))
             }
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,

@@ -23,12 +23,13 @@ use minijinja::{Environment, UndefinedBehavior};
 use rayon::prelude::*;
 use serde_json::Value as Json;
 
+use crate::project::blocks;
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
-pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, Resolved, env_var};
+pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, Resolved};
 use macros::MacroObject;
 pub use relation::Relation;
 
-use crate::config::Target;
+use crate::config::{RunInfo, Target};
 use crate::diagnostics::{Code, Problem, SourceFile};
 use crate::project::unit_tests::Overrides;
 use crate::project::{NodeConfig, Project};
@@ -178,14 +179,6 @@ pub struct Renderer {
     macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
 }
 
-/// Run-wide facts templates can see.
-pub struct RunInfo {
-    pub invocation_id: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub full_refresh: bool,
-    pub command: String,
-}
-
 impl Renderer {
     /// Build the environment: macros from the project's macro files, then every model template.
     /// A broken macro stops here; broken model templates are returned beside the renderer so
@@ -204,7 +197,7 @@ impl Renderer {
         let mut macro_objects = BTreeMap::new();
 
         for file in &project.macro_files {
-            let defs = match macros::extract(file) {
+            let defs = match blocks::extract(file) {
                 Ok(defs) => defs,
                 Err(e) => {
                     problems.push(
@@ -232,22 +225,22 @@ impl Renderer {
                 }
                 origins.insert(template, origin);
                 match def.kind {
-                    macros::BlockKind::Macro => {
+                    blocks::BlockKind::Macro => {
                         macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
                     }
-                    macros::BlockKind::Test => {
+                    blocks::BlockKind::Test => {
                         macro_objects.insert(
                             format!("test_{}", def.name),
                             Arc::new(MacroObject::new(&def)),
                         );
                     }
-                    macros::BlockKind::Snapshot => {}
+                    blocks::BlockKind::Snapshot => {}
                 }
             }
         }
         // dbt's built-in generic tests, unless the project defines a test of the same name.
         let builtin = SourceFile::new(BUILTIN_TESTS_FILE, BUILTIN_TESTS);
-        for def in macros::extract(&builtin).unwrap_or_default() {
+        for def in blocks::extract(&builtin).unwrap_or_default() {
             let global = format!("test_{}", def.name);
             if macro_objects.contains_key(&global) {
                 continue;
@@ -298,7 +291,8 @@ impl Renderer {
             "adapter",
             Value::from_object(AdapterObject {
                 macros: macros.clone(),
-                adapter_type: target.adapter.clone(),
+                adapter_type: target.adapter_type().to_string(),
+                dialect: target.dialect(),
             }),
         );
         env.add_global("exceptions", Value::from_object(ExceptionsObject));
@@ -315,12 +309,12 @@ impl Renderer {
             "target",
             crate::render::context::to_value(serde_json::json!({
                 "name": target.name,
-                "type": target.adapter,
+                "type": target.adapter_type(),
                 "schema": target.schema,
                 "database": target.database,
                 "threads": target.threads,
                 "profile_name": target.profile_name,
-                "path": target.path.display().to_string(),
+                "path": target.location(),
             })),
         );
         env.add_global(
@@ -612,7 +606,7 @@ impl Renderer {
                 .detail()
                 .and_then(|d| d.strip_suffix(" is unknown"))
         {
-            let near = crate::graph::suggestions(name, self.macros.keys().map(String::as_str));
+            let near = crate::suggest::suggestions(name, self.macros.keys().map(String::as_str));
             if let Some(best) = near.first() {
                 problem = problem.help(format!("did you mean the macro `{best}`?"));
             }

@@ -1,5 +1,6 @@
-//! `Relation`: a database object name as templates see it (`{{ ref('x') }}`, `{{ this }}`),
-//! rendered with dbt-duckdb's quoting, or as a bare CTE name for an ephemeral model.
+//! `Relation`: a database object name as templates see it (`{{ ref('x') }}`, `{{ this }}`).
+//! It carries its warehouse's dialect, which writes its text (quoting, a CTE's bare name for an
+//! ephemeral model, a filtered subquery for a microbatch input).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, from_args};
 use minijinja::{Error, State};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use crate::dialect::DialectKind;
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Relation {
     pub database: Option<String>,
     pub schema: String,
@@ -17,11 +20,8 @@ pub struct Relation {
     /// A row filter (a microbatch's window on an input's `event_time`): the relation renders
     /// as `(select * from <relation> where <filter>)`.
     pub filter: Option<String>,
-}
-
-/// Quote an identifier the way DuckDB wants it.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
+    /// Whose SQL the relation is written in.
+    pub dialect: DialectKind,
 }
 
 impl Relation {
@@ -32,6 +32,7 @@ impl Relation {
             identifier: identifier.to_string(),
             cte: false,
             filter: None,
+            dialect: DialectKind::default(),
         }
     }
 
@@ -42,6 +43,7 @@ impl Relation {
             identifier: format!("__dbt__cte__{name}"),
             cte: true,
             filter: None,
+            dialect: DialectKind::default(),
         }
     }
 
@@ -55,22 +57,16 @@ impl Relation {
     }
 }
 
+/// As its text, so that plans print as they read (`Relation("shop"."main"."orders")`).
+impl fmt::Debug for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Relation({self})")
+    }
+}
+
 impl fmt::Display for Relation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(filter) = &self.filter {
-            let plain = Relation {
-                filter: None,
-                ..self.clone()
-            };
-            return write!(f, "(select * from {plain} where {filter})");
-        }
-        if self.cte {
-            return f.write_str(&self.identifier);
-        }
-        if let Some(db) = &self.database {
-            write!(f, "{}.", quote(db))?;
-        }
-        write!(f, "{}.{}", quote(&self.schema), quote(&self.identifier))
+        f.write_str(&self.dialect.get().relation(self))
     }
 }
 

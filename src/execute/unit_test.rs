@@ -24,20 +24,17 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::Session;
-use super::execute::node_plan;
-use crate::adapter::{DbError, Warehouse, Worker, error_line};
+use super::node_plan;
+use crate::adapter::{Adapter, Connection, DbError, error_line};
 use crate::artifacts::{Status, sql_path, write_file};
 use crate::compile::{Compiler, model_value};
-use crate::config::Target;
+use crate::config::{Session, Target};
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::duckdb::DuckDb;
 use crate::dialect::{Dialect, Statement};
-use crate::graph::{Graph, Node, ResourceType};
+use crate::graph::{Graph, Materialization, Node, ResourceType};
 use crate::materialize::{Column, Kind, plan};
 use crate::project::TestTarget;
 use crate::project::unit_tests::{Input, Rows, UnitTestDef};
-use crate::render::relation::quote;
 use crate::render::{Introspect, QueryTable, Relation, RenderRequest, Resolve, spans};
 
 /// How many rows of a diff a report shows.
@@ -90,53 +87,29 @@ impl Resolve for TableResolver {
     }
 }
 
-fn plain(sql: String) -> Statement {
-    Statement {
-        sql,
-        body_line: None,
-        counts: None,
-    }
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// An in-memory database named like the target's catalogs.
+/// A scratch database named like the target's catalogs.
 struct Db {
-    warehouse: Warehouse,
-    worker: Arc<Worker>,
+    warehouse: Arc<dyn Adapter>,
+    worker: Arc<dyn Connection>,
+    dialect: &'static dyn Dialect,
 }
 
 impl Db {
-    fn open(target: &Target, graph: &Graph) -> Result<Db, Problem> {
-        let mut memory = target.clone();
-        memory.path = ":memory:".into();
-        memory.attach.clear();
-        let warehouse = Warehouse::open(&memory)?;
-        let worker = Arc::new(warehouse.worker()?);
-        super::execute::cancel_with(warehouse.interrupt_handles());
-        let mut databases: BTreeSet<String> = graph
+    fn open(project: &dyn Adapter, target: &Target, graph: &Graph) -> Result<Db, Problem> {
+        let databases: BTreeSet<String> = graph
             .nodes
             .iter()
             .filter_map(|n| n.relation.database.clone())
             .filter(|d| !d.is_empty())
             .map(|d| d.to_lowercase())
             .collect();
-        databases.insert(target.database.to_lowercase());
-        databases.remove(&warehouse.database().to_lowercase());
-        let mut statements: Vec<Statement> = databases
-            .iter()
-            .map(|d| plain(format!("attach ':memory:' as {}", quote(d))))
-            .collect();
-        statements.push(plain(format!("use {}", quote(&target.database))));
-        worker.run(&statements).map_err(|e| {
-            Problem::new(
-                Code::Database,
-                format!("cannot set up a unit test database: {}", e.message),
-            )
-        })?;
-        Ok(Db { warehouse, worker })
+        let (warehouse, worker) = project.scratch(target, &databases)?;
+        super::cancel_with(warehouse.interrupter());
+        Ok(Db {
+            warehouse,
+            worker,
+            dialect: target.dialect().get(),
+        })
     }
 
     fn run(&self, statements: &[Statement]) -> Result<(), DbError> {
@@ -144,11 +117,18 @@ impl Db {
     }
 
     fn create_schema(&self, relation: &Relation) -> Result<(), DbError> {
-        let schema = match &relation.database {
-            Some(db) => format!("{}.{}", quote(db), quote(&relation.schema)),
-            None => quote(&relation.schema),
-        };
-        self.run(&[plain(format!("create schema if not exists {schema}"))])
+        self.run(&[self.dialect.statement(&Step::CreateSchema {
+            database: relation.database.clone(),
+            schema: relation.schema.clone(),
+        })])
+    }
+
+    /// The statements of a plan, in this database's dialect.
+    fn statements(&self, plan: &Plan) -> Vec<Statement> {
+        plan.steps
+            .iter()
+            .map(|s| self.dialect.statement(s))
+            .collect()
     }
 
     fn columns(&self, relation: &Relation) -> Option<Vec<Column>> {
@@ -167,7 +147,7 @@ struct Shapes<'a> {
     compiler: &'a Compiler<'a>,
     resolver: Arc<TableResolver>,
     db: &'a Db,
-    project: &'a Worker,
+    project: &'a dyn Connection,
     known: &'a mut HashMap<usize, Vec<Column>>,
     /// The unit test and its model: the model is rendered with the test's overrides (and its
     /// shape is not shared with other unit tests).
@@ -191,7 +171,7 @@ impl Shapes<'_> {
         if let Some(k) = self.known.get(&i) {
             return Some(k.clone());
         }
-        if super::execute::cancelled() {
+        if super::cancelled() {
             return None;
         }
         let shape = self.build(i)?;
@@ -228,20 +208,15 @@ impl Shapes<'_> {
             .relation_columns(&node.relation)
             .ok()
             .filter(|c| !c.is_empty())?;
-        let list: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{} {}", quote(&c.name), c.data_type))
-            .collect();
         let kind = self.db.worker.relation_kind(&node.relation).ok().flatten();
+        let dialect = self.db.dialect;
         let mut statements = Vec::new();
-        if let Some(kind) = kind {
-            statements.push(plain(format!("drop {kind} {}", node.relation)));
+        match kind.as_deref() {
+            Some("view") => statements.push(dialect.drop(&node.relation, Kind::View)),
+            Some(_) => statements.push(dialect.drop(&node.relation, Kind::Table)),
+            None => {}
         }
-        statements.push(plain(format!(
-            "create table {} ({})",
-            node.relation,
-            list.join(", ")
-        )));
+        statements.push(dialect.create_table(&node.relation, &columns));
         let copied = self.db.run(&statements).map_err(|e| e.message);
         self.note(
             &format!("cannot copy the columns of `{}`", node.name),
@@ -264,13 +239,14 @@ impl Shapes<'_> {
                     || node.name.clone(),
                     |s| format!("{}.{}", s.source_name, s.name),
                 );
-                let columns: Option<Vec<String>> = node
+                let columns: Option<Vec<Column>> = node
                     .columns
                     .iter()
                     .map(|c| {
-                        c.data_type
-                            .as_ref()
-                            .map(|t| format!("{} {t}", quote(&c.name)))
+                        c.data_type.as_ref().map(|t| Column {
+                            name: c.name.clone(),
+                            data_type: t.clone(),
+                        })
                     })
                     .collect();
                 let columns = match columns {
@@ -287,11 +263,7 @@ impl Shapes<'_> {
                 };
                 let created = self
                     .db
-                    .run(&[plain(format!(
-                        "create table {} ({})",
-                        node.relation,
-                        columns.join(", ")
-                    ))])
+                    .run(&[self.db.dialect.create_table(&node.relation, &columns)])
                     .map_err(|e| e.message);
                 self.note(
                     &format!("the columns declared for the source `{label}` do not make a table"),
@@ -315,25 +287,23 @@ impl Shapes<'_> {
                 let sql = self.note(&format!("cannot render `{}`", node.name), rendered)?;
                 let built = if node.is_ephemeral() {
                     self.db
-                        .run(&[plain(format!(
-                            "create table {} as select * from (\n{sql}\n) limit 0",
-                            node.relation
-                        ))])
+                        .run(&[self.db.dialect.create_empty_table_as(&node.relation, &sql)])
                         .map_err(|e| e.message)
                 } else {
                     node_plan(
                         node,
                         &sql,
-                        &self.db.warehouse,
-                        &self.db.worker,
+                        &*self.db.warehouse,
+                        &*self.db.worker,
+                        self.db.dialect,
                         false,
                         &|_, e| Problem::new(Code::Database, e.message.clone()),
                     )
                     .map_err(|p| p.message)
                     .and_then(|plan| {
-                        let statements: Vec<Statement> =
-                            plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
-                        self.db.run(&statements).map_err(|e| e.message)?;
+                        self.db
+                            .run(&self.db.statements(&plan))
+                            .map_err(|e| e.message)?;
                         self.db.warehouse.record(&node.relation, plan.result);
                         Ok(())
                     })
@@ -348,13 +318,8 @@ impl Shapes<'_> {
 
 /// Load a seed's CSV file into `db` with its configured types, as a build would.
 fn load_seed(db: &Db, node: &Node) -> Result<(), DbError> {
-    let plan = plan(node, "", &db.warehouse).map_err(|p| DbError {
-        statement: 0,
-        message: p.message,
-        interrupted: false,
-    })?;
-    let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
-    db.run(&statements)?;
+    let plan = plan(node, "", &*db.warehouse).map_err(|p| DbError::other(p.message))?;
+    db.run(&db.statements(&plan))?;
     db.warehouse.record(&node.relation, plan.result);
     Ok(())
 }
@@ -392,16 +357,16 @@ fn render(
 }
 
 /// A YAML or CSV value as SQL, cast to `data_type` when it is known.
-fn value_sql(value: &Json, data_type: Option<&str>) -> String {
+fn value_sql(dialect: &dyn Dialect, value: &Json, data_type: Option<&str>) -> String {
     let text = match value {
         Json::Null => "null".to_string(),
         Json::Bool(b) => b.to_string(),
         Json::Number(n) => n.to_string(),
-        Json::String(s) => literal(s),
-        other => literal(&other.to_string()),
+        Json::String(s) => dialect.literal(s),
+        other => dialect.literal(&other.to_string()),
     };
     match data_type {
-        Some(t) => format!("cast({text} as {t})"),
+        Some(t) => dialect.cast(&text, t),
         None => text,
     }
 }
@@ -432,34 +397,29 @@ fn create_rows(
     what: &str,
 ) -> Result<(), String> {
     db.create_schema(relation).map_err(|e| e.message)?;
+    let dialect = db.dialect;
     let given = rows.columns();
     let values = |types: &dyn Fn(&str) -> Option<String>| -> Option<String> {
         let rows = pairs(rows);
         if rows.is_empty() {
             return None;
         }
-        let lines: Vec<String> = rows
+        let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
-                let cells: Vec<String> = given
+                given
                     .iter()
                     .map(|c| {
                         let v = row
                             .iter()
                             .find(|(k, _)| k.eq_ignore_ascii_case(c))
                             .map_or(&Json::Null, |(_, v)| v);
-                        value_sql(v, types(c).as_deref())
+                        value_sql(dialect, v, types(c).as_deref())
                     })
-                    .collect();
-                format!("({})", cells.join(", "))
+                    .collect()
             })
             .collect();
-        let names: Vec<String> = given.iter().map(|c| quote(c)).collect();
-        Some(format!(
-            "select * from (values {}) as given({})",
-            lines.join(", "),
-            names.join(", ")
-        ))
+        Some(dialect.values(&given, &cells))
     };
     let statements = if let Some(shape) = shape {
         if let Some(stray) = given
@@ -472,14 +432,7 @@ fn create_rows(
                 names.join(", ")
             ));
         }
-        let columns: Vec<String> = shape
-            .iter()
-            .map(|c| format!("{} {}", quote(&c.name), c.data_type))
-            .collect();
-        let mut statements = vec![plain(format!(
-            "create table {relation} ({})",
-            columns.join(", ")
-        ))];
+        let mut statements = vec![dialect.create_table(relation, shape)];
         let type_of = |name: &str| {
             shape
                 .iter()
@@ -494,7 +447,7 @@ fn create_rows(
             _ => values(&type_of),
         };
         if let Some(select) = select {
-            statements.push(plain(format!("insert into {relation} by name {select}")));
+            statements.push(dialect.insert_by_name(relation, &select));
         }
         statements
     } else {
@@ -506,7 +459,7 @@ fn create_rows(
                 format!("the columns of {what} are not known, so its rows cannot be empty")
             })?,
         };
-        vec![plain(format!("create table {relation} as {select}"))]
+        vec![dialect.create_table_as(relation, &select)]
     };
     db.run(&statements).map_err(|e| e.message)
 }
@@ -564,13 +517,13 @@ fn diff_table(t: &QueryTable) -> String {
         .rows
         .iter()
         .take(DIFF_ROWS)
-        .map(|r| r.iter().map(super::test::cell).collect())
+        .map(|r| r.iter().map(super::data_test::cell).collect())
         .collect();
     let mut header: Vec<String> = t.columns.clone();
     if let Some(first) = header.first_mut() {
         first.clear();
     }
-    let mut out = super::test::text_table(&header, &rows);
+    let mut out = super::data_test::text_table(&header, &rows);
     if t.rows.len() > DIFF_ROWS {
         out.push_str("\n… ");
         out.push_str(&(t.rows.len() - DIFF_ROWS).to_string());
@@ -579,19 +532,20 @@ fn diff_table(t: &QueryTable) -> String {
     out
 }
 
-/// Run unit test `i`.
 /// Run unit test `i`. `project` is a connection to the project's database, used only to read
-/// the columns of inputs whose types the project does not declare.
-pub fn run(
+/// the columns of inputs whose types the project does not declare; `warehouse` makes the
+/// scratch databases.
+pub(super) fn run(
     session: &Session,
     graph: &Graph,
     compiler: &Compiler<'_>,
     i: usize,
-    project: &Worker,
+    project: &dyn Connection,
+    warehouse: &dyn Adapter,
     shape_cache: &std::sync::Mutex<ShapeCache>,
 ) -> Result<UnitOutcome, Problem> {
     let node = &graph.nodes[i];
-    if super::execute::cancelled() {
+    if super::cancelled() {
         return Err(Problem::new(
             Code::Interrupted,
             format!("unit test `{}` was cancelled", node.name),
@@ -666,7 +620,7 @@ pub fn run(
         let mut cache = shape_cache.lock().expect("shape cache lock");
         let cache = &mut *cache;
         if cache.db.is_none() {
-            cache.db = Some(Db::open(target, graph)?);
+            cache.db = Some(Db::open(warehouse, target, graph)?);
         }
         let mut shapes = Shapes {
             graph,
@@ -688,7 +642,7 @@ pub fn run(
             .collect()
     };
     // 2. The given rows, and seeds that are not given.
-    let db = Db::open(target, graph)?;
+    let db = Db::open(warehouse, target, graph)?;
     // A seed read whole from its file.
     let seed_input = |n: &Node| {
         db.create_schema(&n.relation)
@@ -760,7 +714,7 @@ pub fn run(
     let incremental = unit.expect_table.is_some()
         && this_given
         && model.resource_type == ResourceType::Model
-        && model.materialized() == "incremental";
+        && model.materialized() == Materialization::Incremental;
     let sql = render(compiler, model, resolver, &db, incremental, Some(unit))?;
     let artifact = node.compiled_file();
     write_file(
@@ -775,10 +729,10 @@ pub fn run(
     let actual = if unit.expect_table.is_none() {
         let actual = Relation::new(Some(db.warehouse.database()), "main", "__xform_actual");
         let body = sql.trim_end().trim_end_matches(';');
-        db.run(&[plain(format!(
-            "create table {actual} as select * from (\n{body}\n) as model"
-        ))])
-        .map_err(|e| model_problem(unit, model, &sql, 2, &e, &untyped))?;
+        db.run(&[db
+            .dialect
+            .create_table_as(&actual, &format!("select * from (\n{body}\n) as model"))])
+            .map_err(|e| model_problem(unit, model, &sql, 2, &e, &untyped))?;
         actual
     } else {
         if model.is_ephemeral() {
@@ -794,12 +748,13 @@ pub fn run(
         let plan = node_plan(
             model,
             &sql,
-            &db.warehouse,
-            &db.worker,
+            &*db.warehouse,
+            &*db.worker,
+            db.dialect,
             incremental,
             &|_, e| model_problem(unit, model, &sql, 1, e, &untyped),
         )?;
-        let statements: Vec<Statement> = plan.steps.iter().map(|s| DuckDb.statement(s)).collect();
+        let statements = db.statements(&plan);
         db.run(&statements).map_err(|e| {
             let line = statements
                 .get(e.statement)
@@ -823,7 +778,7 @@ pub fn run(
     {
         let described = db
             .worker
-            .describe(&DuckDb.describe_query(text.trim()))
+            .describe(&db.dialect.describe_query(text.trim()))
             .map_err(|e| {
                 unit_problem(
                     unit,
@@ -870,23 +825,8 @@ pub fn run(
             "expected values must be castable to the types of the model's columns".to_string(),
         )
     })?;
-    let cols: Vec<String> = compared.iter().map(|c| quote(&c.name)).collect();
-    let list = cols.join(", ");
-    // Differing rows first, each group sorted on the typed values (so that a missing row and
-    // the unexpected row that replaced it stand together), then shown as DuckDB writes them.
-    let order: Vec<String> = std::iter::once("(d.diff = ' ')".to_string())
-        .chain(cols.iter().map(|c| format!("d.{c} nulls first")))
-        .chain(std::iter::once("d.diff".to_string()))
-        .collect();
-    let diff_sql = format!(
-        "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
-         select cast(columns(*) as varchar) from ( \
-         select '-' as diff, * from (select * from e except all select * from a) \
-         union all select '+' as diff, * from (select * from a except all select * from e) \
-         union all select ' ' as diff, * from (select * from a intersect all select * from e) \
-         ) as d order by {}",
-        order.join(", ")
-    );
+    let names: Vec<String> = compared.iter().map(|c| c.name.clone()).collect();
+    let diff_sql = db.dialect.rows_diff(&actual, &expected, &names);
     let diff = db.worker.query(&diff_sql).map_err(|e| {
         unit_problem(
             unit,

@@ -3,22 +3,24 @@
 //! A test's query selects failing rows. It is wrapped in dbt's count query (`fail_calc`,
 //! `warn_if`, `error_if`), and its severity turns the counts into pass, warn or fail. With
 //! `store_failures` the failing rows are first written to the audit table and counted there.
-//! On warn or fail the first rows are fetched again so that the report can show them. The
-//! scheduling (what waits for a test, what a failure skips) stays in `execute.rs`.
+//! On warn or fail the first rows are fetched again so that the report can show them. The SQL
+//! is the dialect's; the scheduling (what waits for a test, what a failure skips) is the
+//! scheduler's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::Session;
-use crate::adapter::Worker;
+use crate::adapter::Connection;
 use crate::artifacts::{Status, sql_path, write_file};
 use crate::compile::Compiler;
+use crate::config::Session;
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::Statement;
+use crate::dialect::{Dialect, StoreAs};
 use crate::graph::{Graph, Node, ResourceType};
-use crate::render::{Introspect, QueryTable, relation::quote};
+use crate::materialize::Kind;
+use crate::render::{Introspect, QueryTable};
 
 /// How many failing rows a report shows.
 const SAMPLE_ROWS: usize = 5;
@@ -137,12 +139,13 @@ fn db_problem(node: &Node, compiled: &std::path::Path, message: &str) -> Problem
 }
 
 /// Run test `i`: compile it, count its failing rows, decide its status.
-pub fn run(
+pub(super) fn run(
     session: &Session,
     graph: &Graph,
     compiler: &Compiler<'_>,
+    dialect: &dyn Dialect,
     i: usize,
-    worker: &Arc<Worker>,
+    worker: &Arc<dyn Connection>,
 ) -> Result<TestOutcome, Problem> {
     let node = &graph.nodes[i];
     let introspector: Arc<dyn Introspect> = worker.clone();
@@ -156,12 +159,13 @@ pub fn run(
     let body = sql.trim_end().trim_end_matches(';').trim_end();
     let config = &node.config;
     let limited = match config.get("limit").and_then(Json::as_i64) {
-        Some(n) => format!("{body}\nlimit {n}"),
+        Some(n) => dialect.limit(body, n),
         None => body.to_string(),
     };
     // `store_failures_as` (table, view, ephemeral) wins over `store_failures`.
     let store_as = match config.str("store_failures_as") {
-        Some(kind @ ("table" | "view")) => Some(kind),
+        Some("table") => Some(StoreAs::Table),
+        Some("view") => Some(StoreAs::View),
         Some("ephemeral") => None,
         Some(other) => {
             let mut p = Problem::new(
@@ -188,36 +192,36 @@ pub fn run(
         None => config
             .get("store_failures")
             .is_some_and(|v| truthy(Some(v)))
-            .then_some("table"),
+            .then_some(StoreAs::Table),
     };
     let store = store_as.is_some();
     let mut statements = Vec::new();
-    let source = if let Some(kind) = store_as {
+    let source = if let Some(store_as) = store_as {
         let relation = &node.relation;
-        let schema = match &relation.database {
-            Some(db) => format!("{}.{}", quote(db), quote(&relation.schema)),
-            None => quote(&relation.schema),
-        };
-        statements.push(format!("create schema if not exists {schema}"));
         // A relation of the other kind, left by an earlier setting, is replaced.
-        match worker.relation_kind(relation) {
-            Ok(Some(old)) if old != kind => statements.push(format!("drop {old} {relation}")),
-            _ => {}
-        }
-        statements.push(format!(
-            "create or replace {kind} {relation} as (\n{limited}\n)"
-        ));
-        format!("select * from {relation}")
+        let wanted = match store_as {
+            StoreAs::Table => Kind::Table,
+            StoreAs::View => Kind::View,
+        };
+        let replaces = match worker.relation_kind(relation) {
+            Ok(Some(old)) if old == "table" && wanted != Kind::Table => Some(Kind::Table),
+            Ok(Some(old)) if old == "view" && wanted != Kind::View => Some(Kind::View),
+            _ => None,
+        };
+        statements = dialect.store_failures(relation, store_as, replaces, &limited);
+        dialect.select_all(relation)
     } else {
         limited
     };
     let fail_calc = config.str("fail_calc").unwrap_or("count(*)");
     let warn_if = config.str("warn_if").unwrap_or("!= 0");
     let error_if = config.str("error_if").unwrap_or("!= 0");
-    let query = format!(
-        "select\n    {fail_calc} as failures,\n    {fail_calc} {warn_if} as should_warn,\n    {fail_calc} {error_if} as should_error\nfrom (\n{source}\n) dbt_internal_test"
-    );
-    let mut run_sql = statements.join(";\n\n");
+    let query = dialect.test_counts(&source, fail_calc, warn_if, error_if);
+    let mut run_sql = statements
+        .iter()
+        .map(|s| s.sql.as_str())
+        .collect::<Vec<_>>()
+        .join(";\n\n");
     if !run_sql.is_empty() {
         run_sql.push_str(";\n\n");
     }
@@ -228,14 +232,6 @@ pub fn run(
         run_sql.as_bytes(),
     )?;
     if !statements.is_empty() {
-        let statements: Vec<Statement> = statements
-            .into_iter()
-            .map(|sql| Statement {
-                sql,
-                body_line: None,
-                counts: None,
-            })
-            .collect();
         worker
             .run(&statements)
             .map_err(|e| db_problem(node, &compiled_path, &e.message))?;
@@ -264,9 +260,7 @@ pub fn run(
     };
     let problem = (status != Status::Pass).then(|| {
         let sample = worker
-            .query(&format!(
-                "select * from (\n{source}\n) dbt_internal_sample limit {SAMPLE_ROWS}"
-            ))
+            .query(&dialect.test_sample(&source, SAMPLE_ROWS))
             .map_or_else(
                 |e| format!("(cannot read the failing rows: {e})"),
                 |t| table(&t),
@@ -315,7 +309,7 @@ pub fn run(
 /// when they descend from everything the test reads (dbt's rule). A relationships test reads
 /// two nodes; a child of only one of them does not wait, which keeps these extra edges going
 /// down the graph, so they never form a cycle.
-pub fn gated_children(graph: &Graph, t: usize) -> Vec<usize> {
+pub(super) fn gated_children(graph: &Graph, t: usize) -> Vec<usize> {
     let parents = graph.parents(t);
     let ancestors = |x: usize| -> BTreeSet<usize> {
         let mut seen = BTreeSet::new();

@@ -1,0 +1,303 @@
+//! Node building: a model's, seed's, snapshot's and data test's `Node` from the project's
+//! files, YAML and config trees, before (or, for seeds and generic tests, instead of) a
+//! render, and the `model` value templates see.
+
+use std::sync::Arc;
+
+use minijinja::value::Value;
+
+use super::naming::{audit_relation, relation_for};
+use super::parse::parse_render;
+use super::resolve::NoResolver;
+use crate::config::Target;
+use crate::diagnostics::{Code, Problem};
+use crate::graph::{Node, ResourceType};
+use crate::project::{NodeConfig, Project, TestTarget};
+use crate::render::{RefCall, Relation, RenderRequest, Renderer};
+
+/// The `model` value templates see.
+pub fn model_value(node: &Node) -> Value {
+    crate::render::context::to_value(model_json(node))
+}
+
+pub(super) fn model_json(node: &Node) -> serde_json::Value {
+    serde_json::json!({
+        "name": node.name,
+        "unique_id": node.unique_id,
+        "resource_type": node.resource_type.as_str(),
+        "path": node.relative,
+        "original_file_path": node.path,
+        "fqn": node.fqn,
+        "alias": node.relation.identifier,
+        "schema": node.relation.schema,
+        "database": node.relation.database,
+        "config": node.config.to_json(),
+        "tags": node.config.tags(),
+        "description": node.description,
+        "package_name": node.fqn.first(),
+    })
+}
+
+/// A model's node before its parse-pass render, and its config from the project's `models:`
+/// tree and YAML (the file's `config()` comes on top when it is rendered).
+pub(super) fn model_node(
+    project: &Project,
+    model: &crate::project::ModelFile,
+    placeholder: &Relation,
+) -> (Node, NodeConfig) {
+    let props = project.model_props.get(&model.name);
+    let mut config = project.models_tree.resolve(&model.fqn);
+    if let Some(p) = props {
+        config.apply(&p.config);
+    }
+    let node = Node {
+        path: model.path.clone(),
+        relative: model.relative.clone(),
+        fqn: model.fqn.clone(),
+        file: Some(model.file.clone()),
+        description: props.map(|p| p.description.clone()).unwrap_or_default(),
+        columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+        patch_path: props.map(|p| p.patch_path.clone()),
+        ..Node::new(
+            ResourceType::Model,
+            format!("model.{}.{}", project.name, model.name),
+            &model.name,
+            placeholder.clone(),
+        )
+    };
+    (node, config)
+}
+
+/// A seed's node, `None` when its config disables it. Its relation is final: a seed has no
+/// template.
+pub(super) fn seed_node(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    seed: &crate::project::SeedFile,
+    placeholder: &Relation,
+) -> Option<Result<Node, Problem>> {
+    let props = project.seed_props.get(&seed.name);
+    let mut config = project.seeds_tree.resolve(&seed.fqn);
+    if let Some(p) = props {
+        config.apply(&p.config);
+    }
+    if !config.enabled() {
+        return None;
+    }
+    let mut node = Node {
+        path: seed.path.clone(),
+        relative: seed.relative.clone(),
+        fqn: seed.fqn.clone(),
+        config,
+        description: props.map(|p| p.description.clone()).unwrap_or_default(),
+        columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+        patch_path: props.map(|p| p.patch_path.clone()),
+        seed_path: Some(seed.absolute.clone()),
+        ..Node::new(
+            ResourceType::Seed,
+            format!("seed.{}.{}", project.name, seed.name),
+            &seed.name,
+            placeholder.clone(),
+        )
+    };
+    Some(relation_for(renderer, target, &node).map(|r| {
+        node.relation = r;
+        node
+    }))
+}
+
+/// A snapshot's node before its parse-pass render, and its config from the project's
+/// `snapshots:` tree and YAML (the block's `config()` comes on top when it is rendered).
+pub(super) fn snapshot_node(
+    project: &Project,
+    snapshot: &crate::project::SnapshotDef,
+    placeholder: &Relation,
+) -> (Node, NodeConfig) {
+    let mut config = project.snapshots_tree.resolve(&snapshot.fqn);
+    config.apply(&snapshot.props.config);
+    let node = Node {
+        path: snapshot.path.clone(),
+        relative: snapshot.relative.clone(),
+        fqn: snapshot.fqn.clone(),
+        file: Some(snapshot.file.clone()),
+        description: snapshot.props.description.clone(),
+        columns: snapshot.props.columns.clone(),
+        patch_path: (!snapshot.props.patch_path.is_empty())
+            .then(|| snapshot.props.patch_path.clone()),
+        template: Some(snapshot.template_name()),
+        ..Node::new(
+            ResourceType::Snapshot,
+            format!("snapshot.{}.{}", project.name, snapshot.name),
+            &snapshot.name,
+            placeholder.clone(),
+        )
+    };
+    (node, config)
+}
+
+/// The test nodes: a generic test for each YAML declaration whose node exists and is enabled,
+/// and a singular test for each `.sql` file in test-paths (parsed like a model).
+pub(super) fn test_nodes(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    nodes: &mut Vec<Node>,
+    problems: &mut Vec<Problem>,
+) {
+    let refs: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n.resource_type != ResourceType::Source)
+        .map(|n| n.name.as_str())
+        .collect();
+    let sources: std::collections::BTreeSet<(&str, &str)> = nodes
+        .iter()
+        .filter_map(|n| n.source.as_ref())
+        .map(|s| (s.source_name.as_str(), s.name.as_str()))
+        .collect();
+    let mut tests = Vec::with_capacity(project.generic_tests.len() + project.singular_tests.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for def in &project.generic_tests {
+        let exists = match &def.target {
+            TestTarget::Ref(name) => refs.contains(name.as_str()),
+            TestTarget::Source(s, t) => sources.contains(&(s.as_str(), t.as_str())),
+        };
+        if !exists {
+            continue;
+        }
+        let name = def.node_name();
+        let mut fqn = vec![project.name.clone()];
+        if let Some((dir, _)) = def.path.rsplit_once('/') {
+            fqn.extend(dir.split('/').skip(1).map(String::from));
+        }
+        fqn.push(name.clone());
+        let mut config = project.tests_tree.resolve(&fqn);
+        config.apply(&def.config);
+        if !config.enabled() {
+            continue;
+        }
+        if !renderer.has_test(&def.test_name) {
+            let file = &def.path;
+            let near = crate::suggest::suggestions(
+                &def.test_name,
+                renderer.test_names().iter().map(String::as_str),
+            );
+            let help = match near.first() {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "the built-in tests are unique, not_null, accepted_values and relationships;\nothers are `{% test name(model, column_name) %}` blocks in a macro or test path".to_string(),
+            };
+            problems.push(
+                Problem::new(
+                    Code::UnknownTest,
+                    format!(
+                        "`{file}` applies the test `{}` to `{}`, but no test has this name",
+                        def.test_name,
+                        def.target.label()
+                    ),
+                )
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "no generic test has this name",
+                )
+                .help(help),
+            );
+            continue;
+        }
+        let mut node_refs = Vec::new();
+        let mut node_sources = Vec::new();
+        let mut add = |t: &TestTarget| match t {
+            TestTarget::Ref(name) => node_refs.push(RefCall {
+                package: None,
+                name: name.clone(),
+            }),
+            TestTarget::Source(s, t) => node_sources.push((s.clone(), t.clone())),
+        };
+        // dbt lists what `to` points at before the tested model.
+        if let Some(to) = def
+            .args
+            .get("to")
+            .and_then(|v| v.as_str())
+            .and_then(TestTarget::parse)
+        {
+            add(&to);
+        }
+        add(&def.target);
+        if !seen.insert(name.clone()) {
+            problems.push(
+                Problem::new(
+                    Code::DuplicateNode,
+                    format!("two data tests are named `{name}`"),
+                )
+                .at(
+                    &def.file,
+                    def.offset,
+                    def.test_name.len(),
+                    "second definition",
+                )
+                .help(
+                    "remove the repeated test, or give one of them another `name:` in its config",
+                ),
+            );
+            continue;
+        }
+        let relation = audit_relation(target, &config, def.short_name());
+        tests.push(Node {
+            path: def.path.clone(),
+            relative: def.path.clone(),
+            fqn,
+            config,
+            refs: node_refs,
+            sources: node_sources,
+            test: Some(def.clone()),
+            ..Node::new(
+                ResourceType::Test,
+                format!("test.{}.{name}.{}", project.name, def.id_hash(&name)),
+                &name,
+                relation,
+            )
+        });
+    }
+    for file in &project.singular_tests {
+        let config = project.tests_tree.resolve(&file.fqn);
+        let mut node = Node {
+            path: file.path.clone(),
+            relative: file.relative.clone(),
+            fqn: file.fqn.clone(),
+            file: Some(file.file.clone()),
+            ..Node::new(
+                ResourceType::Test,
+                format!("test.{}.{}", project.name, file.name),
+                &file.name,
+                Relation::new(Some(&target.database), &target.schema, &file.name),
+            )
+        };
+        let rendered = renderer.render(RenderRequest {
+            template: &file.path,
+            name: &file.name,
+            unique_id: &node.unique_id,
+            execute: false,
+            is_incremental: false,
+            config,
+            this: node.relation.clone(),
+            resolver: Arc::new(NoResolver),
+            introspector: None,
+            model: model_value(&node),
+        });
+        match rendered {
+            Ok(r) => {
+                node.config = r.config;
+                if !node.config.enabled() {
+                    continue;
+                }
+                node.refs = r.refs;
+                node.sources = r.sources;
+                node.relation = audit_relation(target, &node.config, &file.name);
+                tests.push(node);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    nodes.extend(tests);
+}

@@ -1,0 +1,345 @@
+//! The parse pass: every model (and snapshot) rendered once with `execute` false, in
+//! parallel, to learn its config, refs and sources; with the property YAML and the project's
+//! config trees that gives each node its final config and relation. Refs, sources and `this`
+//! render as relations predicted before the pass (`predict`), so that the text can double as
+//! compiled SQL. Then the graph is built from every node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::naming::{default_relation, relation_for, snapshot_relation, source_relation};
+use super::nodes::{model_node, model_value, seed_node, snapshot_node, test_nodes};
+use super::resolve::GraphResolver;
+use super::unit_tests::unit_test_nodes;
+use crate::config::{RunInfo, Target};
+use crate::diagnostics::Problem;
+use crate::graph::{Graph, Node, ResourceType};
+use crate::project::{NodeConfig, Project};
+use crate::render::{Prerendered, Relation, RenderRequest, Renderer};
+
+/// A snapshot's node: config from the project's `snapshots:` tree, then YAML, then the
+/// block's `config()`.
+pub(super) fn parse_snapshot(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    snapshot: &crate::project::SnapshotDef,
+    placeholder: &Relation,
+    predicted: &Predicted,
+) -> Result<Option<Node>, Problem> {
+    let (node, config) = snapshot_node(project, snapshot, placeholder);
+    let template = snapshot.template_name();
+    let Some(mut node) = parse_render(renderer, target, node, &template, config, predicted)? else {
+        return Ok(None);
+    };
+    node.relation = snapshot_relation(renderer, target, &node)?;
+    Ok(Some(node))
+}
+
+/// Render a node's template in the parse pass (`execute` false) and keep what it recorded:
+/// its final config, refs and sources, and its text when the compile pass may reuse it.
+/// `None` when the config turns out to disable the node.
+pub(super) fn parse_render(
+    renderer: &Renderer,
+    target: &Target,
+    mut node: Node,
+    template: &str,
+    config: NodeConfig,
+    predicted: &Predicted,
+) -> Result<Option<Node>, Problem> {
+    let this = predicted
+        .this
+        .get(&node.unique_id)
+        .cloned()
+        .unwrap_or_else(|| Relation::new(Some(&target.database), &target.schema, &node.name));
+    let rendered = renderer.render(RenderRequest {
+        template,
+        name: &node.name,
+        unique_id: &node.unique_id,
+        execute: false,
+        is_incremental: false,
+        config,
+        this: this.clone(),
+        resolver: predicted.resolver.clone(),
+        introspector: None,
+        model: model_value(&node),
+    })?;
+    node.config = rendered.config;
+    if !node.config.enabled() {
+        return Ok(None);
+    }
+    node.refs = rendered.refs;
+    node.sources = rendered.sources;
+    if rendered.reusable {
+        node.prerendered = Some(Prerendered {
+            sql: Arc::from(rendered.sql),
+            this,
+            resolved: rendered.resolved,
+        });
+    }
+    Ok(Some(node))
+}
+
+/// The relations the parse pass renders `ref()`, `source()` and `this` as: what each node's
+/// project and YAML config give, before its own `config()` calls are known. Where a
+/// prediction turns out wrong, the compile pass renders the models that used it again.
+pub(super) struct Predicted {
+    resolver: Arc<GraphResolver>,
+    /// `this` by unique id.
+    this: HashMap<String, Relation>,
+}
+
+pub(super) fn predict(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    broken: &std::collections::BTreeSet<String>,
+    placeholder: &Relation,
+) -> Predicted {
+    let mut resolver = GraphResolver::default();
+    let mut this = HashMap::new();
+    let custom_schemas = renderer.has_macro("generate_schema_name");
+    let models: Vec<(String, String, bool, Relation)> = project
+        .models
+        .par_iter()
+        .filter(|model| !broken.contains(&model.path))
+        .filter_map(|model| {
+            let (unique_id, config, relation) = if custom_schemas {
+                let (mut node, mut config) = model_node(project, model, placeholder);
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
+                }
+                node.config = config;
+                let relation = relation_for(renderer, target, &node).ok()?;
+                (node.unique_id, node.config, Some(relation))
+            } else {
+                let mut config = project.models_tree.resolve(&model.fqn);
+                if let Some(p) = project.model_props.get(&model.name) {
+                    config.apply(&p.config);
+                }
+                for (key, value) in literal_config(&model.file.text) {
+                    config.set(key, serde_json::Value::String(value.to_string()));
+                }
+                (
+                    format!("model.{}.{}", project.name, model.name),
+                    config,
+                    None,
+                )
+            };
+            if !config.enabled() {
+                return None;
+            }
+            let relation = match relation {
+                Some(r) => r,
+                None => default_relation(target, &config, &model.name),
+            };
+            let ephemeral = config.materialized() == "ephemeral";
+            Some((model.name.clone(), unique_id, ephemeral, relation))
+        })
+        .collect();
+    for (name, unique_id, ephemeral, relation) in models {
+        let as_ref = if ephemeral {
+            Relation::cte(&name)
+        } else {
+            relation.clone()
+        };
+        resolver.refs.insert(name, as_ref);
+        this.insert(unique_id, relation);
+    }
+    let mut add = |node: &Node, relation: Relation| {
+        resolver.refs.insert(node.name.clone(), relation.clone());
+        this.insert(node.unique_id.clone(), relation);
+    };
+    for seed in &project.seeds {
+        if let Some(Ok(node)) = seed_node(renderer, project, target, seed, placeholder) {
+            add(&node, node.relation.clone());
+        }
+    }
+    for snapshot in &project.snapshots {
+        let (mut node, config) = snapshot_node(project, snapshot, placeholder);
+        node.config = config;
+        if let Ok(relation) = snapshot_relation(renderer, target, &node) {
+            add(&node, relation);
+        }
+    }
+    for source in &project.sources {
+        resolver.sources.insert(
+            (source.source_name.clone(), source.name.clone()),
+            source_relation(target, source),
+        );
+    }
+    Predicted {
+        resolver: Arc::new(resolver),
+        this,
+    }
+}
+
+/// The keys that decide a model's relation, where its file sets them to a string literal in a
+/// `config(...)` call (`config(materialized='ephemeral')`). Only a hint for `predict`: a wrong
+/// or missed hint costs a second render, never a wrong result, so the scan is plain text.
+pub(super) fn literal_config(text: &str) -> Vec<(&'static str, &str)> {
+    const KEYS: [&str; 4] = ["materialized", "schema", "alias", "database"];
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("config(") {
+        let start = from + at + "config(".len();
+        from = start;
+        let before = text[..start - "config(".len()].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let args = &text[start..];
+        let args = &args[..args.find(')').unwrap_or(args.len())];
+        for key in KEYS {
+            let Some(k) = args.find(key) else { continue };
+            let rest = args[k + key.len()..].trim_start();
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(quote) {
+                found.push((key, &rest[1..=end]));
+            }
+        }
+    }
+    found
+}
+
+/// Parse every model and build the graph. Returns every problem found, not just the first.
+pub fn parse(
+    project: &Project,
+    target: &Target,
+    run: &RunInfo,
+) -> Result<(Renderer, Graph), Vec<Problem>> {
+    let (renderer, mut problems) = Renderer::new(project, target, run)?;
+    crate::timings::mark("templates");
+    let broken: std::collections::BTreeSet<String> = problems
+        .iter()
+        .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
+        .collect();
+    let placeholder = Relation::new(Some(&target.database), &target.schema, "");
+    let predicted = predict(&renderer, project, target, &broken, &placeholder);
+    let parsed: Vec<Result<Option<Node>, Problem>> = project
+        .models
+        .par_iter()
+        .filter(|model| !broken.contains(&model.path))
+        .map(|model| {
+            let (node, config) = model_node(project, model, &placeholder);
+            let Some(mut node) =
+                parse_render(&renderer, target, node, &model.path, config, &predicted)?
+            else {
+                return Ok(None);
+            };
+            node.relation = relation_for(&renderer, target, &node)?;
+            Ok(Some(node))
+        })
+        .collect();
+    crate::timings::mark("parse pass");
+    // Room for every node up front: growing a vector of nodes this size copies them all and
+    // holds both copies for a moment (30 MB at 10,000 models).
+    let mut nodes = Vec::with_capacity(
+        parsed.len()
+            + project.seeds.len()
+            + project.snapshots.len()
+            + project.sources.len()
+            + project.generic_tests.len()
+            + project.singular_tests.len()
+            + project.unit_tests.len(),
+    );
+    let unparsed: std::collections::BTreeSet<String> = project
+        .models
+        .iter()
+        .filter(|m| broken.contains(&m.path))
+        .map(|m| m.name.clone())
+        .collect();
+    for p in parsed {
+        match p {
+            Ok(Some(n)) => nodes.push(n),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut unparsed = unparsed;
+    for p in &problems {
+        if let Some(l) = &p.label
+            && let Some(m) = project.models.iter().find(|m| m.path == l.file.name)
+        {
+            unparsed.insert(m.name.clone());
+        }
+    }
+    for seed in &project.seeds {
+        match seed_node(&renderer, project, target, seed, &placeholder) {
+            Some(Ok(node)) => nodes.push(node),
+            Some(Err(e)) => problems.push(e),
+            None => {}
+        }
+    }
+    for snapshot in &project.snapshots {
+        match parse_snapshot(
+            &renderer,
+            project,
+            target,
+            snapshot,
+            &placeholder,
+            &predicted,
+        ) {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => {}
+            Err(e) => {
+                unparsed.insert(snapshot.name.clone());
+                problems.push(e);
+            }
+        }
+    }
+    for source in &project.sources {
+        nodes.push(Node {
+            path: source.path.clone(),
+            relative: source.path.clone(),
+            fqn: source.fqn.clone(),
+            description: source.description.clone(),
+            columns: source.columns.clone(),
+            source: Some(source.clone()),
+            ..Node::new(
+                ResourceType::Source,
+                format!(
+                    "source.{}.{}.{}",
+                    project.name, source.source_name, source.name
+                ),
+                &source.name,
+                source_relation(target, source),
+            )
+        });
+    }
+    test_nodes(&renderer, project, target, &mut nodes, &mut problems);
+    unit_test_nodes(project, target, &mut nodes, &mut problems);
+    let graph = Graph::build(nodes, &unparsed);
+    crate::timings::mark("graph");
+    match graph {
+        Ok(graph) if problems.is_empty() => Ok((renderer, graph)),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_config_finds_relation_keys_only() {
+        let text = "{{ config(materialized='ephemeral', tags=['a'], alias=\"x\") }}\n\
+                    {{ my_config(schema='no') }} {{ config(schema=var('s')) }}";
+        assert_eq!(
+            literal_config(text),
+            vec![("materialized", "ephemeral"), ("alias", "x")]
+        );
+    }
+}

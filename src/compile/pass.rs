@@ -1,0 +1,282 @@
+//! The compile pass: a node's SQL, rendered with `execute` true lazily and at most once, or the
+//! parse pass's text when a second render could not differ (its relations turned out as
+//! predicted and it used nothing that depends on the pass). The ephemeral models it reads are
+//! injected as CTEs. It touches the database only through the `Introspect` handle a caller
+//! passes in.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::Value;
+
+use super::ctes::inject_ctes;
+use super::nodes::{model_json, model_value};
+use super::resolve::{BatchResolver, GraphResolver};
+use crate::diagnostics::{Code, Problem};
+use crate::graph::{Graph, Node, ResourceType};
+use crate::materialize::microbatch::Window;
+use crate::project::{GenericTestDef, TestTarget};
+use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve};
+
+/// Compiles models on demand, each at most once, and injects ephemeral CTEs.
+pub struct Compiler<'a> {
+    pub graph: &'a Graph,
+    renderer: &'a Renderer,
+    resolver: Arc<GraphResolver>,
+    bodies: Vec<OnceLock<Result<Arc<str>, Problem>>>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(graph: &'a Graph, renderer: &'a Renderer) -> Self {
+        let mut resolver = GraphResolver::default();
+        for node in &graph.nodes {
+            match node.resource_type {
+                ResourceType::Source => {
+                    if let Some(s) = &node.source {
+                        if let Some(column) = &s.event_time {
+                            resolver
+                                .source_event_times
+                                .insert((s.source_name.clone(), s.name.clone()), column.clone());
+                        }
+                        resolver.sources.insert(
+                            (s.source_name.clone(), s.name.clone()),
+                            node.relation.clone(),
+                        );
+                    }
+                }
+                ResourceType::Test => {}
+                _ if node.is_ephemeral() => {
+                    // A microbatch model filters an ephemeral input with an `event_time` too.
+                    if let Some(column) = node.config.str("event_time") {
+                        resolver
+                            .ref_event_times
+                            .insert(node.name.clone(), column.to_string());
+                    }
+                    resolver
+                        .refs
+                        .insert(node.name.clone(), Relation::cte(&node.name));
+                }
+                _ => {
+                    if let Some(column) = node.config.str("event_time") {
+                        resolver
+                            .ref_event_times
+                            .insert(node.name.clone(), column.to_string());
+                    }
+                    resolver
+                        .refs
+                        .insert(node.name.clone(), node.relation.clone());
+                }
+            }
+        }
+        Compiler {
+            graph,
+            renderer,
+            resolver: Arc::new(resolver),
+            bodies: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        self.renderer
+    }
+
+    /// Resolve `ref()`s of the named (unselected) nodes to other relations: `--defer` reads them
+    /// where an earlier run's state says they are. Call before compiling anything.
+    pub fn defer(&mut self, relations: Vec<(String, Relation)>) {
+        let resolver =
+            Arc::get_mut(&mut self.resolver).expect("defer is called before any compilation");
+        resolver.refs.extend(relations);
+    }
+
+    /// The rendered SQL of a model, without injected CTEs.
+    fn body(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+    ) -> Result<Arc<str>, Problem> {
+        self.bodies[i]
+            .get_or_init(|| {
+                let node = &self.graph.nodes[i];
+                if let Some(test) = &node.test {
+                    return self.generic_test(node, test).map(Arc::from);
+                }
+                let Some(file) = &node.file else {
+                    return Ok(Arc::from(""));
+                };
+                // The parse pass rendered the same template with the same inputs: reuse it.
+                if !is_incremental
+                    && let Some(pre) = &node.prerendered
+                    && pre.still_valid(&node.relation, self.resolver.as_ref())
+                {
+                    return Ok(pre.sql.clone());
+                }
+                let sql = self.render_executed(
+                    node,
+                    file,
+                    is_incremental,
+                    self.resolver.clone(),
+                    introspector,
+                    model_value(node),
+                )?;
+                Ok(Arc::from(sql.as_str()))
+            })
+            .clone()
+    }
+
+    /// Render a node's template for execution and show its `log(..., info=True)` lines.
+    fn render_executed(
+        &self,
+        node: &Node,
+        file: &crate::diagnostics::SourceFile,
+        is_incremental: bool,
+        resolver: Arc<dyn Resolve>,
+        introspector: Option<&Arc<dyn Introspect>>,
+        model: Value,
+    ) -> Result<String, Problem> {
+        let rendered = self.renderer.render(RenderRequest {
+            template: node.template.as_deref().unwrap_or(&file.name),
+            name: &node.name,
+            unique_id: &node.unique_id,
+            execute: true,
+            is_incremental,
+            config: node.config.clone(),
+            this: node.relation.clone(),
+            resolver,
+            introspector: introspector.cloned(),
+            model,
+        })?;
+        for line in &rendered.logs {
+            eprintln!("{}: {line}", node.name);
+        }
+        Ok(rendered.sql)
+    }
+
+    /// A generic test's query: its test block called with the tested relation (narrowed by
+    /// `where:`), the column and the YAML arguments (`to:` resolved to a relation).
+    fn generic_test(&self, node: &Node, test: &GenericTestDef) -> Result<String, Problem> {
+        let resolve = |t: &TestTarget| -> Option<Relation> {
+            match t {
+                TestTarget::Ref(name) => self.resolver.resolve_ref(None, name),
+                TestTarget::Source(s, t) => self.resolver.resolve_source(s, t),
+            }
+        };
+        let relation = resolve(&test.target).ok_or_else(|| {
+            Problem::new(
+                Code::UnknownRef,
+                format!(
+                    "test `{}` reads `{}`, which does not exist",
+                    node.name,
+                    test.target.label()
+                ),
+            )
+        })?;
+        // A relation object, as in dbt, so that a custom test can read `model.identifier`;
+        // `where:` makes it a subquery text.
+        let model = match node.config.str("where") {
+            Some(w) => Value::from(relation.dialect.get().where_subquery(&relation, w)),
+            None => Value::from_object(relation),
+        };
+        let mut args: BTreeMap<String, Value> = test
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::render::context::to_value(v)))
+            .collect();
+        if let Some(to) = test
+            .args
+            .get("to")
+            .and_then(|v| v.as_str())
+            .and_then(TestTarget::parse)
+            .and_then(|t| resolve(&t))
+        {
+            args.insert("to".to_string(), Value::from_object(to));
+        }
+        args.insert("model".to_string(), model);
+        if let Some(c) = &test.column {
+            args.insert("column_name".to_string(), Value::from(c.clone()));
+        }
+        self.renderer
+            .render_test(&test.test_name, &node.name, &args, self.resolver.clone())
+    }
+
+    /// The compiled SQL of a model: its body with every ephemeral it reads as a leading CTE.
+    pub fn compiled(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+    ) -> Result<Arc<str>, Problem> {
+        let body = self.body(i, introspector, is_incremental)?;
+        let ephemerals = self.graph.ephemeral_ancestors(i);
+        if ephemerals.is_empty() {
+            return Ok(body);
+        }
+        let mut ctes = Vec::with_capacity(ephemerals.len());
+        for e in ephemerals {
+            let sql = self.body(e, introspector, false)?;
+            ctes.push((self.graph.nodes[e].name.clone(), sql));
+        }
+        Ok(Arc::from(inject_ctes(&body, &ctes)))
+    }
+
+    /// The compiled SQL of one microbatch batch of a model: rendered afresh (not cached), its
+    /// inputs with an `event_time` filtered to `window`, and `model.batch` describing the batch.
+    pub fn compiled_batch(
+        &self,
+        i: usize,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+        window: Window,
+        batch_id: &str,
+    ) -> Result<String, Problem> {
+        let node = &self.graph.nodes[i];
+        let Some(file) = &node.file else {
+            return Ok(String::new());
+        };
+        let mut model = model_json(node);
+        model["batch"] = serde_json::json!({
+            "id": batch_id,
+            "event_time_start": Window::text(window.start),
+            "event_time_end": Window::text(window.end),
+        });
+        let sql = self.render_executed(
+            node,
+            file,
+            is_incremental,
+            Arc::new(BatchResolver {
+                graph: self.resolver.clone(),
+                window,
+            }),
+            introspector,
+            crate::render::context::to_value(model),
+        )?;
+        let ephemerals = self.graph.ephemeral_ancestors(i);
+        if ephemerals.is_empty() {
+            return Ok(sql);
+        }
+        let mut ctes = Vec::with_capacity(ephemerals.len());
+        for e in ephemerals {
+            let sql = self.body(e, introspector, false)?;
+            ctes.push((self.graph.nodes[e].name.clone(), sql));
+        }
+        Ok(inject_ctes(&sql, &ctes))
+    }
+
+    /// A body compiled earlier in this run, if any.
+    pub fn cached_body(&self, i: usize) -> Option<Arc<str>> {
+        self.bodies[i].get().and_then(|r| r.as_ref().ok()).cloned()
+    }
+
+    /// Bodies compiled so far, by node position (for artifacts).
+    pub fn compiled_bodies(&self) -> BTreeMap<usize, Arc<str>> {
+        self.bodies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.get()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|s| (i, s.clone()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,206 @@
+//! Unit-test nodes: one per enabled `unit_tests:` entry whose model exists, its inputs checked
+//! against what the model reads, so that `xform compile` already reports a missing or stray
+//! input.
+
+use std::sync::Arc;
+
+use crate::config::Target;
+use crate::diagnostics::{Code, Problem};
+use crate::graph::{Node, ResourceType};
+use crate::project::unit_tests::Input;
+use crate::project::{Project, TestTarget};
+use crate::render::{RefCall, Relation};
+
+/// The unit-test nodes: one per enabled `unit_tests:` entry whose model exists. Each depends
+/// on its model (as in dbt's manifest); the scheduler runs it before the model instead. Its
+/// inputs are checked against what the model reads, so `xform compile` already reports a
+/// missing or stray input.
+pub(super) fn unit_test_nodes(
+    project: &Project,
+    target: &Target,
+    nodes: &mut Vec<Node>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut units = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for def in &project.unit_tests {
+        let at = |p: Problem, label: &str| {
+            p.at(&def.file, def.offset, def.name.len(), label.to_string())
+        };
+        // A disabled unit test is not checked at all.
+        let mut fqn = vec![project.name.clone()];
+        if let Some((dir, _)) = def.path.rsplit_once('/') {
+            fqn.extend(dir.split('/').skip(1).map(String::from));
+        }
+        fqn.push(def.model.clone());
+        fqn.push(def.name.clone());
+        let mut config = project.tests_tree.resolve(&fqn);
+        config.apply(&def.config);
+        if !config.enabled() {
+            continue;
+        }
+        let tested = nodes.iter().find(|n| {
+            n.name == def.model
+                && matches!(
+                    n.resource_type,
+                    ResourceType::Model | ResourceType::Snapshot
+                )
+        });
+        let Some(model) = tested else {
+            let names = nodes
+                .iter()
+                .filter(|n| n.resource_type == ResourceType::Model)
+                .map(|n| n.name.as_str());
+            let near = crate::suggest::suggestions(&def.model, names);
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::UnitTest,
+                        format!(
+                            "unit test `{}` tests the model `{}`, which does not exist",
+                            def.name, def.model
+                        ),
+                    ),
+                    "this unit test",
+                )
+                .help(match near.first() {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "fix the `model:` name, or remove the unit test".to_string(),
+                }),
+            );
+            continue;
+        };
+        if model.resource_type == ResourceType::Snapshot && def.expect_table.is_none() {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` tests the snapshot `{}` with `expect:`",
+                        def.name, def.model
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("a snapshot is tested by the table it leaves behind: use `expect_table:` with the rows after one run"));
+            continue;
+        }
+        if !seen.insert((def.model.clone(), def.name.clone())) {
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::DuplicateNode,
+                        format!("two unit tests of `{}` are named `{}`", def.model, def.name),
+                    ),
+                    "second definition",
+                )
+                .help("give each unit test of a model its own name"),
+            );
+            continue;
+        }
+        // Every input must be something the model reads; everything the model reads except
+        // seeds (read from their CSV file) must be given.
+        let reads = |input: &Input| match input {
+            Input::This => true,
+            Input::Node(TestTarget::Ref(name)) => model.refs.iter().any(|r| &r.name == name),
+            Input::Node(TestTarget::Source(s, t)) => {
+                model.sources.iter().any(|(a, b)| a == s && b == t)
+            }
+        };
+        if let Some(stray) = def.given.iter().find(|g| !reads(&g.input)) {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` gives `{}`, which the model `{}` does not read",
+                        def.name,
+                        stray.input.label(),
+                        def.model
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("remove that input, or fix its name to one of the model's ref() or source() calls"));
+            continue;
+        }
+        let given = |wanted: &Input| def.given.iter().any(|g| &g.input == wanted);
+        let seeds: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter(|n| n.resource_type == ResourceType::Seed)
+            .map(|n| n.name.as_str())
+            .collect();
+        // Only a seed may be given without rows: it is then read from its file.
+        if let Some(bare) = def.given.iter().find(|g| {
+            g.rows == crate::project::unit_tests::Rows::Missing
+                && !matches!(&g.input, Input::Node(TestTarget::Ref(n)) if seeds.contains(n.as_str()))
+        }) {
+            problems.push(at(
+                Problem::new(
+                    Code::UnitTest,
+                    format!(
+                        "unit test `{}` gives `{}` without `rows:`",
+                        def.name,
+                        bare.input.label()
+                    ),
+                ),
+                "this unit test",
+            )
+            .help("give its rows under `rows:` (`rows: []` for an empty input) or name a `fixture:`; only a seed may be given without rows (its file is read)"));
+            continue;
+        }
+        let mut missing: Vec<String> = model
+            .refs
+            .iter()
+            .filter(|r| !seeds.contains(r.name.as_str()))
+            .map(|r| Input::Node(TestTarget::Ref(r.name.clone())))
+            .chain(
+                model
+                    .sources
+                    .iter()
+                    .map(|(s, t)| Input::Node(TestTarget::Source(s.clone(), t.clone()))),
+            )
+            .filter(|i| !given(i))
+            .map(|i| i.label())
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            problems.push(
+                at(
+                    Problem::new(
+                        Code::UnitTest,
+                        format!(
+                            "unit test `{}` does not give `{}`, which the model `{}` reads",
+                            def.name,
+                            missing.join("`, `"),
+                            def.model
+                        ),
+                    ),
+                    "this unit test",
+                )
+                .help(format!(
+                    "add `- input: {}` under `given:` (with `rows: []` for an empty input)",
+                    missing[0]
+                )),
+            );
+            continue;
+        }
+        units.push(Node {
+            path: def.path.clone(),
+            relative: def.path.clone(),
+            fqn,
+            config,
+            description: def.description.clone(),
+            refs: vec![RefCall {
+                package: None,
+                name: def.model.clone(),
+            }],
+            unit: Some(Arc::new(def.clone())),
+            ..Node::new(
+                ResourceType::UnitTest,
+                format!("unit_test.{}.{}.{}", project.name, def.model, def.name),
+                &def.name,
+                Relation::new(Some(&target.database), &target.schema, &def.name),
+            )
+        });
+    }
+    nodes.extend(units);
+}

@@ -1,0 +1,282 @@
+//! Building one seed, model or snapshot: compile it, plan it against what the warehouse
+//! holds, lower the plan with the target's dialect, run it on a worker's connection, and turn
+//! a database error into a diagnostic that points into the model's file.
+
+use std::sync::Arc;
+
+use super::Runner;
+use crate::adapter::{Adapter, Connection, DbError, Failure, error_line};
+use crate::artifacts::{sql_path, write_file};
+use crate::diagnostics::{Code, Problem};
+use crate::dialect::{Dialect, Statement, script};
+use crate::graph::{Materialization, Node, ResourceType};
+use crate::materialize::{
+    self, Column, Columns, Existing, Kind, Plan, Step, incremental, microbatch,
+};
+use crate::render::{Introspect, Relation, spans};
+
+impl Runner<'_> {
+    pub(super) fn build(
+        &self,
+        i: usize,
+        worker: &Arc<dyn Connection>,
+    ) -> Result<(Option<usize>, Option<String>), Problem> {
+        let node = &self.graph.nodes[i];
+        let introspector: Arc<dyn Introspect> = worker.clone();
+        if node.resource_type == ResourceType::Model && microbatch::is_microbatch(node) {
+            return self.build_microbatch(i, worker, &introspector);
+        }
+        // `is_incremental()`: an incremental model whose table exists, outside a full refresh.
+        let incremental = node.resource_type == ResourceType::Model
+            && node.materialized() == Materialization::Incremental
+            && !incremental::full_refresh(node, self.session.run.full_refresh)
+            && self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
+        let has_sql = matches!(
+            node.resource_type,
+            ResourceType::Model | ResourceType::Snapshot
+        );
+        let sql = if has_sql {
+            self.compiler
+                .compiled(i, Some(&introspector), incremental)?
+                .to_string()
+        } else {
+            String::new()
+        };
+        let project = &self.session.project.name;
+        // A file may hold several snapshots (or be YAML): each gets `<folder>/<name>.sql`.
+        let artifact = if node.resource_type == ResourceType::Snapshot {
+            match node.path.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{}.sql", node.name),
+                None => format!("{}.sql", node.name),
+            }
+        } else {
+            node.path.clone()
+        };
+        if has_sql {
+            write_file(
+                &sql_path(&self.session.target_dir, "compiled", project, &artifact),
+                sql.as_bytes(),
+            )?;
+        }
+        if node.is_ephemeral() {
+            return Ok((None, Some(sql)));
+        }
+        let plan = node_plan(
+            node,
+            &sql,
+            self.warehouse,
+            &**worker,
+            self.dialect,
+            incremental,
+            &|stmt, e| self.db_problem(node, &sql, std::slice::from_ref(stmt), e),
+        )?;
+        let statements: Vec<Statement> = plan
+            .steps
+            .iter()
+            .map(|s| self.dialect.statement(s))
+            .collect();
+        let mut run_sql = script(&statements);
+        if run_sql.is_empty() {
+            run_sql.push('\n');
+        }
+        let run_path = sql_path(&self.session.target_dir, "run", project, &artifact);
+        write_file(&run_path, run_sql.as_bytes())?;
+        match worker.run(&statements) {
+            Ok(rows) => {
+                self.warehouse.record(&node.relation, plan.result);
+                Ok((Some(rows), has_sql.then_some(sql)))
+            }
+            Err(e) => Err(match (&e.failure, plan.steps.get(e.statement)) {
+                (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {
+                    duplicate_key_problem(node, key, values, *total)
+                }
+                _ => self.db_problem(node, &sql, &statements, &e),
+            }),
+        }
+    }
+
+    /// Build a microbatch model: one render and one transaction per batch. A failed batch is
+    /// reported with its window and the other batches still land; the node then fails with a
+    /// problem naming every failed batch.
+    pub(super) fn db_problem(
+        &self,
+        node: &Node,
+        sql: &str,
+        statements: &[Statement],
+        e: &DbError,
+    ) -> Problem {
+        if e.interrupted() {
+            return Problem::new(
+                Code::Interrupted,
+                format!(
+                    "{} `{}` was cancelled",
+                    node.resource_type.as_str(),
+                    node.name
+                ),
+            )
+            .help("the node's changes were rolled back");
+        }
+        let first = e.message.lines().next().unwrap_or(&e.message).to_string();
+        let mut p = Problem::new(
+            Code::Database,
+            format!(
+                "{} `{}` failed: {first}",
+                node.resource_type.as_str(),
+                node.name
+            ),
+        );
+        let compiled_path = sql_path(
+            &self.session.target_dir,
+            "compiled",
+            &self.session.project.name,
+            &node.path,
+        );
+        let stmt = &statements[e.statement];
+        let compiled_line = match (stmt.body_line, error_line(&e.message)) {
+            (Some(body), Some(line)) if line >= body => Some(line - body + 1),
+            _ => None,
+        };
+        let in_cte = compiled_line.and_then(|line| self.in_ephemeral(node, sql, line));
+        if let Some((eph, file, local)) = in_cte {
+            p = p.at_line(
+                file,
+                local,
+                format!(
+                    "DuckDB points here, in the ephemeral model `{eph}` that `{}` reads",
+                    node.name
+                ),
+            );
+        } else if let (Some(file), Some(line)) = (&node.file, compiled_line) {
+            let template_line = spans::template_line(&file.text, sql, line);
+            p = p.at_line(file, template_line, "DuckDB points here");
+        } else if let Some(file) = &node.file {
+            p = p.at(file, 0, 0, "in this model");
+        }
+        let location = match compiled_line {
+            Some(l) => format!("{}:{l}", compiled_path.display()),
+            None => compiled_path.display().to_string(),
+        };
+        let what = if node.resource_type == ResourceType::Seed {
+            format!("check the CSV file {}", node.path)
+        } else {
+            format!("compiled SQL: {location}")
+        };
+        p.help(format!(
+            "{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged",
+            e.message.trim()
+        ))
+    }
+
+    /// When line `line` of a node's compiled SQL is inside an injected ephemeral CTE: that
+    /// model's name, its file and the line of its template.
+    fn in_ephemeral<'g>(
+        &'g self,
+        node: &Node,
+        sql: &str,
+        line: usize,
+    ) -> Option<(&'g str, &'g crate::diagnostics::SourceFile, usize)> {
+        let i = self
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.unique_id == node.unique_id)?;
+        for e in self.graph.ephemeral_ancestors(i) {
+            let eph = &self.graph.nodes[e];
+            let marker = format!("__dbt__cte__{} as (\n", eph.name);
+            let at = sql.find(&marker)? + marker.len();
+            let first = crate::diagnostics::line_of(sql, at);
+            let body = self.compiler.cached_body(e)?;
+            let lines = body.lines().count().max(1);
+            if (first..first + lines).contains(&line) {
+                let file = eph.file.as_ref()?;
+                let local = spans::template_line(&file.text, &body, line - first + 1);
+                return Some((eph.name.as_str(), file, local));
+            }
+        }
+        None
+    }
+}
+
+/// Column lists from a worker's connection: a query's by binding it with the dialect's
+/// `describe`, a relation's from the catalog.
+pub(super) struct Live<'a> {
+    pub(super) worker: &'a dyn Connection,
+    pub(super) dialect: &'a dyn Dialect,
+    /// Turns a failed `describe` into the node's problem.
+    pub(super) db_problem: &'a dyn Fn(&Statement, &DbError) -> Problem,
+}
+
+impl Columns for Live<'_> {
+    fn of_relation(&self, relation: &Relation) -> Result<Vec<Column>, Problem> {
+        self.worker.relation_columns(relation).map_err(|e| {
+            Problem::new(
+                Code::Database,
+                format!("cannot read the columns of {relation}: {}", e.message),
+            )
+        })
+    }
+
+    fn of_query(&self, sql: &str) -> Result<Vec<Column>, Problem> {
+        let describe = self.dialect.describe_query(sql);
+        self.worker
+            .describe(&describe)
+            .map_err(|e| (self.db_problem)(&describe, &e))
+    }
+}
+
+/// The plan that builds `node` from its compiled SQL, with column lists read on `worker`.
+pub fn node_plan(
+    node: &Node,
+    sql: &str,
+    warehouse: &dyn Adapter,
+    worker: &dyn Connection,
+    dialect: &dyn Dialect,
+    incremental: bool,
+    db_problem: &dyn Fn(&Statement, &DbError) -> Problem,
+) -> Result<Plan, Problem> {
+    let live = Live {
+        worker,
+        dialect,
+        db_problem,
+    };
+    materialize::node_plan(node, sql, warehouse, &live, incremental)
+}
+
+/// New rows that repeat a unique key: dbt on DuckDB would let the last one win silently.
+pub(super) fn duplicate_key_problem(
+    node: &Node,
+    key: &[String],
+    shown: &[String],
+    total: usize,
+) -> Problem {
+    let mut values = shown.join(", ");
+    if total > shown.len() {
+        values = format!("{values} and {} more", total - shown.len());
+    }
+    let key_text = if key.len() == 1 {
+        key[0].clone()
+    } else {
+        format!("({})", key.join(", "))
+    };
+    let rows = if node.resource_type == ResourceType::Snapshot {
+        "the snapshot query's rows"
+    } else {
+        "the new rows"
+    };
+    let mut p = Problem::new(
+        Code::DuplicateKey,
+        format!(
+            "{} `{}`: {rows} repeat unique_key {key_text} values: {values}",
+            node.resource_type.as_str(),
+            node.name
+        ),
+    )
+    .help("each key may appear once in the new rows: deduplicate them in the query, or choose a key that is unique\nnothing was written: the table is unchanged");
+    if let Some(file) = &node.file {
+        p = match crate::suggest::find_call(&file.text, "config", &key[0]) {
+            Some((at, len)) => p.at(file, at, len, "the unique_key is set here"),
+            None => p.at(file, 0, 0, "in this model"),
+        };
+    }
+    p
+}
