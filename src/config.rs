@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value as Yaml;
 
 use crate::diagnostics::{Code, Problem, SourceFile};
-use crate::dialect::DialectKind;
 use crate::project::{Project, find_key, parse_yaml};
 
 /// A loaded project with its target, ready for a command.
@@ -69,13 +68,6 @@ impl Target {
     pub fn adapter_type(&self) -> &'static str {
         match self.credentials {
             Credentials::DuckDb(_) => "duckdb",
-        }
-    }
-
-    /// The SQL dialect of the target's warehouse.
-    pub fn dialect(&self) -> DialectKind {
-        match self.credentials {
-            Credentials::DuckDb(_) => DialectKind::DuckDb,
         }
     }
 

@@ -22,6 +22,7 @@ pub(crate) mod execute;
 pub(crate) mod graph;
 pub(crate) mod materialize;
 pub(crate) mod project;
+pub(crate) mod relation;
 pub(crate) mod render;
 pub(crate) mod suggest;
 pub(crate) mod timings;

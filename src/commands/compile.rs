@@ -76,7 +76,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
     }
-    let mut compiler = Compiler::new(&graph, &renderer);
+    let mut compiler = Compiler::new(&graph, &renderer, crate::dialect::of(&s.target));
     // Without a database file, templates see no database at all, as while parsing.
     #[cfg(feature = "duckdb")]
     let lazy = s
@@ -153,7 +153,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
         || write_files(&files),
         || {
             let parsed = parse_check(
-                s.target.dialect().get(),
+                crate::dialect::of(&s.target),
                 &s.target_dir,
                 &s.project.name,
                 &graph,

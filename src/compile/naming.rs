@@ -12,7 +12,21 @@ use crate::config::Target;
 use crate::diagnostics::Problem;
 use crate::graph::Node;
 use crate::project::NodeConfig;
-use crate::render::{Relation, Renderer};
+use crate::relation::Relation;
+use crate::render::Renderer;
+
+/// A relation of the target's warehouse: named with its dialect's quoting.
+pub(super) fn in_target(
+    target: &Target,
+    database: Option<&str>,
+    schema: &str,
+    identifier: &str,
+) -> Relation {
+    Relation {
+        quoting: crate::dialect::of(target).quoting(),
+        ..Relation::new(database, schema, identifier)
+    }
+}
 
 /// Where a node builds: its `database`, its `alias` or name, and the schema from the project's
 /// `generate_schema_name` macro, or dbt's default (the target schema, `_<schema>` appended).
@@ -32,7 +46,7 @@ pub(super) fn relation_for(
     let schema = renderer.call_macro("generate_schema_name", &args, Arc::new(NoResolver))?;
     let database = node.config.str("database").unwrap_or(&target.database);
     let identifier = node.config.str("alias").unwrap_or(&node.name);
-    Ok(Relation::new(Some(database), schema.trim(), identifier))
+    Ok(in_target(target, Some(database), schema.trim(), identifier))
 }
 
 /// `relation_for` without a `generate_schema_name` macro.
@@ -43,7 +57,7 @@ pub(super) fn default_relation(target: &Target, config: &NodeConfig, name: &str)
     };
     let database = config.str("database").unwrap_or(&target.database);
     let identifier = config.str("alias").unwrap_or(name);
-    Relation::new(Some(database), &schema, identifier)
+    in_target(target, Some(database), &schema, identifier)
 }
 
 /// Where a snapshot builds: legacy `target_schema` / `target_database` place it as given;
@@ -54,7 +68,8 @@ pub(super) fn snapshot_relation(
     node: &Node,
 ) -> Result<Relation, Problem> {
     Ok(match node.config.str("target_schema") {
-        Some(schema) => Relation::new(
+        Some(schema) => in_target(
+            target,
             Some(
                 node.config
                     .str("target_database")
@@ -75,7 +90,8 @@ pub(super) fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -
         Some(s) => format!("{}_{s}", target.schema),
         None => format!("{}_dbt_test__audit", target.schema),
     };
-    Relation::new(
+    in_target(
+        target,
         Some(config.str("database").unwrap_or(&target.database)),
         &schema,
         config.str("alias").unwrap_or(name),
@@ -84,5 +100,5 @@ pub(super) fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -
 
 pub(super) fn source_relation(target: &Target, source: &crate::project::SourceTable) -> Relation {
     let database = source.database.as_deref().unwrap_or(&target.database);
-    Relation::new(Some(database), &source.schema, &source.identifier)
+    in_target(target, Some(database), &source.schema, &source.identifier)
 }

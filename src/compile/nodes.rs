@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use minijinja::value::Value;
 
+use super::naming::in_target;
 use super::naming::{audit_relation, relation_for};
 use super::parse::parse_render;
 use super::resolve::NoResolver;
@@ -270,7 +271,7 @@ pub(super) fn test_nodes(
                 ResourceType::Test,
                 format!("test.{}.{}", project.name, file.name),
                 &file.name,
-                Relation::new(Some(&target.database), &target.schema, &file.name),
+                in_target(target, Some(&target.database), &target.schema, &file.name),
             )
         };
         let rendered = renderer.render(RenderRequest {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::naming::in_target;
 use super::naming::{default_relation, relation_for, snapshot_relation, source_relation};
 use super::nodes::{model_node, model_value, seed_node, snapshot_node, test_nodes};
 use super::resolve::GraphResolver;
@@ -53,7 +54,7 @@ pub(super) fn parse_render(
         .this
         .get(&node.unique_id)
         .cloned()
-        .unwrap_or_else(|| Relation::new(Some(&target.database), &target.schema, &node.name));
+        .unwrap_or_else(|| in_target(target, Some(&target.database), &target.schema, &node.name));
     let rendered = renderer.render(RenderRequest {
         template,
         name: &node.name,
@@ -216,13 +217,14 @@ pub fn parse(
     target: &Target,
     run: &RunInfo,
 ) -> Result<(Renderer, Graph), Vec<Problem>> {
-    let (renderer, mut problems) = Renderer::new(project, target, run)?;
+    let (renderer, mut problems) =
+        Renderer::new(project, target, run, crate::dialect::of(target).quoting())?;
     crate::timings::mark("templates");
     let broken: std::collections::BTreeSet<String> = problems
         .iter()
         .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
         .collect();
-    let placeholder = Relation::new(Some(&target.database), &target.schema, "");
+    let placeholder = in_target(target, Some(&target.database), &target.schema, "");
     let predicted = predict(&renderer, project, target, &broken, &placeholder);
     let parsed: Vec<Result<Option<Node>, Problem>> = project
         .models

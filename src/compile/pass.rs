@@ -13,6 +13,7 @@ use super::ctes::inject_ctes;
 use super::nodes::{model_json, model_value};
 use super::resolve::{BatchResolver, GraphResolver};
 use crate::diagnostics::{Code, Problem};
+use crate::dialect::Dialect;
 use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::microbatch::Window;
 use crate::project::{GenericTestDef, TestTarget};
@@ -24,10 +25,12 @@ pub struct Compiler<'a> {
     renderer: &'a Renderer,
     resolver: Arc<GraphResolver>,
     bodies: Vec<OnceLock<Result<Arc<str>, Problem>>>,
+    /// How the target's warehouse spells a test's `where:` and a batch's window.
+    dialect: &'static dyn Dialect,
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(graph: &'a Graph, renderer: &'a Renderer) -> Self {
+    pub fn new(graph: &'a Graph, renderer: &'a Renderer, dialect: &'static dyn Dialect) -> Self {
         let mut resolver = GraphResolver::default();
         for node in &graph.nodes {
             match node.resource_type {
@@ -72,6 +75,7 @@ impl<'a> Compiler<'a> {
             graph,
             renderer,
             resolver: Arc::new(resolver),
+            dialect,
             bodies: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -174,7 +178,7 @@ impl<'a> Compiler<'a> {
         // A relation object, as in dbt, so that a custom test can read `model.identifier`;
         // `where:` makes it a subquery text.
         let model = match node.config.str("where") {
-            Some(w) => Value::from(relation.dialect.get().where_subquery(&relation, w)),
+            Some(w) => Value::from(self.dialect.where_subquery(&relation, w)),
             None => Value::from_object(relation),
         };
         let mut args: BTreeMap<String, Value> = test
@@ -244,6 +248,7 @@ impl<'a> Compiler<'a> {
             file,
             is_incremental,
             Arc::new(BatchResolver {
+                dialect: self.dialect,
                 graph: self.resolver.clone(),
                 window,
             }),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::dialect::Dialect;
 use crate::materialize::microbatch::Window;
 use crate::render::{Relation, Resolve};
 
@@ -23,6 +24,7 @@ pub struct GraphResolver {
 pub(super) struct BatchResolver {
     pub(super) graph: Arc<GraphResolver>,
     pub(super) window: Window,
+    pub(super) dialect: &'static dyn Dialect,
 }
 
 impl BatchResolver {
@@ -33,7 +35,7 @@ impl BatchResolver {
     ) -> Option<Relation> {
         let mut relation = relation?;
         if let Some(column) = event_time {
-            relation.filter = Some(relation.dialect.get().time_window(
+            relation.filter = Some(self.dialect.time_window(
                 column,
                 self.window.start,
                 self.window.end,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::naming::in_target;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Node, ResourceType};
@@ -198,7 +199,7 @@ pub(super) fn unit_test_nodes(
                 ResourceType::UnitTest,
                 format!("unit_test.{}.{}.{}", project.name, def.model, def.name),
                 &def.name,
-                Relation::new(Some(&target.database), &target.schema, &def.name),
+                in_target(target, Some(&target.database), &target.schema, &def.name),
             )
         });
     }

@@ -10,8 +10,9 @@
 
 pub mod duckdb;
 
+use crate::config::{Credentials, Target};
 use crate::materialize::{Column, Kind, Step};
-use crate::render::Relation;
+use crate::relation::{Quoting, Relation};
 
 /// What a statement does, so that an adapter runs it without reading its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +69,9 @@ pub fn script(statements: &[Statement]) -> String {
         .join("\n")
 }
 
-/// The dialects xform knows, named by a target's type. A `Relation` carries its dialect so that
-/// it renders in a template as that warehouse writes it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The dialects xform knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialectKind {
-    #[default]
     DuckDb,
 }
 
@@ -81,6 +80,13 @@ impl DialectKind {
         match self {
             DialectKind::DuckDb => &duckdb::DuckDb,
         }
+    }
+}
+
+/// The dialect of a target's warehouse.
+pub fn of(target: &Target) -> &'static dyn Dialect {
+    match target.credentials {
+        Credentials::DuckDb(_) => DialectKind::DuckDb.get(),
     }
 }
 
@@ -102,9 +108,14 @@ pub trait Dialect: Sync {
     /// The sqlparser dialect that reads this warehouse's SQL, for the compile's SQL check.
     fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect>;
 
+    /// How the warehouse quotes names; every relation the run makes carries it.
+    fn quoting(&self) -> Quoting {
+        Quoting::DOUBLE_QUOTES
+    }
+
     /// An identifier, quoted.
     fn quote(&self, ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
+        self.quoting().quote(ident)
     }
 
     /// A string literal.
@@ -127,26 +138,10 @@ pub trait Dialect: Sync {
         "VARCHAR"
     }
 
-    /// A relation's name as SQL: `"db"."schema"."name"`, a CTE's bare name, or a subquery when
-    /// the relation is filtered (a microbatch window on an input).
+    /// A relation's name as SQL: `"db"."schema"."name"` with the relation's quoting, a CTE's
+    /// bare name, or a subquery when the relation is filtered (a microbatch window on an input).
     fn relation(&self, relation: &Relation) -> String {
-        let mut name = if relation.cte {
-            relation.identifier.clone()
-        } else {
-            let mut out = String::new();
-            if let Some(db) = &relation.database {
-                out.push_str(&self.quote(db));
-                out.push('.');
-            }
-            out.push_str(&self.quote(&relation.schema));
-            out.push('.');
-            out.push_str(&self.quote(&relation.identifier));
-            out
-        };
-        if let Some(filter) = &relation.filter {
-            name = format!("(select * from {name} where {filter})");
-        }
-        name
+        relation.to_string()
     }
 
     /// A schema's name as SQL: `"db"."schema"`.

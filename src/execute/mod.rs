@@ -284,7 +284,8 @@ pub fn run(
         .iter()
         .filter(|&&i| !graph.nodes[i].is_ephemeral())
         .count();
-    let mut compiler = Compiler::new(graph, renderer);
+    let dialect = crate::dialect::of(&s.target);
+    let mut compiler = Compiler::new(graph, renderer, dialect);
     if let Some(defer) = req.defer {
         let exists = |r: &crate::render::Relation| Some(warehouse.kind_of(r).is_some());
         if let Err(p) = defer(&mut compiler, &|i| slot_of.contains_key(&i), &exists) {
@@ -295,7 +296,7 @@ pub fn run(
         session: s,
         graph,
         compiler,
-        dialect: s.target.dialect().get(),
+        dialect,
         warehouse: &*warehouse,
         slots: slots.clone(),
         slot_of,

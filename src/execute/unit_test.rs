@@ -108,7 +108,7 @@ impl Db {
         Ok(Db {
             warehouse,
             worker,
-            dialect: target.dialect().get(),
+            dialect: crate::dialect::of(target),
         })
     }
 

@@ -19,9 +19,9 @@ use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
 use super::macros::{self, MacroObject};
-use super::relation::Relation;
-use crate::dialect::DialectKind;
 use crate::project::NodeConfig;
+use crate::relation::Quoting;
+use crate::relation::Relation;
 
 /// Resolves `ref()` and `source()` while compiling.
 pub trait Resolve: Send + Sync {
@@ -501,7 +501,7 @@ impl Object for ColumnValues {
 struct ColumnObject {
     name: String,
     data_type: String,
-    dialect: DialectKind,
+    quoting: Quoting,
 }
 
 impl Object for ColumnObject {
@@ -509,7 +509,7 @@ impl Object for ColumnObject {
         match key.as_str()? {
             "name" | "column" => Some(Value::from(self.name.clone())),
             "data_type" | "dtype" => Some(Value::from(self.data_type.clone())),
-            "quoted" => Some(Value::from(self.dialect.get().quote(&self.name))),
+            "quoted" => Some(Value::from(self.quoting.quote(&self.name))),
             _ => None,
         }
     }
@@ -524,10 +524,10 @@ impl Object for ColumnObject {
 pub struct AdapterObject {
     pub macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
     pub adapter_type: String,
-    pub dialect: DialectKind,
+    pub quoting: Quoting,
 }
 
-fn relation_arg(value: &Value, dialect: DialectKind) -> Option<Relation> {
+fn relation_arg(value: &Value, quoting: Quoting) -> Option<Relation> {
     if let Some(rel) = value.downcast_object_ref::<Relation>() {
         return Some(rel.clone());
     }
@@ -543,7 +543,7 @@ fn relation_arg(value: &Value, dialect: DialectKind) -> Option<Relation> {
         identifier: get("identifier")?,
         cte: false,
         filter: None,
-        dialect,
+        quoting,
     })
 }
 
@@ -603,7 +603,7 @@ impl Object for AdapterObject {
                     identifier: pick(2, "identifier").unwrap_or_default(),
                     cte: false,
                     filter: None,
-                    dialect: self.dialect,
+                    quoting: self.quoting,
                 };
                 let ctx = ctx(state)?;
                 ctx.mark_run_dependent();
@@ -619,7 +619,7 @@ impl Object for AdapterObject {
                 let (rel,): (Value,) = from_args(args)?;
                 let ctx = ctx(state)?;
                 ctx.mark_run_dependent();
-                let Some(rel) = relation_arg(&rel, self.dialect) else {
+                let Some(rel) = relation_arg(&rel, self.quoting) else {
                     return Ok(Value::from(Vec::<Value>::new()));
                 };
                 match (&ctx.introspector, ctx.execute) {
@@ -631,7 +631,7 @@ impl Object for AdapterObject {
                                 Value::from_object(ColumnObject {
                                     name,
                                     data_type,
-                                    dialect: self.dialect,
+                                    quoting: self.quoting,
                                 })
                             })
                             .collect::<Vec<_>>(),
@@ -641,7 +641,7 @@ impl Object for AdapterObject {
             }
             "quote" => {
                 let (ident,): (String,) = from_args(args)?;
-                Ok(Value::from(self.dialect.get().quote(&ident)))
+                Ok(Value::from(self.quoting.quote(&ident)))
             }
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,

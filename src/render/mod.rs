@@ -11,7 +11,6 @@
 pub mod context;
 pub mod macros;
 pub mod mutable;
-pub mod relation;
 pub mod spans;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,15 +23,16 @@ use rayon::prelude::*;
 use serde_json::Value as Json;
 
 use crate::project::blocks;
+pub use crate::relation::Relation;
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
 pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, Resolved};
 use macros::MacroObject;
-pub use relation::Relation;
 
 use crate::config::{RunInfo, Target};
 use crate::diagnostics::{Code, Problem, SourceFile};
 use crate::project::unit_tests::Overrides;
 use crate::project::{NodeConfig, Project};
+use crate::relation::Quoting;
 
 /// The built-in generic tests, as `{% test %}` blocks.
 const BUILTIN_TESTS: &str = include_str!("builtin_tests.sql");
@@ -187,6 +187,7 @@ impl Renderer {
         project: &Project,
         target: &Target,
         run: &RunInfo,
+        quoting: Quoting,
     ) -> Result<(Renderer, Vec<Problem>), Vec<Problem>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
@@ -292,7 +293,7 @@ impl Renderer {
             Value::from_object(AdapterObject {
                 macros: macros.clone(),
                 adapter_type: target.adapter_type().to_string(),
-                dialect: target.dialect(),
+                quoting,
             }),
         );
         env.add_global("exceptions", Value::from_object(ExceptionsObject));

@@ -1,14 +1,16 @@
-//! `Relation`: a database object name as templates see it (`{{ ref('x') }}`, `{{ this }}`).
-//! It carries its warehouse's dialect, which writes its text (quoting, a CTE's bare name for an
-//! ephemeral model, a filtered subquery for a microbatch input).
+//! `Relation`: a database object name as every stage and every template sees it
+//! (`{{ ref('x') }}`, `{{ this }}`). It carries its warehouse's quoting rule (dbt's quote
+//! character and policy), so that it writes itself as that warehouse spells names: quoted
+//! parts, a CTE's bare name for an ephemeral model, a filtered subquery for a microbatch input.
+//!
+//! It sits below every stage and imports none: the dialect that chooses the quoting is far
+//! above it.
 
 use std::fmt;
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, from_args};
 use minijinja::{Error, State};
-
-use crate::dialect::DialectKind;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Relation {
@@ -20,8 +22,57 @@ pub struct Relation {
     /// A row filter (a microbatch's window on an input's `event_time`): the relation renders
     /// as `(select * from <relation> where <filter>)`.
     pub filter: Option<String>,
-    /// Whose SQL the relation is written in.
-    pub dialect: DialectKind,
+    /// How its warehouse quotes names.
+    pub quoting: Quoting,
+}
+
+/// How a warehouse quotes the parts of a name: the quote character and which parts are quoted
+/// (dbt's `quote_character` and `quote_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Quoting {
+    pub character: char,
+    pub database: bool,
+    pub schema: bool,
+    pub identifier: bool,
+}
+
+impl Quoting {
+    /// Every part in double quotes (DuckDB, Postgres; Snowflake's default policy).
+    pub const DOUBLE_QUOTES: Quoting = Quoting {
+        character: '"',
+        database: true,
+        schema: true,
+        identifier: true,
+    };
+
+    /// An identifier in quotes, a quote inside it doubled.
+    pub fn quote(&self, ident: &str) -> String {
+        let q = self.character;
+        let mut out = String::with_capacity(ident.len() + 2);
+        out.push(q);
+        for c in ident.chars() {
+            if c == q {
+                out.push(q);
+            }
+            out.push(c);
+        }
+        out.push(q);
+        out
+    }
+
+    fn part(&self, quoted: bool, ident: &str) -> String {
+        if quoted {
+            self.quote(ident)
+        } else {
+            ident.to_string()
+        }
+    }
+}
+
+impl Default for Quoting {
+    fn default() -> Self {
+        Quoting::DOUBLE_QUOTES
+    }
 }
 
 impl Relation {
@@ -32,7 +83,7 @@ impl Relation {
             identifier: identifier.to_string(),
             cte: false,
             filter: None,
-            dialect: DialectKind::default(),
+            quoting: Quoting::default(),
         }
     }
 
@@ -43,7 +94,7 @@ impl Relation {
             identifier: format!("__dbt__cte__{name}"),
             cte: true,
             filter: None,
-            dialect: DialectKind::default(),
+            quoting: Quoting::default(),
         }
     }
 
@@ -66,7 +117,26 @@ impl fmt::Debug for Relation {
 
 impl fmt::Display for Relation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.dialect.get().relation(self))
+        if let Some(filter) = &self.filter {
+            let plain = Relation {
+                filter: None,
+                ..self.clone()
+            };
+            return write!(f, "(select * from {plain} where {filter})");
+        }
+        if self.cte {
+            return f.write_str(&self.identifier);
+        }
+        let q = &self.quoting;
+        if let Some(db) = &self.database {
+            write!(f, "{}.", q.part(q.database, db))?;
+        }
+        write!(
+            f,
+            "{}.{}",
+            q.part(q.schema, &self.schema),
+            q.part(q.identifier, &self.identifier)
+        )
     }
 }
 
