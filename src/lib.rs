@@ -24,6 +24,7 @@ pub(crate) mod materialize;
 pub(crate) mod project;
 pub(crate) mod relation;
 pub(crate) mod render;
+pub(crate) mod select;
 pub(crate) mod suggest;
 pub(crate) mod timings;
 

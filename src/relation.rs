@@ -26,6 +26,31 @@ pub struct Relation {
     pub quoting: Quoting,
 }
 
+/// The kind of an existing relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Table,
+    View,
+}
+
+/// A column of a relation or of a query's result. Its type is the warehouse's own name for it,
+/// as the adapter read it: plans copy it, never write one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+}
+
+impl Column {
+    #[cfg(test)]
+    pub fn new(name: &str, data_type: &str) -> Self {
+        Column {
+            name: name.to_string(),
+            data_type: data_type.to_string(),
+        }
+    }
+}
+
 /// How a warehouse quotes the parts of a name: the quote character and which parts are quoted
 /// (dbt's `quote_character` and `quote_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,7 +11,7 @@ use crate::config::{Credentials, DuckDbFile, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Statement, StatementKind};
 use crate::materialize::{Column, Existing, Kind};
-use crate::render::{Introspect, QueryTable, Relation};
+use crate::render::{Introspect, QueryError, QueryTable, Relation};
 
 fn key(database: &str, schema: &str, name: &str) -> String {
     format!(
@@ -397,7 +397,10 @@ impl Worker {
                             } else {
                                 Err(DbError {
                                     statement: i,
-                                    message: format!("the check found {total} offending values"),
+                                    message: format!(
+                                        "the check found {total} offending values: {}",
+                                        values.join(", ")
+                                    ),
                                     failure: Failure::Check { values, total },
                                 })
                             }
@@ -433,6 +436,12 @@ impl Worker {
             }
         }
         Ok(rows)
+    }
+}
+
+fn query_error(e: duckdb::Error) -> QueryError {
+    QueryError {
+        message: e.to_string(),
     }
 }
 
@@ -494,13 +503,7 @@ impl Worker {
 
     /// The columns of an existing relation.
     pub fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError> {
-        Introspect::columns(self, relation)
-            .map(|cols| {
-                cols.into_iter()
-                    .map(|(name, data_type)| Column { name, data_type })
-                    .collect()
-            })
-            .map_err(DbError::other)
+        Introspect::columns(self, relation).map_err(|e| DbError::other(e.message))
     }
 }
 
@@ -568,20 +571,18 @@ impl Worker {
 }
 
 impl Introspect for Worker {
-    fn query(&self, sql: &str) -> Result<QueryTable, String> {
+    fn query(&self, sql: &str) -> Result<QueryTable, QueryError> {
         let conn = self.conn.lock().expect("connection lock");
-        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare(sql).map_err(query_error)?;
         let mut rows_out = Vec::new();
-        let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+        let mut rows = stmt.query([]).map_err(query_error)?;
         let mut width = 0;
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        while let Some(row) = rows.next().map_err(query_error)? {
             let stmt_ref = row.as_ref();
             width = stmt_ref.column_count();
             let mut values = Vec::with_capacity(width);
             for c in 0..width {
-                values.push(to_json(
-                    row.get::<_, DuckValue>(c).map_err(|e| e.to_string())?,
-                ));
+                values.push(to_json(row.get::<_, DuckValue>(c).map_err(query_error)?));
             }
             rows_out.push(values);
         }
@@ -594,7 +595,7 @@ impl Introspect for Worker {
         })
     }
 
-    fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String> {
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError> {
         let conn = self.conn.lock().expect("connection lock");
         let db = relation
             .database
@@ -604,31 +605,28 @@ impl Introspect for Worker {
             .prepare(
                 "select table_type from information_schema.tables where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?)",
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(query_error)?;
         let mut rows = stmt
             .query([
                 db.as_str(),
                 relation.schema.as_str(),
                 relation.identifier.as_str(),
             ])
-            .map_err(|e| e.to_string())?;
-        match rows.next().map_err(|e| e.to_string())? {
+            .map_err(query_error)?;
+        match rows.next().map_err(query_error)? {
             Some(row) => {
-                let t: String = row.get(0).map_err(|e| e.to_string())?;
-                Ok(Some(
-                    if t.eq_ignore_ascii_case("VIEW") {
-                        "view"
-                    } else {
-                        "table"
-                    }
-                    .to_string(),
-                ))
+                let t: String = row.get(0).map_err(query_error)?;
+                Ok(Some(if t.eq_ignore_ascii_case("VIEW") {
+                    Kind::View
+                } else {
+                    Kind::Table
+                }))
             }
             None => Ok(None),
         }
     }
 
-    fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String> {
+    fn columns(&self, relation: &Relation) -> Result<Vec<Column>, QueryError> {
         let conn = self.conn.lock().expect("connection lock");
         let db = relation
             .database
@@ -638,7 +636,7 @@ impl Introspect for Worker {
             .prepare(
                 "select column_name, data_type from information_schema.columns where lower(table_catalog) = lower(?) and lower(table_schema) = lower(?) and lower(table_name) = lower(?) order by ordinal_position",
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(query_error)?;
         let rows = stmt
             .query_map(
                 [
@@ -646,11 +644,15 @@ impl Introspect for Worker {
                     relation.schema.as_str(),
                     relation.identifier.as_str(),
                 ],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                |r| {
+                    Ok(Column {
+                        name: r.get(0)?,
+                        data_type: r.get(1)?,
+                    })
+                },
             )
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+            .map_err(query_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
     }
 }
 
@@ -755,17 +757,17 @@ impl LazyCatalog {
 }
 
 impl Introspect for LazyCatalog {
-    fn query(&self, sql: &str) -> Result<QueryTable, String> {
+    fn query(&self, sql: &str) -> Result<QueryTable, QueryError> {
         self.worker()
             .map_or_else(|| Ok(QueryTable::default()), |w| w.query(sql))
     }
 
-    fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String> {
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError> {
         self.worker()
             .map_or(Ok(None), |w| w.relation_kind(relation))
     }
 
-    fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String> {
+    fn columns(&self, relation: &Relation) -> Result<Vec<Column>, QueryError> {
         self.worker()
             .map_or_else(|| Ok(Vec::new()), |w| w.columns(relation))
     }

@@ -121,7 +121,8 @@ pub enum Failure {
 }
 
 /// A failed statement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct DbError {
     /// Index of the failing statement in what was run.
     pub statement: usize,

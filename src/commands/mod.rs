@@ -153,7 +153,7 @@ fn choose(
 ) -> Result<(Vec<usize>, Vec<String>), Problem> {
     let state = previous_state(args)?;
     let selector = match &args.selector {
-        Some(name) => Some(crate::graph::select::named_selector(
+        Some(name) => Some(crate::select::named_selector(
             graph,
             &state,
             &s.project.root,
@@ -161,7 +161,7 @@ fn choose(
         )?),
         None => None,
     };
-    crate::graph::select::select_with(graph, &args.select, &args.exclude, types, &state, selector)
+    crate::select::select_with(graph, &args.select, &args.exclude, types, &state, selector)
 }
 
 /// The earlier run named by `--state`, or nothing to compare with.
@@ -227,12 +227,10 @@ pub(crate) fn apply_defer(
     Ok(())
 }
 
-pub(crate) fn previous_state(
-    args: &CommonArgs,
-) -> Result<crate::graph::select::PreviousState, Problem> {
+pub(crate) fn previous_state(args: &CommonArgs) -> Result<crate::select::PreviousState, Problem> {
     match &args.state {
-        Some(dir) => crate::graph::select::PreviousState::load(dir),
-        None => Ok(crate::graph::select::PreviousState::default()),
+        Some(dir) => crate::select::PreviousState::load(dir),
+        None => Ok(crate::select::PreviousState::default()),
     }
 }
 

@@ -9,6 +9,8 @@
 //! at a database.
 
 pub mod duckdb;
+#[cfg(test)]
+mod fixtures;
 
 use crate::config::{Credentials, Target};
 use crate::materialize::{Column, Kind, Step};

@@ -204,8 +204,7 @@ pub(super) fn run(
             StoreAs::View => Kind::View,
         };
         let replaces = match worker.relation_kind(relation) {
-            Ok(Some(old)) if old == "table" && wanted != Kind::Table => Some(Kind::Table),
-            Ok(Some(old)) if old == "view" && wanted != Kind::View => Some(Kind::View),
+            Ok(Some(old)) if old != wanted => Some(old),
             _ => None,
         };
         statements = dialect.store_failures(relation, store_as, replaces, &limited);
@@ -238,7 +237,7 @@ pub(super) fn run(
     }
     let counts = worker
         .query(&query)
-        .map_err(|e| db_problem(node, &compiled_path, &e))?;
+        .map_err(|e| db_problem(node, &compiled_path, &e.message))?;
     let row = counts.rows.first().cloned().unwrap_or_default();
     let failures = number(row.first());
     let (should_warn, should_error) = (truthy(row.get(1)), truthy(row.get(2)));

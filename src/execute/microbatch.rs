@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::node::Live;
+use super::node::{Built, Live};
 use super::{CANCELLED, Runner};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
@@ -16,13 +16,20 @@ use crate::dialect::{Statement, script};
 use crate::materialize::{Columns, Existing, Kind, incremental, microbatch, plan};
 use crate::render::Introspect;
 
+/// What one batch wrote: its rows, its compiled SQL and the statements run, as text.
+struct Batch {
+    rows: usize,
+    sql: String,
+    statements: String,
+}
+
 impl Runner<'_> {
     pub(super) fn build_microbatch(
         &self,
         i: usize,
         worker: &Arc<dyn Connection>,
         introspector: &Arc<dyn Introspect>,
-    ) -> Result<(Option<usize>, Option<String>), Problem> {
+    ) -> Result<Built, Problem> {
         let node = &self.graph.nodes[i];
         incremental::Settings::of(node)?;
         let batching = microbatch::Settings::of(node)?;
@@ -76,7 +83,11 @@ impl Runner<'_> {
                 failed.is_empty().then_some(compiled_path.as_path()),
             );
             let (word, extra) = match &outcome {
-                Ok((r, sql, statements)) => {
+                Ok(Batch {
+                    rows: r,
+                    sql,
+                    statements,
+                }) => {
                     rows += r;
                     create = false;
                     last_sql = Some(sql.clone());
@@ -105,7 +116,10 @@ impl Runner<'_> {
         }
         write_file(&run_path, run_sql.as_bytes())?;
         if failed.is_empty() {
-            return Ok((Some(rows), last_sql));
+            return Ok(Built {
+                rows: Some(rows),
+                sql: last_sql,
+            });
         }
         let labels: Vec<String> = failed.iter().map(|(w, _)| w.label()).collect();
         let landed = windows.len() - failed.len();
@@ -140,7 +154,7 @@ impl Runner<'_> {
         window: microbatch::Window,
         create: bool,
         compiled_path: Option<&std::path::Path>,
-    ) -> Result<(usize, String, String), Problem> {
+    ) -> Result<Batch, Problem> {
         let node = &self.graph.nodes[i];
         let batching = microbatch::Settings::of(node)?;
         let sql = self
@@ -183,7 +197,11 @@ impl Runner<'_> {
         match worker.run(&statements) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
-                Ok((rows, sql, text))
+                Ok(Batch {
+                    rows,
+                    sql,
+                    statements: text,
+                })
             }
             Err(e) => Err(in_batch(
                 self.db_problem(node, &sql, &statements, &e),

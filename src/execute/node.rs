@@ -15,12 +15,16 @@ use crate::materialize::{
 };
 use crate::render::{Introspect, Relation, spans};
 
+/// What building a node did.
+pub(super) struct Built {
+    /// Rows written (`None`: nothing was run, as for an ephemeral model).
+    pub(super) rows: Option<usize>,
+    /// The compiled SQL, for models and snapshots.
+    pub(super) sql: Option<String>,
+}
+
 impl Runner<'_> {
-    pub(super) fn build(
-        &self,
-        i: usize,
-        worker: &Arc<dyn Connection>,
-    ) -> Result<(Option<usize>, Option<String>), Problem> {
+    pub(super) fn build(&self, i: usize, worker: &Arc<dyn Connection>) -> Result<Built, Problem> {
         let node = &self.graph.nodes[i];
         let introspector: Arc<dyn Introspect> = worker.clone();
         if node.resource_type == ResourceType::Model && microbatch::is_microbatch(node) {
@@ -59,7 +63,10 @@ impl Runner<'_> {
             )?;
         }
         if node.is_ephemeral() {
-            return Ok((None, Some(sql)));
+            return Ok(Built {
+                rows: None,
+                sql: Some(sql),
+            });
         }
         let plan = node_plan(
             node,
@@ -84,7 +91,10 @@ impl Runner<'_> {
         match worker.run(&statements) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
-                Ok((Some(rows), has_sql.then_some(sql)))
+                Ok(Built {
+                    rows: Some(rows),
+                    sql: has_sql.then_some(sql),
+                })
             }
             Err(e) => Err(match (&e.failure, plan.steps.get(e.statement)) {
                 (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {

@@ -31,7 +31,7 @@ pub(super) struct Schedule {
 }
 
 enum Outcome {
-    Built((Option<usize>, Option<String>)),
+    Built(super::node::Built),
     Test(data_test::TestOutcome),
     Unit(unit_test::UnitOutcome),
 }
@@ -139,7 +139,7 @@ impl Runner<'_> {
                     result.relation_name = None;
                     problem = u.problem;
                 }
-                Ok(Outcome::Built((rows, sql))) => {
+                Ok(Outcome::Built(super::node::Built { rows, sql })) => {
                     result.rows_affected = rows;
                     result.compiled_code = sql;
                     result.message = match rows {

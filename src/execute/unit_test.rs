@@ -211,10 +211,8 @@ impl Shapes<'_> {
         let kind = self.db.worker.relation_kind(&node.relation).ok().flatten();
         let dialect = self.db.dialect;
         let mut statements = Vec::new();
-        match kind.as_deref() {
-            Some("view") => statements.push(dialect.drop(&node.relation, Kind::View)),
-            Some(_) => statements.push(dialect.drop(&node.relation, Kind::Table)),
-            None => {}
+        if let Some(kind) = kind {
+            statements.push(dialect.drop(&node.relation, kind));
         }
         statements.push(dialect.create_table(&node.relation, &columns));
         let copied = self.db.run(&statements).map_err(|e| e.message);
@@ -833,9 +831,9 @@ pub(super) fn run(
             format!(
                 "unit test `{}`: cannot compare the rows: {}",
                 unit.name,
-                e.lines().next().unwrap_or_default()
+                e.message.lines().next().unwrap_or_default()
             ),
-            e.clone(),
+            e.message.clone(),
         )
     })?;
     let count = |mark: &str| {

@@ -5,8 +5,6 @@
 //! (with the closest names as suggestions) and cycles (with the whole path). Node ids are
 //! stable strings and every order it hands out is deterministic: ties break on the node id.
 
-pub mod select;
-
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;

@@ -5,8 +5,6 @@
 //! warehouse; `dialect` turns its steps into statements and `adapter` runs them. Nothing here
 //! executes or renders SQL.
 
-#[cfg(test)]
-mod fixtures;
 pub mod incremental;
 pub mod microbatch;
 pub mod snapshot;
@@ -15,14 +13,8 @@ use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Materialization, Node};
-use crate::render::Relation;
-
-/// The kind of an existing relation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Table,
-    View,
-}
+use crate::relation::Relation;
+pub use crate::relation::{Column, Kind};
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,24 +128,6 @@ pub enum Step {
         staging: Relation,
         spec: snapshot::Spec,
     },
-}
-
-/// A column of a relation or of a query's result. Its type is the warehouse's own name for it,
-/// as the adapter read it: plans copy it, never write one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub data_type: String,
-}
-
-impl Column {
-    #[cfg(test)]
-    pub fn new(name: &str, data_type: &str) -> Self {
-        Column {
-            name: name.to_string(),
-            data_type: data_type.to_string(),
-        }
-    }
 }
 
 /// The steps that build one node.

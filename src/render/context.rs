@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 use super::macros::{self, MacroObject};
 use crate::project::NodeConfig;
 use crate::relation::Quoting;
-use crate::relation::Relation;
+use crate::relation::{Column, Kind, Relation};
 
 /// Resolves `ref()` and `source()` while compiling.
 pub trait Resolve: Send + Sync {
@@ -38,11 +38,24 @@ pub struct QueryTable {
 
 /// The questions a template may ask the database while it is rendered for execution.
 pub trait Introspect: Send + Sync {
-    fn query(&self, sql: &str) -> Result<QueryTable, String>;
-    /// `Some("table")` / `Some("view")` when the relation exists.
-    fn relation_kind(&self, relation: &Relation) -> Result<Option<String>, String>;
-    /// Column names and types, in order.
-    fn columns(&self, relation: &Relation) -> Result<Vec<(String, String)>, String>;
+    fn query(&self, sql: &str) -> Result<QueryTable, QueryError>;
+    /// The relation's kind when it exists.
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError>;
+    /// The relation's columns, in order.
+    fn columns(&self, relation: &Relation) -> Result<Vec<Column>, QueryError>;
+}
+
+/// An introspective question the database could not answer: its message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub message: String,
+}
+
+impl From<QueryError> for String {
+    fn from(e: QueryError) -> String {
+        e.message
+    }
 }
 
 /// A `ref()` call as written.
@@ -627,10 +640,10 @@ impl Object for AdapterObject {
                         db.columns(&rel)
                             .map_err(invalid)?
                             .into_iter()
-                            .map(|(name, data_type)| {
+                            .map(|c| {
                                 Value::from_object(ColumnObject {
-                                    name,
-                                    data_type,
+                                    name: c.name,
+                                    data_type: c.data_type,
                                     quoting: self.quoting,
                                 })
                             })

@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 use crate::project::blocks;
 pub use crate::relation::Relation;
 use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
-pub use context::{Introspect, QueryTable, RefCall, RenderCtx, Resolve, Resolved};
+pub use context::{Introspect, QueryError, QueryTable, RefCall, RenderCtx, Resolve, Resolved};
 use macros::MacroObject;
 
 use crate::config::{RunInfo, Target};

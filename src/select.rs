@@ -15,8 +15,8 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::{Graph, Node, ResourceType};
 use crate::diagnostics::{Code, Problem};
+use crate::graph::{Graph, Node, ResourceType};
 use crate::render::Relation;
 
 /// What a previous run left in `--state DIR`: each node's code and config from its manifest,
@@ -463,7 +463,7 @@ pub fn named_selector(
         .iter()
         .find(|s| s.get("name").and_then(serde_yaml::Value::as_str) == Some(name))
     else {
-        let near = super::suggestions(name, names.iter().map(String::as_str));
+        let near = crate::suggest::suggestions(name, names.iter().map(String::as_str));
         return Err(Problem::new(
             Code::Selection,
             format!("selectors.yml has no selector `{name}`"),

@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Column, Columns, Existing, Kind, Plan, incremental, microbatch, node_plan};
+use super::{DialectKind, script};
 use crate::diagnostics::Problem;
-use crate::dialect::{DialectKind, script};
 use crate::graph::{Node, ResourceType};
+use crate::materialize::{
+    Column, Columns, Existing, Kind, Plan, incremental, microbatch, node_plan,
+};
 use crate::project::NodeConfig;
 use crate::render::Relation;
 
