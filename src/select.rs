@@ -480,9 +480,17 @@ pub fn named_selector(
     definition(graph, state, &def)
 }
 
-/// The selected nodes of the given resource types, in topological order, and the selector
-/// values that matched nothing.
-/// A resolved `--selector` takes the place of `--select`.
+/// What a selection chose.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Node positions of the given resource types, in topological order.
+    pub nodes: Vec<usize>,
+    /// The selector values that matched nothing (each a warning).
+    pub unmatched: Vec<String>,
+}
+
+/// The selected nodes of the given resource types. A resolved `--selector` takes the place of
+/// `--select`.
 pub fn select_with(
     graph: &Graph,
     select: &[String],
@@ -490,7 +498,7 @@ pub fn select_with(
     types: &[ResourceType],
     state: &PreviousState,
     selector: Option<BTreeSet<usize>>,
-) -> Result<(Vec<usize>, Vec<String>), Problem> {
+) -> Result<Selection, Problem> {
     let (mut chosen, mut empty) = if let Some(nodes) = selector {
         (nodes, Vec::new())
     } else if select.is_empty() {
@@ -522,5 +530,8 @@ pub fn select_with(
         .copied()
         .filter(|i| chosen.contains(i) && types.contains(&graph.nodes[*i].resource_type))
         .collect();
-    Ok((ordered, empty))
+    Ok(Selection {
+        nodes: ordered,
+        unmatched: empty,
+    })
 }

@@ -402,6 +402,7 @@ impl Worker {
                                         values.join(", ")
                                     ),
                                     failure: Failure::Check { values, total },
+                                    line: None,
                                 })
                             }
                         }),
@@ -459,6 +460,7 @@ fn failed(statement: usize, e: &duckdb::Error) -> DbError {
     };
     DbError {
         statement,
+        line: super::error_line(&message),
         message,
         failure,
     }

@@ -128,6 +128,8 @@ pub struct DbError {
     pub statement: usize,
     pub message: String,
     pub failure: Failure,
+    /// The line of the failing statement the database points at, when it says.
+    pub line: Option<usize>,
 }
 
 impl DbError {
@@ -137,6 +139,7 @@ impl DbError {
             statement: 0,
             message: message.into(),
             failure: Failure::Other,
+            line: None,
         }
     }
 
@@ -146,7 +149,8 @@ impl DbError {
 }
 
 /// `LINE n:` in a DuckDB error message: the line of the statement it points at.
-pub fn error_line(message: &str) -> Option<usize> {
+#[cfg_attr(not(feature = "duckdb"), allow(dead_code))]
+fn error_line(message: &str) -> Option<usize> {
     let at = message.find("LINE ")?;
     let rest = &message[at + 5..];
     let end = rest.find(':')?;

@@ -65,14 +65,16 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             return Err(EXIT_USAGE);
         }
     };
-    let (chosen, empty) =
-        match super::choose(s, &graph, args, &[ResourceType::Model, ResourceType::Test]) {
-            Ok(c) => c,
-            Err(p) => {
-                report(&[p]);
-                return Err(EXIT_USAGE);
-            }
-        };
+    let crate::select::Selection {
+        nodes: chosen,
+        unmatched: empty,
+    } = match super::choose(s, &graph, args, &[ResourceType::Model, ResourceType::Test]) {
+        Ok(c) => c,
+        Err(p) => {
+            report(&[p]);
+            return Err(EXIT_USAGE);
+        }
+    };
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
     }

@@ -53,7 +53,10 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (slots, empty) = match super::choose(s, &graph, args, &mode.types()) {
+    let crate::select::Selection {
+        nodes: slots,
+        unmatched: empty,
+    } = match super::choose(s, &graph, args, &mode.types()) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

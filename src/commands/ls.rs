@@ -43,7 +43,10 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::UnitTest,
         ];
     }
-    let (chosen, empty) = match super::choose(s, &graph, &args.common, &types) {
+    let crate::select::Selection {
+        nodes: chosen,
+        unmatched: empty,
+    } = match super::choose(s, &graph, &args.common, &types) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

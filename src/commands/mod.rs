@@ -150,7 +150,7 @@ fn choose(
     graph: &crate::graph::Graph,
     args: &CommonArgs,
     types: &[crate::graph::ResourceType],
-) -> Result<(Vec<usize>, Vec<String>), Problem> {
+) -> Result<crate::select::Selection, Problem> {
     let state = previous_state(args)?;
     let selector = match &args.selector {
         Some(name) => Some(crate::select::named_selector(

@@ -121,15 +121,21 @@ fn truthy(v: Option<&Json>) -> bool {
     }
 }
 
-fn db_problem(node: &Node, compiled: &std::path::Path, message: &str) -> Problem {
+fn db_problem(
+    dialect: &dyn Dialect,
+    node: &Node,
+    compiled: &std::path::Path,
+    message: &str,
+) -> Problem {
     let first = message.lines().next().unwrap_or(message);
     let mut p = Problem::new(
         Code::Database,
         format!("test `{}` failed to run: {first}", node.name),
     )
     .help(format!(
-        "compiled SQL: {}\nDuckDB says: {}",
+        "compiled SQL: {}\n{} says: {}",
         compiled.display(),
+        dialect.name(),
         message.trim()
     ));
     if let Some(file) = &node.file {
@@ -233,11 +239,11 @@ pub(super) fn run(
     if !statements.is_empty() {
         worker
             .run(&statements)
-            .map_err(|e| db_problem(node, &compiled_path, &e.message))?;
+            .map_err(|e| db_problem(dialect, node, &compiled_path, &e.message))?;
     }
     let counts = worker
         .query(&query)
-        .map_err(|e| db_problem(node, &compiled_path, &e.message))?;
+        .map_err(|e| db_problem(dialect, node, &compiled_path, &e.message))?;
     let row = counts.rows.first().cloned().unwrap_or_default();
     let failures = number(row.first());
     let (should_warn, should_error) = (truthy(row.get(1)), truthy(row.get(2)));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Runner;
-use crate::adapter::{Adapter, Connection, DbError, Failure, error_line};
+use crate::adapter::{Adapter, Connection, DbError, Failure};
 use crate::artifacts::{sql_path, write_file};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Dialect, Statement, script};
@@ -142,7 +142,7 @@ impl Runner<'_> {
             &node.path,
         );
         let stmt = &statements[e.statement];
-        let compiled_line = match (stmt.body_line, error_line(&e.message)) {
+        let compiled_line = match (stmt.body_line, e.line) {
             (Some(body), Some(line)) if line >= body => Some(line - body + 1),
             _ => None,
         };
@@ -152,13 +152,18 @@ impl Runner<'_> {
                 file,
                 local,
                 format!(
-                    "DuckDB points here, in the ephemeral model `{eph}` that `{}` reads",
+                    "{} points here, in the ephemeral model `{eph}` that `{}` reads",
+                    self.dialect.name(),
                     node.name
                 ),
             );
         } else if let (Some(file), Some(line)) = (&node.file, compiled_line) {
             let template_line = spans::template_line(&file.text, sql, line);
-            p = p.at_line(file, template_line, "DuckDB points here");
+            p = p.at_line(
+                file,
+                template_line,
+                format!("{} points here", self.dialect.name()),
+            );
         } else if let Some(file) = &node.file {
             p = p.at(file, 0, 0, "in this model");
         }
@@ -172,7 +177,8 @@ impl Runner<'_> {
             format!("compiled SQL: {location}")
         };
         p.help(format!(
-            "{what}\nDuckDB says: {}\nthe previous relation, if any, is unchanged",
+            "{what}\n{} says: {}\nthe previous relation, if any, is unchanged",
+            self.dialect.name(),
             e.message.trim()
         ))
     }

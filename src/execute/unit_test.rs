@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::node_plan;
-use crate::adapter::{Adapter, Connection, DbError, error_line};
+use crate::adapter::{Adapter, Connection, DbError};
 use crate::artifacts::{Status, sql_path, write_file};
 use crate::compile::{Compiler, model_value};
 use crate::config::{Session, Target};
@@ -473,6 +473,7 @@ fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
 /// `untyped` lists the inputs whose columns could not be learnt (they have just the columns
 /// given), which is the usual reason a column is missing.
 fn model_problem(
+    dialect: &dyn Dialect,
     unit: &UnitTestDef,
     model: &Node,
     sql: &str,
@@ -489,16 +490,17 @@ fn model_problem(
         ),
     );
     if let Some(file) = &model.file {
-        p = match error_line(&e.message) {
+        p = match e.line {
             Some(line) if line >= body_line => {
                 let at = spans::template_line(&file.text, sql, line - body_line + 1);
-                p.at_line(file, at, "DuckDB points here")
+                p.at_line(file, at, format!("{} points here", dialect.name()))
             }
             _ => p.at(file, 0, 0, "in this model"),
         };
     }
     let mut help = format!(
-        "DuckDB says: {}\nthe unit test is in {}; a column the model reads but the test does not give is null",
+        "{} says: {}\nthe unit test is in {}; a column the model reads but the test does not give is null",
+        dialect.name(),
         e.message.trim(),
         unit.path
     );
@@ -730,7 +732,7 @@ pub(super) fn run(
         db.run(&[db
             .dialect
             .create_table_as(&actual, &format!("select * from (\n{body}\n) as model"))])
-            .map_err(|e| model_problem(unit, model, &sql, 2, &e, &untyped))?;
+            .map_err(|e| model_problem(db.dialect, unit, model, &sql, 2, &e, &untyped))?;
         actual
     } else {
         if model.is_ephemeral() {
@@ -750,7 +752,7 @@ pub(super) fn run(
             &*db.worker,
             db.dialect,
             incremental,
-            &|_, e| model_problem(unit, model, &sql, 1, e, &untyped),
+            &|_, e| model_problem(db.dialect, unit, model, &sql, 1, e, &untyped),
         )?;
         let statements = db.statements(&plan);
         db.run(&statements).map_err(|e| {
@@ -758,7 +760,7 @@ pub(super) fn run(
                 .get(e.statement)
                 .and_then(|s| s.body_line)
                 .unwrap_or(usize::MAX);
-            model_problem(unit, model, &sql, line, &e, &untyped)
+            model_problem(db.dialect, unit, model, &sql, line, &e, &untyped)
         })?;
         model.relation.clone()
     };
