@@ -224,8 +224,10 @@ impl Warehouse {
                 database: database.clone(),
                 schema: schema.clone(),
             };
-            let sql =
-                crate::dialect::Dialect::statement(&crate::dialect::duckdb::DuckDb, &step).sql;
+            let sql = crate::dialect::script(&crate::dialect::Dialect::lower(
+                &crate::dialect::duckdb::DuckDb,
+                &step,
+            ));
             self.conn
                 .lock()
                 .expect("connection lock")

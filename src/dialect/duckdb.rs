@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{Dialect, Statement, StatementKind};
 use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
-use crate::materialize::{Kind, Step};
+use crate::materialize::{Build, Kind, Step, TMP_SUFFIX};
 use crate::render::Relation;
 
 pub struct DuckDb;
@@ -247,6 +247,89 @@ fn stage_snapshot(staging: &Relation, target: &Relation, source: &Relation, spec
     sql
 }
 
+/// A table loaded from a seed's CSV file with DuckDB's `read_csv`.
+fn load_seed(
+    relation: &Relation,
+    path: &std::path::Path,
+    delimiter: &str,
+    column_types: &[(String, String)],
+) -> Statement {
+    let mut options = vec![
+        "header = true".to_string(),
+        "auto_detect = true".to_string(),
+        format!("delim = {}", literal(delimiter)),
+        // dbt infers seed types from every row and calls whole numbers INTEGER
+        // (BIGINT only when they do not fit); DuckDB's sniffer would pick BIGINT.
+        "sample_size = -1".to_string(),
+        "auto_type_candidates = ['BOOLEAN', 'INTEGER', 'BIGINT', 'DOUBLE', 'DATE', 'TIMESTAMP', 'VARCHAR']"
+            .to_string(),
+    ];
+    if !column_types.is_empty() {
+        let types: Vec<String> = column_types
+            .iter()
+            .map(|(c, t)| format!("{}: {}", literal(c), literal(t)))
+            .collect();
+        options.push(format!("types = {{{}}}", types.join(", ")));
+    }
+    Statement {
+        sql: format!(
+            "create table {relation} as select * from read_csv({}, {})",
+            literal(&path.to_string_lossy()),
+            options.join(", ")
+        ),
+        kind: StatementKind::Ddl,
+        body_line: None,
+        counts: count(relation),
+    }
+}
+
+/// The query counting a built relation's rows (its "rows affected").
+fn count(relation: &Relation) -> Option<String> {
+    Some(format!("select count(*) from {relation}"))
+}
+
+/// `Step::Replace`: build under `<name>__dbt_tmp`, then drop the old relation and rename the
+/// new one, in one transaction (DuckDB's DDL is transactional).
+fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<Statement> {
+    let tmp = relation.with_suffix(TMP_SUFFIX);
+    let mut out = vec![Statement::new(
+        StatementKind::Begin,
+        "begin transaction".to_string(),
+    )];
+    out.push(match build {
+        Build::Table { sql } => Statement {
+            sql: format!("create table {tmp} as (\n{sql}\n)"),
+            kind: StatementKind::Ddl,
+            body_line: Some(2),
+            counts: count(&tmp),
+        },
+        Build::View { sql } => Statement {
+            sql: format!("create view {tmp} as (\n{sql}\n)"),
+            kind: StatementKind::Ddl,
+            body_line: Some(2),
+            counts: None,
+        },
+        Build::Seed {
+            path,
+            delimiter,
+            column_types,
+        } => load_seed(&tmp, path, delimiter, column_types),
+    });
+    if let Some(old) = existing {
+        out.push(Statement::ddl(format!(
+            "drop {} if exists {relation}",
+            kind_word(old)
+        )));
+    }
+    out.push(Statement::ddl(format!(
+        "alter {} {tmp} rename to {}",
+        kind_word(build.kind()),
+        quote(&relation.identifier)
+    )));
+    out.push(Statement::new(StatementKind::Commit, "commit".to_string()));
+    out
+}
+
 impl Dialect for DuckDb {
     fn name(&self) -> &'static str {
         "DuckDB"
@@ -299,11 +382,15 @@ impl Dialect for DuckDb {
         )
     }
 
-    fn statement(&self, step: &Step) -> Statement {
+    fn lower(&self, step: &Step) -> Vec<Statement> {
         let ddl = Statement::ddl;
         let dml = |sql: String| Statement::new(StatementKind::Dml, sql);
-        let count = |relation: &Relation| Some(format!("select count(*) from {relation}"));
-        match step {
+        let one = match step {
+            Step::Replace {
+                relation,
+                build,
+                existing,
+            } => return replace(relation, build, *existing),
             Step::CreateSchema { database, schema } => ddl(format!(
                 "create schema if not exists {}",
                 self.schema(database.as_deref(), schema)
@@ -319,51 +406,6 @@ impl Dialect for DuckDb {
                 body_line: Some(2),
                 counts: count(relation),
             },
-            Step::CreateView { relation, sql } => Statement {
-                sql: format!("create view {relation} as (\n{sql}\n)"),
-                kind: StatementKind::Ddl,
-                body_line: Some(2),
-                counts: None,
-            },
-            Step::Rename { from, to, kind } => ddl(format!(
-                "alter {} {from} rename to {}",
-                kind_word(*kind),
-                quote(to)
-            )),
-            Step::LoadSeed {
-                relation,
-                path,
-                delimiter,
-                column_types,
-            } => {
-                let mut options = vec![
-                    "header = true".to_string(),
-                    "auto_detect = true".to_string(),
-                    format!("delim = {}", literal(delimiter)),
-                    // dbt infers seed types from every row and calls whole numbers INTEGER
-                    // (BIGINT only when they do not fit); DuckDB's sniffer would pick BIGINT.
-                    "sample_size = -1".to_string(),
-                    "auto_type_candidates = ['BOOLEAN', 'INTEGER', 'BIGINT', 'DOUBLE', 'DATE', 'TIMESTAMP', 'VARCHAR']"
-                        .to_string(),
-                ];
-                if !column_types.is_empty() {
-                    let types: Vec<String> = column_types
-                        .iter()
-                        .map(|(c, t)| format!("{}: {}", literal(c), literal(t)))
-                        .collect();
-                    options.push(format!("types = {{{}}}", types.join(", ")));
-                }
-                Statement {
-                    sql: format!(
-                        "create table {relation} as select * from read_csv({}, {})",
-                        literal(&path.to_string_lossy()),
-                        options.join(", ")
-                    ),
-                    kind: StatementKind::Ddl,
-                    body_line: None,
-                    counts: count(relation),
-                }
-            }
             Step::AssertUniqueKey { relation, key } => {
                 // The key as text, `(a, b)` for a list: the first repeated keys and how many
                 // keys repeat in all.
@@ -497,6 +539,7 @@ impl Dialect for DuckDb {
                     cols = column_list(&cols)
                 ))
             }
-        }
+        };
+        vec![one]
     }
 }

@@ -228,7 +228,7 @@ fn emitted_sql() {
             let plan_case: PlanCase = read(&fixtures("plan").join(&case.plan).join("case.yml"));
             let plan =
                 plan_of(&plan_case).unwrap_or_else(|p| panic!("{}: {}", dir.display(), p.message));
-            let statements: Vec<_> = plan.steps.iter().map(|s| dialect.statement(s)).collect();
+            let statements = super::lower(dialect, &plan.steps).statements;
             for (i, s) in statements.iter().enumerate() {
                 let parsed = sqlparser::parser::Parser::parse_sql(&*dialect.parser(), &s.sql);
                 match (case.unparsed.get(&i), parsed) {

@@ -62,6 +62,29 @@ impl Statement {
     }
 }
 
+/// A plan's steps as statements, with the step each statement carries out.
+pub struct Lowered {
+    pub statements: Vec<Statement>,
+    /// `step_of[i]`: the index of the step statement `i` belongs to.
+    pub step_of: Vec<usize>,
+}
+
+/// Lower every step of a plan with `dialect`.
+pub fn lower(dialect: &dyn Dialect, steps: &[Step]) -> Lowered {
+    let mut statements = Vec::with_capacity(steps.len() + 4);
+    let mut step_of = Vec::with_capacity(steps.len() + 4);
+    for (i, step) in steps.iter().enumerate() {
+        for s in dialect.lower(step) {
+            statements.push(s);
+            step_of.push(i);
+        }
+    }
+    Lowered {
+        statements,
+        step_of,
+    }
+}
+
 /// The statements of a plan as one text, for `target/run/`.
 pub fn script(statements: &[Statement]) -> String {
     statements
@@ -176,8 +199,8 @@ pub trait Dialect: Sync {
         )
     }
 
-    /// One plan step as a statement.
-    fn statement(&self, step: &Step) -> Statement;
+    /// One plan step as the statements that carry it out (most steps are one statement).
+    fn lower(&self, step: &Step) -> Vec<Statement>;
 
     /// A statement that returns the name and type of each column of a query, without running it.
     fn describe_query(&self, sql: &str) -> Statement;

@@ -191,7 +191,7 @@ impl Runner<'_> {
         let statements: Vec<Statement> = plan
             .steps
             .iter()
-            .map(|s| self.dialect.statement(s))
+            .flat_map(|s| self.dialect.lower(s))
             .collect();
         let text = script(&statements);
         match worker.run(&statements) {

@@ -8,7 +8,7 @@ use super::Runner;
 use crate::adapter::{Adapter, Connection, DbError, Failure};
 use crate::artifacts::{sql_path, write_file};
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::{Dialect, Statement, script};
+use crate::dialect::{Dialect, Lowered, Statement, lower, script};
 use crate::graph::{Materialization, Node, ResourceType};
 use crate::materialize::{
     self, Column, Columns, Existing, Kind, Plan, Step, incremental, microbatch,
@@ -77,11 +77,10 @@ impl Runner<'_> {
             incremental,
             &|stmt, e| self.db_problem(node, &sql, std::slice::from_ref(stmt), e),
         )?;
-        let statements: Vec<Statement> = plan
-            .steps
-            .iter()
-            .map(|s| self.dialect.statement(s))
-            .collect();
+        let Lowered {
+            statements,
+            step_of,
+        } = lower(self.dialect, &plan.steps);
         let mut run_sql = script(&statements);
         if run_sql.is_empty() {
             run_sql.push('\n');
@@ -96,12 +95,17 @@ impl Runner<'_> {
                     sql: has_sql.then_some(sql),
                 })
             }
-            Err(e) => Err(match (&e.failure, plan.steps.get(e.statement)) {
-                (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {
-                    duplicate_key_problem(node, key, values, *total)
-                }
-                _ => self.db_problem(node, &sql, &statements, &e),
-            }),
+            Err(e) => Err(
+                match (
+                    &e.failure,
+                    step_of.get(e.statement).map(|&s| &plan.steps[s]),
+                ) {
+                    (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {
+                        duplicate_key_problem(node, key, values, *total)
+                    }
+                    _ => self.db_problem(node, &sql, &statements, &e),
+                },
+            ),
         }
     }
 

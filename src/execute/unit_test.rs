@@ -117,17 +117,17 @@ impl Db {
     }
 
     fn create_schema(&self, relation: &Relation) -> Result<(), DbError> {
-        self.run(&[self.dialect.statement(&Step::CreateSchema {
+        self.run(&self.dialect.lower(&Step::CreateSchema {
             database: relation.database.clone(),
             schema: relation.schema.clone(),
-        })])
+        }))
     }
 
     /// The statements of a plan, in this database's dialect.
     fn statements(&self, plan: &Plan) -> Vec<Statement> {
         plan.steps
             .iter()
-            .map(|s| self.dialect.statement(s))
+            .flat_map(|s| self.dialect.lower(s))
             .collect()
     }
 

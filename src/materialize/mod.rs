@@ -29,26 +29,19 @@ pub enum Step {
     },
     Begin,
     Commit,
+    /// Build `relation` anew and put it in place of the `existing` relation (if any)
+    /// atomically: readers see the old relation or the new one, never neither, and a failure
+    /// leaves the old one. How is the dialect's (DuckDB: build under `<name>__dbt_tmp`, then
+    /// drop and rename inside one transaction).
+    Replace {
+        relation: Relation,
+        build: Build,
+        existing: Option<Kind>,
+    },
+    /// Create a table from a query (a staging table inside a plan's transaction).
     CreateTableAs {
         relation: Relation,
         sql: String,
-    },
-    CreateView {
-        relation: Relation,
-        sql: String,
-    },
-    Rename {
-        from: Relation,
-        to: String,
-        kind: Kind,
-    },
-    /// Create a table from a seed's CSV file (the dialect chooses how: DuckDB reads the file,
-    /// a warehouse gets a typed create and batched inserts).
-    LoadSeed {
-        relation: Relation,
-        path: PathBuf,
-        delimiter: String,
-        column_types: Vec<(String, String)>,
     },
     /// Fail (and so roll back) when two rows of `relation` share a `key`.
     AssertUniqueKey {
@@ -130,6 +123,32 @@ pub enum Step {
     },
 }
 
+/// What a replaced relation is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Build {
+    /// A table holding the rows of a query.
+    Table { sql: String },
+    /// A view over a query.
+    View { sql: String },
+    /// A table loaded from a seed's CSV file (the dialect chooses how: DuckDB reads the file,
+    /// a warehouse gets a typed create and batched inserts).
+    Seed {
+        path: PathBuf,
+        delimiter: String,
+        column_types: Vec<(String, String)>,
+    },
+}
+
+impl Build {
+    /// The kind of relation it makes.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Build::View { .. } => Kind::View,
+            Build::Table { .. } | Build::Seed { .. } => Kind::Table,
+        }
+    }
+}
+
 /// The steps that build one node.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -206,13 +225,12 @@ fn prelude(target: &Relation, existing: &dyn Existing) -> Vec<Step> {
 /// Build the plan for a node. `sql` is the compiled SQL (models only).
 pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Problem> {
     let target = &node.relation;
-    let tmp = target.with_suffix(TMP_SUFFIX);
     let mut steps = prelude(target, existing);
     if node.materialized() == Materialization::Incremental {
         // Checked on the first run too, not only once the table exists.
         incremental::Settings::of(node)?;
     }
-    let (build, kind) = match node.materialized() {
+    let build = match node.materialized() {
         Materialization::Seed => {
             let column_types = node
                 .config
@@ -229,30 +247,18 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                         .collect()
                 })
                 .unwrap_or_default();
-            (
-                Step::LoadSeed {
-                    relation: tmp.clone(),
-                    path: node.seed_path.clone().unwrap_or_default(),
-                    delimiter: node.config.str("delimiter").unwrap_or(",").to_string(),
-                    column_types,
-                },
-                Kind::Table,
-            )
+            Build::Seed {
+                path: node.seed_path.clone().unwrap_or_default(),
+                delimiter: node.config.str("delimiter").unwrap_or(",").to_string(),
+                column_types,
+            }
         }
-        Materialization::Table | Materialization::Incremental => (
-            Step::CreateTableAs {
-                relation: tmp.clone(),
-                sql: sql.to_string(),
-            },
-            Kind::Table,
-        ),
-        Materialization::View => (
-            Step::CreateView {
-                relation: tmp.clone(),
-                sql: sql.to_string(),
-            },
-            Kind::View,
-        ),
+        Materialization::Table | Materialization::Incremental => Build::Table {
+            sql: sql.to_string(),
+        },
+        Materialization::View => Build::View {
+            sql: sql.to_string(),
+        },
         Materialization::Ephemeral
         | Materialization::Source
         | Materialization::Snapshot
@@ -282,20 +288,12 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
             return Err(p);
         }
     };
-    steps.push(Step::Begin);
-    steps.push(build);
-    if let Some(old) = existing.kind_of(target) {
-        steps.push(Step::Drop {
-            relation: target.clone(),
-            kind: old,
-        });
-    }
-    steps.push(Step::Rename {
-        from: tmp,
-        to: target.identifier.clone(),
-        kind,
+    let kind = build.kind();
+    steps.push(Step::Replace {
+        relation: target.clone(),
+        build,
+        existing: existing.kind_of(target),
     });
-    steps.push(Step::Commit);
     Ok(Plan {
         steps,
         result: Some(kind),
