@@ -71,7 +71,7 @@ impl Quoting {
     };
 
     /// An identifier in quotes, a quote inside it doubled.
-    pub fn quote(&self, ident: &str) -> String {
+    pub fn quote(self, ident: &str) -> String {
         let q = self.character;
         let mut out = String::with_capacity(ident.len() + 2);
         out.push(q);
@@ -85,7 +85,7 @@ impl Quoting {
         out
     }
 
-    fn part(&self, quoted: bool, ident: &str) -> String {
+    fn part(self, quoted: bool, ident: &str) -> String {
         if quoted {
             self.quote(ident)
         } else {
@@ -152,7 +152,7 @@ impl fmt::Display for Relation {
         if self.cte {
             return f.write_str(&self.identifier);
         }
-        let q = &self.quoting;
+        let q = self.quoting;
         if let Some(db) = &self.database {
             write!(f, "{}.", q.part(q.database, db))?;
         }

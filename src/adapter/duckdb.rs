@@ -1,3 +1,11 @@
+//! The DuckDB adapter: DuckDB in-process, through the `duckdb` crate. `Warehouse` opens the
+//! target's file once per run (a lock held by another process becomes `xform::database_locked`),
+//! attaches the profile's `attach:` files, lists the schemas and relations that exist, and hands
+//! each worker a cloned connection (`Worker`). A worker runs statements by their kind, retries a
+//! statement list that met a catalog conflict (DuckDB's catalog is optimistic, and a conflict is
+//! rolled back whole), classifies errors into `Failure`, and answers introspection. DuckDB
+//! reports an error's type only in its message, so `failed` is the one place that reads it.
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -5,7 +13,7 @@ use duckdb::Config;
 use duckdb::types::Value as DuckValue;
 use serde_json::Value as Json;
 
-use super::{Adapter, Connection, DbError, Failure, Interrupt};
+use super::{Adapter, Connection, DbError, Failure, Interrupt, Scratch};
 use crate::artifacts::catalog::{CatalogColumn, CatalogTable};
 use crate::config::{Credentials, DuckDbFile, Target};
 use crate::diagnostics::{Code, Problem};
@@ -207,10 +215,6 @@ impl Warehouse {
             relations.insert(key(&db, &schema, &name), kind);
         }
         Ok(())
-    }
-
-    pub fn database(&self) -> &str {
-        &self.database
     }
 
     /// Create every schema the run will build in, up front and on one connection: DuckDB's
@@ -485,7 +489,8 @@ fn check(conn: &duckdb::Connection, sql: &str) -> Result<(Vec<String>, usize), d
         }
         values.push(row.get::<_, Option<String>>(0)?.unwrap_or_default());
     }
-    Ok((values, total.max(values.len())))
+    let shown = values.len();
+    Ok((values, total.max(shown)))
 }
 
 impl Worker {
@@ -689,9 +694,12 @@ impl Adapter for Warehouse {
         &self,
         target: &Target,
         catalogs: &std::collections::BTreeSet<String>,
-    ) -> Result<(Arc<dyn Adapter>, Arc<dyn Connection>), Problem> {
+    ) -> Result<Scratch, Problem> {
         let (warehouse, worker) = Warehouse::scratch(target, catalogs)?;
-        Ok((Arc::new(warehouse), Arc::new(worker)))
+        Ok(Scratch {
+            adapter: Arc::new(warehouse),
+            connection: Arc::new(worker),
+        })
     }
 }
 
@@ -722,6 +730,13 @@ pub struct LazyCatalog {
 }
 
 impl LazyCatalog {
+    /// A catalog for the target when its data exists (the file was built); `None` before the
+    /// first build, when templates see no database at all, as while parsing.
+    pub fn if_built(target: &Target) -> Option<Self> {
+        let Credentials::DuckDb(file) = &target.credentials;
+        file.path.exists().then(|| Self::new(target))
+    }
+
     pub fn new(target: &Target) -> Self {
         LazyCatalog {
             target: target.clone(),

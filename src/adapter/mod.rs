@@ -48,7 +48,13 @@ pub trait Adapter: Existing + Send + Sync {
         &self,
         target: &Target,
         catalogs: &std::collections::BTreeSet<String>,
-    ) -> Result<(Arc<dyn Adapter>, Arc<dyn Connection>), Problem>;
+    ) -> Result<Scratch, Problem>;
+}
+
+/// A unit test's scratch warehouse and the connection to use it through.
+pub struct Scratch {
+    pub adapter: Arc<dyn Adapter>,
+    pub connection: Arc<dyn Connection>,
 }
 
 /// One worker thread's connection.

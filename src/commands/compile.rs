@@ -81,11 +81,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     let mut compiler = Compiler::new(&graph, &renderer, crate::dialect::of(&s.target));
     // Without a database file, templates see no database at all, as while parsing.
     #[cfg(feature = "duckdb")]
-    let lazy = s
-        .target
-        .path
-        .exists()
-        .then(|| Arc::new(crate::adapter::LazyCatalog::new(&s.target)));
+    let lazy = crate::adapter::LazyCatalog::if_built(&s.target).map(Arc::new);
     #[cfg(feature = "duckdb")]
     let catalog: Option<Arc<dyn crate::render::Introspect>> = lazy
         .clone()

@@ -20,7 +20,7 @@ mod pass;
 mod resolve;
 mod unit_tests;
 
-pub use ctes::{inject_ctes, injected_line_shift};
+pub use ctes::injected_line_shift;
 pub use nodes::model_value;
 pub use parse::parse;
 pub use pass::Compiler;

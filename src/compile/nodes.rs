@@ -8,7 +8,6 @@ use minijinja::value::Value;
 
 use super::naming::in_target;
 use super::naming::{audit_relation, relation_for};
-use super::parse::parse_render;
 use super::resolve::NoResolver;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};

@@ -10,7 +10,7 @@ use crate::diagnostics::{Code, Problem};
 use crate::graph::{Node, ResourceType};
 use crate::project::unit_tests::Input;
 use crate::project::{Project, TestTarget};
-use crate::render::{RefCall, Relation};
+use crate::render::RefCall;
 
 /// The unit-test nodes: one per enabled `unit_tests:` entry whose model exists. Each depends
 /// on its model (as in dbt's manifest); the scheduler runs it before the model instead. Its

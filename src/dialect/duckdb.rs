@@ -279,13 +279,13 @@ fn load_seed(
         ),
         kind: StatementKind::Ddl,
         body_line: None,
-        counts: count(relation),
+        counts: Some(count(relation)),
     }
 }
 
 /// The query counting a built relation's rows (its "rows affected").
-fn count(relation: &Relation) -> Option<String> {
-    Some(format!("select count(*) from {relation}"))
+fn count(relation: &Relation) -> String {
+    format!("select count(*) from {relation}")
 }
 
 /// `Step::Replace`: build under `<name>__dbt_tmp`, then drop the old relation and rename the
@@ -301,7 +301,7 @@ fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<St
             sql: format!("create table {tmp} as (\n{sql}\n)"),
             kind: StatementKind::Ddl,
             body_line: Some(2),
-            counts: count(&tmp),
+            counts: Some(count(&tmp)),
         },
         Build::View { sql } => Statement {
             sql: format!("create view {tmp} as (\n{sql}\n)"),
@@ -404,7 +404,7 @@ impl Dialect for DuckDb {
                 sql: format!("create table {relation} as (\n{sql}\n)"),
                 kind: StatementKind::Ddl,
                 body_line: Some(2),
-                counts: count(relation),
+                counts: Some(count(relation)),
             },
             Step::AssertUniqueKey { relation, key } => {
                 // The key as text, `(a, b)` for a list: the first repeated keys and how many

@@ -13,7 +13,7 @@ use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Statement, script};
-use crate::materialize::{Columns, Existing, Kind, incremental, microbatch, plan};
+use crate::materialize::{Columns, Kind, incremental, microbatch, plan};
 use crate::render::Introspect;
 
 /// What one batch wrote: its rows, its compiled SQL and the statements run, as text.

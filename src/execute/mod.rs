@@ -26,17 +26,16 @@ mod unit_test;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use crate::adapter::{self, Adapter, Connection, Interrupt};
+use crate::adapter::{self, Adapter, Interrupt};
 use crate::artifacts::{NodeResult, Status, write_manifest, write_run_results};
 use crate::compile::Compiler;
 use crate::config::Session;
 use crate::diagnostics::Problem;
 use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
-use crate::materialize::Existing;
 use crate::render::{Relation, Renderer};
 
 pub use node::node_plan;
@@ -227,7 +226,7 @@ pub fn run(
     let slot_of: HashMap<usize, usize> = slots.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut pending = vec![0; slots.len()];
     let mut gated: HashMap<usize, Vec<usize>> = HashMap::new();
-    if mode == Mode::Build {
+    if req.mode == Mode::Build {
         for &t in slots
             .iter()
             .filter(|&&t| graph.nodes[t].resource_type == ResourceType::Test)
@@ -245,7 +244,7 @@ pub fn run(
     // A unit test runs in its own database. In a build it waits for what its model waits for
     // (so the catalog it may read types from is complete, as in dbt), and its model waits for
     // it: a failing unit test skips the model and everything downstream.
-    if mode == Mode::Build {
+    if req.mode == Mode::Build {
         for &u in slots
             .iter()
             .filter(|&&u| graph.nodes[u].resource_type == ResourceType::UnitTest)

@@ -10,9 +10,7 @@ use crate::artifacts::{sql_path, write_file};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Dialect, Lowered, Statement, lower, script};
 use crate::graph::{Materialization, Node, ResourceType};
-use crate::materialize::{
-    self, Column, Columns, Existing, Kind, Plan, Step, incremental, microbatch,
-};
+use crate::materialize::{self, Column, Columns, Kind, Plan, Step, incremental, microbatch};
 use crate::render::{Introspect, Relation, spans};
 
 /// What building a node did.
@@ -24,6 +22,7 @@ pub(super) struct Built {
 }
 
 impl Runner<'_> {
+    /// Build one node on a worker's connection.
     pub(super) fn build(&self, i: usize, worker: &Arc<dyn Connection>) -> Result<Built, Problem> {
         let node = &self.graph.nodes[i];
         let introspector: Arc<dyn Introspect> = worker.clone();

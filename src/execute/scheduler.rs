@@ -41,8 +41,8 @@ impl Runner<'_> {
         !self.graph.nodes[i].is_ephemeral()
     }
 
-    /// Build one node on a worker's connection.
-
+    /// A worker's loop: take the next ready node, run it on this worker's connection, report
+    /// it and release its children, until every node is done or the run is cancelled.
     pub(super) fn work(
         &self,
         state: &Mutex<Schedule>,

@@ -32,7 +32,7 @@ use crate::config::{Session, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Dialect, Statement};
 use crate::graph::{Graph, Materialization, Node, ResourceType};
-use crate::materialize::{Column, Kind, plan};
+use crate::materialize::{Column, Kind, Plan, Step, plan};
 use crate::project::TestTarget;
 use crate::project::unit_tests::{Input, Rows, UnitTestDef};
 use crate::render::{Introspect, QueryTable, Relation, RenderRequest, Resolve, spans};
@@ -103,7 +103,10 @@ impl Db {
             .filter(|d| !d.is_empty())
             .map(|d| d.to_lowercase())
             .collect();
-        let (warehouse, worker) = project.scratch(target, &databases)?;
+        let crate::adapter::Scratch {
+            adapter: warehouse,
+            connection: worker,
+        } = project.scratch(target, &databases)?;
         super::cancel_with(warehouse.interrupter());
         Ok(Db {
             warehouse,
