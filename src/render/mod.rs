@@ -8,8 +8,11 @@
 //! render context. This module turns minijinja errors into diagnostics that point into the
 //! user's file (models and macro files alike) and knows nothing of the graph or the database.
 
+mod boundary;
 pub mod context;
+mod database;
 pub mod macros;
+mod modules;
 pub mod mutable;
 pub mod spans;
 
@@ -24,9 +27,12 @@ use serde_json::Value as Json;
 
 use crate::project::blocks;
 pub use crate::relation::Relation;
-use context::{AdapterObject, ConfigObject, DateTimeObject, ExceptionsObject, ModulesObject};
-pub use context::{Introspect, QueryError, QueryTable, RefCall, RenderCtx, Resolve, Resolved};
+pub use boundary::{Introspect, QueryError, QueryTable, RefCall, Resolve, Resolved};
+use context::ConfigObject;
+pub use context::RenderCtx;
+use database::AdapterObject;
 use macros::MacroObject;
+use modules::{DateTimeObject, ExceptionsObject, ModulesObject};
 
 use crate::config::{RunInfo, Target};
 use crate::diagnostics::{Code, Problem, SourceFile};
@@ -281,13 +287,13 @@ impl Renderer {
         env.add_function("log", context::log_fn);
         env.add_function("print", context::print_fn);
         env.add_function("return", context::return_fn);
-        env.add_function("run_query", context::run_query);
-        env.add_function("statement", context::statement_fn);
-        env.add_function("load_result", context::load_result);
-        env.add_function("tojson", context::tojson);
-        env.add_function("fromjson", context::fromjson);
-        env.add_function("toyaml", context::toyaml);
-        env.add_function("fromyaml", context::fromyaml);
+        env.add_function("run_query", database::run_query);
+        env.add_function("statement", database::statement_fn);
+        env.add_function("load_result", database::load_result);
+        env.add_function("tojson", modules::tojson);
+        env.add_function("fromjson", modules::fromjson);
+        env.add_function("toyaml", modules::toyaml);
+        env.add_function("fromyaml", modules::fromyaml);
         env.add_global(
             "adapter",
             Value::from_object(AdapterObject {

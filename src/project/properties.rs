@@ -1,0 +1,333 @@
+//! Property YAML: `models:`, `seeds:`, `sources:`, `snapshots:` and the tests and unit tests
+//! declared in them, applied to what discovery found. An entry for a node that does not exist
+//! is a warning with the closest names.
+
+use serde_yaml::Value as Yaml;
+
+use super::yaml::{columns_of, config_of, find_key, name_offset, str_of};
+use super::{
+    NodeProps, Project, SnapshotDef, SourceTable, TestTarget, config, data_tests, unit_tests,
+};
+use crate::diagnostics::{Code, Problem, SourceFile};
+
+/// A property file as read and parsed (a problem when it could not be read).
+pub(super) type ReadProperties = Result<(SourceFile, Result<Yaml, Problem>), Problem>;
+
+/// The names of the project's models and seeds, for checking property entries against.
+pub(super) struct KnownNames {
+    pub(super) models: std::collections::HashSet<String>,
+    pub(super) seeds: std::collections::HashSet<String>,
+}
+
+impl Project {
+    pub(super) fn read_properties(
+        &mut self,
+        file: &SourceFile,
+        doc: Result<Yaml, Problem>,
+        names: &KnownNames,
+        problems: &mut Vec<Problem>,
+    ) {
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(p) => {
+                problems.push(p);
+                return;
+            }
+        };
+        let Some(map) = doc.as_mapping() else { return };
+        for (key, value) in map {
+            let key = config::yaml_key(key);
+            match key.as_str() {
+                "models" | "seeds" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of entries with `name:`",
+                        ));
+                        continue;
+                    };
+                    for item in items {
+                        let Some((name, props)) = self.named_entry(file, &key, item, problems)
+                        else {
+                            continue;
+                        };
+                        let known = if key == "models" {
+                            &names.models
+                        } else {
+                            &names.seeds
+                        };
+                        if !known.contains(&name) {
+                            let mut all: Vec<&str> = known.iter().map(String::as_str).collect();
+                            all.sort_unstable();
+                            problems.push(Self::no_such_node(file, &key, &name, &all));
+                        }
+                        let target = if key == "models" {
+                            &mut self.model_props
+                        } else {
+                            &mut self.seed_props
+                        };
+                        target.insert(name, props);
+                    }
+                }
+                "sources" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of sources with `name:`",
+                        ));
+                        continue;
+                    };
+                    for source in items {
+                        let Some(source_name) = source.get("name").and_then(Yaml::as_str) else {
+                            problems.push(Self::shape_problem(
+                                file,
+                                &key,
+                                "every source to have a `name:`",
+                            ));
+                            continue;
+                        };
+                        let database = source
+                            .get("database")
+                            .and_then(Yaml::as_str)
+                            .map(String::from);
+                        let schema = source
+                            .get("schema")
+                            .and_then(Yaml::as_str)
+                            .unwrap_or(source_name)
+                            .to_string();
+                        for table in source
+                            .get("tables")
+                            .and_then(Yaml::as_sequence)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let Some(name) = table.get("name").and_then(Yaml::as_str) else {
+                                problems.push(Self::shape_problem(
+                                    file,
+                                    "tables",
+                                    "every table to have a `name:`",
+                                ));
+                                continue;
+                            };
+                            let identifier = table
+                                .get("identifier")
+                                .and_then(Yaml::as_str)
+                                .unwrap_or(name)
+                                .to_string();
+                            let mut fqn = vec![self.name.clone()];
+                            let dir = file.name.rsplit_once('/').map_or("", |(d, _)| d);
+                            fqn.extend(
+                                dir.split('/')
+                                    .skip(1)
+                                    .filter(|s| !s.is_empty())
+                                    .map(String::from),
+                            );
+                            fqn.push(source_name.to_string());
+                            fqn.push(name.to_string());
+                            self.generic_tests.extend(data_tests::tests_of(
+                                table,
+                                &TestTarget::Source(source_name.to_string(), name.to_string()),
+                                file,
+                            ));
+                            self.sources.push(SourceTable {
+                                source_name: source_name.to_string(),
+                                name: name.to_string(),
+                                database: database.clone(),
+                                schema: schema.clone(),
+                                identifier,
+                                description: str_of(table.get("description")),
+                                source_description: str_of(source.get("description")),
+                                columns: columns_of(table.get("columns")),
+                                loader: str_of(source.get("loader")),
+                                path: file.name.clone(),
+                                fqn,
+                                event_time: [table, source]
+                                    .iter()
+                                    .find_map(|y| y.get("config")?.get("event_time")?.as_str())
+                                    .map(String::from),
+                            });
+                        }
+                    }
+                }
+                "snapshots" => {
+                    let Some(items) = value.as_sequence() else {
+                        problems.push(Self::shape_problem(
+                            file,
+                            &key,
+                            "a list of entries with `name:`",
+                        ));
+                        continue;
+                    };
+                    for item in items {
+                        self.read_snapshot_entry(file, item, problems);
+                    }
+                }
+                "unit_tests" => {
+                    let defs = unit_tests::read(file, value, &self.fixtures, problems);
+                    self.unit_tests.extend(defs);
+                }
+                "version" | "macros" | "exposures" | "metrics" | "semantic_models"
+                | "saved_queries" | "analyses" | "groups" => {}
+                other => {
+                    let offset = find_key(&file.text, other).unwrap_or(0);
+                    problems.push(
+                        Problem::new(
+                            Code::UnknownKey,
+                            format!("unknown key `{other}` in `{}` is ignored", file.name),
+                        )
+                        .at(file, offset, other.len(), "not a property section")
+                        .help(
+                            match crate::suggest::suggestions(
+                                other,
+                                ["models", "seeds", "sources"].into_iter(),
+                            )
+                            .first()
+                            {
+                                Some(best) => format!("did you mean `{best}`?"),
+                                None => "property files hold `models:`, `seeds:` and `sources:`"
+                                    .to_string(),
+                            },
+                        )
+                        .warning(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A named `models:`, `seeds:` or `snapshots:` entry: its properties, with its data tests
+    /// registered. `None` (and a problem) when it has no `name:`.
+    pub(super) fn named_entry(
+        &mut self,
+        file: &SourceFile,
+        key: &str,
+        item: &Yaml,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(String, NodeProps)> {
+        let Some(name) = item.get("name").and_then(Yaml::as_str) else {
+            problems.push(Self::shape_problem(
+                file,
+                key,
+                "every entry to have a `name:`",
+            ));
+            return None;
+        };
+        let props = NodeProps {
+            description: str_of(item.get("description")),
+            columns: columns_of(item.get("columns")),
+            config: config_of(item.get("config")),
+            patch_path: file.name.clone(),
+        };
+        self.generic_tests.extend(data_tests::tests_of(
+            item,
+            &TestTarget::Ref(name.to_string()),
+            file,
+        ));
+        Some((name.to_string(), props))
+    }
+
+    /// A `snapshots:` entry: properties of a `{% snapshot %}` block, or (with `relation:`) a
+    /// snapshot defined in YAML.
+    pub(super) fn read_snapshot_entry(
+        &mut self,
+        file: &SourceFile,
+        item: &Yaml,
+        problems: &mut Vec<Problem>,
+    ) {
+        let Some((name, props)) = self.named_entry(file, "snapshots", item, problems) else {
+            return;
+        };
+        let name = name.as_str();
+        let Some(relation) = item.get("relation").and_then(Yaml::as_str) else {
+            // Properties of a snapshot block, found in any order.
+            if let Some(s) = self.snapshots.iter_mut().find(|s| s.name == name) {
+                s.props = props;
+            } else {
+                self.pending_snapshot_props.insert(name.to_string(), props);
+            }
+            return;
+        };
+        let relation = relation.trim();
+        let relation = relation
+            .strip_prefix("{{")
+            .and_then(|r| r.strip_suffix("}}"))
+            .unwrap_or(relation)
+            .trim();
+        if !(relation.starts_with("ref(") || relation.starts_with("source(")) {
+            let offset = find_key(&file.text, "relation").unwrap_or(0);
+            problems.push(
+                Problem::new(
+                    Code::SnapshotConfig,
+                    format!("the relation of snapshot `{name}` must be a ref() or source() call, found `{relation}`"),
+                )
+                .at(file, offset, "relation".len(), "here")
+                .help("write it as relation: ref('orders') or relation: source('shop', 'orders')"),
+            );
+            return;
+        }
+        let offset = file
+            .text
+            .find(relation)
+            .unwrap_or_else(|| find_key(&file.text, "relation").unwrap_or(0));
+        let mut fqn = vec![self.name.clone()];
+        let dir = file.name.rsplit_once('/').map_or("", |(d, _)| d);
+        fqn.extend(
+            dir.split('/')
+                .skip(1)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+        fqn.push(name.to_string());
+        self.snapshots.push(SnapshotDef {
+            name: name.to_string(),
+            path: file.name.clone(),
+            relative: file
+                .name
+                .split_once('/')
+                .map_or(file.name.as_str(), |(_, r)| r)
+                .to_string(),
+            fqn,
+            file: file.clone(),
+            body: format!("select * from {{{{ {relation} }}}}"),
+            body_offset: offset,
+            props,
+        });
+    }
+
+    /// A warning for properties (and so data tests) of a model or seed that does not exist:
+    /// its tests would otherwise vanish without a word.
+    pub(super) fn no_such_node(
+        file: &SourceFile,
+        key: &str,
+        name: &str,
+        known: &[&str],
+    ) -> Problem {
+        let kind = if key == "models" { "model" } else { "seed" };
+        let offset = name_offset(&file.text, name);
+        let near = crate::suggest::suggestions(name, known.iter().copied());
+        Problem::new(
+            Code::UnknownKey,
+            format!(
+                "`{}` describes the {kind} `{name}`, which does not exist: its properties and tests are ignored",
+                file.name
+            ),
+        )
+        .at(file, offset, name.len(), format!("no {kind} has this name"))
+        .help(match near.first() {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("create the {kind}, or remove its entry from `{key}:`"),
+        })
+        .warning()
+    }
+
+    pub(super) fn shape_problem(file: &SourceFile, key: &str, expected: &str) -> Problem {
+        let offset = find_key(&file.text, key).unwrap_or(0);
+        Problem::new(
+            Code::ProjectConfig,
+            format!("`{key}` in `{}` has the wrong shape", file.name),
+        )
+        .at(file, offset, key.len(), format!("expected {expected}"))
+    }
+}

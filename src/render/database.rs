@@ -1,0 +1,327 @@
+//! What a template can ask the database: `run_query`, `statement` / `load_result` (with the
+//! agate-like tables they return) and the `adapter` object (`get_relation`,
+//! `get_columns_in_relation`, `quote`, `dispatch`, `type`). Every answer comes through the
+//! `Introspect` handle of the render, and marks the render as depending on its pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::{
+    Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueOrKwargs, from_args,
+};
+use minijinja::{Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use super::boundary::QueryTable;
+use super::context::{ctx, invalid, json_to_value, mark_run_dependent};
+use super::macros::{self, MacroObject};
+use crate::relation::{Quoting, Relation};
+
+fn table_value(table: QueryTable) -> Value {
+    Value::from_object(TableObject(Arc::new(table)))
+}
+
+/// `run_query(sql)`: the rows of a query, or none while parsing.
+pub fn run_query(state: &State<'_, '_>, sql: Value) -> Result<Value, Error> {
+    let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
+    match (&ctx.introspector, ctx.execute) {
+        (Some(db), true) => db.query(&sql.to_string()).map(table_value).map_err(invalid),
+        _ => Ok(Value::from(())),
+    }
+}
+
+/// `{% call statement('name', fetch_result=True) %}sql{% endcall %}`.
+pub fn statement_fn(state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
+    let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
+    let name = positional
+        .first()
+        .map_or_else(|| "main".to_string(), ToString::to_string);
+    let fetch = kwargs.get::<Option<bool>>("fetch_result")?.unwrap_or(false);
+    let _ = kwargs.get::<Option<Value>>("auto_begin");
+    let caller: Value = kwargs.get("caller")?;
+    let sql = caller.call(state, &[])?.to_string();
+    let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
+    if let (Some(db), true) = (&ctx.introspector, ctx.execute) {
+        let table = db.query(&sql).map_err(invalid)?;
+        if fetch {
+            ctx.statements
+                .lock()
+                .expect("statements lock")
+                .insert(name, table);
+        }
+    }
+    Ok(Value::from(""))
+}
+
+pub fn load_result(state: &State<'_, '_>, name: String) -> Result<Value, Error> {
+    let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
+    let found = ctx
+        .statements
+        .lock()
+        .expect("statements lock")
+        .get(&name)
+        .cloned();
+    Ok(found.map_or(Value::from(()), |t| {
+        let data: Vec<Value> = t
+            .rows
+            .iter()
+            .map(|r| Value::from(r.iter().map(json_to_value).collect::<Vec<_>>()))
+            .collect();
+        let mut map = BTreeMap::new();
+        map.insert("table", table_value(t));
+        map.insert("data", Value::from(data));
+        Value::from(map)
+    }))
+}
+
+/// A query result: iterates as rows; `.rows`, `.columns`, `.column_names`.
+#[derive(Debug)]
+struct TableObject(Arc<QueryTable>);
+
+impl Object for TableObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_usize() {
+            return self.0.rows.get(i).map(|r| row_value(r));
+        }
+        match key.as_str()? {
+            "rows" => Some(Value::from(
+                self.0.rows.iter().map(|r| row_value(r)).collect::<Vec<_>>(),
+            )),
+            "column_names" => Some(Value::from(self.0.columns.clone())),
+            "columns" => Some(Value::from(
+                (0..self.0.columns.len())
+                    .map(|i| {
+                        Value::from_object(ColumnValues {
+                            table: self.0.clone(),
+                            index: i,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let rows: Vec<Value> = self.0.rows.iter().map(|r| row_value(r)).collect();
+        Enumerator::Values(rows)
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "print_table" => Ok(Value::from(())),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("table has no method `{method}`"),
+            )),
+        }
+    }
+}
+
+fn row_value(row: &[Json]) -> Value {
+    Value::from(row.iter().map(json_to_value).collect::<Vec<_>>())
+}
+
+#[derive(Debug)]
+struct ColumnValues {
+    table: Arc<QueryTable>,
+    index: usize,
+}
+
+impl Object for ColumnValues {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" => Some(Value::from(self.table.columns[self.index].clone())),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "values" => Ok(Value::from(
+                self.table
+                    .rows
+                    .iter()
+                    .map(|r| r.get(self.index).map_or(Value::from(()), json_to_value))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("column has no method `{method}`"),
+            )),
+        }
+    }
+}
+
+/// A column of `adapter.get_columns_in_relation()`.
+#[derive(Debug)]
+struct ColumnObject {
+    name: String,
+    data_type: String,
+    quoting: Quoting,
+}
+
+impl Object for ColumnObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" | "column" => Some(Value::from(self.name.clone())),
+            "data_type" | "dtype" => Some(Value::from(self.data_type.clone())),
+            "quoted" => Some(Value::from(self.quoting.quote(&self.name))),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["name", "data_type"])
+    }
+}
+
+/// The `adapter` global.
+#[derive(Debug)]
+pub struct AdapterObject {
+    pub macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
+    pub adapter_type: String,
+    pub quoting: Quoting,
+}
+
+fn relation_arg(value: &Value, quoting: Quoting) -> Option<Relation> {
+    if let Some(rel) = value.downcast_object_ref::<Relation>() {
+        return Some(rel.clone());
+    }
+    let get = |k: &str| {
+        value
+            .get_attr(k)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+    };
+    Some(Relation {
+        database: get("database"),
+        schema: get("schema")?,
+        identifier: get("identifier")?,
+        cte: false,
+        filter: None,
+        quoting,
+    })
+}
+
+impl Object for AdapterObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "type" => Some(Value::from(self.adapter_type.clone())),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "dispatch" => {
+                let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
+                let _ = kwargs.get::<Option<Value>>("macro_namespace");
+                let name = positional
+                    .first()
+                    .map(ToString::to_string)
+                    .ok_or_else(|| invalid("adapter.dispatch() needs a macro name"))?;
+                let candidates = [
+                    format!("{}__{name}", self.adapter_type),
+                    format!("default__{name}"),
+                    name.clone(),
+                ];
+                candidates
+                    .iter()
+                    .find_map(|c| self.macros.get(c))
+                    .map(|m| Value::from_dyn_object(m.clone()))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "adapter.dispatch('{name}') found no macro `{}__{name}` or `default__{name}`",
+                            self.adapter_type
+                        ))
+                    })
+            }
+            "get_relation" => {
+                let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
+                let pick = |i: usize, k: &str| -> Option<String> {
+                    positional
+                        .get(i)
+                        .map(ToString::to_string)
+                        .or_else(|| kwargs.get::<Option<String>>(k).ok().flatten())
+                };
+                let rel = Relation {
+                    database: pick(0, "database"),
+                    schema: pick(1, "schema").unwrap_or_default(),
+                    identifier: pick(2, "identifier").unwrap_or_default(),
+                    cte: false,
+                    filter: None,
+                    quoting: self.quoting,
+                };
+                let ctx = ctx(state)?;
+                ctx.mark_run_dependent();
+                match (&ctx.introspector, ctx.execute) {
+                    (Some(db), true) => match db.relation_kind(&rel).map_err(invalid)? {
+                        Some(_) => Ok(Value::from_object(rel)),
+                        None => Ok(Value::from(())),
+                    },
+                    _ => Ok(Value::from(())),
+                }
+            }
+            "get_columns_in_relation" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let ctx = ctx(state)?;
+                ctx.mark_run_dependent();
+                let Some(rel) = relation_arg(&rel, self.quoting) else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                match (&ctx.introspector, ctx.execute) {
+                    (Some(db), true) => Ok(Value::from(
+                        db.columns(&rel)
+                            .map_err(invalid)?
+                            .into_iter()
+                            .map(|c| {
+                                Value::from_object(ColumnObject {
+                                    name: c.name,
+                                    data_type: c.data_type,
+                                    quoting: self.quoting,
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )),
+                    _ => Ok(Value::from(Vec::<Value>::new())),
+                }
+            }
+            "quote" => {
+                let (ident,): (String,) = from_args(args)?;
+                Ok(Value::from(self.quoting.quote(&ident)))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter has no method `{method}`"),
+            )),
+        }
+    }
+}
