@@ -16,7 +16,6 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 

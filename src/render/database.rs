@@ -13,8 +13,8 @@ use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
 use super::boundary::QueryTable;
-use super::context::{ctx, invalid, json_to_value, mark_run_dependent};
-use super::macros::{self, MacroObject};
+use super::context::{ctx, invalid, json_to_value};
+use super::macros::MacroObject;
 use crate::relation::{Quoting, Relation};
 
 fn table_value(table: QueryTable) -> Value {

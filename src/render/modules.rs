@@ -2,17 +2,14 @@
 //! (date and time objects), and the JSON/YAML helpers `tojson`, `fromjson`, `toyaml`,
 //! `fromyaml`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{
-    Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueOrKwargs, from_args,
-};
+use minijinja::value::{Object, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
-use super::context::{ctx, invalid, json_to_value, to_value, value_to_json};
+use super::context::{ctx, invalid, json_to_value};
 
 /// The `exceptions` global.
 #[derive(Debug)]
