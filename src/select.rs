@@ -150,7 +150,7 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
         }
         "source" => {
             node.resource_type == ResourceType::Source
-                && node.source.as_ref().is_some_and(|s| {
+                && node.source().is_some_and(|s| {
                     glob_match(value, &s.source_name)
                         || glob_match(value, &format!("{}.{}", s.source_name, s.name))
                 })
@@ -158,8 +158,8 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
         "resource_type" => node.resource_type.as_str() == value,
         "test_type" => match value {
             "unit" => node.resource_type == ResourceType::UnitTest,
-            "generic" => node.resource_type == ResourceType::Test && node.test.is_some(),
-            "singular" => node.resource_type == ResourceType::Test && node.test.is_none(),
+            "generic" => node.resource_type == ResourceType::Test && node.test().is_some(),
+            "singular" => node.resource_type == ResourceType::Test && node.test().is_none(),
             "data" => node.resource_type == ResourceType::Test,
             _ => false,
         },
@@ -167,7 +167,7 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
             matches!(
                 node.resource_type,
                 ResourceType::Test | ResourceType::UnitTest
-            ) && match &node.test {
+            ) && match node.test() {
                 Some(t) => glob_match(value, &t.test_name),
                 None => glob_match(value, &node.name),
             }

@@ -243,7 +243,7 @@ impl<'a> ManifestConfig<'a> {
             ResourceType::Test => Some(&d.test),
             ResourceType::Source | ResourceType::UnitTest => None,
         };
-        let alias = node.test.as_ref().and_then(|test| {
+        let alias = node.test().and_then(|test| {
             let short = test.short_name();
             (short != node.name).then_some(short)
         });
@@ -293,7 +293,7 @@ fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
 }
 
 fn source_json(node: &Node, project: &str) -> Json {
-    let s = node.source.as_ref();
+    let s = node.source();
     json!({
         "unique_id": node.unique_id,
         "resource_type": "source",
@@ -373,16 +373,16 @@ struct RefEntry<'a> {
 /// `target_path`: the target folder as configured (relative to the project), for
 /// `compiled_path`.
 fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&str>) -> String {
-    let test_metadata = node.test.as_ref().map(|test| {
+    let test_metadata = node.test().map(|test| {
         json!({"name": test.test_name, "kwargs": test.kwargs(), "namespace": test.namespace})
     });
-    let path = match &node.test {
+    let path = match node.test() {
         Some(test) => format!("{}.sql", test.short_name()),
         None => node.relative.clone(),
     };
     // A generic test's code, as dbt records it: the call of its macro, and the alias it gets
     // when its name is shortened.
-    let test_code = node.test.as_ref().map(|test| {
+    let test_code = node.test().map(|test| {
         let call = match &test.namespace {
             Some(ns) => format!("{ns}.test_{}", test.test_name),
             None => format!("test_{}", test.test_name),
@@ -401,7 +401,7 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
             Some(sum) => json!({"name": "sha256", "checksum": sum}),
             None => json!({"name": "none", "checksum": ""}),
         },
-        column_name: node.test.as_ref().map(|t| json!(t.column)),
+        column_name: node.test().map(|t| json!(t.column)),
         columns: columns_json(node),
         compiled: compiled.map(|_| true),
         compiled_code: compiled,
@@ -436,8 +436,7 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         relation_name: stores_relation(node).then(|| node.relation.to_string()),
         resource_type: node.resource_type.as_str(),
         root_path: node
-            .seed_path
-            .as_ref()
+            .seed_path()
             .map(|seed| json!(seed.parent().map(|p| p.display().to_string()))),
         schema: &node.relation.schema,
         sources: node
@@ -467,7 +466,7 @@ fn rows_json(rows: &Rows) -> Json {
 
 /// A `unit_tests` entry of the manifest.
 fn unit_json(node: &Node, project: &str) -> Json {
-    let Some(unit) = &node.unit else {
+    let Some(unit) = node.unit() else {
         return Json::Null;
     };
     let mut given: Vec<Json> = Vec::with_capacity(unit.given.len());

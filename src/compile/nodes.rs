@@ -11,7 +11,7 @@ use super::naming::{audit_relation, relation_for};
 use super::resolve::NoResolver;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
-use crate::graph::{Node, ResourceType};
+use crate::graph::{Definition, Node, ResourceType};
 use crate::project::{NodeConfig, Project, TestTarget};
 use crate::render::{RefCall, Relation, RenderRequest, Renderer};
 
@@ -93,7 +93,9 @@ pub(super) fn seed_node(
         description: props.map(|p| p.description.clone()).unwrap_or_default(),
         columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
         patch_path: props.map(|p| p.patch_path.clone()),
-        seed_path: Some(seed.absolute.clone()),
+        definition: Definition::Seed {
+            path: seed.absolute.clone(),
+        },
         ..Node::new(
             ResourceType::Seed,
             format!("seed.{}.{}", project.name, seed.name),
@@ -152,7 +154,7 @@ pub(super) fn test_nodes(
         .collect();
     let sources: std::collections::BTreeSet<(&str, &str)> = nodes
         .iter()
-        .filter_map(|n| n.source.as_ref())
+        .filter_map(Node::source)
         .map(|s| (s.source_name.as_str(), s.name.as_str()))
         .collect();
     let mut tests = Vec::with_capacity(project.generic_tests.len() + project.singular_tests.len());
@@ -250,7 +252,7 @@ pub(super) fn test_nodes(
             config,
             refs: node_refs,
             sources: node_sources,
-            test: Some(def.clone()),
+            definition: Definition::GenericTest(def.clone()),
             ..Node::new(
                 ResourceType::Test,
                 format!("test.{}.{name}.{}", project.name, def.id_hash(&name)),

@@ -16,7 +16,7 @@ use super::resolve::GraphResolver;
 use super::unit_tests::unit_test_nodes;
 use crate::config::{RunInfo, Target};
 use crate::diagnostics::Problem;
-use crate::graph::{Graph, Node, ResourceType};
+use crate::graph::{Definition, Graph, Node, ResourceType};
 use crate::project::{NodeConfig, Project};
 use crate::render::{Prerendered, Relation, RenderRequest, Renderer};
 
@@ -305,7 +305,7 @@ pub fn parse(
             fqn: source.fqn.clone(),
             description: source.description.clone(),
             columns: source.columns.clone(),
-            source: Some(source.clone()),
+            definition: Definition::Source(source.clone()),
             ..Node::new(
                 ResourceType::Source,
                 format!(

@@ -35,7 +35,7 @@ impl<'a> Compiler<'a> {
         for node in &graph.nodes {
             match node.resource_type {
                 ResourceType::Source => {
-                    if let Some(s) = &node.source {
+                    if let Some(s) = node.source() {
                         if let Some(column) = &s.event_time {
                             resolver
                                 .source_event_times
@@ -102,7 +102,7 @@ impl<'a> Compiler<'a> {
         self.bodies[i]
             .get_or_init(|| {
                 let node = &self.graph.nodes[i];
-                if let Some(test) = &node.test {
+                if let Some(test) = node.test() {
                     return self.generic_test(node, test).map(Arc::from);
                 }
                 let Some(file) = &node.file else {

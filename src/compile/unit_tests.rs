@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::naming::in_target;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
-use crate::graph::{Node, ResourceType};
+use crate::graph::{Definition, Node, ResourceType};
 use crate::project::unit_tests::Input;
 use crate::project::{Project, TestTarget};
 use crate::render::RefCall;
@@ -194,7 +194,7 @@ pub(super) fn unit_test_nodes(
                 package: None,
                 name: def.model.clone(),
             }],
-            unit: Some(Arc::new(def.clone())),
+            definition: Definition::UnitTest(Arc::new(def.clone())),
             ..Node::new(
                 ResourceType::UnitTest,
                 format!("unit_test.{}.{}.{}", project.name, def.model, def.name),

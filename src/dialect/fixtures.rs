@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::{DialectKind, script};
 use crate::diagnostics::Problem;
-use crate::graph::{Node, ResourceType};
+use crate::graph::{Definition, Node, ResourceType};
 use crate::materialize::{
     Column, Columns, Existing, Kind, Plan, incremental, microbatch, node_plan,
 };
@@ -151,7 +151,10 @@ fn plan_of(case: &PlanCase) -> Result<Plan, Problem> {
     }
     let node = Node {
         config,
-        seed_path: case.node.seed_path.clone(),
+        definition: match &case.node.seed_path {
+            Some(path) => Definition::Seed { path: path.clone() },
+            None => Definition::Template,
+        },
         ..Node::new(
             resource_type,
             format!("{}.shop.{}", case.node.resource_type, case.node.name),

@@ -44,7 +44,7 @@ fn tested(graph: &Graph, i: usize) -> String {
         .into_iter()
         .map(|p| {
             let n = &graph.nodes[p];
-            match (&n.resource_type, &n.source) {
+            match (&n.resource_type, n.source()) {
                 (ResourceType::Source, Some(s)) => format!("{}.{}", s.source_name, s.name),
                 _ => n.name.clone(),
             }
@@ -182,7 +182,7 @@ pub(super) fn run(
                 ),
             )
             .help("use store_failures_as: table (the failing rows are copied), view (a view over the test's query) or ephemeral (nothing is stored)");
-            if let Some(def) = &node.test {
+            if let Some(def) = node.test() {
                 let at = def.file.text[def.offset..]
                     .find(other)
                     .map_or(def.offset, |x| x + def.offset);

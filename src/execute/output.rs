@@ -55,7 +55,7 @@ pub(super) fn describe(node: &Node) -> String {
         ResourceType::Test => format!("test {}", node.name),
         ResourceType::UnitTest => format!(
             "unit test {}.{}",
-            node.unit.as_ref().map_or("", |u| u.model.as_str()),
+            node.unit().map_or("", |u| u.model.as_str()),
             node.name
         ),
         _ => format!("{} {}", node.materialized().as_str(), node.relation),

@@ -62,7 +62,7 @@ impl TableResolver {
         let mut refs = HashMap::new();
         let mut sources = HashMap::new();
         for n in &graph.nodes {
-            match (n.resource_type, &n.source) {
+            match (n.resource_type, n.source()) {
                 (ResourceType::Source, Some(s)) => {
                     sources.insert((s.source_name.clone(), s.name.clone()), n.relation.clone());
                 }
@@ -236,7 +236,7 @@ impl Shapes<'_> {
                 self.note(&format!("cannot load the seed `{}`", node.name), loaded)?;
             }
             ResourceType::Source => {
-                let label = node.source.as_ref().map_or_else(
+                let label = node.source().map_or_else(
                     || node.name.clone(),
                     |s| format!("{}.{}", s.source_name, s.name),
                 );
@@ -554,7 +554,7 @@ pub(super) fn run(
             format!("unit test `{}` was cancelled", node.name),
         ));
     }
-    let Some(unit) = node.unit.as_deref() else {
+    let Some(unit) = node.unit() else {
         return Err(Problem::new(
             Code::UnitTest,
             format!("`{}` is not a unit test", node.name),
@@ -582,7 +582,7 @@ pub(super) fn run(
         .into_iter()
         .map(|p| {
             let n = &graph.nodes[p];
-            let input = match (n.resource_type, &n.source) {
+            let input = match (n.resource_type, n.source()) {
                 (ResourceType::Source, Some(s)) => {
                     TestTarget::Source(s.source_name.clone(), s.name.clone())
                 }

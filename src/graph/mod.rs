@@ -84,6 +84,23 @@ impl Materialization {
     }
 }
 
+/// What a node is defined by, beyond its template: one variant per kind of node that has
+/// something of its own.
+#[derive(Debug, Clone, Default)]
+pub enum Definition {
+    /// Nothing but its template (`Node::file`): a model, a snapshot, a singular test.
+    #[default]
+    Template,
+    /// A seed's CSV file.
+    Seed { path: PathBuf },
+    /// A source table's YAML definition.
+    Source(SourceTable),
+    /// A generic test's YAML declaration.
+    GenericTest(GenericTestDef),
+    /// A unit test's declaration.
+    UnitTest(std::sync::Arc<crate::project::UnitTestDef>),
+}
+
 /// A node of the project after the parse pass.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -108,14 +125,8 @@ pub struct Node {
     /// Unique ids of the nodes this one reads, deduplicated, in first-use order.
     pub depends_on: Vec<String>,
     pub relation: Relation,
-    /// The CSV file, for seeds.
-    pub seed_path: Option<PathBuf>,
-    /// The YAML definition, for sources.
-    pub source: Option<SourceTable>,
-    /// The YAML declaration, for generic tests (a singular test has none).
-    pub test: Option<GenericTestDef>,
-    /// A unit test's declaration.
-    pub unit: Option<std::sync::Arc<crate::project::UnitTestDef>>,
+    /// What only this kind of node has: a seed's file, a source's or a test's declaration.
+    pub definition: Definition,
     /// The parse pass's text, when the compile pass may use it instead of rendering again.
     pub prerendered: Option<Prerendered>,
 }
@@ -146,11 +157,40 @@ impl Node {
             sources: Vec::new(),
             depends_on: Vec::new(),
             relation,
-            seed_path: None,
-            source: None,
-            test: None,
-            unit: None,
+            definition: Definition::Template,
             prerendered: None,
+        }
+    }
+
+    /// A seed's CSV file.
+    pub fn seed_path(&self) -> Option<&std::path::Path> {
+        match &self.definition {
+            Definition::Seed { path } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// A source's YAML definition.
+    pub fn source(&self) -> Option<&SourceTable> {
+        match &self.definition {
+            Definition::Source(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A generic test's declaration (a singular test has none).
+    pub fn test(&self) -> Option<&GenericTestDef> {
+        match &self.definition {
+            Definition::GenericTest(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A unit test's declaration.
+    pub fn unit(&self) -> Option<&crate::project::UnitTestDef> {
+        match &self.definition {
+            Definition::UnitTest(u) => Some(u),
+            _ => None,
         }
     }
 
@@ -178,9 +218,9 @@ impl Node {
     /// Where the node's compiled SQL goes below `target/compiled/<project>/`: its file, or for a
     /// generic test `<yaml file>/<test name, shortened when long>.sql` (as dbt writes it).
     pub fn compiled_file(&self) -> String {
-        if let Some(test) = &self.test {
+        if let Some(test) = self.test() {
             format!("{}/{}.sql", self.path, test.short_name())
-        } else if let Some(unit) = &self.unit {
+        } else if let Some(unit) = self.unit() {
             format!("{}/{}/{}.sql", self.path, unit.model, self.name)
         } else {
             self.path.clone()
@@ -191,10 +231,10 @@ impl Node {
     /// (read now: only the manifest and `state:` ask), a unit test's YAML entry, otherwise the
     /// file its code is in. `state:modified` compares it.
     pub fn checksum(&self) -> Option<String> {
-        if let Some(unit) = &self.unit {
+        if let Some(unit) = self.unit() {
             return Some(unit.checksum.clone());
         }
-        match (&self.seed_path, &self.file) {
+        match (self.seed_path(), &self.file) {
             (Some(path), _) => crate::project::file_sha256(path),
             (None, Some(_)) => Some(crate::project::sha256(self.raw_code().as_bytes())),
             (None, None) => None,
@@ -233,7 +273,7 @@ impl Graph {
         for (i, n) in nodes.iter().enumerate() {
             match n.resource_type {
                 ResourceType::Source => {
-                    if let Some(s) = &n.source {
+                    if let Some(s) = n.source() {
                         sources.insert((s.source_name.as_str(), s.name.as_str()), i);
                     }
                 }

@@ -9,7 +9,7 @@ pub mod incremental;
 pub mod microbatch;
 pub mod snapshot;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Materialization, Node};
@@ -248,7 +248,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 })
                 .unwrap_or_default();
             Build::Seed {
-                path: node.seed_path.clone().unwrap_or_default(),
+                path: node.seed_path().map(Path::to_path_buf).unwrap_or_default(),
                 delimiter: node.config.str("delimiter").unwrap_or(",").to_string(),
                 column_types,
             }
