@@ -519,7 +519,7 @@ impl Worker {
 impl Worker {
     /// Every table and view of the database and the databases it attaches, with columns in
     /// order, for `catalog.json` and the docs site.
-    pub fn catalog(&self) -> Result<Vec<CatalogTable>, String> {
+    pub fn catalog(&self) -> Result<Vec<CatalogTable>, QueryError> {
         let conn = self.conn.lock().expect("connection lock");
         let text = |row: &duckdb::Row<'_>, i: usize| row.get::<_, Option<String>>(i);
         let mut tables: Vec<CatalogTable> = conn
@@ -541,7 +541,7 @@ impl Worker {
                 })?
                 .collect()
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(query_error)?;
         let mut columns: Vec<((String, String, String), CatalogColumn)> = conn
             .prepare(
                 "select database_name, schema_name, table_name, column_name, column_index, data_type, comment \
@@ -564,7 +564,7 @@ impl Worker {
                 })?
                 .collect()
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(query_error)?;
         let at: std::collections::HashMap<(String, String, String), usize> = tables
             .iter()
             .enumerate()
@@ -716,7 +716,7 @@ impl Connection for Worker {
         Worker::relation_columns(self, relation)
     }
 
-    fn catalog(&self) -> Result<Vec<CatalogTable>, String> {
+    fn catalog(&self) -> Result<Vec<CatalogTable>, QueryError> {
         Worker::catalog(self)
     }
 }

@@ -20,7 +20,7 @@ use crate::config::{Credentials, Target};
 use crate::diagnostics::Problem;
 use crate::dialect::Statement;
 use crate::materialize::{Column, Existing, Kind};
-use crate::render::{Introspect, Relation};
+use crate::render::{Introspect, QueryError, Relation};
 
 /// One run's warehouse.
 pub trait Adapter: Existing + Send + Sync {
@@ -70,7 +70,7 @@ pub trait Connection: Introspect {
     fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError>;
 
     /// Every table and view with its columns, for `catalog.json` and the docs site.
-    fn catalog(&self) -> Result<Vec<crate::artifacts::catalog::CatalogTable>, String>;
+    fn catalog(&self) -> Result<Vec<crate::artifacts::catalog::CatalogTable>, QueryError>;
 }
 
 /// Cancels running queries; called from the Ctrl-C handler.

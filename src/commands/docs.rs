@@ -74,8 +74,8 @@ fn read_catalog(s: &Session) -> Catalog {
     }
     let read = crate::adapter::open(&s.target, true).and_then(|warehouse| {
         let worker = warehouse.connect()?;
-        let tables = worker.catalog().map_err(|message| {
-            crate::diagnostics::Problem::new(crate::diagnostics::Code::Database, message)
+        let tables = worker.catalog().map_err(|e| {
+            crate::diagnostics::Problem::new(crate::diagnostics::Code::Database, e.message)
         });
         drop(worker);
         drop(warehouse);

@@ -388,6 +388,21 @@ fn pairs(rows: &Rows) -> Vec<Vec<(String, Json)>> {
     }
 }
 
+/// Why a unit test's input or expected rows could not be made into a table.
+#[derive(Debug, thiserror::Error)]
+enum RowsError {
+    #[error("`{column}` is not a column of {what} (its columns: {columns})")]
+    NotAColumn {
+        column: String,
+        what: String,
+        columns: String,
+    },
+    #[error("the columns of {0} are not known, so its rows cannot be empty")]
+    NoColumns(String),
+    #[error("{0}")]
+    Database(#[from] DbError),
+}
+
 /// Create `relation` holding `rows`. With a known shape the table has every column of it, typed,
 /// and columns the rows do not give are null; without one, its columns are those given.
 fn create_rows(
@@ -396,8 +411,8 @@ fn create_rows(
     shape: Option<&[Column]>,
     rows: &Rows,
     what: &str,
-) -> Result<(), String> {
-    db.create_schema(relation).map_err(|e| e.message)?;
+) -> Result<(), RowsError> {
+    db.create_schema(relation)?;
     let dialect = db.dialect;
     let given = rows.columns();
     let values = |types: &dyn Fn(&str) -> Option<String>| -> Option<String> {
@@ -428,10 +443,11 @@ fn create_rows(
             .find(|c| !shape.iter().any(|s| s.name.eq_ignore_ascii_case(c)))
         {
             let names: Vec<&str> = shape.iter().map(|c| c.name.as_str()).collect();
-            return Err(format!(
-                "`{stray}` is not a column of {what} (its columns: {})",
-                names.join(", ")
-            ));
+            return Err(RowsError::NotAColumn {
+                column: stray.clone(),
+                what: what.to_string(),
+                columns: names.join(", "),
+            });
         }
         let mut statements = vec![dialect.create_table(relation, shape)];
         let type_of = |name: &str| {
@@ -456,13 +472,11 @@ fn create_rows(
             Rows::Sql(sql) if !sql.trim().is_empty() => {
                 format!("select * from (\n{}\n) as given", sql.trim())
             }
-            _ => values(&|_| None).ok_or_else(|| {
-                format!("the columns of {what} are not known, so its rows cannot be empty")
-            })?,
+            _ => values(&|_| None).ok_or_else(|| RowsError::NoColumns(what.to_string()))?,
         };
         vec![dialect.create_table_as(relation, &select)]
     };
-    db.run(&statements).map_err(|e| e.message)
+    Ok(db.run(&statements)?)
 }
 
 /// A unit-test problem pointing at the test's YAML entry.

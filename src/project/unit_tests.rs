@@ -358,13 +358,36 @@ fn one(
 
 const ROWS_HELP: &str = "give `rows:` as a list of mappings (format: dict, the default), a CSV text with a header line (format: csv) or a query (format: sql), or name a file in tests/fixtures with `fixture:`";
 
+/// Why the rows of a `given` or `expect` entry cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum RowsError {
+    #[error("the format `{0}` is not one of dict, csv, sql")]
+    Format(String),
+    #[error("no fixture file `{0}` in a `fixtures` folder of the test paths")]
+    NoFixture(String),
+    #[error("fixture files hold csv or sql rows; add `format: csv` or `format: sql` for `{0}`")]
+    FixtureFormat(String),
+    #[error("give either `rows:` or `fixture:`, not both")]
+    RowsAndFixture,
+    #[error("csv rows must be one text: a header line, then one line per row")]
+    CsvNotText,
+    #[error("sql rows must be one query as text")]
+    SqlNotText,
+    #[error("dict rows must be a list of mappings such as {{id: 1, name: x}}")]
+    DictNotList,
+    #[error("each row must be a mapping such as {{id: 1, name: x}}, found `{0}`")]
+    RowNotMapping(String),
+    #[error("cannot read the csv header: {0}")]
+    CsvHeader(csv::Error),
+    #[error("cannot read the csv rows: {0}")]
+    CsvRows(csv::Error),
+}
+
 /// The rows of a `given` or `expect` entry, from `rows:` or a `fixture:` file.
-fn rows_of(entry: &Yaml, fixtures: &Fixtures) -> Result<Rows, String> {
+fn rows_of(entry: &Yaml, fixtures: &Fixtures) -> Result<Rows, RowsError> {
     let format = entry.get("format").and_then(Yaml::as_str).unwrap_or("dict");
     if !matches!(format, "dict" | "csv" | "sql") {
-        return Err(format!(
-            "the format `{format}` is not one of dict, csv, sql"
-        ));
+        return Err(RowsError::Format(format.to_string()));
     }
     let fixture = entry.get("fixture").and_then(Yaml::as_str);
     let rows = entry.get("rows");
@@ -373,49 +396,45 @@ fn rows_of(entry: &Yaml, fixtures: &Fixtures) -> Result<Rows, String> {
             let ext = if format == "sql" { "sql" } else { "csv" };
             let key = format!("{name}.{ext}");
             let Some((_, text)) = fixtures.get(&key) else {
-                return Err(format!(
-                    "no fixture file `{key}` in a `fixtures` folder of the test paths"
-                ));
+                return Err(RowsError::NoFixture(key));
             };
             match format {
                 "sql" => Ok(Rows::Sql(text.clone())),
                 "csv" => csv_rows(text),
-                _ => Err(format!(
-                    "fixture files hold csv or sql rows; add `format: csv` or `format: sql` for `{name}`"
-                )),
+                _ => Err(RowsError::FixtureFormat(name.to_string())),
             }
         }
-        (Some(_), Some(_)) => Err("give either `rows:` or `fixture:`, not both".to_string()),
+        (Some(_), Some(_)) => Err(RowsError::RowsAndFixture),
         (None, None) => Ok(Rows::Missing),
         (None, Some(rows)) => match format {
             "dict" => dict_rows(rows),
             "csv" => match rows.as_str() {
                 Some(text) => csv_rows(text),
-                None => Err(
-                    "csv rows must be one text: a header line, then one line per row".to_string(),
-                ),
+                None => Err(RowsError::CsvNotText),
             },
             _ => match rows.as_str() {
                 Some(text) => Ok(Rows::Sql(text.to_string())),
-                None => Err("sql rows must be one query as text".to_string()),
+                None => Err(RowsError::SqlNotText),
             },
         },
     }
 }
 
-fn dict_rows(rows: &Yaml) -> Result<Rows, String> {
+fn dict_rows(rows: &Yaml) -> Result<Rows, RowsError> {
     if rows.is_null() {
         return Ok(Rows::Dict(Vec::new()));
     }
     let Some(items) = rows.as_sequence() else {
-        return Err("dict rows must be a list of mappings such as {id: 1, name: x}".to_string());
+        return Err(RowsError::DictNotList);
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let Some(map) = item.as_mapping() else {
-            return Err(format!(
-                "each row must be a mapping such as {{id: 1, name: x}}, found `{}`",
-                serde_yaml::to_string(item).unwrap_or_default().trim()
+            return Err(RowsError::RowNotMapping(
+                serde_yaml::to_string(item)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
             ));
         };
         out.push(
@@ -427,20 +446,20 @@ fn dict_rows(rows: &Yaml) -> Result<Rows, String> {
     Ok(Rows::Dict(out))
 }
 
-fn csv_rows(text: &str) -> Result<Rows, String> {
+fn csv_rows(text: &str) -> Result<Rows, RowsError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(text.trim().as_bytes());
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| format!("cannot read the csv header: {e}"))?
+        .map_err(RowsError::CsvHeader)?
         .iter()
         .map(String::from)
         .collect();
     let mut out = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| format!("cannot read the csv rows: {e}"))?;
+        let record = record.map_err(RowsError::CsvRows)?;
         out.push(
             header
                 .iter()
