@@ -126,6 +126,15 @@ impl Db {
         }))
     }
 
+    /// A table of the test's own, in the scratch database's default schema, named as its
+    /// dialect quotes names.
+    fn relation(&self, name: &str) -> Relation {
+        Relation {
+            quoting: self.dialect.quoting(),
+            ..Relation::new(Some(self.warehouse.database()), "main", name)
+        }
+    }
+
     /// The statements of a plan, in this database's dialect.
     fn statements(&self, plan: &Plan) -> Vec<Statement> {
         plan.steps
@@ -744,7 +753,7 @@ pub(super) fn run(
         sql.as_bytes(),
     )?;
     let actual = if unit.expect_table.is_none() {
-        let actual = Relation::new(Some(db.warehouse.database()), "main", "__xform_actual");
+        let actual = db.relation("__xform_actual");
         let body = sql.trim_end().trim_end_matches(';');
         db.run(&[db
             .dialect
@@ -831,7 +840,7 @@ pub(super) fn run(
             ));
         }
     }
-    let expected = Relation::new(Some(db.warehouse.database()), "main", "__xform_expected");
+    let expected = db.relation("__xform_expected");
     create_rows(&db, &expected, Some(&compared), rows, "the expected rows").map_err(|m| {
         unit_problem(
             unit,
