@@ -1,7 +1,8 @@
 //! Unit tests on DuckDB: `unit_tests:` in YAML with dict, csv and sql rows, seeds read from
 //! their files when not given, sources typed from their declared columns, ephemeral inputs,
 //! overrides of vars, env vars and macros, `this` for incremental models, xform's
-//! `expect_table` after an incremental merge and a snapshot, the diff of a failing test, the
+//! `expect_table` after an incremental merge and a snapshot, repeated keys in a merge's given
+//! rows, the diff of a failing test, the
 //! place of unit tests in `build`, selection, and declaration errors.
 
 #![cfg(feature = "duckdb")]
@@ -602,5 +603,48 @@ unit_tests:
     assert!(
         out.contains("PASS  unit test orders_wide.new_column_is_appended"),
         "{out}"
+    );
+}
+
+#[test]
+fn repeated_keys_in_the_given_rows_of_a_merge_name_the_keys() {
+    let p = shop();
+    p.write(
+        "models/orders_merged.sql",
+        "{{ config(materialized='incremental', unique_key='order_id', incremental_strategy='merge') }}\nselect order_id, status from {{ ref('stg_orders') }}\n",
+    );
+    p.write(
+        "models/unit_tests.yml",
+        r"
+unit_tests:
+  - name: keys_repeat
+    model: orders_merged
+    given:
+      - input: this
+        rows:
+          - {order_id: 1, status: placed}
+      - input: ref('stg_orders')
+        rows:
+          - {order_id: 2, status: placed}
+          - {order_id: 2, status: shipped}
+    expect_table:
+      rows:
+        - {order_id: 1, status: placed}
+",
+    );
+    let out = p.xform(&["test", "-s", "keys_repeat"]);
+    let text = transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ERROR unit test orders_merged.keys_repeat"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the model `orders_merged` failed on the given"),
+        "{text}"
+    );
+    assert!(
+        text.contains("says: duplicate unique_key values: 2\n"),
+        "{text}"
     );
 }

@@ -404,8 +404,8 @@ impl Worker {
                                 Err(DbError {
                                     statement: i,
                                     message: format!(
-                                        "the check found {total} offending values: {}",
-                                        values.join(", ")
+                                        "repeated values: {}",
+                                        Failure::listed(&values, total)
                                     ),
                                     failure: Failure::Check { values, total },
                                     line: None,

@@ -138,6 +138,17 @@ pub struct DbError {
     pub line: Option<usize>,
 }
 
+impl Failure {
+    /// A check's values as a message lists them: `a, b and 3 more`.
+    pub fn listed(values: &[String], total: usize) -> String {
+        let mut text = values.join(", ");
+        if total > values.len() {
+            text = format!("{text} and {} more", total - values.len());
+        }
+        text
+    }
+}
+
 impl DbError {
     /// An error that is not a statement's (a plan that could not be made, a failed read).
     pub fn other(message: impl Into<String>) -> Self {

@@ -24,6 +24,9 @@ struct Batch {
 }
 
 impl Runner<'_> {
+    /// Build a microbatch model: one render and one transaction per batch. A failed batch is
+    /// reported with its window and the other batches still land; the node then fails with a
+    /// problem naming every failed batch.
     pub(super) fn build_microbatch(
         &self,
         i: usize,

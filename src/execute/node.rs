@@ -108,9 +108,8 @@ impl Runner<'_> {
         }
     }
 
-    /// Build a microbatch model: one render and one transaction per batch. A failed batch is
-    /// reported with its window and the other batches still land; the node then fails with a
-    /// problem naming every failed batch.
+    /// A database error of a node's statements as a problem pointing at the model's line (or
+    /// the ephemeral model's) that the database names.
     pub(super) fn db_problem(
         &self,
         node: &Node,
@@ -268,10 +267,7 @@ pub(super) fn duplicate_key_problem(
     shown: &[String],
     total: usize,
 ) -> Problem {
-    let mut values = shown.join(", ");
-    if total > shown.len() {
-        values = format!("{values} and {} more", total - shown.len());
-    }
+    let values = Failure::listed(shown, total);
     let key_text = if key.len() == 1 {
         key[0].clone()
     } else {

@@ -507,7 +507,15 @@ fn model_problem(
     e: &DbError,
     untyped: &[String],
 ) -> Problem {
-    let first = e.message.lines().next().unwrap_or(&e.message);
+    // A unique-key check that found repeated keys in the given rows (the one check a plan runs).
+    let message = match &e.failure {
+        crate::adapter::Failure::Check { values, total } => format!(
+            "duplicate unique_key values: {}",
+            crate::adapter::Failure::listed(values, *total)
+        ),
+        _ => e.message.clone(),
+    };
+    let first = message.lines().next().unwrap_or(&message);
     let mut p = Problem::new(
         Code::Database,
         format!(
@@ -527,7 +535,7 @@ fn model_problem(
     let mut help = format!(
         "{} says: {}\nthe unit test is in {}; a column the model reads but the test does not give is null",
         dialect.name(),
-        e.message.trim(),
+        message.trim(),
         unit.path
     );
     for u in untyped {
