@@ -2,8 +2,8 @@
 //! their files when not given, sources typed from their declared columns, ephemeral inputs,
 //! overrides of vars, env vars and macros, `this` for incremental models, xform's
 //! `expect_table` after an incremental merge and a snapshot, repeated keys in a merge's given
-//! rows, the diff of a failing test, the
-//! place of unit tests in `build`, selection, and declaration errors.
+//! rows, the diff of a failing test, the place of unit tests in `build`, selection, and
+//! declaration errors.
 
 #![cfg(feature = "duckdb")]
 
