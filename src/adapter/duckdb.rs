@@ -733,8 +733,7 @@ impl LazyCatalog {
     /// A catalog for the target when its data exists (the file was built); `None` before the
     /// first build, when templates see no database at all, as while parsing.
     pub fn if_built(target: &Target) -> Option<Self> {
-        let Credentials::DuckDb(file) = &target.credentials;
-        file.path.exists().then(|| Self::new(target))
+        super::data_exists(target).then(|| Self::new(target))
     }
 
     pub fn new(target: &Target) -> Self {

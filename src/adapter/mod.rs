@@ -95,6 +95,14 @@ pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Proble
     }
 }
 
+/// Whether the target's data exists yet (DuckDB: its file does). Before the first build a
+/// compile's templates and the docs' catalog see no database at all.
+pub fn data_exists(target: &Target) -> bool {
+    match &target.credentials {
+        Credentials::DuckDb(file) => !file.in_memory() && file.path.exists(),
+    }
+}
+
 /// Open the target's warehouse to read its catalog only, for a run of nothing but unit tests:
 /// read-only (another process may be writing to it), and empty when there is no data yet.
 pub fn open_catalog(target: &Target) -> Result<Arc<dyn Adapter>, Problem> {

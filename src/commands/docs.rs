@@ -63,12 +63,10 @@ pub fn generate(s: &Session, args: &DocsGenerateArgs) -> i32 {
 /// what the YAML declares.
 #[cfg(feature = "duckdb")]
 fn read_catalog(s: &Session) -> Catalog {
-    let crate::config::Credentials::DuckDb(file) = &s.target.credentials;
-    let path = &file.path;
-    if file.in_memory() || !path.exists() {
+    let location = s.target.location();
+    if !crate::adapter::data_exists(&s.target) {
         eprintln!(
-            "warning: no database at {} yet: catalog.json lists no relation; run `xform build` first for column types",
-            path.display()
+            "warning: no database at {location} yet: catalog.json lists no relation; run `xform build` first for column types"
         );
         return Catalog::default();
     }
@@ -86,8 +84,7 @@ fn read_catalog(s: &Session) -> Catalog {
         Ok(tables) => Catalog::new(tables),
         Err(message) => {
             eprintln!(
-                "warning: could not read the tables of {}: {message}; catalog.json lists no relation",
-                path.display()
+                "warning: could not read the tables of {location}: {message}; catalog.json lists no relation"
             );
             Catalog::default()
         }
