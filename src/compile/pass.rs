@@ -86,10 +86,22 @@ impl<'a> Compiler<'a> {
 
     /// Resolve `ref()`s of the named (unselected) nodes to other relations: `--defer` reads them
     /// where an earlier run's state says they are. Call before compiling anything.
+    /// The relations come from another run's manifest, so they take this run's quoting.
     pub fn defer(&mut self, relations: Vec<(String, Relation)>) {
+        let quoting = self.dialect.quoting();
         let resolver =
             Arc::get_mut(&mut self.resolver).expect("defer is called before any compilation");
-        resolver.refs.extend(relations);
+        resolver
+            .refs
+            .extend(relations.into_iter().map(|(name, relation)| {
+                (
+                    name,
+                    Relation {
+                        quoting,
+                        ..relation
+                    },
+                )
+            }));
     }
 
     /// The rendered SQL of a model, without injected CTEs.
