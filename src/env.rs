@@ -4,6 +4,10 @@
 use minijinja::value::Value;
 use minijinja::{Error, ErrorKind};
 
+/// The prefix of dbt's secret environment variables: readable only where connections are
+/// configured (profiles.yml, packages.yml), never in a model.
+pub const SECRET_PREFIX: &str = "DBT_ENV_SECRET";
+
 /// `env_var('NAME')` / `env_var('NAME', default)` outside a model (profiles, the project file);
 /// inside a model `render` first looks at a unit test's overrides.
 pub fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {

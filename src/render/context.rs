@@ -227,6 +227,13 @@ pub fn env_var_fn(
     name: String,
     default: Option<Value>,
 ) -> Result<Value, Error> {
+    // dbt keeps secrets to the files that configure connections: a model that reads one would
+    // put its value into compiled SQL, the manifest and the warehouse.
+    if name.starts_with(crate::env::SECRET_PREFIX) {
+        return Err(invalid(format!(
+            "secret environment variable `{name}` can be read only in profiles.yml and packages.yml"
+        )));
+    }
     if let Some(v) = ctx(state)
         .ok()
         .and_then(|c| c.env_overrides.get(&name).cloned())

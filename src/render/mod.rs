@@ -658,6 +658,10 @@ fn jinja_problem(err: &minijinja::Error, origin: &Origin, what: &str) -> Problem
             "undefined",
             "a value used here is undefined; check the variable or attribute name",
         ),
+        _ if detail.contains("secret environment variable") => (
+            "a secret",
+            "DBT_ENV_SECRET_* variables are for credentials in profiles.yml; give the model a variable without that prefix, or a var()",
+        ),
         _ if detail.contains("environment variable") => (
             "not set",
             "set the variable in the environment, or give a default: env_var('NAME', 'default')",
