@@ -82,6 +82,74 @@ impl Target {
 /// The adapters xform runs on, by profile `type:`.
 const ADAPTERS: &[&str] = &["duckdb"];
 
+/// The keys of a DuckDB target that xform reads.
+const DUCKDB_KEYS: &[&str] = &["type", "path", "database", "schema", "threads", "attach"];
+
+/// The keys dbt-duckdb reads that xform does not act on yet: a profile with them is accepted,
+/// with a warning that they change nothing.
+const DUCKDB_KEYS_NOT_YET: &[&str] = &[
+    "config_options",
+    "disable_transactions",
+    "extensions",
+    "external_root",
+    "filesystems",
+    "is_ducklake",
+    "keep_open",
+    "module_paths",
+    "plugins",
+    "remote",
+    "retries",
+    "secrets",
+    "settings",
+    "use_credential_provider",
+];
+
+/// A target and the warnings its profile gave (keys that are ignored).
+pub struct ResolvedTarget {
+    pub target: Target,
+    pub warnings: Vec<Problem>,
+}
+
+/// A warning for every key of a DuckDB target output that xform ignores.
+fn ignored_keys(output: &Yaml, file: &SourceFile, target: &str) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for key in output
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Yaml::as_str)
+    {
+        if DUCKDB_KEYS.contains(&key) {
+            continue;
+        }
+        let at = find_key(&file.text, key).unwrap_or(0);
+        let p = if DUCKDB_KEYS_NOT_YET.contains(&key) {
+            Problem::new(
+                Code::UnknownKey,
+                format!("`{key}` of target `{target}` is not supported by xform yet and is ignored"),
+            )
+            .at(file, at, key.len(), "ignored")
+            .help("dbt-duckdb reads this key; xform builds without it, so what it sets up (extensions, settings, secrets, …) is not there")
+        } else {
+            let mut known: Vec<&str> = DUCKDB_KEYS.to_vec();
+            known.extend(DUCKDB_KEYS_NOT_YET);
+            Problem::new(
+                Code::UnknownKey,
+                format!("unknown key `{key}` in target `{target}` is ignored"),
+            )
+            .at(file, at, key.len(), "not a DuckDB profile setting")
+            .help(
+                match crate::suggest::suggestions(key, known.iter().copied()).first() {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("a DuckDB target reads: {}", DUCKDB_KEYS.join(", ")),
+                },
+            )
+        };
+        warnings.push(p.warning());
+    }
+    warnings
+}
+
 /// A database file attached next to the target's (`attach:` in a profile output).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attach {
@@ -143,7 +211,7 @@ pub fn resolve_target(
     profiles_dir: Option<&Path>,
     target_name: Option<&str>,
     threads: Option<usize>,
-) -> Result<Target, Problem> {
+) -> Result<ResolvedTarget, Problem> {
     let profile_name = project
         .profile
         .clone()
@@ -258,28 +326,35 @@ pub fn resolve_target(
             .get("threads")
             .and_then(Yaml::as_u64)
             .map(|t| usize::try_from(t).unwrap_or(1));
-        return Ok(Target {
-            profile_name: profile_name.clone(),
-            name,
-            database,
-            schema,
-            threads: threads.or(profile_threads).unwrap_or(1).max(1),
-            profiles_file: Some(path_of(&dir)),
-            credentials: Credentials::DuckDb(DuckDbFile { path, attach }),
+        let warnings = ignored_keys(output, &rendered, &name);
+        return Ok(ResolvedTarget {
+            target: Target {
+                profile_name: profile_name.clone(),
+                name,
+                database,
+                schema,
+                threads: threads.or(profile_threads).unwrap_or(1).max(1),
+                profiles_file: Some(path_of(&dir)),
+                credentials: Credentials::DuckDb(DuckDbFile { path, attach }),
+            },
+            warnings,
         });
     }
     let path = project.root.join(format!("{}.duckdb", project.name));
-    Ok(Target {
-        profile_name,
-        name: "dev".to_string(),
-        database: database_name(&path),
-        schema: "main".to_string(),
-        threads: threads.unwrap_or_else(default_threads).max(1),
-        profiles_file: None,
-        credentials: Credentials::DuckDb(DuckDbFile {
-            path,
-            attach: Vec::new(),
-        }),
+    Ok(ResolvedTarget {
+        target: Target {
+            profile_name,
+            name: "dev".to_string(),
+            database: database_name(&path),
+            schema: "main".to_string(),
+            threads: threads.unwrap_or_else(default_threads).max(1),
+            profiles_file: None,
+            credentials: Credentials::DuckDb(DuckDbFile {
+                path,
+                attach: Vec::new(),
+            }),
+        },
+        warnings: Vec::new(),
     })
 }
 

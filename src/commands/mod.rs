@@ -99,15 +99,17 @@ impl Session {
                 "--threads must be at least 1",
             )]);
         }
-        let target = resolve_target(
+        let resolved = resolve_target(
             &project,
             args.profiles_dir.as_deref(),
             args.target.as_deref(),
             threads,
         )
         .map_err(|p| vec![p])?;
+        let target = resolved.target;
         let target_dir = project.root.join(&project.target_path);
         report(&project.warnings);
+        report(&resolved.warnings);
         Ok(Session {
             project,
             target,
