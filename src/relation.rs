@@ -33,6 +33,16 @@ pub enum Kind {
     View,
 }
 
+impl Kind {
+    /// The word SQL uses for it (`table`, `view`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Table => "table",
+            Kind::View => "view",
+        }
+    }
+}
+
 /// A column of a relation or of a query's result. Its type is the warehouse's own name for it,
 /// as the adapter read it: plans copy it, never write one.
 #[derive(Debug, Clone, PartialEq, Eq)]

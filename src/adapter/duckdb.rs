@@ -466,10 +466,18 @@ fn failed(statement: usize, e: &duckdb::Error) -> DbError {
     };
     DbError {
         statement,
-        line: super::error_line(&message),
+        line: error_line(&message),
         message,
         failure,
     }
+}
+
+/// `LINE n:` in a DuckDB error message: the line of the statement it points at.
+fn error_line(message: &str) -> Option<usize> {
+    let at = message.find("LINE ")?;
+    let rest = &message[at + 5..];
+    let end = rest.find(':')?;
+    rest[..end].trim().parse().ok()
 }
 
 /// Run a check statement: the first column of each row as text, and the second column of the
@@ -788,5 +796,17 @@ impl Introspect for LazyCatalog {
     fn columns(&self, relation: &Relation) -> Result<Vec<Column>, QueryError> {
         self.worker()
             .map_or_else(|| Ok(Vec::new()), |w| w.columns(relation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_duckdb_error_lines() {
+        assert_eq!(
+            super::error_line("Binder Error: x\n\nLINE 4:   bad\n   ^"),
+            Some(4)
+        );
+        assert_eq!(super::error_line("Catalog Error: no"), None);
     }
 }

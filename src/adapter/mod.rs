@@ -172,24 +172,3 @@ impl DbError {
         self.failure == Failure::Interrupted
     }
 }
-
-/// `LINE n:` in a DuckDB error message: the line of the statement it points at.
-#[cfg_attr(not(feature = "duckdb"), allow(dead_code))]
-fn error_line(message: &str) -> Option<usize> {
-    let at = message.find("LINE ")?;
-    let rest = &message[at + 5..];
-    let end = rest.find(':')?;
-    rest[..end].trim().parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_duckdb_error_lines() {
-        assert_eq!(
-            super::error_line("Binder Error: x\n\nLINE 4:   bad\n   ^"),
-            Some(4)
-        );
-        assert_eq!(super::error_line("Catalog Error: no"), None);
-    }
-}

@@ -223,16 +223,30 @@ impl<'a> Compiler<'a> {
         is_incremental: bool,
     ) -> Result<Arc<str>, Problem> {
         let body = self.body(i, introspector, is_incremental)?;
+        Ok(match self.with_ephemerals(i, &body, introspector)? {
+            Some(sql) => Arc::from(sql),
+            None => body,
+        })
+    }
+
+    /// `sql` with the ephemeral models node `i` reads injected as leading CTEs; `None` when it
+    /// reads none.
+    fn with_ephemerals(
+        &self,
+        i: usize,
+        sql: &str,
+        introspector: Option<&Arc<dyn Introspect>>,
+    ) -> Result<Option<String>, Problem> {
         let ephemerals = self.graph.ephemeral_ancestors(i);
         if ephemerals.is_empty() {
-            return Ok(body);
+            return Ok(None);
         }
         let mut ctes = Vec::with_capacity(ephemerals.len());
         for e in ephemerals {
-            let sql = self.body(e, introspector, false)?;
-            ctes.push((self.graph.nodes[e].name.clone(), sql));
+            let body = self.body(e, introspector, false)?;
+            ctes.push((self.graph.nodes[e].name.clone(), body));
         }
-        Ok(Arc::from(inject_ctes(&body, &ctes)))
+        Ok(Some(inject_ctes(sql, &ctes)))
     }
 
     /// The compiled SQL of one microbatch batch of a model: rendered afresh (not cached), its
@@ -267,16 +281,7 @@ impl<'a> Compiler<'a> {
             introspector,
             crate::render::context::to_value(model),
         )?;
-        let ephemerals = self.graph.ephemeral_ancestors(i);
-        if ephemerals.is_empty() {
-            return Ok(sql);
-        }
-        let mut ctes = Vec::with_capacity(ephemerals.len());
-        for e in ephemerals {
-            let sql = self.body(e, introspector, false)?;
-            ctes.push((self.graph.nodes[e].name.clone(), sql));
-        }
-        Ok(inject_ctes(&sql, &ctes))
+        Ok(self.with_ephemerals(i, &sql, introspector)?.unwrap_or(sql))
     }
 
     /// A body compiled earlier in this run, if any.

@@ -14,13 +14,6 @@ fn quote(ident: &str) -> String {
     DuckDb.quote(ident)
 }
 
-fn kind_word(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Table => "table",
-        Kind::View => "view",
-    }
-}
-
 fn literal(s: &str) -> String {
     DuckDb.literal(s)
 }
@@ -318,12 +311,12 @@ fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<St
     if let Some(old) = existing {
         out.push(Statement::ddl(format!(
             "drop {} if exists {relation}",
-            kind_word(old)
+            old.as_str()
         )));
     }
     out.push(Statement::ddl(format!(
         "alter {} {tmp} rename to {}",
-        kind_word(build.kind()),
+        build.kind().as_str(),
         quote(&relation.identifier)
     )));
     out.push(Statement::new(StatementKind::Commit, "commit".to_string()));
@@ -396,7 +389,7 @@ impl Dialect for DuckDb {
                 self.schema(database.as_deref(), schema)
             )),
             Step::Drop { relation, kind } => {
-                ddl(format!("drop {} if exists {relation}", kind_word(*kind)))
+                ddl(format!("drop {} if exists {relation}", kind.as_str()))
             }
             Step::Begin => Statement::new(StatementKind::Begin, "begin transaction".to_string()),
             Step::Commit => Statement::new(StatementKind::Commit, "commit".to_string()),

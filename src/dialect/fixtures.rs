@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{DialectKind, script};
+use super::{Dialect, duckdb, script};
 use crate::diagnostics::Problem;
 use crate::graph::{Definition, Node, ResourceType};
 use crate::materialize::{
@@ -224,8 +224,8 @@ struct EmitCase {
 
 #[test]
 fn emitted_sql() {
-    for (name, dialect) in [("duckdb", DialectKind::DuckDb)] {
-        let dialect = dialect.get();
+    let dialects: [(&str, &dyn Dialect); 1] = [("duckdb", &duckdb::DuckDb)];
+    for (name, dialect) in dialects {
         for dir in cases(&fixtures("emit").join(name)) {
             let case: EmitCase = read(&dir.join("case.yml"));
             let plan_case: PlanCase = read(&fixtures("plan").join(&case.plan).join("case.yml"));

@@ -94,32 +94,11 @@ pub fn script(statements: &[Statement]) -> String {
         .join("\n")
 }
 
-/// The dialects xform knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialectKind {
-    DuckDb,
-}
-
-impl DialectKind {
-    pub fn get(self) -> &'static dyn Dialect {
-        match self {
-            DialectKind::DuckDb => &duckdb::DuckDb,
-        }
-    }
-}
-
 /// The dialect of a target's warehouse.
 pub fn of(target: &Target) -> &'static dyn Dialect {
     match target.credentials {
-        Credentials::DuckDb(_) => DialectKind::DuckDb.get(),
+        Credentials::DuckDb(_) => &duckdb::DuckDb,
     }
-}
-
-/// One way of rendering a data test's failing rows: stored as a table (copied) or as a view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreAs {
-    Table,
-    View,
 }
 
 /// How a warehouse spells SQL. Defaults are ANSI-ish SQL with double-quoted identifiers.
@@ -210,37 +189,27 @@ pub trait Dialect: Sync {
         format!("{query}\nlimit {n}")
     }
 
-    /// The statements that keep a data test's failing rows in `relation` (`store_failures`):
+    /// The statements that keep a data test's failing rows in `relation` (`store_failures`,
+    /// as a table or a view: `store_as`):
     /// its schema, the relation of the other kind an earlier setting left (`replaces`), and
     /// the relation itself over the test's query.
     fn store_failures(
         &self,
         relation: &Relation,
-        store_as: StoreAs,
+        store_as: Kind,
         replaces: Option<Kind>,
         query: &str,
     ) -> Vec<Statement> {
-        let word = |k: StoreAs| match k {
-            StoreAs::Table => "table",
-            StoreAs::View => "view",
-        };
         let mut out = vec![Statement::ddl(format!(
             "create schema if not exists {}",
             self.schema(relation.database.as_deref(), &relation.schema)
         ))];
         if let Some(old) = replaces {
-            let old = match old {
-                Kind::Table => "table",
-                Kind::View => "view",
-            };
-            out.push(Statement::ddl(format!(
-                "drop {old} {}",
-                self.relation(relation)
-            )));
+            out.push(self.drop(relation, old));
         }
         out.push(Statement::ddl(format!(
             "create or replace {} {} as (\n{query}\n)",
-            word(store_as),
+            store_as.as_str(),
             self.relation(relation)
         )));
         out
@@ -295,11 +264,11 @@ pub trait Dialect: Sync {
 
     /// Drop a relation of a known kind.
     fn drop(&self, relation: &Relation, kind: Kind) -> Statement {
-        let word = match kind {
-            Kind::Table => "table",
-            Kind::View => "view",
-        };
-        Statement::ddl(format!("drop {word} {}", self.relation(relation)))
+        Statement::ddl(format!(
+            "drop {} {}",
+            kind.as_str(),
+            self.relation(relation)
+        ))
     }
 
     /// Insert the rows of `query` into `relation`, matching columns by name (a column `query`

@@ -17,7 +17,7 @@ use crate::artifacts::{Status, sql_path, write_file};
 use crate::compile::Compiler;
 use crate::config::Session;
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::{Dialect, StoreAs};
+use crate::dialect::Dialect;
 use crate::graph::{Graph, Node, ResourceType};
 use crate::materialize::Kind;
 use crate::render::{Introspect, QueryTable};
@@ -170,8 +170,8 @@ pub(super) fn run(
     };
     // `store_failures_as` (table, view, ephemeral) wins over `store_failures`.
     let store_as = match config.str("store_failures_as") {
-        Some("table") => Some(StoreAs::Table),
-        Some("view") => Some(StoreAs::View),
+        Some("table") => Some(Kind::Table),
+        Some("view") => Some(Kind::View),
         Some("ephemeral") => None,
         Some(other) => {
             let mut p = Problem::new(
@@ -198,19 +198,15 @@ pub(super) fn run(
         None => config
             .get("store_failures")
             .is_some_and(|v| truthy(Some(v)))
-            .then_some(StoreAs::Table),
+            .then_some(Kind::Table),
     };
     let store = store_as.is_some();
     let mut statements = Vec::new();
     let source = if let Some(store_as) = store_as {
         let relation = &node.relation;
         // A relation of the other kind, left by an earlier setting, is replaced.
-        let wanted = match store_as {
-            StoreAs::Table => Kind::Table,
-            StoreAs::View => Kind::View,
-        };
         let replaces = match worker.relation_kind(relation) {
-            Ok(Some(old)) if old != wanted => Some(old),
+            Ok(Some(old)) if old != store_as => Some(old),
             _ => None,
         };
         statements = dialect.store_failures(relation, store_as, replaces, &limited);

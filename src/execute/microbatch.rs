@@ -12,7 +12,7 @@ use super::{CANCELLED, Runner};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::{Statement, script};
+use crate::dialect::{Statement, lower, script};
 use crate::materialize::{Columns, Kind, incremental, microbatch, plan};
 use crate::render::Introspect;
 
@@ -191,11 +191,7 @@ impl Runner<'_> {
             let table = live.of_relation(&node.relation)?;
             incremental::plan(node, &sql, self.warehouse, &table, &new, Some(&window))?
         };
-        let statements: Vec<Statement> = plan
-            .steps
-            .iter()
-            .flat_map(|s| self.dialect.lower(s))
-            .collect();
+        let statements = lower(self.dialect, &plan.steps).statements;
         let text = script(&statements);
         match worker.run(&statements) {
             Ok(rows) => {

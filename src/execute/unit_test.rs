@@ -137,10 +137,7 @@ impl Db {
 
     /// The statements of a plan, in this database's dialect.
     fn statements(&self, plan: &Plan) -> Vec<Statement> {
-        plan.steps
-            .iter()
-            .flat_map(|s| self.dialect.lower(s))
-            .collect()
+        crate::dialect::lower(self.dialect, &plan.steps).statements
     }
 
     fn columns(&self, relation: &Relation) -> Option<Vec<Column>> {

@@ -4,8 +4,8 @@
 //! model or a snapshot) must leave behind after one run on top of the given `this` rows.
 //!
 //! This module only reads and checks the declarations, and reads fixture files from
-//! `<test-path>/fixtures/`. Turning them into graph nodes is `compile.rs`'s job; running them
-//! is `commands/unit_test.rs`'s.
+//! `<test-path>/fixtures/`. Turning them into graph nodes is `compile/unit_tests.rs`'s job;
+//! running them is `execute/unit_test.rs`'s.
 
 use std::collections::BTreeMap;
 
