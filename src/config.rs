@@ -110,8 +110,11 @@ pub struct ResolvedTarget {
     pub warnings: Vec<Problem>,
 }
 
-/// A warning for every key of a DuckDB target output that xform ignores.
-fn ignored_keys(output: &Yaml, file: &SourceFile, target: &str) -> Vec<Problem> {
+/// A warning for every key of a DuckDB target output that xform ignores. `from` is where the
+/// profile starts in the file: the key is looked for below its target there.
+fn ignored_keys(output: &Yaml, file: &SourceFile, from: usize, target: &str) -> Vec<Problem> {
+    let below = |at: usize, key: &str| find_key(&file.text[at..], key).map(|o| at + o);
+    let target_at = below(from, target).unwrap_or(from);
     let mut warnings = Vec::new();
     for key in output
         .as_mapping()
@@ -122,7 +125,7 @@ fn ignored_keys(output: &Yaml, file: &SourceFile, target: &str) -> Vec<Problem> 
         if DUCKDB_KEYS.contains(&key) {
             continue;
         }
-        let at = find_key(&file.text, key).unwrap_or(0);
+        let at = below(target_at, key).unwrap_or(target_at);
         let p = if DUCKDB_KEYS_NOT_YET.contains(&key) {
             Problem::new(
                 Code::UnknownKey,
@@ -326,7 +329,7 @@ pub fn resolve_target(
             .get("threads")
             .and_then(Yaml::as_u64)
             .map(|t| usize::try_from(t).unwrap_or(1));
-        let warnings = ignored_keys(output, &rendered, &name);
+        let warnings = ignored_keys(output, &rendered, key_offset, &name);
         return Ok(ResolvedTarget {
             target: Target {
                 profile_name: profile_name.clone(),
