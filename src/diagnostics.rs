@@ -38,6 +38,7 @@ pub enum Code {
     UnknownTest,
     TestFailed,
     UnitTest,
+    Packages,
 }
 
 impl Code {
@@ -67,6 +68,7 @@ impl Code {
             Code::UnknownTest => "xform::unknown_test",
             Code::TestFailed => "xform::test_failed",
             Code::UnitTest => "xform::unit_test",
+            Code::Packages => "xform::packages",
         }
     }
 }

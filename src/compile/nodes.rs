@@ -178,29 +178,40 @@ pub(super) fn test_nodes(
         if !config.enabled() {
             continue;
         }
-        if !renderer.has_test(&def.test_name) {
+        if !renderer.has_test(def.namespace.as_deref(), &def.test_name) {
             let file = &def.path;
             let near = crate::suggest::suggestions(
                 &def.test_name,
                 renderer.test_names().iter().map(String::as_str),
             );
-            let help = match near.first() {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => "the built-in tests are unique, not_null, accepted_values and relationships;\nothers are `{% test name(model, column_name) %}` blocks in a macro or test path".to_string(),
+            let full_name = match &def.namespace {
+                Some(ns) => format!("{ns}.{}", def.test_name),
+                None => def.test_name.clone(),
+            };
+            let help = match (&def.namespace, near.first()) {
+                (Some(ns), _) if !renderer.has_package(ns) => format!(
+                    "`{ns}` is not an installed package: add it to packages.yml and run `xform deps`"
+                ),
+                (Some(ns), _) => format!(
+                    "the package `{ns}` has no `{{% test {} %}}` block",
+                    def.test_name
+                ),
+                (None, Some(best)) => format!("did you mean `{best}`?"),
+                (None, None) => "the built-in tests are unique, not_null, accepted_values and relationships;\nothers are `{% test name(model, column_name) %}` blocks in a macro or test path".to_string(),
             };
             problems.push(
                 Problem::new(
                     Code::UnknownTest,
                     format!(
                         "`{file}` applies the test `{}` to `{}`, but no test has this name",
-                        def.test_name,
+                        full_name,
                         def.target.label()
                     ),
                 )
                 .at(
                     &def.file,
                     def.offset,
-                    def.test_name.len(),
+                    full_name.len(),
                     "no generic test has this name",
                 )
                 .help(help),
@@ -216,14 +227,9 @@ pub(super) fn test_nodes(
             }),
             TestTarget::Source(s, t) => node_sources.push((s.clone(), t.clone())),
         };
-        // dbt lists what `to` points at before the tested model.
-        if let Some(to) = def
-            .args
-            .get("to")
-            .and_then(|v| v.as_str())
-            .and_then(TestTarget::parse)
-        {
-            add(&to);
+        // dbt lists what the arguments point at (`to:`…) before the tested model.
+        for (_, target) in def.relation_args() {
+            add(&target);
         }
         add(&def.target);
         if !seen.insert(name.clone()) {

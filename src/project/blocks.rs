@@ -34,10 +34,12 @@ pub struct MacroDef {
 }
 
 impl MacroDef {
-    pub fn template_name(&self) -> String {
+    /// The template of the block's body; macros and tests of different packages may share a
+    /// name, so the package is part of it.
+    pub fn template_name(&self, package: &str) -> String {
         match self.kind {
-            BlockKind::Macro => format!("macro:{}", self.name),
-            BlockKind::Test => format!("test:{}", self.name),
+            BlockKind::Macro => format!("macro:{package}.{}", self.name),
+            BlockKind::Test => format!("test:{package}.{}", self.name),
             BlockKind::Snapshot => format!("snapshot:{}", self.name),
         }
     }

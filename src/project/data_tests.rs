@@ -29,7 +29,8 @@ impl TestTarget {
         }
     }
 
-    /// `ref('x')`, `ref("x")`, `source('a', 'b')`, with or without `{{ }}`.
+    /// `ref('x')`, `ref("x")`, `ref('package', 'x')`, `source('a', 'b')`, with or without
+    /// `{{ }}`.
     pub fn parse(text: &str) -> Option<TestTarget> {
         let t = text.trim();
         let t = t
@@ -218,6 +219,14 @@ fn list_item(text: &str, name: &str) -> Option<usize> {
 }
 
 impl GenericTestDef {
+    /// The arguments that name a relation (`to: ref('customers')`, `compare_model:
+    /// ref('x')`): dbt renders such a string as a call, so the test reads that relation too.
+    pub fn relation_args(&self) -> impl Iterator<Item = (&str, TestTarget)> {
+        self.args
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), TestTarget::parse(v.as_str()?)?)))
+    }
+
     /// The first part of the test's name, as dbt makes it: the test, `source_` before it for a
     /// source's test, the package and `_` before that for `package.test`.
     fn test_type(&self) -> String {

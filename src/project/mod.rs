@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod config;
 pub mod data_tests;
 mod discover;
+pub mod packages;
 mod properties;
 pub mod unit_tests;
 mod yaml;
@@ -176,6 +177,15 @@ pub struct Project {
     pub snapshots: Vec<SnapshotDef>,
     pub seeds: Vec<SeedFile>,
     pub macro_files: Vec<SourceFile>,
+    /// Where `xform deps` installs packages (`packages-install-path`, `dbt_packages` by default).
+    pub packages_install_path: String,
+    /// The installed packages, sorted by folder.
+    pub packages: Vec<packages::Package>,
+    /// `on-run-start` / `on-run-end`: SQL run before the first node and after the last.
+    pub on_run_start: Vec<String>,
+    pub on_run_end: Vec<String>,
+    /// `dispatch:`: for a macro namespace, the packages `adapter.dispatch` searches in order.
+    pub dispatch: BTreeMap<String, Vec<String>>,
     pub model_props: BTreeMap<String, NodeProps>,
     pub seed_props: BTreeMap<String, NodeProps>,
     pub sources: Vec<SourceTable>,
@@ -310,6 +320,8 @@ impl Project {
             }
         }
 
+        let (dispatch, dispatch_problems) = packages::dispatch_rules(&doc, &file);
+        problems.extend(dispatch_problems);
         let mut project = Project {
             root: root.clone(),
             file,
@@ -340,6 +352,11 @@ impl Project {
             snapshots: Vec::new(),
             seeds: Vec::new(),
             macro_files: Vec::new(),
+            packages_install_path: install_path_of(&doc),
+            packages: Vec::new(),
+            on_run_start: hook_list(doc.get("on-run-start")),
+            on_run_end: hook_list(doc.get("on-run-end")),
+            dispatch,
             model_props: BTreeMap::new(),
             seed_props: BTreeMap::new(),
             sources: Vec::new(),
@@ -347,12 +364,98 @@ impl Project {
             pending_snapshot_props: BTreeMap::new(),
         };
         project.discover(&mut problems);
+        project.load_packages(&mut problems);
         if problems.iter().any(|p| !p.warning) {
             return Err(problems);
         }
         project.warnings.extend(problems);
         Ok(project)
     }
+}
+
+impl Project {
+    /// Load the installed packages, checking them against the packages file. A package's own
+    /// `vars:` are kept with it; the root project's `vars: {<package>: {...}}` are not vars of
+    /// the root project.
+    fn load_packages(&mut self, problems: &mut Vec<Problem>) {
+        let specs = match packages::read_specs(&self.root) {
+            Ok(specs) => specs,
+            Err(p) => {
+                problems.push(p);
+                return;
+            }
+        };
+        self.packages = packages::load_installed(
+            &self.root,
+            &self.packages_install_path,
+            specs.as_ref(),
+            problems,
+        );
+        for package in &self.packages {
+            if let Some(Json::Object(_)) = self.vars.get(&package.name) {
+                self.vars.remove(&package.name);
+            }
+            if package.has_models {
+                problems.push(
+                    Problem::new(
+                        Code::Packages,
+                        format!(
+                            "the models, seeds and snapshots of package `{}` are not built: xform loads a package's macros and generic tests only",
+                            package.name
+                        ),
+                    )
+                    .warning()
+                    .help(format!(
+                        "its macros and tests work; to build its models, copy them into the project (from `{}`)",
+                        package.path
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Where the project in `dir` installs its packages (`packages-install-path`), read without
+/// loading the project (whose packages may not be installed yet).
+pub fn packages_install_path(dir: &Path) -> Result<String, Problem> {
+    let Some(path) = find_project_file(dir) else {
+        return Err(Problem::new(
+            Code::ProjectNotFound,
+            format!("no xform.yml or dbt_project.yml in `{}`", dir.display()),
+        )
+        .help("run xform in a project folder, or pass --project-dir <folder>"));
+    };
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| Problem::io(&path, &e))?;
+    let doc = parse_yaml(&SourceFile::new(name, text))?;
+    Ok(install_path_of(&doc))
+}
+
+/// A project hook: a string or a list of strings (empty ones dropped).
+fn hook_list(value: Option<&Yaml>) -> Vec<String> {
+    let items: Vec<&Yaml> = match value {
+        Some(Yaml::Sequence(items)) => items.iter().collect(),
+        Some(other) => vec![other],
+        None => vec![],
+    };
+    items
+        .into_iter()
+        .filter_map(Yaml::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn install_path_of(doc: &Yaml) -> String {
+    doc.get("packages-install-path")
+        .and_then(Yaml::as_str)
+        .unwrap_or("dbt_packages")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The sha256 of a file (a seed's), `None` when it cannot be read (loading it reports that).

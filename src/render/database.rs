@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use super::boundary::QueryTable;
 use super::context::{ctx, invalid, json_to_value};
-use super::macros::MacroObject;
+use super::macros::{MacroSet, local_package};
 use crate::relation::{Quoting, Relation};
 
 fn table_value(table: QueryTable) -> Value {
@@ -197,7 +197,7 @@ impl Object for ColumnObject {
 /// The `adapter` global.
 #[derive(Debug)]
 pub struct AdapterObject {
-    pub macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
+    pub macros: Arc<MacroSet>,
     pub adapter_type: String,
     pub quoting: Quoting,
 }
@@ -243,24 +243,29 @@ impl Object for AdapterObject {
         match method {
             "dispatch" => {
                 let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
-                let _ = kwargs.get::<Option<Value>>("macro_namespace");
                 let name = positional
                     .first()
                     .map(ToString::to_string)
                     .ok_or_else(|| invalid("adapter.dispatch() needs a macro name"))?;
-                let candidates = [
-                    format!("{}__{name}", self.adapter_type),
-                    format!("default__{name}"),
-                    name.clone(),
-                ];
-                candidates
-                    .iter()
-                    .find_map(|c| self.macros.get(c))
-                    .map(|m| Value::from_dyn_object(m.clone()))
-                    .ok_or_else(|| {
+                let namespace = match positional.get(1) {
+                    Some(v) if !v.is_none() && !v.is_undefined() => Some(v.to_string()),
+                    _ => kwargs.get::<Option<String>>("macro_namespace")?,
+                };
+                let _ = kwargs.get::<Option<Value>>("packages");
+                if let Some((ns, member)) = name.split_once('.') {
+                    return Err(invalid(format!(
+                        "adapter.dispatch got the macro name `{name}`, but `.` is not part of a macro name; did you mean adapter.dispatch('{member}', macro_namespace='{ns}')?"
+                    )));
+                }
+                let local = local_package(state);
+                self.macros
+                    .dispatch(&name, namespace.as_deref(), &self.adapter_type, local.as_deref())
+                    .map(Value::from_dyn_object)
+                    .map_err(|tried| {
                         invalid(format!(
-                            "adapter.dispatch('{name}') found no macro `{}__{name}` or `default__{name}`",
-                            self.adapter_type
+                            "adapter.dispatch found no macro `{name}` in namespace `{}`; searched for {}",
+                            namespace.as_deref().unwrap_or("(none)"),
+                            tried.join(", ")
                         ))
                     })
             }

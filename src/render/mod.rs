@@ -31,7 +31,7 @@ pub use boundary::{Introspect, QueryError, QueryTable, RefCall, Resolve, Resolve
 use context::ConfigObject;
 pub use context::RenderCtx;
 use database::AdapterObject;
-use macros::MacroObject;
+use macros::{MacroObject, MacroSet};
 use modules::{DateTimeObject, ExceptionsObject, ModulesObject};
 
 use crate::config::{RunInfo, Target};
@@ -43,6 +43,10 @@ use crate::relation::Quoting;
 /// The built-in generic tests, as `{% test %}` blocks.
 const BUILTIN_TESTS: &str = include_str!("builtin_tests.sql");
 const BUILTIN_TESTS_FILE: &str = "<built-in tests>";
+/// xform's versions of dbt's built-in macros (`dbt.dateadd`, `type_string`…), as `{% macro %}`
+/// blocks of the package `dbt`.
+const DBT_MACROS: &str = include_str!("dbt_macros.sql");
+const DBT_MACROS_FILE: &str = "<dbt macros>";
 
 /// Where a template's text comes from: the file and the offset of the template in it.
 #[derive(Debug, Clone)]
@@ -182,7 +186,9 @@ pub struct Renderer {
     /// parse-pass text may stand in for the compile pass's.
     pass_independent: HashSet<String>,
     vars: Arc<BTreeMap<String, Json>>,
+    /// The macros found without a namespace (dbt's, with the project's over them).
     macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
+    set: Arc<MacroSet>,
 }
 
 impl Renderer {
@@ -201,80 +207,71 @@ impl Renderer {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         let mut problems = Vec::new();
         let mut origins = HashMap::new();
-        let mut macro_objects = BTreeMap::new();
-
-        for file in &project.macro_files {
-            let defs = match blocks::extract(file) {
-                Ok(defs) => defs,
-                Err(e) => {
-                    problems.push(
-                        Problem::new(
-                            Code::Jinja,
-                            format!("cannot read the macros in `{}`: {}", file.name, e.message),
-                        )
-                        .at(file, e.offset, 2, "here")
-                        .help("every `{% macro name(...) %}` needs a matching `{% endmacro %}`"),
-                    );
-                    continue;
-                }
-            };
-            for def in defs {
-                let template = def.template_name();
-                let (body, shifts) = mutable::prepare(&def.body);
-                let origin = Origin {
-                    file: def.file.clone(),
-                    offset: def.body_offset,
-                    shifts,
-                };
-                if let Err(e) = env.add_template_owned(template.clone(), body.into_owned()) {
-                    problems.push(jinja_problem(&e, &origin, &format!("macro `{}`", def.name)));
-                    continue;
-                }
-                origins.insert(template, origin);
-                match def.kind {
-                    blocks::BlockKind::Macro => {
-                        macro_objects.insert(def.name.clone(), Arc::new(MacroObject::new(&def)));
-                    }
-                    blocks::BlockKind::Test => {
-                        macro_objects.insert(
-                            format!("test_{}", def.name),
-                            Arc::new(MacroObject::new(&def)),
-                        );
-                    }
-                    blocks::BlockKind::Snapshot => {}
-                }
-            }
-        }
-        // dbt's built-in generic tests, unless the project defines a test of the same name.
-        let builtin = SourceFile::new(BUILTIN_TESTS_FILE, BUILTIN_TESTS);
-        for def in blocks::extract(&builtin).unwrap_or_default() {
-            let global = format!("test_{}", def.name);
-            if macro_objects.contains_key(&global) {
-                continue;
-            }
-            let template = def.template_name();
-            let (body, shifts) = mutable::prepare(&def.body);
-            if let Err(e) = env.add_template_owned(template.clone(), body.into_owned()) {
-                problems.push(Problem::new(
-                    Code::Jinja,
-                    format!("built-in test `{}`: {e}", def.name),
-                ));
-                continue;
-            }
-            origins.insert(
-                template,
-                Origin {
-                    file: def.file.clone(),
-                    offset: def.body_offset,
-                    shifts,
-                },
+        let mut set = MacroSet {
+            root: project.name.clone(),
+            dispatch: project.dispatch.clone(),
+            ..MacroSet::default()
+        };
+        // xform's versions of dbt's built-in macros and generic tests, then the installed
+        // packages', then the project's (which override dbt's when called without a namespace).
+        let internal: Arc<str> = Arc::from(macros::INTERNAL);
+        for (name, text) in [
+            (BUILTIN_TESTS_FILE, BUILTIN_TESTS),
+            (DBT_MACROS_FILE, DBT_MACROS),
+        ] {
+            let file = SourceFile::new(name, text);
+            let defs = add_macros(
+                &mut env,
+                &file,
+                &internal,
+                &mut set,
+                &mut origins,
+                &mut problems,
             );
-            macro_objects.insert(global, Arc::new(MacroObject::new(&def)));
+            debug_assert!(defs, "the built-in macros parse");
         }
-        let macros = Arc::new(macro_objects);
+        for package in &project.packages {
+            let name: Arc<str> = Arc::from(package.name.as_str());
+            set.packages.entry(package.name.clone()).or_default();
+            for file in &package.macro_files {
+                add_macros(&mut env, file, &name, &mut set, &mut origins, &mut problems);
+            }
+        }
+        let root: Arc<str> = Arc::from(project.name.as_str());
+        set.packages.entry(project.name.clone()).or_default();
+        for file in &project.macro_files {
+            add_macros(&mut env, file, &root, &mut set, &mut origins, &mut problems);
+        }
+        let set = Arc::new(set);
+        let macros = Arc::new(set.globals());
         for (name, object) in macros.iter() {
             env.add_global(name.clone(), Value::from_dyn_object(object.clone()));
         }
+        let functions: BTreeMap<&'static str, Value> = [
+            ("run_query", Value::from_function(database::run_query)),
+            ("statement", Value::from_function(database::statement_fn)),
+        ]
+        .into_iter()
+        .collect();
+        for package in set.packages.keys() {
+            // A project-level name that is also a package (rare) keeps its first meaning.
+            if package != &project.name && macros.contains_key(package) {
+                continue;
+            }
+            env.add_global(
+                package.clone(),
+                Value::from_object(macros::Namespace {
+                    set: set.clone(),
+                    package: package.clone(),
+                    functions: if package == macros::INTERNAL {
+                        functions.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
+                }),
+            );
+        }
+        env.add_global(macros::SET_VAR, Value::from_dyn_object(set.clone()));
 
         env.add_function("__list", mutable::new_list);
         env.add_function("__dict", mutable::new_dict);
@@ -297,7 +294,7 @@ impl Renderer {
         env.add_global(
             "adapter",
             Value::from_object(AdapterObject {
-                macros: macros.clone(),
+                macros: set.clone(),
                 adapter_type: target.adapter_type().to_string(),
                 quoting,
             }),
@@ -401,6 +398,7 @@ impl Renderer {
             pass_independent,
             vars: Arc::new(project.vars.clone()),
             macros,
+            set,
         };
         Ok((renderer, problems))
     }
@@ -434,8 +432,9 @@ impl Renderer {
         })
     }
 
+    /// Whether the root project defines a macro of this name (`generate_schema_name`…).
     pub fn has_macro(&self, name: &str) -> bool {
-        self.macros.contains_key(name)
+        self.set.get(&self.set.root, name).is_some()
     }
 
     /// Render one model template.
@@ -530,6 +529,55 @@ impl Renderer {
         })
     }
 
+    /// Render Jinja that is not a file of its own: a node's pre- or post-hook (`node`: its
+    /// `this`, config and `model`, as its SQL is rendered), or a project's `on-run-start` /
+    /// `on-run-end` hook (`node` is `None`; `extra` holds `results`, `schemas`…). Always with
+    /// `execute` true. `what` names the hook in a diagnostic.
+    pub fn render_hook(
+        &self,
+        text: &str,
+        what: &str,
+        node: Option<RenderRequest<'_>>,
+        resolver: Arc<dyn Resolve>,
+        introspector: Option<Arc<dyn Introspect>>,
+        extra: BTreeMap<String, Value>,
+    ) -> Result<String, Problem> {
+        let (text, _) = mutable::prepare(text);
+        let mut values = extra;
+        let ctx = match node {
+            Some(req) => {
+                values.insert("this".to_string(), Value::from_object(req.this));
+                values.insert("model".to_string(), req.model);
+                self.context(
+                    req.unique_id,
+                    true,
+                    false,
+                    req.config,
+                    resolver,
+                    introspector,
+                )
+            }
+            None => self.context(
+                "",
+                true,
+                false,
+                NodeConfig::default(),
+                resolver,
+                introspector,
+            ),
+        };
+        values.insert("__xform".to_string(), Value::from_dyn_object(ctx.clone()));
+        values.insert("execute".to_string(), Value::from(true));
+        let sql = self
+            .env
+            .render_str(&text, Value::from(values))
+            .map_err(|e| self.problem(&e, what))?;
+        for line in ctx.logs.lock().expect("logs lock").iter() {
+            eprintln!("{what}: {line}");
+        }
+        Ok(sql)
+    }
+
     /// The names of every generic test (built in or in the project).
     pub fn test_names(&self) -> Vec<String> {
         self.macros
@@ -539,15 +587,26 @@ impl Renderer {
             .collect()
     }
 
-    /// Whether a generic test of this name exists (built in or in the project).
-    pub fn has_test(&self, name: &str) -> bool {
-        self.macros.contains_key(&format!("test_{name}"))
+    /// Whether `name` is an installed package (or the root project, or `dbt`).
+    pub fn has_package(&self, name: &str) -> bool {
+        self.set.packages.contains_key(name)
+    }
+
+    /// Whether a generic test of this name exists (built in or in the project, or in the
+    /// package `namespace`).
+    pub fn has_test(&self, namespace: Option<&str>, name: &str) -> bool {
+        let macro_name = format!("test_{name}");
+        match namespace {
+            Some(ns) => self.set.get(ns, &macro_name).is_some(),
+            None => self.macros.contains_key(&macro_name),
+        }
     }
 
     /// Render a generic test's query: call its `{% test %}` block with `args` (which hold
     /// `model`, `column_name` and the YAML arguments, relations already resolved).
     pub fn render_test(
         &self,
+        namespace: Option<&str>,
         test: &str,
         test_name: &str,
         args: &BTreeMap<String, Value>,
@@ -561,7 +620,8 @@ impl Renderer {
             })
             .map(|k| format!("{k}=__args[{k:?}]"))
             .collect();
-        let source = format!("{{{{ test_{test}({}) }}}}", call.join(", "));
+        let space = namespace.map(|ns| format!("{ns}.")).unwrap_or_default();
+        let source = format!("{{{{ {space}test_{test}({}) }}}}", call.join(", "));
         let ctx = self.context("", true, false, NodeConfig::default(), resolver, None);
         let args: BTreeMap<String, Value> = args.clone();
         self.env
@@ -620,6 +680,55 @@ impl Renderer {
         }
         problem
     }
+}
+
+/// Cut a macro file into its blocks and add each macro and test to `set` under `package`, its
+/// body as a template. Whether the file's blocks could be read.
+fn add_macros(
+    env: &mut Environment<'static>,
+    file: &SourceFile,
+    package: &Arc<str>,
+    set: &mut MacroSet,
+    origins: &mut HashMap<String, Origin>,
+    problems: &mut Vec<Problem>,
+) -> bool {
+    let defs = match blocks::extract(file) {
+        Ok(defs) => defs,
+        Err(e) => {
+            problems.push(
+                Problem::new(
+                    Code::Jinja,
+                    format!("cannot read the macros in `{}`: {}", file.name, e.message),
+                )
+                .at(file, e.offset, 2, "here")
+                .help("every `{% macro name(...) %}` needs a matching `{% endmacro %}`"),
+            );
+            return false;
+        }
+    };
+    for def in defs {
+        if def.kind == blocks::BlockKind::Snapshot {
+            continue;
+        }
+        let template = def.template_name(package);
+        let (body, shifts) = mutable::prepare(&def.body);
+        let origin = Origin {
+            file: def.file.clone(),
+            offset: def.body_offset,
+            shifts,
+        };
+        if let Err(e) = env.add_template_owned(template.clone(), body.into_owned()) {
+            problems.push(jinja_problem(&e, &origin, &format!("macro `{}`", def.name)));
+            continue;
+        }
+        origins.insert(template, origin);
+        let object = Arc::new(MacroObject::new(&def, package));
+        set.packages
+            .entry(package.to_string())
+            .or_default()
+            .insert(object.name.clone(), object);
+    }
+    true
 }
 
 fn describe(err: &minijinja::Error) -> String {
