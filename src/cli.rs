@@ -36,10 +36,24 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete the folders listed in clean-targets
     Clean(ProjectArgs),
+    /// Install the packages of packages.yml into dbt_packages/ and write package-lock.yml
+    Deps(DepsArgs),
     /// Show the project, profile, target and database in use
     Debug(CommonArgs),
     /// The documentation site: `xform docs generate`
     Docs(DocsArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DepsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Resolve the packages again even when package-lock.yml matches packages.yml
+    #[arg(long)]
+    pub upgrade: bool,
+    /// Only resolve the packages and write package-lock.yml; install nothing
+    #[arg(long)]
+    pub lock: bool,
 }
 
 #[derive(Debug, Args)]

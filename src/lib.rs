@@ -13,6 +13,7 @@ pub(crate) mod cli;
 pub(crate) mod commands;
 pub(crate) mod compile;
 pub(crate) mod config;
+pub(crate) mod deps;
 pub mod diagnostics;
 pub(crate) mod dialect;
 pub(crate) mod docs;

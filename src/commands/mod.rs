@@ -5,6 +5,7 @@
 mod clean;
 mod compile;
 mod debug;
+mod deps;
 mod docs;
 #[cfg(feature = "duckdb")]
 mod execute;
@@ -266,6 +267,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             };
             with_session(&common, "clean", |s| clean::clean(&s))
         }
+        Command::Deps(args) => deps::deps(&args),
         Command::Debug(args) => with_session(&args, "debug", |s| debug::debug(&s)),
         Command::Docs(DocsArgs {
             command: DocsCommand::Generate(args),
