@@ -23,4 +23,4 @@ mod unit_tests;
 pub use ctes::injected_line_shift;
 pub use nodes::model_value;
 pub use parse::parse;
-pub use pass::Compiler;
+pub use pass::{Compiler, RenderedHook};

@@ -19,6 +19,16 @@ use crate::materialize::microbatch::Window;
 use crate::project::{GenericTestDef, TestTarget};
 use crate::render::{Introspect, Relation, RenderRequest, Renderer, Resolve};
 
+/// A hook's SQL, rendered.
+#[derive(Debug, Clone)]
+pub struct RenderedHook {
+    pub sql: String,
+    /// Inside the node's transaction.
+    pub transaction: bool,
+    /// `post-hook 2 of `orders``: how a diagnostic names it.
+    pub what: String,
+}
+
 /// Compiles models on demand, each at most once, and injects ephemeral CTEs.
 pub struct Compiler<'a> {
     pub graph: &'a Graph,
@@ -140,6 +150,79 @@ impl<'a> Compiler<'a> {
             .clone()
     }
 
+    /// A node's pre- or post-hooks, rendered for execution in the node's context (`this` is its
+    /// relation), in the order they run.
+    pub fn hooks(
+        &self,
+        i: usize,
+        when: crate::materialize::hooks::When,
+        introspector: Option<&Arc<dyn Introspect>>,
+    ) -> Result<Vec<RenderedHook>, Problem> {
+        let node = &self.graph.nodes[i];
+        crate::materialize::hooks::of(&node.config, when)
+            .into_iter()
+            .enumerate()
+            .map(|(k, hook)| {
+                let what = format!("{} {} of `{}`", when.key(), k + 1, node.name);
+                let sql = self.renderer.render_hook(
+                    &hook.sql,
+                    &what,
+                    Some(RenderRequest {
+                        template: &what,
+                        name: &node.name,
+                        unique_id: &node.unique_id,
+                        execute: true,
+                        is_incremental: false,
+                        config: node.config.clone(),
+                        this: node.relation.clone(),
+                        resolver: self.resolver.clone(),
+                        introspector: introspector.cloned(),
+                        model: model_value(node),
+                    }),
+                    self.resolver.clone(),
+                    introspector.cloned(),
+                    BTreeMap::new(),
+                )?;
+                Ok(RenderedHook {
+                    sql,
+                    transaction: hook.transaction,
+                    what,
+                })
+            })
+            .collect()
+    }
+
+    /// The project's `on-run-start` or `on-run-end` hooks, rendered with `extra` in their
+    /// context (`results`, `schemas`…).
+    pub fn run_hooks(
+        &self,
+        key: &str,
+        hooks: &[String],
+        introspector: Option<&Arc<dyn Introspect>>,
+        extra: &BTreeMap<String, Value>,
+    ) -> Result<Vec<RenderedHook>, Problem> {
+        hooks
+            .iter()
+            .enumerate()
+            .map(|(k, text)| {
+                let what = format!("{key} hook {}", k + 1);
+                let sql = self.renderer.render_hook(
+                    text,
+                    &what,
+                    None,
+                    self.resolver.clone(),
+                    introspector.cloned(),
+                    extra.clone(),
+                )?;
+                Ok(RenderedHook {
+                    sql,
+                    transaction: false,
+                    what,
+                })
+            })
+            .collect()
+    }
+
     /// Render a node's template for execution and show its `log(..., info=True)` lines.
     fn render_executed(
         &self,
@@ -198,21 +281,22 @@ impl<'a> Compiler<'a> {
             .iter()
             .map(|(k, v)| (k.clone(), crate::render::context::to_value(v)))
             .collect();
-        if let Some(to) = test
-            .args
-            .get("to")
-            .and_then(|v| v.as_str())
-            .and_then(TestTarget::parse)
-            .and_then(|t| resolve(&t))
-        {
-            args.insert("to".to_string(), Value::from_object(to));
+        for (key, target) in test.relation_args() {
+            if let Some(relation) = resolve(&target) {
+                args.insert(key.to_string(), Value::from_object(relation));
+            }
         }
         args.insert("model".to_string(), model);
         if let Some(c) = &test.column {
             args.insert("column_name".to_string(), Value::from(c.clone()));
         }
-        self.renderer
-            .render_test(&test.test_name, &node.name, &args, self.resolver.clone())
+        self.renderer.render_test(
+            test.namespace.as_deref(),
+            &test.test_name,
+            &node.name,
+            &args,
+            self.resolver.clone(),
+        )
     }
 
     /// The compiled SQL of a model: its body with every ephemeral it reads as a leading CTE.

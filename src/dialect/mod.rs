@@ -32,6 +32,8 @@ pub enum StatementKind {
     Begin,
     /// Commits the open transaction.
     Commit,
+    /// SQL the user wrote (a pre- or post-hook, `on-run-start`), run as written.
+    Hook,
 }
 
 /// One SQL statement and, when it wraps a model's SQL, the line where that SQL starts, so that

@@ -8,11 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::node::{Built, Live};
+use super::node::{Placed, hook_problem, with_hooks};
 use super::{CANCELLED, Runner};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
+use crate::compile::RenderedHook;
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Statement, lower, script};
+use crate::materialize::hooks::When;
 use crate::materialize::{Columns, Kind, incremental, microbatch, plan};
 use crate::render::Introspect;
 
@@ -63,6 +66,10 @@ impl Runner<'_> {
         let mut last_sql = None;
         let mut run_sql = String::new();
         let mut failed: Vec<(microbatch::Window, Problem)> = Vec::new();
+        // As dbt runs them for a microbatch model: the pre-hooks with the first batch, the
+        // post-hooks with the last.
+        let pre = self.compiler.hooks(i, When::Pre, Some(introspector))?;
+        let post = self.compiler.hooks(i, When::Post, Some(introspector))?;
         for (n, window) in windows.iter().enumerate() {
             if CANCELLED.load(Ordering::SeqCst) {
                 return Err(Problem::new(
@@ -84,6 +91,14 @@ impl Runner<'_> {
                 *window,
                 create,
                 failed.is_empty().then_some(compiled_path.as_path()),
+                (
+                    if n == 0 { &pre[..] } else { &[] },
+                    if n + 1 == windows.len() {
+                        &post[..]
+                    } else {
+                        &[]
+                    },
+                ),
             );
             let (word, extra) = match &outcome {
                 Ok(Batch {
@@ -157,6 +172,7 @@ impl Runner<'_> {
         window: microbatch::Window,
         create: bool,
         compiled_path: Option<&std::path::Path>,
+        (pre, post): (&[RenderedHook], &[RenderedHook]),
     ) -> Result<Batch, Problem> {
         let node = &self.graph.nodes[i];
         let batching = microbatch::Settings::of(node)?;
@@ -192,8 +208,9 @@ impl Runner<'_> {
             incremental::plan(node, &sql, self.warehouse, &table, &new, Some(&window))?
         };
         let statements = lower(self.dialect, &plan.steps).statements;
-        let text = script(&statements);
-        match worker.run(&statements) {
+        let (all, placed) = with_hooks(&statements, pre, post);
+        let text = script(&all);
+        match worker.run(&all) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
                 Ok(Batch {
@@ -203,7 +220,20 @@ impl Runner<'_> {
                 })
             }
             Err(e) => Err(in_batch(
-                self.db_problem(node, &sql, &statements, &e),
+                match placed.get(e.statement) {
+                    Some(Placed::Hook(k)) => hook_problem(
+                        node,
+                        pre.iter().chain(post).nth(*k).expect("a placed hook"),
+                        &e,
+                    ),
+                    Some(Placed::Plan(k)) => self.db_problem(
+                        node,
+                        &sql,
+                        &statements,
+                        &crate::adapter::DbError { statement: *k, ..e },
+                    ),
+                    None => self.db_problem(node, &sql, &statements, &e),
+                },
                 window,
             )),
         }

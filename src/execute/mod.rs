@@ -319,6 +319,16 @@ pub fn run(
         stopped_by: None,
     });
     let cvar = Condvar::new();
+    // `on-run-start`: before any node; a failure runs nothing.
+    if let Err(p) = run_project_hooks(
+        &runner.compiler,
+        "on-run-start",
+        &s.project.on_run_start,
+        &workers[0],
+        &std::collections::BTreeMap::new(),
+    ) {
+        return Err(Stopped::Failed(vec![p]));
+    }
     if reportable > 0 {
         runner.progress.line(&format!(
             "Running {reportable} nodes with {threads} threads on {}",
@@ -352,6 +362,21 @@ pub fn run(
     let mut ordered = schedule.problems;
     ordered.sort_by_key(|(i, _)| graph.rank(*i));
     let mut problems: Vec<Problem> = ordered.into_iter().map(|(_, p)| p).collect();
+    // `on-run-end`: after the last node, with the run's `results` and `schemas`.
+    let mut hook_failed = 0;
+    if !s.project.on_run_end.is_empty() && !CANCELLED.load(Ordering::SeqCst) {
+        let context = run_end_context(graph, &results, &schemas);
+        if let Err(p) = run_project_hooks(
+            &runner.compiler,
+            "on-run-end",
+            &s.project.on_run_end,
+            &workers[0],
+            &context,
+        ) {
+            problems.push(p);
+            hook_failed = 1;
+        }
+    }
     if let Err(p) = write_run_results(
         &s.target_dir,
         &s.project.name,
@@ -377,11 +402,89 @@ pub fn run(
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
     Ok(Finished {
         passed: count(Status::Success) + count(Status::Pass),
-        failed: count(Status::Error) + count(Status::Fail),
+        failed: count(Status::Error) + count(Status::Fail) + hook_failed,
         skipped: count(Status::Skipped),
         warned: count(Status::Warn),
         elapsed,
         interrupted: CANCELLED.load(Ordering::SeqCst),
         problems,
     })
+}
+
+/// Run a project's `on-run-start` or `on-run-end` hooks, in order, each on its own.
+fn run_project_hooks(
+    compiler: &Compiler<'_>,
+    key: &str,
+    hooks: &[String],
+    worker: &std::sync::Arc<dyn adapter::Connection>,
+    context: &std::collections::BTreeMap<String, minijinja::Value>,
+) -> Result<(), Problem> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let introspector: std::sync::Arc<dyn crate::render::Introspect> = worker.clone();
+    let rendered = compiler.run_hooks(key, hooks, Some(&introspector), context)?;
+    for hook in rendered {
+        let statement =
+            crate::dialect::Statement::new(crate::dialect::StatementKind::Hook, hook.sql.clone());
+        worker.run(std::slice::from_ref(&statement)).map_err(|e| {
+            let first = e.message.lines().next().unwrap_or(&e.message).to_string();
+            Problem::new(
+                crate::diagnostics::Code::Database,
+                format!("{} failed: {first}", hook.what),
+            )
+            .help(format!(
+                "the hook ran:\n{}\nfix it under `{key}:` in the project file",
+                hook.sql.trim()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// What an `on-run-end` hook sees: `results` (each node's `status`, `message`,
+/// `execution_time` and `node` with its `unique_id`, `name`, `resource_type`), `schemas` and
+/// `database_schemas` (where the run built).
+fn run_end_context(
+    graph: &Graph,
+    results: &[NodeResult],
+    schemas: &[(Option<String>, String)],
+) -> std::collections::BTreeMap<String, minijinja::Value> {
+    let by_id: HashMap<&str, &crate::graph::Node> = graph
+        .nodes
+        .iter()
+        .map(|n| (n.unique_id.as_str(), n))
+        .collect();
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let node = by_id.get(r.unique_id.as_str());
+            serde_json::json!({
+                "status": r.status.as_str(),
+                "message": r.message,
+                "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
+                "unique_id": r.unique_id,
+                "node": {
+                    "unique_id": r.unique_id,
+                    "name": node.map(|n| n.name.clone()),
+                    "resource_type": node.map(|n| n.resource_type.as_str()),
+                    "relation_name": r.relation_name,
+                },
+            })
+        })
+        .collect();
+    let names: Vec<&str> = schemas.iter().map(|(_, s)| s.as_str()).collect();
+    let pairs: Vec<Vec<Option<&str>>> = schemas
+        .iter()
+        .map(|(d, s)| vec![d.as_deref(), Some(s.as_str())])
+        .collect();
+    let to = crate::render::context::to_value;
+    [
+        ("results", to(&serde_json::json!(results))),
+        ("schemas", to(&serde_json::json!(names))),
+        ("database_schemas", to(&serde_json::json!(pairs))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }

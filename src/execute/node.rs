@@ -7,9 +7,11 @@ use std::sync::Arc;
 use super::Runner;
 use crate::adapter::{Adapter, Connection, DbError, Failure};
 use crate::artifacts::{sql_path, write_file};
+use crate::compile::RenderedHook;
 use crate::diagnostics::{Code, Problem};
-use crate::dialect::{Dialect, Lowered, Statement, lower, script};
+use crate::dialect::{Dialect, Lowered, Statement, StatementKind, lower, script};
 use crate::graph::{Materialization, Node, ResourceType};
+use crate::materialize::hooks::When;
 use crate::materialize::{self, Column, Columns, Kind, Plan, Step, incremental, microbatch};
 use crate::render::{Introspect, Relation, spans};
 
@@ -80,13 +82,16 @@ impl Runner<'_> {
             statements,
             step_of,
         } = lower(self.dialect, &plan.steps);
-        let mut run_sql = script(&statements);
+        let pre = self.compiler.hooks(i, When::Pre, Some(&introspector))?;
+        let post = self.compiler.hooks(i, When::Post, Some(&introspector))?;
+        let (all, placed) = with_hooks(&statements, &pre, &post);
+        let mut run_sql = script(&all);
         if run_sql.is_empty() {
             run_sql.push('\n');
         }
         let run_path = sql_path(&self.session.target_dir, "run", project, &artifact);
         write_file(&run_path, run_sql.as_bytes())?;
-        match worker.run(&statements) {
+        match worker.run(&all) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
                 Ok(Built {
@@ -94,17 +99,31 @@ impl Runner<'_> {
                     sql: has_sql.then_some(sql),
                 })
             }
-            Err(e) => Err(
-                match (
-                    &e.failure,
-                    step_of.get(e.statement).map(|&s| &plan.steps[s]),
-                ) {
-                    (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {
-                        duplicate_key_problem(node, key, values, *total)
+            Err(e) => Err(match placed.get(e.statement) {
+                Some(Placed::Hook(k)) => {
+                    let hook = pre.iter().chain(&post).nth(*k).expect("a placed hook");
+                    hook_problem(node, hook, &e)
+                }
+                _ => {
+                    let e = DbError {
+                        statement: match placed.get(e.statement) {
+                            Some(Placed::Plan(k)) => *k,
+                            _ => e.statement,
+                        },
+                        ..e
+                    };
+                    match (
+                        &e.failure,
+                        step_of.get(e.statement).map(|&s| &plan.steps[s]),
+                    ) {
+                        (
+                            Failure::Check { values, total },
+                            Some(Step::AssertUniqueKey { key, .. }),
+                        ) => duplicate_key_problem(node, key, values, *total),
+                        _ => self.db_problem(node, &sql, &statements, &e),
                     }
-                    _ => self.db_problem(node, &sql, &statements, &e),
-                },
-            ),
+                }
+            }),
         }
     }
 
@@ -213,6 +232,97 @@ impl Runner<'_> {
         }
         None
     }
+}
+
+/// Where a statement of a node's run comes from: the plan's statement `k`, or hook `k` (pre-hooks
+/// first, then post-hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placed {
+    Plan(usize),
+    Hook(usize),
+}
+
+/// A node's statements with its hooks where dbt runs them: pre-hooks with `transaction: false`
+/// first, then up to the plan's first `begin`, the other pre-hooks, the plan up to its last
+/// `commit`, the other post-hooks, the commit and what follows it, then post-hooks with
+/// `transaction: false`. A plan without a transaction runs its hooks just before and after it.
+pub(super) fn with_hooks(
+    statements: &[Statement],
+    pre: &[RenderedHook],
+    post: &[RenderedHook],
+) -> (Vec<Statement>, Vec<Placed>) {
+    let begin = statements
+        .iter()
+        .position(|s| s.kind == StatementKind::Begin)
+        .map_or(0, |b| b + 1);
+    let commit = statements
+        .iter()
+        .rposition(|s| s.kind == StatementKind::Commit)
+        .filter(|&c| c >= begin)
+        .unwrap_or(statements.len());
+    let mut out = Vec::with_capacity(statements.len() + pre.len() + post.len());
+    let mut placed = Vec::with_capacity(out.capacity());
+    let hooks = |out: &mut Vec<Statement>,
+                 placed: &mut Vec<Placed>,
+                 offset: usize,
+                 list: &[RenderedHook],
+                 inside: bool| {
+        for (k, h) in list.iter().enumerate() {
+            if h.transaction == inside {
+                out.push(Statement::new(StatementKind::Hook, h.sql.clone()));
+                placed.push(Placed::Hook(offset + k));
+            }
+        }
+    };
+    let plan =
+        |out: &mut Vec<Statement>, placed: &mut Vec<Placed>, range: std::ops::Range<usize>| {
+            for k in range {
+                out.push(statements[k].clone());
+                placed.push(Placed::Plan(k));
+            }
+        };
+    hooks(&mut out, &mut placed, 0, pre, false);
+    plan(&mut out, &mut placed, 0..begin);
+    hooks(&mut out, &mut placed, 0, pre, true);
+    plan(&mut out, &mut placed, begin..commit);
+    hooks(&mut out, &mut placed, pre.len(), post, true);
+    plan(&mut out, &mut placed, commit..statements.len());
+    hooks(&mut out, &mut placed, pre.len(), post, false);
+    (out, placed)
+}
+
+/// A hook the database refused: the node fails (its transaction, if the hook ran inside it, is
+/// rolled back).
+pub(super) fn hook_problem(node: &Node, hook: &RenderedHook, e: &DbError) -> Problem {
+    let first = e.message.lines().next().unwrap_or(&e.message);
+    let mut p =
+        Problem::new(Code::Database, format!("{} failed: {first}", hook.what)).help(format!(
+            "the hook ran:\n{}\nfix the hook's SQL in the node's `{}` config{}",
+            hook.sql.trim(),
+            if hook.what.starts_with("pre") {
+                "pre-hook"
+            } else {
+                "post-hook"
+            },
+            if hook.transaction {
+                "; the node's changes were rolled back"
+            } else {
+                ""
+            }
+        ));
+    if let Some(file) = &node.file {
+        p = p.at(
+            file,
+            0,
+            0,
+            format!(
+                "in the hooks of {} `{}`",
+                node.resource_type.as_str(),
+                node.name
+            ),
+        );
+    }
+    p
 }
 
 /// Column lists from a worker's connection: a query's by binding it with the dialect's

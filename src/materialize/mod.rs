@@ -5,6 +5,7 @@
 //! warehouse; `dialect` turns its steps into statements and `adapter` runs them. Nothing here
 //! executes or renders SQL.
 
+pub mod hooks;
 pub mod incremental;
 pub mod microbatch;
 pub mod snapshot;

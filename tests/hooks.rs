@@ -1,0 +1,97 @@
+//! Hooks on DuckDB: `on-run-start` / `on-run-end`, and `pre-hook` / `post-hook` on models and
+//! seeds, run in dbt's order (inside the node's transaction unless `transaction: false`), with
+//! `{{ this }}` rendered; a failing hook fails its node and rolls its changes back.
+#![cfg(feature = "duckdb")]
+
+mod common;
+
+use common::{TempProject, rows, run, run_fails};
+
+fn project() -> TempProject {
+    let p = TempProject::empty("shop");
+    p.write(
+        "xform.yml",
+        "name: shop\n\
+         on-run-start:\n  - create table if not exists main.audit (step integer, event varchar)\n\
+         on-run-end: \"insert into main.audit select 100, 'end {{ results | length }} {{ results[0].status }} {{ schemas | join(',') }}'\"\n\
+         seeds:\n  shop:\n    +post-hook: \"insert into main.audit select 1, 'seed ' || (select count(*) from {{ this }})\"\n",
+    );
+    p.write("seeds/raw.csv", "id\n1\n2\n");
+    p.write(
+        "models/orders.sql",
+        "{{ config(materialized='table',\n\
+           pre_hook=\"insert into main.audit select 2, 'pre {{ this.identifier }}'\",\n\
+           post_hook=[\"insert into main.audit select 3, 'post ' || (select count(*) from {{ this }})\",\n\
+                      {'sql': \"insert into main.audit select 4, 'after commit'\", 'transaction': false}]) }}\n\
+         select * from {{ ref('raw') }}\n",
+    );
+    p
+}
+
+#[test]
+fn hooks_run_in_dbts_order_with_this_rendered() {
+    let p = project();
+    let text = run(&p, &["build"]);
+    assert!(text.contains("2 passed"), "{text}");
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select step, event from main.audit order by step"
+        ),
+        [
+            "1|seed 2",
+            "2|pre orders",
+            // The post-hook inside the transaction sees the new table.
+            "3|post 2",
+            "4|after commit",
+            "100|end 2 success main",
+        ]
+    );
+    // The run file shows the hooks where they ran.
+    let run_sql =
+        std::fs::read_to_string(p.path().join("target/run/shop/models/orders.sql")).unwrap();
+    let pre = run_sql.find("'pre orders'").unwrap();
+    let begin = run_sql.find("begin transaction").unwrap();
+    let commit = run_sql.rfind("commit").unwrap();
+    let after = run_sql.find("'after commit'").unwrap();
+    assert!(begin < pre && pre < commit && commit < after, "{run_sql}");
+}
+
+#[test]
+fn a_failing_hook_fails_its_node_and_rolls_it_back() {
+    let p = project();
+    run(&p, &["build"]);
+    p.write(
+        "models/orders.sql",
+        "{{ config(materialized='table',\n\
+           pre_hook=\"insert into main.audit select 2, 'pre again'\",\n\
+           post_hook=\"insert into main.no_such_table values (1)\") }}\n\
+         select 1 as id\n",
+    );
+    let text = run_fails(&p, &["run", "-s", "orders"]);
+    assert!(text.contains("post-hook 1 of `orders` failed"), "{text}");
+    assert!(text.contains("no_such_table"), "{text}");
+    // The table and the audit rows written inside the transaction are as they were.
+    assert_eq!(rows(&p, "shop", "select count(*) from main.orders"), ["2"]);
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select count(*) from main.audit where event = 'pre again'"
+        ),
+        ["0"]
+    );
+}
+
+#[test]
+fn a_failing_on_run_start_runs_nothing() {
+    let p = project();
+    p.write(
+        "xform.yml",
+        "name: shop\non-run-start: \"select * from main.missing_table\"\n",
+    );
+    let text = run_fails(&p, &["build"]);
+    assert!(text.contains("on-run-start hook 1 failed"), "{text}");
+    assert!(!text.contains("orders"), "{text}");
+}
