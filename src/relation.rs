@@ -175,9 +175,11 @@ impl fmt::Display for Relation {
     }
 }
 
+/// A relation is a mapping to templates, as dbt's is: packages test `obj is mapping` and read
+/// `obj.get('metadata').type` to tell a relation from a string (dbt_utils' `_is_relation`).
 impl Object for Relation {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Map
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
@@ -187,6 +189,12 @@ impl Object for Relation {
             "identifier" | "name" | "table" => Some(Value::from(self.identifier.clone())),
             "is_table" | "is_view" => Some(Value::from(false)),
             "is_cte" => Some(Value::from(self.cte)),
+            "metadata" => Some(Value::from_iter([("type", "BaseRelation")])),
+            "path" => Some(Value::from_iter([
+                ("database", Value::from(self.database.clone())),
+                ("schema", Value::from(self.schema.clone())),
+                ("identifier", Value::from(self.identifier.clone())),
+            ])),
             _ => None,
         }
     }
@@ -203,6 +211,12 @@ impl Object for Relation {
     ) -> Result<Value, Error> {
         match method {
             "render" => Ok(Value::from(self.to_string())),
+            "get" => {
+                let (key, default): (Value, Option<Value>) = from_args(args)?;
+                Ok(self
+                    .get_value(&key)
+                    .unwrap_or_else(|| default.unwrap_or(Value::from(()))))
+            }
             "include" | "incorporate" | "quote" => {
                 let (_, kwargs): (&[Value], Kwargs) = from_args(args)?;
                 let mut rel = (**self).clone();

@@ -330,3 +330,76 @@ impl Object for AdapterObject {
         }
     }
 }
+
+/// The `api` global: `api.Relation.create(database=, schema=, identifier=)` (a relation value,
+/// as packages build them from names) and `api.Relation.add_ephemeral_prefix(name)`.
+#[derive(Debug)]
+pub struct ApiObject {
+    pub quoting: Quoting,
+}
+
+impl Object for ApiObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "Relation" => Some(Value::from_object(RelationApi {
+                quoting: self.quoting,
+            })),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RelationApi {
+    quoting: Quoting,
+}
+
+impl Object for RelationApi {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
+        let pick = |i: usize, k: &str| -> Result<Option<String>, Error> {
+            Ok(match positional.get(i) {
+                Some(v) if !v.is_none() => Some(v.to_string()),
+                _ => kwargs
+                    .get::<Option<Value>>(k)?
+                    .filter(|v| !v.is_none() && !v.is_undefined())
+                    .map(|v| v.to_string()),
+            })
+        };
+        match method {
+            "create" => {
+                let relation = Relation {
+                    database: pick(0, "database")?,
+                    schema: pick(1, "schema")?.unwrap_or_default(),
+                    identifier: pick(2, "identifier")?.unwrap_or_default(),
+                    cte: false,
+                    filter: None,
+                    quoting: self.quoting,
+                };
+                let _ = kwargs.get::<Option<Value>>("type");
+                Ok(Value::from_object(relation))
+            }
+            "add_ephemeral_prefix" => Ok(Value::from(format!(
+                "__dbt__cte__{}",
+                pick(0, "name")?.unwrap_or_default()
+            ))),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("api.Relation has no method `{method}`"),
+            )),
+        }
+    }
+}

@@ -299,6 +299,7 @@ impl Renderer {
                 quoting,
             }),
         );
+        env.add_global("api", Value::from_object(database::ApiObject { quoting }));
         env.add_global("exceptions", Value::from_object(ExceptionsObject));
         env.add_global("modules", Value::from_object(ModulesObject));
         env.add_global(
