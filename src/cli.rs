@@ -36,12 +36,25 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete the folders listed in clean-targets
     Clean(ProjectArgs),
+    /// Call a macro for what it does on the database: `xform run-operation grant_all --args '{role: x}'`
+    RunOperation(RunOperationArgs),
     /// Install the packages of packages.yml into dbt_packages/ and write package-lock.yml
     Deps(DepsArgs),
     /// Show the project, profile, target and database in use
     Debug(CommonArgs),
     /// The documentation site: `xform docs generate`
     Docs(DocsArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunOperationArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The macro: `name`, or `package.name`
+    pub macro_name: String,
+    /// Its keyword arguments, as a YAML mapping
+    #[arg(long)]
+    pub args: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -53,7 +53,7 @@ fn hooks_run_in_dbts_order_with_this_rendered() {
         std::fs::read_to_string(p.path().join("target/run/shop/models/orders.sql")).unwrap();
     let pre = run_sql.find("'pre orders'").unwrap();
     let begin = run_sql.find("begin transaction").unwrap();
-    let commit = run_sql.rfind("commit").unwrap();
+    let commit = run_sql.rfind("\ncommit;").unwrap();
     let after = run_sql.find("'after commit'").unwrap();
     assert!(begin < pre && pre < commit && commit < after, "{run_sql}");
 }

@@ -12,6 +12,8 @@ mod execute;
 mod ls;
 #[cfg(feature = "duckdb")]
 mod retry;
+#[cfg(feature = "duckdb")]
+mod run_operation;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -268,6 +270,12 @@ pub fn dispatch(cli: Cli) -> i32 {
             with_session(&common, "clean", |s| clean::clean(&s))
         }
         Command::Deps(args) => deps::deps(&args),
+        #[cfg(feature = "duckdb")]
+        Command::RunOperation(args) => with_session(&args.common, "run-operation", |s| {
+            run_operation::run_operation(&s, &args)
+        }),
+        #[cfg(not(feature = "duckdb"))]
+        Command::RunOperation(args) => execute_command(&args.common, ()),
         Command::Debug(args) => with_session(&args, "debug", |s| debug::debug(&s)),
         Command::Docs(DocsArgs {
             command: DocsCommand::Generate(args),

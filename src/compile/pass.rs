@@ -223,6 +223,27 @@ impl<'a> Compiler<'a> {
             .collect()
     }
 
+    /// `xform run-operation`: call a macro (`name` or `package.name`) with keyword arguments,
+    /// for what it does on the database (its `run_query` and `statement` calls); returns the
+    /// text it rendered.
+    pub fn run_operation(
+        &self,
+        name: &str,
+        args: BTreeMap<String, Value>,
+        introspector: Option<&Arc<dyn Introspect>>,
+    ) -> Result<String, Problem> {
+        let mut extra = BTreeMap::new();
+        extra.insert("__args".to_string(), Value::from(args));
+        self.renderer.render_hook(
+            &format!("{{{{ {name}(**__args) }}}}"),
+            &format!("macro `{name}`"),
+            None,
+            self.resolver.clone(),
+            introspector.cloned(),
+            extra,
+        )
+    }
+
     /// Render a node's template for execution and show its `log(..., info=True)` lines.
     fn render_executed(
         &self,

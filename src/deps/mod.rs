@@ -505,7 +505,11 @@ impl Origin {
             Origin::At(file, at) if problem.location().is_none() => {
                 problem.at(file, *at, 1, "this package")
             }
-            _ => problem,
+            Origin::At(..) => problem,
+            Origin::Hub(by) => {
+                let message = format!("{} (a dependency of `{by}`)", problem.message);
+                Problem { message, ..problem }
+            }
         }
     }
 }

@@ -164,6 +164,10 @@ impl Runner<'_> {
     /// One batch of a microbatch model: render it for `window`, then build the table from it
     /// (`create`) or delete the window and insert, in one transaction. Returns the rows
     /// written, the compiled SQL and the statements run.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the batch's window, whether it creates the table, and its hooks"
+    )]
     fn build_batch(
         &self,
         i: usize,

@@ -99,29 +99,25 @@ impl Runner<'_> {
                     sql: has_sql.then_some(sql),
                 })
             }
-            Err(e) => Err(match placed.get(e.statement) {
-                Some(Placed::Hook(k)) => {
-                    let hook = pre.iter().chain(&post).nth(*k).expect("a placed hook");
-                    hook_problem(node, hook, &e)
-                }
-                _ => {
-                    let e = DbError {
-                        statement: match placed.get(e.statement) {
-                            Some(Placed::Plan(k)) => *k,
-                            _ => e.statement,
-                        },
-                        ..e
-                    };
-                    match (
-                        &e.failure,
-                        step_of.get(e.statement).map(|&s| &plan.steps[s]),
-                    ) {
-                        (
-                            Failure::Check { values, total },
-                            Some(Step::AssertUniqueKey { key, .. }),
-                        ) => duplicate_key_problem(node, key, values, *total),
-                        _ => self.db_problem(node, &sql, &statements, &e),
+            Err(e) => Err(if let Some(Placed::Hook(k)) = placed.get(e.statement) {
+                let hook = pre.iter().chain(&post).nth(*k).expect("a placed hook");
+                hook_problem(node, hook, &e)
+            } else {
+                let e = DbError {
+                    statement: match placed.get(e.statement) {
+                        Some(Placed::Plan(k)) => *k,
+                        _ => e.statement,
+                    },
+                    ..e
+                };
+                match (
+                    &e.failure,
+                    step_of.get(e.statement).map(|&s| &plan.steps[s]),
+                ) {
+                    (Failure::Check { values, total }, Some(Step::AssertUniqueKey { key, .. })) => {
+                        duplicate_key_problem(node, key, values, *total)
                     }
+                    _ => self.db_problem(node, &sql, &statements, &e),
                 }
             }),
         }

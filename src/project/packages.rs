@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
 use super::blocks;
+use super::config;
 use super::discover::{files_with, read_source};
 use super::yaml::{find_key, parse_yaml, string_list};
-use super::{config, yaml_to_json};
 use crate::diagnostics::{Code, Problem, SourceFile};
 
 /// The files that may list a project's packages, in the order dbt reads them.
@@ -250,8 +249,6 @@ pub struct Package {
     pub path: String,
     /// Files of its macro paths, and test-path files holding `{% test %}` blocks.
     pub macro_files: Vec<SourceFile>,
-    /// Its own `vars:`.
-    pub vars: BTreeMap<String, Json>,
     /// Whether it has model files (which xform does not build yet).
     pub has_models: bool,
 }
@@ -397,17 +394,10 @@ fn load_one(root: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Packa
         }
     }
     let has_models = !files_with(root, &model_paths, &["sql"]).is_empty();
-    let mut vars = BTreeMap::new();
-    if let Some(Yaml::Mapping(m)) = doc.get("vars") {
-        for (k, v) in m {
-            vars.insert(config::yaml_key(k), yaml_to_json(v));
-        }
-    }
     Some(Package {
         name,
         path: rel.to_string(),
         macro_files,
-        vars,
         has_models,
     })
 }
