@@ -95,3 +95,27 @@ fn a_failing_on_run_start_runs_nothing() {
     assert!(text.contains("on-run-start hook 1 failed"), "{text}");
     assert!(!text.contains("orders"), "{text}");
 }
+
+#[test]
+fn run_operation_calls_a_macro_with_its_arguments() {
+    let p = project();
+    run(&p, &["build"]);
+    p.write(
+        "macros/ops.sql",
+        "{% macro record(step, event='op') %}\n\
+         {% do run_query(\"insert into main.audit values (\" ~ step ~ \", '\" ~ event ~ \"')\") %}\n\
+         {% endmacro %}\n",
+    );
+    let text = run(
+        &p,
+        &["run-operation", "record", "--args", "{step: 7, event: granted}"],
+    );
+    assert!(text.contains("Ran macro `record`"), "{text}");
+    assert_eq!(
+        rows(&p, "shop", "select event from main.audit where step = 7"),
+        ["granted"]
+    );
+    // An unknown macro is a diagnostic naming it.
+    let text = run_fails(&p, &["run-operation", "no_such_macro"]);
+    assert!(text.contains("no_such_macro"), "{text}");
+}
