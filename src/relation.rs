@@ -189,12 +189,15 @@ impl Object for Relation {
             "identifier" | "name" | "table" => Some(Value::from(self.identifier.clone())),
             "is_table" | "is_view" => Some(Value::from(false)),
             "is_cte" => Some(Value::from(self.cte)),
-            "metadata" => Some(Value::from_iter([("type", "BaseRelation")])),
-            "path" => Some(Value::from_iter([
+            "metadata" => Some(Value::from(std::collections::BTreeMap::from([(
+                "type",
+                "BaseRelation",
+            )]))),
+            "path" => Some(Value::from(std::collections::BTreeMap::from([
                 ("database", Value::from(self.database.clone())),
                 ("schema", Value::from(self.schema.clone())),
                 ("identifier", Value::from(self.identifier.clone())),
-            ])),
+            ]))),
             _ => None,
         }
     }

@@ -35,6 +35,8 @@ pub struct Compiler<'a> {
     renderer: &'a Renderer,
     resolver: Arc<GraphResolver>,
     bodies: Vec<OnceLock<Result<Arc<str>, Problem>>>,
+    /// A generic test's config after its block's own `config()` calls, when they changed it.
+    test_configs: Vec<OnceLock<crate::project::NodeConfig>>,
     /// How the target's warehouse spells a test's `where:` and a batch's window.
     dialect: &'static dyn Dialect,
 }
@@ -87,7 +89,16 @@ impl<'a> Compiler<'a> {
             resolver: Arc::new(resolver),
             dialect,
             bodies: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
+            test_configs: (0..graph.nodes.len()).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// A test's config: its node's, with what its test block set through `config()` under it
+    /// (known once the test is compiled).
+    pub fn test_config(&self, i: usize) -> &crate::project::NodeConfig {
+        self.test_configs[i]
+            .get()
+            .unwrap_or(&self.graph.nodes[i].config)
     }
 
     pub fn renderer(&self) -> &Renderer {
@@ -125,7 +136,7 @@ impl<'a> Compiler<'a> {
             .get_or_init(|| {
                 let node = &self.graph.nodes[i];
                 if let Some(test) = node.test() {
-                    return self.generic_test(node, test).map(Arc::from);
+                    return self.generic_test(i, test, introspector).map(Arc::from);
                 }
                 let Some(file) = &node.file else {
                     return Ok(Arc::from(""));
@@ -274,7 +285,13 @@ impl<'a> Compiler<'a> {
 
     /// A generic test's query: its test block called with the tested relation (narrowed by
     /// `where:`), the column and the YAML arguments (`to:` resolved to a relation).
-    fn generic_test(&self, node: &Node, test: &GenericTestDef) -> Result<String, Problem> {
+    fn generic_test(
+        &self,
+        i: usize,
+        test: &GenericTestDef,
+        introspector: Option<&Arc<dyn Introspect>>,
+    ) -> Result<String, Problem> {
+        let node = &self.graph.nodes[i];
         let resolve = |t: &TestTarget| -> Option<Relation> {
             match t {
                 TestTarget::Ref(name) => self.resolver.resolve_ref(None, name),
@@ -311,13 +328,21 @@ impl<'a> Compiler<'a> {
         if let Some(c) = &test.column {
             args.insert("column_name".to_string(), Value::from(c.clone()));
         }
-        self.renderer.render_test(
+        let (sql, mut config) = self.renderer.render_test(
             test.namespace.as_deref(),
             &test.test_name,
             &node.name,
             &args,
+            node.config.clone(),
             self.resolver.clone(),
-        )
+            introspector.cloned(),
+        )?;
+        // The YAML's and the project's config win over the test block's own `config()`.
+        config.apply(&node.config);
+        if config != node.config {
+            let _ = self.test_configs[i].set(config);
+        }
+        Ok(sql)
     }
 
     /// The compiled SQL of a model: its body with every ephemeral it reads as a leading CTE.

@@ -149,6 +149,7 @@ pub struct Outcome {
 
 /// Install the packages of the project in `root`.
 pub fn run(root: &Path, install_path: &str, options: &Options) -> Result<Outcome, Problem> {
+    let root = &root.canonicalize().map_err(|e| Problem::io(root, &e))?;
     let Some(specs) = packages::read_specs(root)? else {
         return Ok(Outcome::default());
     };
@@ -319,7 +320,12 @@ impl Fetcher {
         match spec {
             PackageSpec::Local { path } => {
                 let dir = base.join(path);
-                let rel = relative_to(&self.root, &dir);
+                // The root project's entries are locked as written, as dbt locks them.
+                let rel = if base == self.root {
+                    path.clone()
+                } else {
+                    relative_to(&self.root, &dir)
+                };
                 let name = self.name_in(&dir, &spec.label())?;
                 Ok((dir, Pinned::Local { path: rel, name }))
             }

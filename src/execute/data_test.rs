@@ -163,7 +163,7 @@ pub(super) fn run(
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
     write_file(&compiled_path, sql.as_bytes())?;
     let body = sql.trim_end().trim_end_matches(';').trim_end();
-    let config = &node.config;
+    let config = compiler.test_config(i);
     let limited = match config.get("limit").and_then(Json::as_i64) {
         Some(n) => dialect.limit(body, n),
         None => body.to_string(),

@@ -42,6 +42,9 @@ pub struct RenderCtx {
     /// the compile pass (`config.get`, introspection, `log`, a macro that reads `execute` or
     /// `model`…): its text must then not stand in for the compile pass's.
     pub run_dependent: AtomicBool,
+    /// `config()` records even with `execute` true: a generic test's block is rendered once,
+    /// at execution, and its `config(fail_calc=...)` calls configure the test.
+    pub records_config: bool,
 }
 
 impl RenderCtx {
@@ -169,7 +172,7 @@ impl Object for ConfigObject {
 
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let ctx = ctx(state)?;
-        if ctx.execute {
+        if ctx.execute && !ctx.records_config {
             return Ok(Value::from(""));
         }
         let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
@@ -285,4 +288,19 @@ pub fn return_fn(value: Option<Value>) -> Result<Value, Error> {
 /// Any serializable value as a template value.
 pub fn to_value<T: serde::Serialize>(value: T) -> Value {
     Value::from(minijinja::value::Serde(value))
+}
+
+/// `should_store_failures()`: whether the test being rendered keeps its failing rows
+/// (`store_failures`, or `store_failures_as: table | view`).
+pub fn should_store_failures(state: &State<'_, '_>) -> Result<Value, Error> {
+    let ctx = ctx(state)?;
+    let config = ctx.config.lock().expect("config lock");
+    let stored = match config.str("store_failures_as") {
+        Some(kind) => kind == "table" || kind == "view",
+        None => config
+            .get("store_failures")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
+    };
+    Ok(Value::from(stored))
 }

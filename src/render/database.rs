@@ -403,3 +403,26 @@ impl Object for RelationApi {
         }
     }
 }
+
+/// `load_relation(relation)`: the relation when the database has it, else none (none while
+/// parsing).
+pub fn load_relation(state: &State<'_, '_>, relation: Value) -> Result<Value, Error> {
+    let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
+    let Some(quoting) = relation
+        .downcast_object_ref::<Relation>()
+        .map(|r| r.quoting)
+    else {
+        return Ok(Value::from(()));
+    };
+    let Some(rel) = relation_arg(&relation, quoting) else {
+        return Ok(Value::from(()));
+    };
+    match (&ctx.introspector, ctx.execute) {
+        (Some(db), true) => match db.relation_kind(&rel).map_err(invalid)? {
+            Some(_) => Ok(Value::from_object(rel)),
+            None => Ok(Value::from(())),
+        },
+        _ => Ok(Value::from(())),
+    }
+}

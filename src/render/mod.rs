@@ -287,6 +287,8 @@ impl Renderer {
         env.add_function("run_query", database::run_query);
         env.add_function("statement", database::statement_fn);
         env.add_function("load_result", database::load_result);
+        env.add_function("load_relation", database::load_relation);
+        env.add_function("should_store_failures", context::should_store_failures);
         env.add_function("tojson", modules::tojson);
         env.add_function("fromjson", modules::fromjson);
         env.add_function("toyaml", modules::toyaml);
@@ -430,6 +432,7 @@ impl Renderer {
             macro_overrides: BTreeMap::new(),
             resolved: Mutex::new(Vec::new()),
             run_dependent: AtomicBool::new(false),
+            records_config: false,
         })
     }
 
@@ -604,15 +607,19 @@ impl Renderer {
     }
 
     /// Render a generic test's query: call its `{% test %}` block with `args` (which hold
-    /// `model`, `column_name` and the YAML arguments, relations already resolved).
+    /// `model`, `column_name` and the YAML arguments, relations already resolved), starting
+    /// from the test's `config`; also returns the config after the block's own `config()`
+    /// calls (dbt_utils' tests set `fail_calc` so).
     pub fn render_test(
         &self,
         namespace: Option<&str>,
         test: &str,
         test_name: &str,
         args: &BTreeMap<String, Value>,
+        config: NodeConfig,
         resolver: Arc<dyn Resolve>,
-    ) -> Result<String, Problem> {
+        introspector: Option<Arc<dyn Introspect>>,
+    ) -> Result<(String, NodeConfig), Problem> {
         let call: Vec<String> = args
             .keys()
             .filter(|k| {
@@ -623,14 +630,20 @@ impl Renderer {
             .collect();
         let space = namespace.map(|ns| format!("{ns}.")).unwrap_or_default();
         let source = format!("{{{{ {space}test_{test}({}) }}}}", call.join(", "));
-        let ctx = self.context("", true, false, NodeConfig::default(), resolver, None);
+        let mut ctx = self.context("", true, false, config, resolver, introspector);
+        Arc::get_mut(&mut ctx)
+            .expect("a new render context")
+            .records_config = true;
         let args: BTreeMap<String, Value> = args.clone();
-        self.env
+        let sql = self
+            .env
             .render_str(
                 &source,
-                minijinja::context! { __args => args, __xform => Value::from_dyn_object(ctx), execute => true },
+                minijinja::context! { __args => args, __xform => Value::from_dyn_object(ctx.clone()), execute => true },
             )
-            .map_err(|e| self.problem(&e, &format!("test `{test_name}`")))
+            .map_err(|e| self.problem(&e, &format!("test `{test_name}`")))?;
+        let config = std::mem::take(&mut *ctx.config.lock().expect("config lock"));
+        Ok((sql, config))
     }
 
     /// Call a project macro by name outside any model (for `generate_schema_name`).
