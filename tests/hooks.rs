@@ -108,7 +108,12 @@ fn run_operation_calls_a_macro_with_its_arguments() {
     );
     let text = run(
         &p,
-        &["run-operation", "record", "--args", "{step: 7, event: granted}"],
+        &[
+            "run-operation",
+            "record",
+            "--args",
+            "{step: 7, event: granted}",
+        ],
     );
     assert!(text.contains("Ran macro `record`"), "{text}");
     assert_eq!(

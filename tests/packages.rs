@@ -322,7 +322,10 @@ fn a_hub_package_takes_the_newest_version_in_range_for_this_dbt() {
         "{text}"
     );
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains("the hub has 0.9.0, 1.0.0, 1.2.0, 1.3.0, 2.0.0"), "{text}");
+    assert!(
+        flat.contains("the hub has 0.9.0, 1.0.0, 1.2.0, 1.3.0, 2.0.0"),
+        "{text}"
+    );
     assert_eq!(
         std::fs::read_to_string(p.path().join("package-lock.yml")).unwrap(),
         lock

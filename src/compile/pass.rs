@@ -329,8 +329,7 @@ impl<'a> Compiler<'a> {
             args.insert("column_name".to_string(), Value::from(c.clone()));
         }
         let (sql, mut config) = self.renderer.render_test(
-            test.namespace.as_deref(),
-            &test.test_name,
+            (test.namespace.as_deref(), &test.test_name),
             &node.name,
             &args,
             node.config.clone(),

@@ -374,6 +374,18 @@ impl Fetcher {
         }
     }
 
+    /// Whether two packages of one name are the same: equal, or local folders that are one
+    /// folder reached by two spellings (the project's `../x` and a package's own `../x`).
+    fn same(&self, a: &Pinned, b: &Pinned) -> bool {
+        match (a, b) {
+            (Pinned::Local { path: x, .. }, Pinned::Local { path: y, .. }) => {
+                let canonical = |p: &str| self.root.join(p).canonicalize().ok();
+                x == y || (canonical(x).is_some() && canonical(x) == canonical(y))
+            }
+            _ => a == b,
+        }
+    }
+
     fn name_in(&self, dir: &Path, label: &str) -> Result<String, Problem> {
         packages::project_name(dir).ok_or_else(|| {
             Problem::new(
@@ -426,7 +438,7 @@ fn resolve(fetcher: &mut Fetcher, specs: &PackagesFile) -> Result<Vec<Pinned>, P
                 .folder_of(&spec, &base)
                 .map_err(|p| origin.point(p))?;
             if let Some(existing) = pinned.iter().find(|p| p.name() == package.name()) {
-                if *existing != package {
+                if !fetcher.same(existing, &package) {
                     return Err(origin.point(Problem::new(
                         Code::Packages,
                         format!(

@@ -96,16 +96,7 @@ impl Object for TableObject {
                 self.0.rows.iter().map(|r| row_value(r)).collect::<Vec<_>>(),
             )),
             "column_names" => Some(Value::from(self.0.columns.clone())),
-            "columns" => Some(Value::from(
-                (0..self.0.columns.len())
-                    .map(|i| {
-                        Value::from_object(ColumnValues {
-                            table: self.0.clone(),
-                            index: i,
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )),
+            "columns" => Some(Value::from_object(Columns(self.0.clone()))),
             _ => None,
         }
     }
@@ -133,6 +124,70 @@ impl Object for TableObject {
 
 fn row_value(row: &[Json]) -> Value {
     Value::from(row.iter().map(json_to_value).collect::<Vec<_>>())
+}
+
+/// A result's `columns`, as agate's: a sequence of columns that is also looked up by name, with
+/// `keys()`, `values()` and `items()`.
+#[derive(Debug)]
+struct Columns(Arc<QueryTable>);
+
+impl Columns {
+    fn column(&self, index: usize) -> Value {
+        Value::from_object(ColumnValues {
+            table: self.0.clone(),
+            index,
+        })
+    }
+
+    fn all(&self) -> Vec<Value> {
+        (0..self.0.columns.len()).map(|i| self.column(i)).collect()
+    }
+}
+
+impl Object for Columns {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_usize() {
+            Some(i) if i < self.0.columns.len() => Some(self.column(i)),
+            Some(_) => None,
+            None => {
+                let name = key.as_str()?;
+                let i = self.0.columns.iter().position(|c| c == name)?;
+                Some(self.column(i))
+            }
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.all())
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "keys" => Ok(Value::from(self.0.columns.clone())),
+            "values" => Ok(Value::from(self.all())),
+            "items" => Ok(Value::from(
+                self.0
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| Value::from(vec![Value::from(c.clone()), self.column(i)]))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("columns have no method `{method}`"),
+            )),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -179,7 +234,69 @@ struct ColumnObject {
     quoting: Quoting,
 }
 
+impl ColumnObject {
+    /// The type without its parameters, upper case: `VARCHAR(20)` → `VARCHAR`.
+    fn base_type(&self) -> String {
+        self.data_type
+            .split('(')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase()
+    }
+}
+
 impl Object for ColumnObject {
+    /// dbt's `Column` methods that packages call (`is_string()`, `string_size()`…).
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        let base = self.base_type();
+        let is = |types: &[&str]| Value::from(types.contains(&base.as_str()));
+        match method {
+            "is_string" => Ok(is(&[
+                "VARCHAR",
+                "TEXT",
+                "STRING",
+                "CHAR",
+                "BPCHAR",
+                "CHARACTER VARYING",
+            ])),
+            "is_integer" => Ok(is(&[
+                "INTEGER",
+                "BIGINT",
+                "SMALLINT",
+                "TINYINT",
+                "HUGEINT",
+                "INT",
+                "UBIGINT",
+                "UINTEGER",
+                "USMALLINT",
+                "UTINYINT",
+            ])),
+            "is_float" => Ok(is(&["FLOAT", "DOUBLE", "REAL"])),
+            "is_numeric" => Ok(is(&["DECIMAL", "NUMERIC"])),
+            "is_number" => Ok(is(&[
+                "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "INT", "FLOAT", "DOUBLE",
+                "REAL", "DECIMAL", "NUMERIC",
+            ])),
+            "string_size" => {
+                let size = self
+                    .data_type
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse::<i64>().ok());
+                Ok(Value::from(size.unwrap_or(256)))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("column has no method `{method}`"),
+            )),
+        }
+    }
+
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
             "name" | "column" => Some(Value::from(self.name.clone())),

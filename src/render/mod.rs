@@ -289,6 +289,8 @@ impl Renderer {
         env.add_function("load_result", database::load_result);
         env.add_function("load_relation", database::load_relation);
         env.add_function("should_store_failures", context::should_store_failures);
+        env.add_function("set", modules::set_fn);
+        env.add_function("zip", modules::zip_fn);
         env.add_function("tojson", modules::tojson);
         env.add_function("fromjson", modules::fromjson);
         env.add_function("toyaml", modules::toyaml);
@@ -612,8 +614,7 @@ impl Renderer {
     /// calls (dbt_utils' tests set `fail_calc` so).
     pub fn render_test(
         &self,
-        namespace: Option<&str>,
-        test: &str,
+        (namespace, test): (Option<&str>, &str),
         test_name: &str,
         args: &BTreeMap<String, Value>,
         config: NodeConfig,
