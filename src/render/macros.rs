@@ -123,7 +123,7 @@ impl MacroObject {
             let value = match &p.default {
                 Some(expr) => {
                     let compiled = state.env().compile_expression(expr)?;
-                    compiled.eval(Value::from(ctx.clone()))?
+                    super::mutable::mutable(compiled.eval(Value::from(ctx.clone()))?)
                 }
                 None => Value::UNDEFINED,
             };

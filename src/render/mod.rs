@@ -635,7 +635,10 @@ impl Renderer {
         Arc::get_mut(&mut ctx)
             .expect("a new render context")
             .records_config = true;
-        let args: BTreeMap<String, Value> = args.clone();
+        let args: BTreeMap<String, Value> = args
+            .iter()
+            .map(|(k, v)| (k.clone(), mutable::mutable(v.clone())))
+            .collect();
         let sql = self
             .env
             .render_str(

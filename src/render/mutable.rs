@@ -23,6 +23,22 @@ fn unknown(kind: &str, method: &str) -> Error {
     )
 }
 
+/// A list or dict that dbt code may mutate, as a mutable one: a literal stored inside a mutable
+/// dict (`{% do d.update({k: []}) %}`, then `d[k].append(x)`), a macro parameter's default
+/// (`group_by_columns=[]`), a generic test's YAML argument. Other values are kept as they are.
+pub fn mutable(value: Value) -> Value {
+    if value.downcast_object_ref::<Vec<Value>>().is_some() {
+        return new_list(Some(value.clone())).unwrap_or(value);
+    }
+    if value
+        .downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
+        .is_some()
+    {
+        return new_dict(Some(value.clone())).unwrap_or(value);
+    }
+    value
+}
+
 pub fn new_list(items: Option<Value>) -> Result<Value, Error> {
     let items: Vec<Value> = match items {
         Some(v) if !v.is_undefined() && !v.is_none() => v.try_iter()?.collect(),
@@ -36,7 +52,7 @@ pub fn new_dict(items: Option<Value>) -> Result<Value, Error> {
     if let Some(v) = items.filter(|v| !v.is_undefined() && !v.is_none()) {
         for k in v.try_iter()? {
             let value = v.get_item(&k)?;
-            map.insert(k, value);
+            map.insert(k, mutable(value));
         }
     }
     Ok(Value::from_object(MutableDict(Mutex::new(map))))
@@ -180,7 +196,7 @@ impl Object for MutableDict {
                 if let Some(other) = args.first() {
                     for k in other.try_iter()? {
                         let v = other.get_item(&k)?;
-                        map.insert(k, v);
+                        map.insert(k, mutable(v));
                     }
                 }
                 Ok(Value::from(()))
@@ -194,7 +210,7 @@ impl Object for MutableDict {
                         format!("key {} not in dict", arg(0)),
                     )
                 }),
-            "setdefault" => Ok(map.entry(arg(0)).or_insert_with(|| arg(1)).clone()),
+            "setdefault" => Ok(map.entry(arg(0)).or_insert_with(|| mutable(arg(1))).clone()),
             "keys" => Ok(Value::from(map.keys().cloned().collect::<Vec<_>>())),
             "values" => Ok(Value::from(map.values().cloned().collect::<Vec<_>>())),
             "items" => Ok(Value::from(
@@ -335,5 +351,17 @@ mod tests {
             "{% set l = [] %}{% do l.append(1) %}{% do l.extend([2, 3]) %}{% set d = {} %}{% do d.update({'a': 1}) %}{{ l | join(',') }} {{ l | length }} {{ d['a'] }} {{ 2 in l }}",
         );
         assert_eq!(env.render_str(&src, ()).unwrap(), "1,2,3 3 1 True");
+    }
+
+    #[test]
+    fn literals_stored_in_a_dict_become_mutable() {
+        // dbt_utils' union_relations: `relation_columns.update({relation: []})`, then append.
+        let mut env = minijinja::Environment::new();
+        env.add_function("__list", new_list);
+        env.add_function("__dict", new_dict);
+        let (src, _) = prepare(
+            "{% set d = {} %}{% do d.update({'r': []}) %}{% do d['r'].append(1) %}{% do d.setdefault('s', {}).update({'x': 2}) %}{{ d['r'] | join(',') }} {{ d['s']['x'] }}",
+        );
+        assert_eq!(env.render_str(&src, ()).unwrap(), "1 2");
     }
 }
