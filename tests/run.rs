@@ -736,3 +736,45 @@ fn error_inside_an_ephemeral_points_at_the_ephemeral_file() {
         "{text}"
     );
 }
+
+#[test]
+fn secrets_a_profile_reads_are_masked_in_output_and_artifacts() {
+    let p = TempProject::empty("shop");
+    p.write(
+        "profiles.yml",
+        "shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: \"{{ env_var('DBT_ENV_SECRET_FILE') }}.duckdb\"\n      schema: \"{{ env_var('DBT_ENV_SECRET_SCHEMA') }}\"\n",
+    );
+    p.write("models/a.sql", "select 1 as id");
+    p.write("models/b.sql", "select nope from {{ ref('a') }}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["build"])
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .env("HOME", p.path())
+        .env_remove("DBT_PROFILES_DIR")
+        .env("DBT_ENV_SECRET_FILE", "topsecretfile")
+        .env("DBT_ENV_SECRET_SCHEMA", "hushschema")
+        .output()
+        .unwrap();
+    let text = common::transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // The secrets did their work: the relation is in the secret schema of the secret file.
+    let conn = open(&p.path().join("topsecretfile.duckdb"));
+    assert_eq!(scalar::<i64>(&conn, "select id from hushschema.a"), 1);
+    drop(conn);
+    assert!(text.contains("*****"), "{text}");
+    for secret in ["topsecretfile", "hushschema"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        for entry in walkdir::WalkDir::new(p.path().join("target")) {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                assert!(
+                    !body.contains(secret),
+                    "{secret} written to {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}

@@ -76,9 +76,21 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), Problem> {
     }
     let file = std::fs::File::create(path).map_err(|e| Problem::io(path, &e))?;
     let mut w = std::io::BufWriter::new(file);
-    w.write_all(contents)
+    let contents = mask_bytes(contents);
+    w.write_all(&contents)
         .and_then(|()| w.flush())
         .map_err(|e| Problem::io(path, &e))
+}
+
+/// Bytes with every secret masked (`env::mask`); borrowed as they are when there is none.
+fn mask_bytes(contents: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if crate::env::secrets().is_empty() {
+        return std::borrow::Cow::Borrowed(contents);
+    }
+    match crate::env::mask(&String::from_utf8_lossy(contents)) {
+        std::borrow::Cow::Owned(masked) => std::borrow::Cow::Owned(masked.into_bytes()),
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(contents),
+    }
 }
 
 /// `target/compiled/<project>/<path>` or `target/run/<project>/<path>`.
@@ -127,7 +139,7 @@ pub fn write_files(files: &[(PathBuf, &[u8])]) -> Vec<Problem> {
         if !new_dir && holds(path, contents) {
             return None;
         }
-        std::fs::write(path, contents)
+        std::fs::write(path, mask_bytes(contents))
             .err()
             .map(|e| Problem::io(path, &e))
     }));
@@ -587,7 +599,9 @@ pub fn write_manifest(
             unit_json(&graph.nodes[i], project).to_string()
         })?;
         w.write_all(b"}")?;
-        w.flush()
+        w.flush()?;
+        drop(w);
+        crate::env::mask_file(&path)
     };
     write().map_err(|e| Problem::io(&path, &e))
 }

@@ -18,17 +18,27 @@ pub fn debug(s: &Session) -> i32 {
         None => println!("profile:      none found; using the embedded default"),
     }
     println!(
-        "target:       {} (type {}, schema {}, threads {})",
-        t.name,
-        t.adapter_type(),
-        t.schema,
-        t.threads
+        "{}",
+        crate::env::mask(&format!(
+            "target:       {} (type {}, schema {}, threads {})",
+            t.name,
+            t.adapter_type(),
+            t.schema,
+            t.threads
+        ))
     );
-    println!("database:     {} ({})", t.database, t.location());
+    // The schema, database and file may come from secret variables: masked.
+    println!(
+        "{}",
+        crate::env::mask(&format!("database:     {} ({})", t.database, t.location()))
+    );
     #[cfg(feature = "duckdb")]
     {
         match crate::adapter::open(t, false) {
-            Ok(w) => println!("connection:   OK (catalog `{}`)", w.database()),
+            Ok(w) => println!(
+                "{}",
+                crate::env::mask(&format!("connection:   OK (catalog `{}`)", w.database()))
+            ),
             Err(p) => {
                 report(&[p]);
                 return EXIT_USAGE;

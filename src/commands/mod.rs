@@ -45,7 +45,7 @@ pub fn report(problems: &[Problem]) {
         } else {
             render_plain(p, width)
         };
-        eprint!("{text}");
+        eprint!("{}", crate::env::mask(&text));
     }
 }
 

@@ -102,7 +102,9 @@ pub fn write_site(
         }
         w.write_all(b"]}")?;
         w.write_all(tail.as_bytes())?;
-        w.flush()
+        w.flush()?;
+        drop(w);
+        crate::env::mask_file(&path)
     };
     write().map_err(|e| Problem::io(&path, &e))?;
     Ok(path)

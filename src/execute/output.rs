@@ -28,6 +28,7 @@ impl Output {
     }
 
     pub(super) fn line(&self, text: &str) {
+        let text = &*crate::env::mask(text);
         match &self.bar {
             Some(bar) => bar.println(text),
             None => println!("{text}"),
