@@ -413,3 +413,52 @@ fn dbt_builtin_macros_give_dbt_duckdbs_values() {
         .collect();
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn broken_packages_files_are_diagnostics_at_their_line() {
+    // A packages.yml that is not YAML.
+    let p = TempProject::empty("shop");
+    p.write("packages.yml", "packages:\n  - local: [unclosed\n");
+    let text = run_fails(&p, &["deps"]);
+    assert!(
+        text.contains("xform::yaml") && text.contains("packages.yml:3"),
+        "{text}"
+    );
+
+    // An entry that names no package, and a hub entry without a version.
+    p.write("packages.yml", "packages:\n  - revision: main\n");
+    let text = run_fails(&p, &["deps"]);
+    assert!(text.contains("names no package"), "{text}");
+    p.write("packages.yml", "packages:\n  - package: acme/tools\n");
+    let text = run_fails(&p, &["deps"]);
+    assert!(text.contains("has no `version:`"), "{text}");
+
+    // An installed package whose project file is broken stops a build, naming the file.
+    p.write("packages.yml", "packages: []\n");
+    p.write("dbt_packages/tools/dbt_project.yml", "name: [tools\n");
+    p.write("models/a.sql", "select 1 as id");
+    let text = run_fails(&p, &["build"]);
+    assert!(
+        text.contains("dbt_packages/tools/dbt_project.yml"),
+        "{text}"
+    );
+    assert!(text.contains("reinstall it with `xform deps`"), "{text}");
+
+    // Two local entries installing projects of one name.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    write_package(a.path(), "tools", "a");
+    write_package(b.path(), "tools", "b");
+    std::fs::remove_dir_all(p.path().join("dbt_packages")).unwrap();
+    p.write(
+        "packages.yml",
+        &format!(
+            "packages:\n  - local: {}\n  - local: {}\n",
+            a.path().display(),
+            b.path().display()
+        ),
+    );
+    let text = run_fails(&p, &["deps"]);
+    assert!(text.contains("two packages are named `tools`"), "{text}");
+    assert!(!p.path().join("dbt_packages").exists());
+}
