@@ -85,7 +85,7 @@ impl Pinned {
                 ..
             } => format!(
                 "{name} (git: {url} @ {})",
-                &revision[..revision.len().min(12)]
+                revision.chars().take(12).collect::<String>()
             ),
             Pinned::Hub {
                 package, version, ..
