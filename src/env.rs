@@ -27,7 +27,9 @@ pub fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {
 pub fn secrets() -> &'static [String] {
     static SECRETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     SECRETS.get_or_init(|| {
-        let mut values: Vec<String> = std::env::vars()
+        // `vars_os`: a variable that is not UTF-8 must not stop the program.
+        let mut values: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, v)| k.starts_with(SECRET_PREFIX) && !v.is_empty())
             .map(|(_, v)| v)
             .collect();

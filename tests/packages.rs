@@ -462,3 +462,18 @@ fn broken_packages_files_are_diagnostics_at_their_line() {
     assert!(text.contains("two packages are named `tools`"), "{text}");
     assert!(!p.path().join("dbt_packages").exists());
 }
+
+/// `clean` and `debug` need no installed packages, as in dbt; whatever renders does.
+#[test]
+fn clean_and_debug_work_before_deps() {
+    let p = TempProject::empty("shop");
+    p.write(
+        "packages.yml",
+        "packages:\n  - package: acme/tools\n    version: 1.0.0\n",
+    );
+    p.write("models/a.sql", "select 1 as id");
+    run(&p, &["clean"]);
+    run(&p, &["debug"]);
+    let text = run_fails(&p, &["compile"]);
+    assert!(text.contains("run `xform deps`"), "{text}");
+}

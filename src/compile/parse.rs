@@ -217,6 +217,7 @@ pub fn parse(
     target: &Target,
     run: &RunInfo,
 ) -> Result<(Renderer, Graph), Vec<Problem>> {
+    project.require_packages()?;
     let (renderer, mut problems) =
         Renderer::new(project, target, run, crate::dialect::of(target).quoting())?;
     crate::timings::mark("templates");

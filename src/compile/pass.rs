@@ -168,6 +168,7 @@ impl<'a> Compiler<'a> {
         i: usize,
         when: crate::materialize::hooks::When,
         introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
     ) -> Result<Vec<RenderedHook>, Problem> {
         let node = &self.graph.nodes[i];
         crate::materialize::hooks::of(&node.config, when)
@@ -183,7 +184,7 @@ impl<'a> Compiler<'a> {
                         name: &node.name,
                         unique_id: &node.unique_id,
                         execute: true,
-                        is_incremental: false,
+                        is_incremental,
                         config: node.config.clone(),
                         this: node.relation.clone(),
                         resolver: self.resolver.clone(),
@@ -278,7 +279,7 @@ impl<'a> Compiler<'a> {
             model,
         })?;
         for line in &rendered.logs {
-            eprintln!("{}: {line}", node.name);
+            eprintln!("{}", crate::env::mask(&format!("{}: {line}", node.name)));
         }
         Ok(rendered.sql)
     }

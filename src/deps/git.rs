@@ -37,7 +37,17 @@ pub fn clone_at(url: &str, revision: Option<&str>, dir: &Path) -> Result<String,
         }
     };
     let target = dir.to_string_lossy().to_string();
-    run(&["clone", "--quiet", &rendered, &target], None).map_err(|e| {
+    if revision.is_some_and(|r| r.starts_with('-')) {
+        return Err(Problem::new(
+            Code::Packages,
+            format!(
+                "the revision `{}` of `{url}` is not a branch, tag or commit",
+                revision.unwrap_or_default()
+            ),
+        )
+        .help("a revision cannot start with `-`"));
+    }
+    run(&["clone", "--quiet", "--", &rendered, &target], None).map_err(|e| {
         Problem::new(Code::Packages, format!("cannot clone `{url}`: {e}"))
             .help("check the URL and that this machine may read the repository (a token can come from `env_var` in the packages file)")
     })?;

@@ -169,14 +169,33 @@ pub fn run(root: &Path, install_path: &str, options: &Options) -> Result<Outcome
             return Err(p);
         }
     };
+    // The new lock is written beside the old one first, so that nothing is swapped in when it
+    // cannot be written, and renamed over it once the packages are in place.
+    let new_lock = if !outcome.from_lock || options.lock_only {
+        match write_lock(root, &outcome.installed, &hash) {
+            Ok(tmp) => Some(tmp),
+            Err(p) => {
+                let _ = remove_dir(&staging);
+                return Err(p);
+            }
+        }
+    } else {
+        None
+    };
     if options.lock_only {
         remove_dir(&staging)?;
     } else {
         remove_dir(&staging.join(DOWNLOADS))?;
-        swap_in(&staging, &root.join(install_path))?;
+        if let Err(p) = swap_in(&staging, &root.join(install_path)) {
+            if let Some(tmp) = &new_lock {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(p);
+        }
     }
-    if !outcome.from_lock || options.lock_only {
-        write_lock(root, &outcome.installed, &hash)?;
+    if let Some(tmp) = new_lock {
+        let path = root.join(LOCK_FILE);
+        std::fs::rename(&tmp, &path).map_err(|e| Problem::io(&path, &e))?;
         outcome.lock_written = true;
     }
     Ok(outcome)
@@ -566,7 +585,10 @@ fn read_lock(root: &Path) -> Result<Option<Lock>, Problem> {
             Some(Yaml::Number(n)) => Some(n.to_string()),
             _ => s(k),
         };
-        let name = s("name").ok_or_else(bad)?;
+        // Lock files of older dbt versions name no package: resolve again.
+        let Some(name) = s("name") else {
+            return Ok(None);
+        };
         let package = if let Some(path) = s("local") {
             Pinned::Local { path, name }
         } else if let Some(url) = s("git") {
@@ -597,7 +619,8 @@ fn read_lock(root: &Path) -> Result<Option<Lock>, Problem> {
     Ok(Some(Lock { packages, hash }))
 }
 
-fn write_lock(root: &Path, packages: &[Pinned], hash: &str) -> Result<(), Problem> {
+/// Write the lock file beside its place (`package-lock.yml.xform-tmp`); returns that path.
+fn write_lock(root: &Path, packages: &[Pinned], hash: &str) -> Result<PathBuf, Problem> {
     let mut doc = serde_yaml::Mapping::new();
     doc.insert(
         Yaml::from("packages"),
@@ -605,10 +628,9 @@ fn write_lock(root: &Path, packages: &[Pinned], hash: &str) -> Result<(), Proble
     );
     doc.insert(Yaml::from("sha1_hash"), Yaml::from(hash));
     let text = serde_yaml::to_string(&Yaml::Mapping(doc)).expect("a lock file serializes");
-    let path = root.join(LOCK_FILE);
     let tmp = root.join(format!("{LOCK_FILE}.xform-tmp"));
     std::fs::write(&tmp, text).map_err(|e| Problem::io(&tmp, &e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Problem::io(&path, &e))
+    Ok(tmp)
 }
 
 /// dbt's `sha1_hash` of a packages file: each entry as its contract's JSON (keys sorted,

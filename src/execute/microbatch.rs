@@ -68,8 +68,12 @@ impl Runner<'_> {
         let mut failed: Vec<(microbatch::Window, Problem)> = Vec::new();
         // As dbt runs them for a microbatch model: the pre-hooks with the first batch, the
         // post-hooks with the last.
-        let pre = self.compiler.hooks(i, When::Pre, Some(introspector))?;
-        let post = self.compiler.hooks(i, When::Post, Some(introspector))?;
+        let pre = self
+            .compiler
+            .hooks(i, When::Pre, Some(introspector), !first_run)?;
+        let post = self
+            .compiler
+            .hooks(i, When::Post, Some(introspector), !first_run)?;
         for (n, window) in windows.iter().enumerate() {
             if CANCELLED.load(Ordering::SeqCst) {
                 return Err(Problem::new(

@@ -82,8 +82,12 @@ impl Runner<'_> {
             statements,
             step_of,
         } = lower(self.dialect, &plan.steps);
-        let pre = self.compiler.hooks(i, When::Pre, Some(&introspector))?;
-        let post = self.compiler.hooks(i, When::Post, Some(&introspector))?;
+        let pre = self
+            .compiler
+            .hooks(i, When::Pre, Some(&introspector), incremental)?;
+        let post = self
+            .compiler
+            .hooks(i, When::Post, Some(&introspector), incremental)?;
         let (all, placed) = with_hooks(&statements, &pre, &post);
         let mut run_sql = script(&all);
         if run_sql.is_empty() {

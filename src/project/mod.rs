@@ -181,6 +181,8 @@ pub struct Project {
     pub packages_install_path: String,
     /// The installed packages, sorted by folder.
     pub packages: Vec<packages::Package>,
+    /// Why the packages cannot be used (not installed, broken): an error for whatever renders.
+    pub package_problems: Vec<Problem>,
     /// `on-run-start` / `on-run-end`: SQL run before the first node and after the last.
     pub on_run_start: Vec<String>,
     pub on_run_end: Vec<String>,
@@ -354,6 +356,7 @@ impl Project {
             macro_files: Vec::new(),
             packages_install_path: install_path_of(&doc),
             packages: Vec::new(),
+            package_problems: Vec::new(),
             on_run_start: hook_list(doc.get("on-run-start")),
             on_run_end: hook_list(doc.get("on-run-end")),
             dispatch,
@@ -374,23 +377,39 @@ impl Project {
 }
 
 impl Project {
-    /// Load the installed packages, checking them against the packages file. A package's own
-    /// `vars:` are kept with it; the root project's `vars: {<package>: {...}}` are not vars of
-    /// the root project.
+    /// The packages' problems, for a command that renders templates.
+    pub fn require_packages(&self) -> Result<(), Vec<Problem>> {
+        if self.package_problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.package_problems.clone())
+        }
+    }
+
+    /// Load the installed packages, checking them against the packages file. The root
+    /// project's `vars: {<package>: {...}}` are not vars of the root project (they would be the
+    /// package's, whose models are not built yet).
+    ///
+    /// Errors are kept in `package_problems` rather than stopping the load: `clean` and `debug`
+    /// work without installed packages, as in dbt; whatever renders templates checks them
+    /// (`Project::require_packages`).
     fn load_packages(&mut self, problems: &mut Vec<Problem>) {
-        let specs = match packages::read_specs(&self.root) {
-            Ok(specs) => specs,
-            Err(p) => {
-                problems.push(p);
-                return;
+        let mut found = Vec::new();
+        match packages::read_specs(&self.root) {
+            Ok(specs) => {
+                self.packages = packages::load_installed(
+                    &self.root,
+                    &self.packages_install_path,
+                    specs.as_ref(),
+                    &mut found,
+                );
             }
-        };
-        self.packages = packages::load_installed(
-            &self.root,
-            &self.packages_install_path,
-            specs.as_ref(),
-            problems,
-        );
+            Err(p) => found.push(p),
+        }
+        let (warnings, errors): (Vec<Problem>, Vec<Problem>) =
+            found.into_iter().partition(|p| p.warning);
+        problems.extend(warnings);
+        self.package_problems = errors;
         for package in &self.packages {
             if let Some(Json::Object(_)) = self.vars.get(&package.name) {
                 self.vars.remove(&package.name);

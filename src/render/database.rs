@@ -235,6 +235,43 @@ struct ColumnObject {
 }
 
 impl ColumnObject {
+    /// The answer to `is_string()`, `is_integer()`, `is_float()`, `is_numeric()` or
+    /// `is_number()`; `None` for another method.
+    fn is(&self, method: &str) -> Option<bool> {
+        const STRING: &[&str] = &[
+            "VARCHAR",
+            "TEXT",
+            "STRING",
+            "CHAR",
+            "BPCHAR",
+            "CHARACTER VARYING",
+        ];
+        const INTEGER: &[&str] = &[
+            "INTEGER",
+            "BIGINT",
+            "SMALLINT",
+            "TINYINT",
+            "HUGEINT",
+            "INT",
+            "UBIGINT",
+            "UINTEGER",
+            "USMALLINT",
+            "UTINYINT",
+        ];
+        const FLOAT: &[&str] = &["FLOAT", "DOUBLE", "REAL"];
+        const NUMERIC: &[&str] = &["DECIMAL", "NUMERIC"];
+        let base = self.base_type();
+        let of = |types: &[&str]| types.contains(&base.as_str());
+        Some(match method {
+            "is_string" => of(STRING),
+            "is_integer" => of(INTEGER),
+            "is_float" => of(FLOAT),
+            "is_numeric" => of(NUMERIC),
+            "is_number" => of(INTEGER) || of(FLOAT) || of(NUMERIC),
+            _ => return None,
+        })
+    }
+
     /// The type without its parameters, upper case: `VARCHAR(20)` → `VARCHAR`.
     fn base_type(&self) -> String {
         self.data_type
@@ -254,35 +291,10 @@ impl Object for ColumnObject {
         method: &str,
         _args: &[Value],
     ) -> Result<Value, Error> {
-        let base = self.base_type();
-        let is = |types: &[&str]| Value::from(types.contains(&base.as_str()));
+        if let Some(answer) = self.is(method) {
+            return Ok(Value::from(answer));
+        }
         match method {
-            "is_string" => Ok(is(&[
-                "VARCHAR",
-                "TEXT",
-                "STRING",
-                "CHAR",
-                "BPCHAR",
-                "CHARACTER VARYING",
-            ])),
-            "is_integer" => Ok(is(&[
-                "INTEGER",
-                "BIGINT",
-                "SMALLINT",
-                "TINYINT",
-                "HUGEINT",
-                "INT",
-                "UBIGINT",
-                "UINTEGER",
-                "USMALLINT",
-                "UTINYINT",
-            ])),
-            "is_float" => Ok(is(&["FLOAT", "DOUBLE", "REAL"])),
-            "is_numeric" => Ok(is(&["DECIMAL", "NUMERIC"])),
-            "is_number" => Ok(is(&[
-                "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "INT", "FLOAT", "DOUBLE",
-                "REAL", "DECIMAL", "NUMERIC",
-            ])),
             "string_size" => {
                 let size = self
                     .data_type

@@ -229,9 +229,9 @@ impl MacroSet {
         self.packages.get(package)?.get(name)
     }
 
-    /// A macro called without a namespace: the calling package's (`local`, for a package's
-    /// macro), then the root project's, then dbt's. (dbt looks in the package of the node being
-    /// rendered first; a node is always in the root project here.)
+    /// A macro called without a namespace: the root project's, then dbt's, then the calling
+    /// package's own (`local`, for a package's macro). dbt looks in the package of the node
+    /// being rendered first, which is always the root project here.
     pub fn flat(&self, name: &str, local: Option<&str>) -> Option<&Arc<MacroObject>> {
         self.get(&self.root, name)
             .or_else(|| self.get(INTERNAL, name))

@@ -557,10 +557,10 @@ impl Renderer {
                 self.context(
                     req.unique_id,
                     true,
-                    false,
+                    req.is_incremental,
                     req.config,
-                    resolver,
-                    introspector,
+                    req.resolver,
+                    req.introspector,
                 )
             }
             None => self.context(
@@ -579,7 +579,7 @@ impl Renderer {
             .render_str(&text, Value::from(values))
             .map_err(|e| self.problem(&e, what))?;
         for line in ctx.logs.lock().expect("logs lock").iter() {
-            eprintln!("{what}: {line}");
+            eprintln!("{}", crate::env::mask(&format!("{what}: {line}")));
         }
         Ok(sql)
     }
