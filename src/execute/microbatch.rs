@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::node::{Built, Live};
-use super::node::{Placed, hook_problem, with_hooks};
+use super::node::{trace, with_hooks};
 use super::{CANCELLED, Runner};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
@@ -228,19 +228,9 @@ impl Runner<'_> {
                 })
             }
             Err(e) => Err(in_batch(
-                match placed.get(e.statement) {
-                    Some(Placed::Hook(k)) => hook_problem(
-                        node,
-                        pre.iter().chain(post).nth(*k).expect("a placed hook"),
-                        &e,
-                    ),
-                    Some(Placed::Plan(k)) => self.db_problem(
-                        node,
-                        &sql,
-                        &statements,
-                        &crate::adapter::DbError { statement: *k, ..e },
-                    ),
-                    None => self.db_problem(node, &sql, &statements, &e),
+                match trace(node, &placed, (pre, post), e) {
+                    Err(hook) => hook,
+                    Ok(e) => self.db_problem(node, &sql, &statements, &e),
                 },
                 window,
             )),

@@ -103,18 +103,9 @@ impl Runner<'_> {
                     sql: has_sql.then_some(sql),
                 })
             }
-            Err(e) => Err(if let Some(Placed::Hook(k)) = placed.get(e.statement) {
-                let hook = pre.iter().chain(&post).nth(*k).expect("a placed hook");
-                hook_problem(node, hook, &e)
-            } else {
-                let e = DbError {
-                    statement: match placed.get(e.statement) {
-                        Some(Placed::Plan(k)) => *k,
-                        _ => e.statement,
-                    },
-                    ..e
-                };
-                match (
+            Err(e) => Err(match trace(node, &placed, (&pre, &post), e) {
+                Err(hook) => hook,
+                Ok(e) => match (
                     &e.failure,
                     step_of.get(e.statement).map(|&s| &plan.steps[s]),
                 ) {
@@ -122,7 +113,7 @@ impl Runner<'_> {
                         duplicate_key_problem(node, key, values, *total)
                     }
                     _ => self.db_problem(node, &sql, &statements, &e),
-                }
+                },
             }),
         }
     }
@@ -291,9 +282,28 @@ pub(super) fn with_hooks(
     (out, placed)
 }
 
+/// A failed statement of a node's run with its hooks (`with_hooks`): the hook's problem when
+/// a hook failed, else the error with the index of the plan statement that failed.
+pub(super) fn trace(
+    node: &Node,
+    placed: &[Placed],
+    (pre, post): (&[RenderedHook], &[RenderedHook]),
+    e: DbError,
+) -> Result<DbError, Problem> {
+    match placed.get(e.statement) {
+        Some(Placed::Hook(k)) => Err(hook_problem(
+            node,
+            pre.iter().chain(post).nth(*k).expect("a placed hook"),
+            &e,
+        )),
+        Some(Placed::Plan(k)) => Ok(DbError { statement: *k, ..e }),
+        None => Ok(e),
+    }
+}
+
 /// A hook the database refused: the node fails (its transaction, if the hook ran inside it, is
 /// rolled back).
-pub(super) fn hook_problem(node: &Node, hook: &RenderedHook, e: &DbError) -> Problem {
+fn hook_problem(node: &Node, hook: &RenderedHook, e: &DbError) -> Problem {
     let first = e.message.lines().next().unwrap_or(&e.message);
     let mut p =
         Problem::new(Code::Database, format!("{} failed: {first}", hook.what)).help(format!(
