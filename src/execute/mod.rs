@@ -428,15 +428,11 @@ fn run_project_hooks(
         let statement =
             crate::dialect::Statement::new(crate::dialect::StatementKind::Hook, hook.sql.clone());
         worker.run(std::slice::from_ref(&statement)).map_err(|e| {
-            let first = e.message.lines().next().unwrap_or(&e.message).to_string();
-            Problem::new(
-                crate::diagnostics::Code::Database,
-                format!("{} failed: {first}", hook.what),
+            node::hook_failed(
+                &hook,
+                &e,
+                &format!("fix it under `{key}:` in the project file"),
             )
-            .help(format!(
-                "the hook ran:\n{}\nfix it under `{key}:` in the project file",
-                hook.sql.trim()
-            ))
         })?;
     }
     Ok(())

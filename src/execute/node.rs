@@ -301,25 +301,32 @@ pub(super) fn trace(
     }
 }
 
+/// A hook (a node's, or the project's `on-run-start` / `on-run-end`) that the database refused:
+/// the database's words, the SQL that ran, and where to fix it.
+pub(super) fn hook_failed(hook: &RenderedHook, e: &DbError, fix: &str) -> Problem {
+    let first = e.message.lines().next().unwrap_or(&e.message);
+    Problem::new(Code::Database, format!("{} failed: {first}", hook.what))
+        .help(format!("the hook ran:\n{}\n{fix}", hook.sql.trim()))
+}
+
 /// A hook the database refused: the node fails (its transaction, if the hook ran inside it, is
 /// rolled back).
 fn hook_problem(node: &Node, hook: &RenderedHook, e: &DbError) -> Problem {
-    let first = e.message.lines().next().unwrap_or(&e.message);
-    let mut p =
-        Problem::new(Code::Database, format!("{} failed: {first}", hook.what)).help(format!(
-            "the hook ran:\n{}\nfix the hook's SQL in the node's `{}` config{}",
-            hook.sql.trim(),
-            if hook.what.starts_with("pre") {
-                "pre-hook"
-            } else {
-                "post-hook"
-            },
-            if hook.transaction {
-                "; the node's changes were rolled back"
-            } else {
-                ""
-            }
-        ));
+    let key = if hook.what.starts_with("pre") {
+        "pre-hook"
+    } else {
+        "post-hook"
+    };
+    let rolled_back = if hook.transaction {
+        "; the node's changes were rolled back"
+    } else {
+        ""
+    };
+    let mut p = hook_failed(
+        hook,
+        e,
+        &format!("fix the hook's SQL in the node's `{key}` config{rolled_back}"),
+    );
     if let Some(file) = &node.file {
         p = p.at(
             file,
