@@ -477,3 +477,95 @@ fn clean_and_debug_work_before_deps() {
     let text = run_fails(&p, &["compile"]);
     assert!(text.contains("run `xform deps`"), "{text}");
 }
+
+#[test]
+fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
+    let shared = tempfile::tempdir().unwrap();
+    let pkg = shared.path();
+    let w = |rel: &str, text: &str| {
+        let path = pkg.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    w(
+        "dbt_project.yml",
+        "name: rates\nversion: 1.0.0\nconfig-version: 2\nvars:\n  currency: usd\n  factor: 1\n\
+         models:\n  rates:\n    +schema: rates\n    +materialized: table\n",
+    );
+    w("seeds/rate_codes.csv", "code,cents\nA,100\nB,250\n");
+    w(
+        "macros/money.sql",
+        "{% macro to_units(column) %}({{ column }} * {{ var('factor') }} / 100.0){% endmacro %}",
+    );
+    w(
+        "models/rate_amounts.sql",
+        "select code, {{ to_units('cents') }} as amount, '{{ var('currency') }}' as currency\n\
+         from {{ ref('rate_codes') }}",
+    );
+    w("models/rate_extra.sql", "select 1 as x");
+    w(
+        "models/schema.yml",
+        "models:\n  - name: rate_amounts\n    columns:\n      - name: code\n        data_tests: [unique, not_null]\n",
+    );
+    let p = TempProject::empty("shop");
+    p.write(
+        "packages.yml",
+        &format!("packages:\n  - local: {}\n", pkg.display()),
+    );
+    // The root project's vars scoped to the package, and its config over the package's own.
+    p.write(
+        "xform.yml",
+        "name: shop\nvars:\n  rates:\n    factor: 10\nmodels:\n  rates:\n    rate_extra:\n      +enabled: false\n",
+    );
+    p.write(
+        "models/priced.sql",
+        "select code, amount, currency from {{ ref('rates', 'rate_amounts') }} where code = 'B'",
+    );
+    run(&p, &["deps"]);
+    let text = run(&p, &["build"]);
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select * from main_rates.rate_amounts order by code"
+        ),
+        ["A|10.0|usd", "B|25.0|usd"]
+    );
+    assert_eq!(
+        rows(&p, "shop", "select * from main.priced"),
+        ["B|25.0|usd"]
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select count(*) from information_schema.tables where table_name = 'rate_extra'"
+        ),
+        ["0"]
+    );
+    assert!(
+        p.path()
+            .join("target/compiled/rates/models/rate_amounts.sql")
+            .is_file()
+    );
+    let manifest = std::fs::read_to_string(p.path().join("target/manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"model.rates.rate_amounts\""),
+        "{manifest}"
+    );
+    assert!(manifest.contains("\"seed.rates.rate_codes\""), "{manifest}");
+
+    // Selecting by package builds only its nodes.
+    let text = run(&p, &["ls", "-s", "package:rates"]);
+    assert!(text.contains("rates.rate_amounts"), "{text}");
+    assert!(!text.contains("shop.priced"), "{text}");
+
+    // A project node of the same name as a package's is a diagnostic naming both.
+    p.write("models/rate_amounts.sql", "select 1 as code");
+    let text = run_fails(&p, &["build"]);
+    assert!(
+        text.contains("package `rates` has a node named `rate_amounts`"),
+        "{text}"
+    );
+}

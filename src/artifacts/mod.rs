@@ -304,12 +304,12 @@ fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
         .collect()
 }
 
-fn source_json(node: &Node, project: &str) -> Json {
+fn source_json(node: &Node) -> Json {
     let s = node.source();
     json!({
         "unique_id": node.unique_id,
         "resource_type": "source",
-        "package_name": project,
+        "package_name": node.package(),
         "name": node.name,
         "source_name": s.map(|s| s.source_name.as_str()),
         "source_description": s.map(|s| s.source_description.as_str()),
@@ -384,7 +384,7 @@ struct RefEntry<'a> {
 
 /// `target_path`: the target folder as configured (relative to the project), for
 /// `compiled_path`.
-fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&str>) -> String {
+fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
     let test_metadata = node.test().map(|test| {
         json!({"name": test.test_name, "kwargs": test.kwargs(), "namespace": test.namespace})
     });
@@ -417,8 +417,13 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         columns: columns_json(node),
         compiled: compiled.map(|_| true),
         compiled_code: compiled,
-        compiled_path: compiled
-            .map(|_| format!("{target_path}/compiled/{project}/{}", node.compiled_file())),
+        compiled_path: compiled.map(|_| {
+            format!(
+                "{target_path}/compiled/{}/{}",
+                node.package(),
+                node.compiled_file()
+            )
+        }),
         config: ManifestConfig::of(node),
         database: node.relation.database.as_deref(),
         depends_on: DependsOn {
@@ -431,8 +436,11 @@ fn node_json(node: &Node, project: &str, target_path: &str, compiled: Option<&st
         meta: node.config.get("meta").cloned().unwrap_or(json!({})),
         name: &node.name,
         original_file_path: &node.path,
-        package_name: project,
-        patch_path: node.patch_path.as_ref().map(|p| format!("{project}://{p}")),
+        package_name: node.package(),
+        patch_path: node
+            .patch_path
+            .as_ref()
+            .map(|p| format!("{}://{p}", node.package())),
         // A generic test's path is its compiled file's name, as dbt records it.
         path: &path,
         raw_code: test_code.as_deref().unwrap_or_else(|| node.raw_code()),
@@ -477,7 +485,7 @@ fn rows_json(rows: &Rows) -> Json {
 }
 
 /// A `unit_tests` entry of the manifest.
-fn unit_json(node: &Node, project: &str) -> Json {
+fn unit_json(node: &Node) -> Json {
     let Some(unit) = node.unit() else {
         return Json::Null;
     };
@@ -490,7 +498,7 @@ fn unit_json(node: &Node, project: &str) -> Json {
     let mut entry = json!({
         "unique_id": node.unique_id,
         "resource_type": "unit_test",
-        "package_name": project,
+        "package_name": node.package(),
         "name": node.name,
         "model": unit.model,
         "path": node.relative,
@@ -577,16 +585,11 @@ pub fn write_manifest(
         serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
         w.write_all(b",\"nodes\":")?;
         write_object(&mut w, graph, &nodes, &|i| {
-            node_json(
-                &graph.nodes[i],
-                project,
-                target_path,
-                compiled.get(&i).map(|c| &**c),
-            )
+            node_json(&graph.nodes[i], target_path, compiled.get(&i).map(|c| &**c))
         })?;
         w.write_all(b",\"sources\":")?;
         write_object(&mut w, graph, &sources, &|i| {
-            source_json(&graph.nodes[i], project).to_string()
+            source_json(&graph.nodes[i]).to_string()
         })?;
         w.write_all(b",\"macros\":{},\"docs\":{},\"exposures\":{},\"metrics\":{},\"groups\":{},\"selectors\":{},\"disabled\":{},\"parent_map\":")?;
         write_object(&mut w, graph, &all, &|i| ids(graph.parents(i)))?;
@@ -596,7 +599,7 @@ pub fn write_manifest(
             b",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":",
         )?;
         write_object(&mut w, graph, &units, &|i| {
-            unit_json(&graph.nodes[i], project).to_string()
+            unit_json(&graph.nodes[i]).to_string()
         })?;
         w.write_all(b"}")?;
         w.flush()?;

@@ -128,7 +128,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             let path = sql_path(
                 &s.target_dir,
                 "compiled",
-                &s.project.name,
+                graph.nodes[i].package(),
                 &graph.nodes[i].compiled_file(),
             );
             (path, sql.as_bytes())
@@ -153,7 +153,6 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             let parsed = parse_check(
                 crate::dialect::of(&s.target),
                 &s.target_dir,
-                &s.project.name,
                 &graph,
                 &models,
             );
@@ -236,7 +235,6 @@ fn parse_cache_header(dialect: &dyn Dialect) -> Vec<u8> {
 fn parse_check(
     dialect: &dyn Dialect,
     target_dir: &Path,
-    project: &str,
     graph: &Graph,
     models: &[(usize, &str, &str)],
 ) -> Vec<Problem> {
@@ -264,7 +262,12 @@ fn parse_check(
             }
             let problem = Parser::parse_sql(&*dialect.parser(), sql).err().map(|e| {
                 let node = &graph.nodes[i];
-                let file = sql_path(target_dir, "compiled", project, &node.compiled_file());
+                let file = sql_path(
+                    target_dir,
+                    "compiled",
+                    node.package(),
+                    &node.compiled_file(),
+                );
                 let (from, shift) = crate::compile::injected_line_shift(sql, in_file);
                 Problem::new(
                     Code::Jinja,

@@ -12,7 +12,7 @@ use super::resolve::NoResolver;
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Definition, Node, ResourceType};
-use crate::project::{NodeConfig, Project, TestTarget};
+use crate::project::{NodeConfig, Project, TestTarget, TreeKind};
 use crate::render::{RefCall, Relation, RenderRequest, Renderer};
 
 /// The `model` value templates see.
@@ -34,7 +34,7 @@ pub(super) fn model_json(node: &Node) -> serde_json::Value {
         "config": node.config.to_json(),
         "tags": node.config.tags(),
         "description": node.description,
-        "package_name": node.fqn.first(),
+        "package_name": node.package(),
     })
 }
 
@@ -46,7 +46,7 @@ pub(super) fn model_node(
     placeholder: &Relation,
 ) -> (Node, NodeConfig) {
     let props = project.model_props.get(&model.name);
-    let mut config = project.models_tree.resolve(&model.fqn);
+    let mut config = project.tree_config(TreeKind::Models, &model.fqn);
     if let Some(p) = props {
         config.apply(&p.config);
     }
@@ -60,7 +60,7 @@ pub(super) fn model_node(
         patch_path: props.map(|p| p.patch_path.clone()),
         ..Node::new(
             ResourceType::Model,
-            format!("model.{}.{}", project.name, model.name),
+            format!("model.{}.{}", model.fqn[0], model.name),
             &model.name,
             placeholder.clone(),
         )
@@ -78,7 +78,7 @@ pub(super) fn seed_node(
     placeholder: &Relation,
 ) -> Option<Result<Node, Problem>> {
     let props = project.seed_props.get(&seed.name);
-    let mut config = project.seeds_tree.resolve(&seed.fqn);
+    let mut config = project.tree_config(TreeKind::Seeds, &seed.fqn);
     if let Some(p) = props {
         config.apply(&p.config);
     }
@@ -98,7 +98,7 @@ pub(super) fn seed_node(
         },
         ..Node::new(
             ResourceType::Seed,
-            format!("seed.{}.{}", project.name, seed.name),
+            format!("seed.{}.{}", seed.fqn[0], seed.name),
             &seed.name,
             placeholder.clone(),
         )
@@ -116,7 +116,7 @@ pub(super) fn snapshot_node(
     snapshot: &crate::project::SnapshotDef,
     placeholder: &Relation,
 ) -> (Node, NodeConfig) {
-    let mut config = project.snapshots_tree.resolve(&snapshot.fqn);
+    let mut config = project.tree_config(TreeKind::Snapshots, &snapshot.fqn);
     config.apply(&snapshot.props.config);
     let node = Node {
         path: snapshot.path.clone(),
@@ -130,7 +130,7 @@ pub(super) fn snapshot_node(
         template: Some(snapshot.template_name()),
         ..Node::new(
             ResourceType::Snapshot,
-            format!("snapshot.{}.{}", project.name, snapshot.name),
+            format!("snapshot.{}.{}", snapshot.fqn[0], snapshot.name),
             &snapshot.name,
             placeholder.clone(),
         )
@@ -168,12 +168,12 @@ pub(super) fn test_nodes(
             continue;
         }
         let name = def.node_name();
-        let mut fqn = vec![project.name.clone()];
+        let mut fqn = vec![def.package.clone()];
         if let Some((dir, _)) = def.path.rsplit_once('/') {
             fqn.extend(dir.split('/').skip(1).map(String::from));
         }
         fqn.push(name.clone());
-        let mut config = project.tests_tree.resolve(&fqn);
+        let mut config = project.tree_config(TreeKind::Tests, &fqn);
         config.apply(&def.config);
         if !config.enabled() {
             continue;
@@ -261,14 +261,14 @@ pub(super) fn test_nodes(
             definition: Definition::GenericTest(def.clone()),
             ..Node::new(
                 ResourceType::Test,
-                format!("test.{}.{name}.{}", project.name, def.id_hash(&name)),
+                format!("test.{}.{name}.{}", def.package, def.id_hash(&name)),
                 &name,
                 relation,
             )
         });
     }
     for file in &project.singular_tests {
-        let config = project.tests_tree.resolve(&file.fqn);
+        let config = project.tree_config(TreeKind::Tests, &file.fqn);
         let mut node = Node {
             path: file.path.clone(),
             relative: file.relative.clone(),
@@ -276,13 +276,13 @@ pub(super) fn test_nodes(
             file: Some(file.file.clone()),
             ..Node::new(
                 ResourceType::Test,
-                format!("test.{}.{}", project.name, file.name),
+                format!("test.{}.{}", file.fqn[0], file.name),
                 &file.name,
                 in_target(target, Some(&target.database), &target.schema, &file.name),
             )
         };
         let rendered = renderer.render(RenderRequest {
-            template: &file.path,
+            template: &file.file.name,
             name: &file.name,
             unique_id: &node.unique_id,
             execute: false,

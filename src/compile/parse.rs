@@ -17,7 +17,7 @@ use super::unit_tests::unit_test_nodes;
 use crate::config::{RunInfo, Target};
 use crate::diagnostics::Problem;
 use crate::graph::{Definition, Graph, Node, ResourceType};
-use crate::project::{NodeConfig, Project};
+use crate::project::{NodeConfig, Project, TreeKind};
 use crate::render::{Prerendered, Relation, RenderRequest, Renderer};
 
 /// A snapshot's node: config from the project's `snapshots:` tree, then YAML, then the
@@ -105,7 +105,7 @@ pub(super) fn predict(
     let models: Vec<(String, String, bool, Relation)> = project
         .models
         .par_iter()
-        .filter(|model| !broken.contains(&model.path))
+        .filter(|model| !broken.contains(&model.file.name))
         .filter_map(|model| {
             let (unique_id, config, relation) = if custom_schemas {
                 let (mut node, mut config) = model_node(project, model, placeholder);
@@ -116,7 +116,7 @@ pub(super) fn predict(
                 let relation = relation_for(renderer, target, &node).ok()?;
                 (node.unique_id, node.config, Some(relation))
             } else {
-                let mut config = project.models_tree.resolve(&model.fqn);
+                let mut config = project.tree_config(TreeKind::Models, &model.fqn);
                 if let Some(p) = project.model_props.get(&model.name) {
                     config.apply(&p.config);
                 }
@@ -124,7 +124,7 @@ pub(super) fn predict(
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
                 (
-                    format!("model.{}.{}", project.name, model.name),
+                    format!("model.{}.{}", model.fqn[0], model.name),
                     config,
                     None,
                 )
@@ -230,11 +230,17 @@ pub fn parse(
     let parsed: Vec<Result<Option<Node>, Problem>> = project
         .models
         .par_iter()
-        .filter(|model| !broken.contains(&model.path))
+        .filter(|model| !broken.contains(&model.file.name))
         .map(|model| {
             let (node, config) = model_node(project, model, &placeholder);
-            let Some(mut node) =
-                parse_render(&renderer, target, node, &model.path, config, &predicted)?
+            let Some(mut node) = parse_render(
+                &renderer,
+                target,
+                node,
+                &model.file.name,
+                config,
+                &predicted,
+            )?
             else {
                 return Ok(None);
             };
@@ -257,7 +263,7 @@ pub fn parse(
     let unparsed: std::collections::BTreeSet<String> = project
         .models
         .iter()
-        .filter(|m| broken.contains(&m.path))
+        .filter(|m| broken.contains(&m.file.name))
         .map(|m| m.name.clone())
         .collect();
     for p in parsed {
@@ -270,7 +276,7 @@ pub fn parse(
     let mut unparsed = unparsed;
     for p in &problems {
         if let Some(l) = &p.label
-            && let Some(m) = project.models.iter().find(|m| m.path == l.file.name)
+            && let Some(m) = project.models.iter().find(|m| m.file.name == l.file.name)
         {
             unparsed.insert(m.name.clone());
         }
@@ -311,7 +317,7 @@ pub fn parse(
                 ResourceType::Source,
                 format!(
                     "source.{}.{}.{}",
-                    project.name, source.source_name, source.name
+                    source.fqn[0], source.source_name, source.name
                 ),
                 &source.name,
                 source_relation(target, source),

@@ -35,7 +35,7 @@ pub(super) fn unit_test_nodes(
         }
         fqn.push(def.model.clone());
         fqn.push(def.name.clone());
-        let mut config = project.tests_tree.resolve(&fqn);
+        let mut config = project.tree_config(crate::project::TreeKind::Tests, &fqn);
         config.apply(&def.config);
         if !config.enabled() {
             continue;

@@ -158,7 +158,7 @@ pub(super) fn run(
     let sql = compiler
         .compiled(i, Some(&introspector), false)?
         .to_string();
-    let project = &session.project.name;
+    let project = node.package();
     let artifact = node.compiled_file();
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
     write_file(&compiled_path, sql.as_bytes())?;

@@ -57,7 +57,7 @@ impl Runner<'_> {
                 microbatch::Window::text(end)
             ));
         }
-        let project = &self.session.project.name;
+        let project = node.package();
         let compiled_path = sql_path(&self.session.target_dir, "compiled", project, &node.path);
         let run_path = sql_path(&self.session.target_dir, "run", project, &node.path);
         // The table is (re)built whole by the first batch that succeeds on a first run.

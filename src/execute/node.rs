@@ -47,7 +47,7 @@ impl Runner<'_> {
         } else {
             String::new()
         };
-        let project = &self.session.project.name;
+        let project = node.package();
         // A file may hold several snapshots (or be YAML): each gets `<folder>/<name>.sql`.
         let artifact = if node.resource_type == ResourceType::Snapshot {
             match node.path.rsplit_once('/') {
@@ -150,7 +150,7 @@ impl Runner<'_> {
         let compiled_path = sql_path(
             &self.session.target_dir,
             "compiled",
-            &self.session.project.name,
+            node.package(),
             &node.path,
         );
         let stmt = &statements[e.statement];

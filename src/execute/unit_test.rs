@@ -749,12 +749,7 @@ pub(super) fn run(
     let sql = render(compiler, model, resolver, &db, incremental, Some(unit))?;
     let artifact = node.compiled_file();
     write_file(
-        &sql_path(
-            &session.target_dir,
-            "compiled",
-            &session.project.name,
-            &artifact,
-        ),
+        &sql_path(&session.target_dir, "compiled", node.package(), &artifact),
         sql.as_bytes(),
     )?;
     let actual = if unit.expect_table.is_none() {

@@ -162,6 +162,11 @@ impl Node {
         }
     }
 
+    /// The project or installed package the node belongs to (`package_name`).
+    pub fn package(&self) -> &str {
+        self.fqn.first().map_or("", String::as_str)
+    }
+
     /// A seed's CSV file.
     pub fn seed_path(&self) -> Option<&std::path::Path> {
         match &self.definition {
@@ -283,10 +288,6 @@ impl Graph {
                 }
             }
         }
-        let project = nodes
-            .iter()
-            .find_map(|n| n.fqn.first().cloned())
-            .unwrap_or_default();
         let mut problems = Vec::new();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
@@ -294,8 +295,11 @@ impl Graph {
             // dbt lists a node's sources before its refs in `depends_on`.
             let mut ref_deps = Vec::new();
             for r in &node.refs {
-                let known_package = r.package.as_deref().is_none_or(|p| p == project);
-                match by_name.get(r.name.as_str()).filter(|_| known_package) {
+                // `ref('package', 'name')` must name the package the node is in.
+                let found = by_name
+                    .get(r.name.as_str())
+                    .filter(|&&d| r.package.as_deref().is_none_or(|p| p == nodes[d].package()));
+                match found {
                     Some(&d) => ref_deps.push(d),
                     None if unparsed.contains(&r.name) => {}
                     None => {

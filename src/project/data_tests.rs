@@ -65,8 +65,10 @@ pub struct GenericTestDef {
     /// Arguments other than `model` and `column_name`.
     pub args: BTreeMap<String, Json>,
     pub config: NodeConfig,
-    /// The YAML file, relative to the project root.
+    /// The YAML file, relative to the project root (of its package's project, for a package's).
     pub path: String,
+    /// The project or package that declares it.
+    pub package: String,
     /// The YAML file and where the test's name is in it, for diagnostics.
     pub file: SourceFile,
     pub offset: usize,
@@ -193,6 +195,7 @@ fn one_test(
         args,
         config,
         path: file.name.clone(),
+        package: String::new(),
         offset: list_item(&file.text, &name).unwrap_or(0),
         file: file.clone(),
     })

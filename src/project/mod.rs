@@ -191,9 +191,27 @@ pub struct Project {
     pub model_props: BTreeMap<String, NodeProps>,
     pub seed_props: BTreeMap<String, NodeProps>,
     pub sources: Vec<SourceTable>,
+    /// What each installed package that has models, seeds or snapshots configures for them in
+    /// its own project file, by package name.
+    pub package_configs: BTreeMap<String, PackageConfig>,
+    /// The project file's `vars:` as written, and `--vars`: a package's nodes see their own mix
+    /// of them (`Project::vars_of`).
+    vars_yaml: Yaml,
+    cli_vars: BTreeMap<String, Json>,
     pub warnings: Vec<Problem>,
     /// YAML properties of snapshot blocks not seen yet while reading.
     pending_snapshot_props: BTreeMap<String, NodeProps>,
+}
+
+/// What a package's own project file says about its nodes: its config trees (the root
+/// project's come on top) and the vars its nodes see.
+#[derive(Debug, Default)]
+pub struct PackageConfig {
+    pub models_tree: ConfigTree,
+    pub seeds_tree: ConfigTree,
+    pub snapshots_tree: ConfigTree,
+    pub tests_tree: ConfigTree,
+    pub vars: BTreeMap<String, Json>,
 }
 
 /// Find the project file in `dir`: `xform.yml` first, then `dbt_project.yml`.
@@ -211,6 +229,15 @@ pub use yaml::{find_key, name_offset, parse_yaml};
 impl Project {
     /// Load the project in `dir`. `cli_vars` (YAML text from `--vars`) override the project's vars.
     pub fn load(dir: &Path, cli_vars: Option<&str>) -> Result<Project, Vec<Problem>> {
+        Self::load_as(dir, cli_vars, false)
+    }
+
+    /// Load a project; `as_package` loads an installed package's nodes (not its packages).
+    fn load_as(
+        dir: &Path,
+        cli_vars: Option<&str>,
+        as_package: bool,
+    ) -> Result<Project, Vec<Problem>> {
         let Some(project_path) = find_project_file(dir) else {
             return Err(vec![
                 Problem::new(
@@ -289,28 +316,15 @@ impl Project {
             None => vec![target_path.clone()],
         };
 
-        let mut vars = BTreeMap::new();
-        if let Some(Yaml::Mapping(m)) = doc.get("vars") {
-            for (k, v) in m {
-                let k = config::yaml_key(k);
-                if k == name && v.is_mapping() {
-                    continue;
-                }
-                vars.insert(k, yaml_to_json(v));
-            }
-            if let Some(Yaml::Mapping(scoped)) = doc.get("vars").and_then(|v| v.get(name.as_str()))
-            {
-                for (k, v) in scoped {
-                    vars.insert(config::yaml_key(k), yaml_to_json(v));
-                }
-            }
-        }
+        let vars_yaml = doc.get("vars").cloned().unwrap_or(Yaml::Null);
+        let mut vars = scoped_vars(&vars_yaml, &name);
+        let mut cli = BTreeMap::new();
         if let Some(text) = cli_vars {
-            let cli = SourceFile::new("--vars", text.to_string());
-            match parse_yaml(&cli) {
+            let file = SourceFile::new("--vars", text.to_string());
+            match parse_yaml(&file) {
                 Ok(Yaml::Mapping(m)) => {
                     for (k, v) in m {
-                        vars.insert(config::yaml_key(&k), yaml_to_json(&v));
+                        cli.insert(config::yaml_key(&k), yaml_to_json(&v));
                     }
                 }
                 Ok(Yaml::Null) => {}
@@ -321,6 +335,7 @@ impl Project {
                 Err(p) => problems.push(p),
             }
         }
+        vars.extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
 
         let (dispatch, dispatch_problems) = packages::dispatch_rules(&doc, &file);
         problems.extend(dispatch_problems);
@@ -363,10 +378,22 @@ impl Project {
             model_props: BTreeMap::new(),
             seed_props: BTreeMap::new(),
             sources: Vec::new(),
+            package_configs: BTreeMap::new(),
+            vars_yaml,
+            cli_vars: cli,
             warnings,
             pending_snapshot_props: BTreeMap::new(),
         };
         project.discover(&mut problems);
+        for t in &mut project.generic_tests {
+            t.package.clone_from(&project.name);
+        }
+        if as_package {
+            if problems.iter().any(|p| !p.warning) {
+                return Err(problems);
+            }
+            return Ok(project);
+        }
         project.load_packages(&mut problems);
         if problems.iter().any(|p| !p.warning) {
             return Err(problems);
@@ -386,9 +413,10 @@ impl Project {
         }
     }
 
-    /// Load the installed packages, checking them against the packages file. The root
-    /// project's `vars: {<package>: {...}}` are not vars of the root project (they would be the
-    /// package's, whose models are not built yet).
+    /// Load the installed packages, checking them against the packages file: their macros and
+    /// generic tests, and the models, seeds, snapshots, sources and tests of those that have
+    /// some, which become nodes of the run as in dbt. The root project's
+    /// `vars: {<package>: {...}}` are the package's vars, not the root project's.
     ///
     /// Errors are kept in `package_problems` rather than stopping the load: `clean` and `debug`
     /// work without installed packages, as in dbt; whatever renders templates checks them
@@ -406,32 +434,182 @@ impl Project {
             }
             Err(p) => found.push(p),
         }
+        for package in self.packages.clone() {
+            if let Some(Json::Object(_)) = self.vars.get(&package.name) {
+                self.vars.remove(&package.name);
+            }
+            if package.has_nodes {
+                self.merge_package(&package, &mut found);
+            }
+        }
         let (warnings, errors): (Vec<Problem>, Vec<Problem>) =
             found.into_iter().partition(|p| p.warning);
         problems.extend(warnings);
         self.package_problems = errors;
-        for package in &self.packages {
-            if let Some(Json::Object(_)) = self.vars.get(&package.name) {
-                self.vars.remove(&package.name);
+    }
+
+    /// Load a package's nodes and add them to the project's. Its files keep their names from
+    /// the package's own folder for what dbt records (`original_file_path`); their diagnostics
+    /// name them from the root project (`dbt_packages/pkg/models/x.sql`).
+    fn merge_package(&mut self, package: &packages::Package, problems: &mut Vec<Problem>) {
+        let prefix = package.path.as_str();
+        let rename = |file: &mut SourceFile| {
+            file.name = format!("{prefix}/{}", file.name);
+        };
+        let sub = match Project::load_as(&self.root.join(prefix), None, true) {
+            Ok(sub) => sub,
+            Err(found) => {
+                for mut p in found {
+                    if let Some(label) = &mut p.label {
+                        rename(&mut label.file);
+                    }
+                    problems.push(p.help(format!(
+                        "the package in `{prefix}` is broken; reinstall it with `xform deps`, or fix it there"
+                    )));
+                }
+                return;
             }
-            if package.has_models {
-                problems.push(
-                    Problem::new(
-                        Code::Packages,
-                        format!(
-                            "the models, seeds and snapshots of package `{}` are not built: xform loads a package's macros and generic tests only",
+        };
+        let mut taken: BTreeMap<String, String> = BTreeMap::new();
+        for (name, path) in self
+            .models
+            .iter()
+            .map(|m| (&m.name, &m.file.name))
+            .chain(self.snapshots.iter().map(|s| (&s.name, &s.file.name)))
+            .chain(self.seeds.iter().map(|s| (&s.name, &s.path)))
+        {
+            taken.insert(name.clone(), path.clone());
+        }
+        let clash = |name: &str, path: &str, problems: &mut Vec<Problem>| -> bool {
+            match taken.get(name) {
+                Some(other) => {
+                    problems.push(
+                        Problem::new(
+                            Code::DuplicateNode,
+                            format!(
+                                "package `{}` has a node named `{name}` (`{prefix}/{path}`), as has `{other}`",
+                                package.name
+                            ),
+                        )
+                        .help(format!(
+                            "rename the project's `{name}`, or disable the package's with `models: {{{}: {{+enabled: false}}}}`",
                             package.name
-                        ),
-                    )
-                    .warning()
-                    .help(format!(
-                        "its macros and tests work; to build its models, copy them into the project (from `{}`)",
-                        package.path
-                    )),
-                );
+                        )),
+                    );
+                    true
+                }
+                None => false,
+            }
+        };
+        for mut m in sub.models {
+            if clash(&m.name, &m.path, problems) {
+                continue;
+            }
+            rename(&mut m.file);
+            self.models.push(m);
+        }
+        for mut s in sub.snapshots {
+            if clash(&s.name, &s.path, problems) {
+                continue;
+            }
+            rename(&mut s.file);
+            self.snapshots.push(s);
+        }
+        for s in sub.seeds {
+            if clash(&s.name, &s.path, problems) {
+                continue;
+            }
+            self.seeds.push(s);
+        }
+        for mut t in sub.singular_tests {
+            rename(&mut t.file);
+            self.singular_tests.push(t);
+        }
+        for mut t in sub.generic_tests {
+            rename(&mut t.file);
+            self.generic_tests.push(t);
+        }
+        self.sources.extend(sub.sources);
+        self.model_props.extend(sub.model_props);
+        self.seed_props.extend(sub.seed_props);
+        // The package's own vars, then the root project's (global, then scoped to the
+        // package), then `--vars`: later ones win, as in dbt.
+        let mut vars = sub.vars;
+        let package_names: Vec<&str> = self.packages.iter().map(|p| p.name.as_str()).collect();
+        vars.extend(
+            scoped_vars(&self.vars_yaml, &package.name)
+                .into_iter()
+                .filter(|(k, v)| !(v.is_object() && package_names.contains(&k.as_str()))),
+        );
+        vars.extend(self.cli_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.package_configs.insert(
+            package.name.clone(),
+            PackageConfig {
+                models_tree: sub.models_tree,
+                seeds_tree: sub.seeds_tree,
+                snapshots_tree: sub.snapshots_tree,
+                tests_tree: sub.tests_tree,
+                vars,
+            },
+        );
+    }
+
+    /// The config the project files give a node of this kind with this fqn: its package's own
+    /// project file, then the root project's on top.
+    pub fn tree_config(&self, kind: TreeKind, fqn: &[String]) -> NodeConfig {
+        let root_tree = match kind {
+            TreeKind::Models => &self.models_tree,
+            TreeKind::Seeds => &self.seeds_tree,
+            TreeKind::Snapshots => &self.snapshots_tree,
+            TreeKind::Tests => &self.tests_tree,
+        };
+        let package = fqn.first().and_then(|p| self.package_configs.get(p));
+        match package {
+            None => root_tree.resolve(fqn),
+            Some(c) => {
+                let own = match kind {
+                    TreeKind::Models => &c.models_tree,
+                    TreeKind::Seeds => &c.seeds_tree,
+                    TreeKind::Snapshots => &c.snapshots_tree,
+                    TreeKind::Tests => &c.tests_tree,
+                };
+                let mut config = own.resolve(fqn);
+                config.apply(&root_tree.resolve(fqn));
+                config
             }
         }
     }
+}
+
+/// Which config tree of a project file: `models:`, `seeds:`, `snapshots:` or `data_tests:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    Models,
+    Seeds,
+    Snapshots,
+    Tests,
+}
+
+/// The vars a project file's `vars:` gives the nodes of `package`: the global ones (those not
+/// scoped to `package`), then those under `package:`.
+fn scoped_vars(vars: &Yaml, package: &str) -> BTreeMap<String, Json> {
+    let mut out = BTreeMap::new();
+    let Some(map) = vars.as_mapping() else {
+        return out;
+    };
+    for (k, v) in map {
+        let k = config::yaml_key(k);
+        if k == package && v.is_mapping() {
+            continue;
+        }
+        out.insert(k, yaml_to_json(v));
+    }
+    if let Some(Yaml::Mapping(scoped)) = vars.get(package) {
+        for (k, v) in scoped {
+            out.insert(config::yaml_key(k), yaml_to_json(v));
+        }
+    }
+    out
 }
 
 /// Where the project in `dir` installs its packages (`packages-install-path`), read without

@@ -249,8 +249,8 @@ pub struct Package {
     pub path: String,
     /// Files of its macro paths, and test-path files holding `{% test %}` blocks.
     pub macro_files: Vec<SourceFile>,
-    /// Whether it has model files (which xform does not build yet).
-    pub has_models: bool,
+    /// Whether it has model, seed or snapshot files: nodes of the run, loaded as a project.
+    pub has_nodes: bool,
 }
 
 /// The packages installed in `install_path`, each folder holding a project file, sorted by folder
@@ -393,12 +393,16 @@ fn load_one(root: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Packa
             macro_files.push(f);
         }
     }
-    let has_models = !files_with(root, &model_paths, &["sql"]).is_empty();
+    let seed_paths = prefixed(rel, &string_list(doc.get("seed-paths"), "seeds"));
+    let snapshot_paths = prefixed(rel, &string_list(doc.get("snapshot-paths"), "snapshots"));
+    let has_nodes = !files_with(root, &model_paths, &["sql"]).is_empty()
+        || !files_with(root, &seed_paths, &["csv"]).is_empty()
+        || !files_with(root, &snapshot_paths, &["sql"]).is_empty();
     Some(Package {
         name,
         path: rel.to_string(),
         macro_files,
-        has_models,
+        has_nodes,
     })
 }
 

@@ -29,7 +29,7 @@ pub const FORWARDED: &[&str] = &["__xform", "this", "model", "execute"];
 pub const INTERNAL: &str = "dbt";
 
 /// The name under which a macro body finds the package it belongs to.
-const PACKAGE_VAR: &str = "__package";
+pub const PACKAGE_VAR: &str = "__package";
 
 const RETURN_MARKER: &str = "__xform_return__";
 

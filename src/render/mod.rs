@@ -186,6 +186,8 @@ pub struct Renderer {
     /// parse-pass text may stand in for the compile pass's.
     pass_independent: HashSet<String>,
     vars: Arc<BTreeMap<String, Json>>,
+    /// The vars of the nodes of each package that has nodes (the root project's are `vars`).
+    package_vars: HashMap<String, Arc<BTreeMap<String, Json>>>,
     /// The macros found without a namespace (dbt's, with the project's over them).
     macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
     set: Arc<MacroSet>,
@@ -357,7 +359,7 @@ impl Renderer {
                     shifts,
                 };
                 let run_state = reads_run_state(&model.file.text);
-                (model.path.clone(), text, origin, run_state)
+                (model.file.name.clone(), text, origin, run_state)
             })
             .collect();
         let mut sources = HashMap::with_capacity(prepared.len());
@@ -402,6 +404,11 @@ impl Renderer {
             origins,
             pass_independent,
             vars: Arc::new(project.vars.clone()),
+            package_vars: project
+                .package_configs
+                .iter()
+                .map(|(name, c)| (name.clone(), Arc::new(c.vars.clone())))
+                .collect(),
             macros,
             set,
         };
@@ -426,7 +433,7 @@ impl Renderer {
             refs: Mutex::new(Vec::new()),
             sources: Mutex::new(Vec::new()),
             resolver,
-            vars: self.vars.clone(),
+            vars: self.vars_of(unique_id).clone(),
             introspector,
             statements: Mutex::new(BTreeMap::new()),
             logs: Mutex::new(Vec::new()),
@@ -436,6 +443,13 @@ impl Renderer {
             run_dependent: AtomicBool::new(false),
             records_config: false,
         })
+    }
+
+    /// The vars of a node: its package's when it belongs to an installed package.
+    fn vars_of(&self, unique_id: &str) -> &Arc<BTreeMap<String, Json>> {
+        package_of(unique_id)
+            .and_then(|p| self.package_vars.get(p))
+            .unwrap_or(&self.vars)
     }
 
     /// Whether the root project defines a macro of this name (`generate_schema_name`…).
@@ -468,7 +482,7 @@ impl Renderer {
         if let Some(o) = overrides {
             let c = Arc::get_mut(&mut ctx).expect("a new render context");
             if !o.vars.is_empty() {
-                let mut vars = (*self.vars).clone();
+                let mut vars = (**self.vars_of(req.unique_id)).clone();
                 vars.extend(o.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
                 c.vars = Arc::new(vars);
             }
@@ -505,6 +519,17 @@ impl Renderer {
                 }
                 extra.insert(space, Value::from(members));
             }
+        }
+        // A package's node finds its own package's macros first by their bare names, as in dbt.
+        if let Some(package) = package_of(req.unique_id).filter(|p| self.set.is_package(p))
+            && let Some(own) = self.set.packages.get(package)
+        {
+            for (name, m) in own {
+                extra
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::from_dyn_object(m.clone()));
+            }
+            extra.insert(macros::PACKAGE_VAR.to_string(), Value::from(package));
         }
         let template = match self.model_sources.get_key_value(req.template) {
             Some((name, source)) => self.env.template_from_named_str(name, source),
@@ -702,6 +727,11 @@ impl Renderer {
 
 /// Cut a macro file into its blocks and add each macro and test to `set` under `package`, its
 /// body as a template. Whether the file's blocks could be read.
+/// The package of a node from its unique id (`model.<package>.<name>`).
+fn package_of(unique_id: &str) -> Option<&str> {
+    unique_id.split('.').nth(1)
+}
+
 fn add_macros(
     env: &mut Environment<'static>,
     file: &SourceFile,
