@@ -174,6 +174,22 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
         }
         "config.materialized" => node.materialized().as_str() == value,
         "package" => node.fqn.first().is_some_and(|p| glob_match(value, p)),
+        "version" => {
+            let order = |v: &crate::project::ModelVersion| match (
+                v.version.parse::<f64>(),
+                v.latest.parse::<f64>(),
+            ) {
+                (Ok(a), Ok(b)) => a.total_cmp(&b),
+                _ => v.version.cmp(&v.latest),
+            };
+            match (value, &node.version) {
+                ("none", v) => v.is_none(),
+                ("latest", Some(v)) => order(v).is_eq(),
+                ("prerelease", Some(v)) => order(v).is_gt(),
+                ("old", Some(v)) => order(v).is_lt(),
+                _ => false,
+            }
+        }
         m if m.starts_with("config.") => {
             // A scalar config equals the value; a list config contains it.
             let found = node.config.get(&m["config.".len()..]);
@@ -196,7 +212,13 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
             {
                 return matches(graph, state, i, "path", value);
             }
+            // A version is also `name.v2` (its fqn's last two parts) or `name_v2`.
+            let version_name = node.version.as_ref().is_some_and(|v| {
+                value == v.key()
+                    || node.fqn.len() >= 2 && value == node.fqn[node.fqn.len() - 2..].join(".")
+            });
             glob_match(value, &node.name)
+                || version_name
                 || (value.contains('.') && glob_match(value, &node.fqn.join(".")))
                 || (value.contains('.') && node.fqn.join(".").starts_with(&format!("{value}.")))
                 || node.fqn.first().is_some_and(|p| p == value)
@@ -271,6 +293,7 @@ fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usiz
         "fqn",
         "config.materialized",
         "package",
+        "version",
         "test_type",
         "test_name",
         "state",
@@ -281,7 +304,7 @@ fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usiz
             Code::Selection,
             format!("unknown selector method `{method}` in `{raw}`"),
         )
-        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:`, `fqn:`, `state:` or `result:`"));
+        .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:`, `fqn:`, `package:`, `version:`, `state:` or `result:`"));
     }
     if matches!(method, "state" | "result") && !state.given {
         return Err(Problem::new(Code::Selection, format!("`{raw}` compares with an earlier run, but no --state was given"))

@@ -367,6 +367,19 @@ struct NodeEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     test_metadata: Option<Json>,
     unique_id: &'a str,
+    /// A versioned model's version and its latest (numbers where they are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latest_version: Option<Json>,
+}
+
+/// A model version as dbt writes it: a number when it is one.
+fn version_json(v: &str) -> Json {
+    v.parse::<i64>()
+        .map(Json::from)
+        .or_else(|_| v.parse::<f64>().map(Json::from))
+        .unwrap_or_else(|_| Json::from(v))
 }
 
 #[derive(serde::Serialize)]
@@ -379,7 +392,7 @@ struct DependsOn<'a> {
 struct RefEntry<'a> {
     name: &'a str,
     package: Option<&'a str>,
-    version: Option<&'a str>,
+    version: Option<Json>,
 }
 
 /// `target_path`: the target folder as configured (relative to the project), for
@@ -448,9 +461,13 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
             .refs
             .iter()
             .map(|r| RefEntry {
-                name: &r.name,
+                // `ref('m', v=2)` is recorded as `m` with its version, as dbt does.
+                name: r.version.as_ref().map_or(&r.name, |v| {
+                    let key = crate::project::version_key("", v);
+                    r.name.strip_suffix(&key).unwrap_or(&r.name)
+                }),
                 package: r.package.as_deref(),
-                version: None,
+                version: r.version.as_deref().map(version_json),
             })
             .collect(),
         relation_name: stores_relation(node).then(|| node.relation.to_string()),
@@ -467,6 +484,8 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
         tags: node.config.tags(),
         test_metadata,
         unique_id: &node.unique_id,
+        version: node.version.as_ref().map(|v| version_json(&v.version)),
+        latest_version: node.version.as_ref().map(|v| version_json(&v.latest)),
     };
     serde_json::to_string(&entry).unwrap_or_default()
 }

@@ -36,7 +36,7 @@ pub(super) fn relation_for(
     node: &Node,
 ) -> Result<Relation, Problem> {
     if !renderer.has_macro("generate_schema_name") {
-        return Ok(default_relation(target, &node.config, &node.name));
+        return Ok(default_relation(target, &node.config, &node.ref_name()));
     }
     let custom = node.config.str("schema");
     let args = [
@@ -45,7 +45,8 @@ pub(super) fn relation_for(
     ];
     let schema = renderer.call_macro("generate_schema_name", &args, Arc::new(NoResolver))?;
     let database = node.config.str("database").unwrap_or(&target.database);
-    let identifier = node.config.str("alias").unwrap_or(&node.name);
+    let name = node.ref_name();
+    let identifier = node.config.str("alias").unwrap_or(&name);
     Ok(in_target(target, Some(database), schema.trim(), identifier))
 }
 

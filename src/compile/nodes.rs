@@ -35,6 +35,8 @@ pub(super) fn model_json(node: &Node) -> serde_json::Value {
         "tags": node.config.tags(),
         "description": node.description,
         "package_name": node.package(),
+        "version": node.version.as_ref().map(|v| &v.version),
+        "latest_version": node.version.as_ref().map(|v| &v.latest),
     })
 }
 
@@ -46,22 +48,34 @@ pub(super) fn model_node(
     placeholder: &Relation,
 ) -> (Node, NodeConfig) {
     let props = project.model_props.get(&model.name);
-    let mut config = project.tree_config(TreeKind::Models, &model.fqn);
+    // A version's fqn ends with its model's name and `v<version>`, as in dbt.
+    let fqn = match &model.version {
+        Some(v) => {
+            let mut fqn = model.fqn.clone();
+            fqn.pop();
+            fqn.push(v.name.clone());
+            fqn.push(format!("v{}", v.version));
+            fqn
+        }
+        None => model.fqn.clone(),
+    };
+    let mut config = project.tree_config(TreeKind::Models, &fqn);
     if let Some(p) = props {
         config.apply(&p.config);
     }
     let node = Node {
         path: model.path.clone(),
         relative: model.relative.clone(),
-        fqn: model.fqn.clone(),
+        fqn,
+        version: model.version.clone(),
         file: Some(model.file.clone()),
         description: props.map(|p| p.description.clone()).unwrap_or_default(),
         columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
         patch_path: props.map(|p| p.patch_path.clone()),
         ..Node::new(
             ResourceType::Model,
-            format!("model.{}.{}", model.fqn[0], model.name),
-            &model.name,
+            model.unique_id(),
+            model.node_name(),
             placeholder.clone(),
         )
     };
@@ -147,10 +161,14 @@ pub(super) fn test_nodes(
     nodes: &mut Vec<Node>,
     problems: &mut Vec<Problem>,
 ) {
-    let refs: std::collections::BTreeSet<&str> = nodes
+    // Every name a ref finds, with the version it names (a versioned model's `m_v2`).
+    let refs: std::collections::BTreeMap<std::borrow::Cow<'_, str>, Option<&str>> = nodes
         .iter()
         .filter(|n| n.resource_type != ResourceType::Source)
-        .map(|n| n.name.as_str())
+        .flat_map(|n| {
+            let version = n.version.as_ref().map(|v| v.version.as_str());
+            n.ref_names().map(move |name| (name, version))
+        })
         .collect();
     let sources: std::collections::BTreeSet<(&str, &str)> = nodes
         .iter()
@@ -161,7 +179,7 @@ pub(super) fn test_nodes(
     let mut seen = std::collections::BTreeSet::new();
     for def in &project.generic_tests {
         let exists = match &def.target {
-            TestTarget::Ref(name) => refs.contains(name.as_str()),
+            TestTarget::Ref(name) => refs.contains_key(name.as_str()),
             TestTarget::Source(s, t) => sources.contains(&(s.as_str(), t.as_str())),
         };
         if !exists {
@@ -224,6 +242,12 @@ pub(super) fn test_nodes(
             TestTarget::Ref(name) => node_refs.push(RefCall {
                 package: None,
                 name: name.clone(),
+                version: refs
+                    .get(name.as_str())
+                    .copied()
+                    .flatten()
+                    .filter(|v| name.ends_with(&crate::project::version_key("", v)))
+                    .map(String::from),
             }),
             TestTarget::Source(s, t) => node_sources.push((s.clone(), t.clone())),
         };

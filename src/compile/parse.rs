@@ -102,7 +102,7 @@ pub(super) fn predict(
     let mut resolver = GraphResolver::default();
     let mut this = HashMap::new();
     let custom_schemas = renderer.has_macro("generate_schema_name");
-    let models: Vec<(String, String, bool, Relation)> = project
+    let models: Vec<(Vec<String>, String, bool, Relation)> = project
         .models
         .par_iter()
         .filter(|model| !broken.contains(&model.file.name))
@@ -123,30 +123,29 @@ pub(super) fn predict(
                 for (key, value) in literal_config(&model.file.text) {
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
-                (
-                    format!("model.{}.{}", model.fqn[0], model.name),
-                    config,
-                    None,
-                )
+                (model.unique_id(), config, None)
             };
             if !config.enabled() {
                 return None;
             }
+            let names = model.ref_names();
             let relation = match relation {
                 Some(r) => r,
-                None => default_relation(target, &config, &model.name),
+                None => default_relation(target, &config, &names[0]),
             };
             let ephemeral = config.materialized() == "ephemeral";
-            Some((model.name.clone(), unique_id, ephemeral, relation))
+            Some((names, unique_id, ephemeral, relation))
         })
         .collect();
-    for (name, unique_id, ephemeral, relation) in models {
+    for (names, unique_id, ephemeral, relation) in models {
         let as_ref = if ephemeral {
-            Relation::cte(&name)
+            Relation::cte(&names[0])
         } else {
             relation.clone()
         };
-        resolver.refs.insert(name, as_ref);
+        for name in names {
+            resolver.refs.insert(name, as_ref.clone());
+        }
         this.insert(unique_id, relation);
     }
     let mut add = |node: &Node, relation: Relation| {
@@ -264,7 +263,7 @@ pub fn parse(
         .models
         .iter()
         .filter(|m| broken.contains(&m.file.name))
-        .map(|m| m.name.clone())
+        .flat_map(crate::project::ModelFile::ref_names)
         .collect();
     for p in parsed {
         match p {
@@ -278,7 +277,7 @@ pub fn parse(
         if let Some(l) = &p.label
             && let Some(m) = project.models.iter().find(|m| m.file.name == l.file.name)
         {
-            unparsed.insert(m.name.clone());
+            unparsed.extend(m.ref_names());
         }
     }
     for seed in &project.seeds {

@@ -62,24 +62,27 @@ impl<'a> Compiler<'a> {
                 ResourceType::Test => {}
                 _ if node.is_ephemeral() => {
                     // A microbatch model filters an ephemeral input with an `event_time` too.
-                    if let Some(column) = node.config.str("event_time") {
-                        resolver
-                            .ref_event_times
-                            .insert(node.name.clone(), column.to_string());
+                    let cte = Relation::cte(&node.ref_name());
+                    for name in node.ref_names() {
+                        if let Some(column) = node.config.str("event_time") {
+                            resolver
+                                .ref_event_times
+                                .insert(name.to_string(), column.to_string());
+                        }
+                        resolver.refs.insert(name.to_string(), cte.clone());
                     }
-                    resolver
-                        .refs
-                        .insert(node.name.clone(), Relation::cte(&node.name));
                 }
                 _ => {
-                    if let Some(column) = node.config.str("event_time") {
+                    for name in node.ref_names() {
+                        if let Some(column) = node.config.str("event_time") {
+                            resolver
+                                .ref_event_times
+                                .insert(name.to_string(), column.to_string());
+                        }
                         resolver
-                            .ref_event_times
-                            .insert(node.name.clone(), column.to_string());
+                            .refs
+                            .insert(name.to_string(), node.relation.clone());
                     }
-                    resolver
-                        .refs
-                        .insert(node.name.clone(), node.relation.clone());
                 }
             }
         }

@@ -40,8 +40,9 @@ pub(super) fn unit_test_nodes(
         if !config.enabled() {
             continue;
         }
+        // A versioned model's unit tests test its latest version.
         let tested = nodes.iter().find(|n| {
-            n.name == def.model
+            n.ref_names().any(|r| r == def.model.as_str())
                 && matches!(
                     n.resource_type,
                     ResourceType::Model | ResourceType::Snapshot
@@ -193,6 +194,7 @@ pub(super) fn unit_test_nodes(
             refs: vec![RefCall {
                 package: None,
                 name: def.model.clone(),
+                version: None,
             }],
             definition: Definition::UnitTest(Arc::new(def.clone())),
             ..Node::new(

@@ -67,7 +67,9 @@ impl TableResolver {
                     sources.insert((s.source_name.clone(), s.name.clone()), n.relation.clone());
                 }
                 (ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot, _) => {
-                    refs.insert(n.name.clone(), n.relation.clone());
+                    for name in n.ref_names() {
+                        refs.insert(name.to_string(), n.relation.clone());
+                    }
                 }
                 _ => {}
             }
@@ -591,7 +593,7 @@ pub(super) fn run(
     let Some(m) = graph
         .parents(i)
         .into_iter()
-        .find(|&p| graph.nodes[p].name == unit.model)
+        .find(|&p| graph.nodes[p].ref_names().any(|r| r == unit.model.as_str()))
     else {
         return Err(unit_problem(
             unit,

@@ -112,6 +112,8 @@ pub struct Node {
     /// Path relative to its resource folder.
     pub relative: String,
     pub fqn: Vec<String>,
+    /// A versioned model's version and its model's latest version (`versions:` in YAML).
+    pub version: Option<crate::project::ModelVersion>,
     /// The file holding the template, for models and snapshots.
     pub file: Option<SourceFile>,
     /// The template's name when it is not the file's name (a snapshot block).
@@ -147,6 +149,7 @@ impl Node {
             path: String::new(),
             relative: String::new(),
             fqn: Vec::new(),
+            version: None,
             file: None,
             template: None,
             config: NodeConfig::default(),
@@ -160,6 +163,26 @@ impl Node {
             definition: Definition::Template,
             prerendered: None,
         }
+    }
+
+    /// The name `ref()` finds the node by: a versioned model's `<name>_v<version>`, else its
+    /// name. (The latest version is also found by its model's name.)
+    pub fn ref_name(&self) -> std::borrow::Cow<'_, str> {
+        match &self.version {
+            Some(v) => std::borrow::Cow::Owned(v.key()),
+            None => std::borrow::Cow::Borrowed(&self.name),
+        }
+    }
+
+    /// Every name `ref()` finds the node by: `ref_name()`, and for the latest version of a
+    /// versioned model its model's name too.
+    pub fn ref_names(&self) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+        let latest = self
+            .version
+            .as_ref()
+            .filter(|v| v.version == v.latest)
+            .map(|_| std::borrow::Cow::Borrowed(self.name.as_str()));
+        std::iter::once(self.ref_name()).chain(latest)
     }
 
     /// The project or installed package the node belongs to (`package_name`).
@@ -273,7 +296,7 @@ impl Graph {
     /// `unparsed` names models that failed to render: refs to them are not reported again.
     pub fn build(mut nodes: Vec<Node>, unparsed: &BTreeSet<String>) -> Result<Graph, Vec<Problem>> {
         nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
-        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut by_name: BTreeMap<std::borrow::Cow<'_, str>, usize> = BTreeMap::new();
         let mut sources: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {
             match n.resource_type {
@@ -284,7 +307,9 @@ impl Graph {
                 }
                 ResourceType::Test | ResourceType::UnitTest => {}
                 _ => {
-                    by_name.insert(n.name.as_str(), i);
+                    for name in n.ref_names() {
+                        by_name.insert(name, i);
+                    }
                 }
             }
         }
@@ -317,7 +342,7 @@ impl Graph {
                         {
                             p = p.at(file, at, len, "no model, seed or snapshot has this name");
                         }
-                        let near = suggestions(&r.name, by_name.keys().copied());
+                        let near = suggestions(&r.name, by_name.keys().map(AsRef::as_ref));
                         p = match near.first() {
                             Some(best) => {
                                 let path = &nodes[by_name[best.as_str()]].path;

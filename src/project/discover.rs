@@ -149,6 +149,7 @@ impl Project {
                 relative: rel_dir,
                 fqn,
                 file,
+                version: None,
             });
         }
         for (abs, rel_root, rel_dir) in files_with(&root, &self.seed_paths, &["csv"]) {
@@ -241,6 +242,9 @@ impl Project {
                 Err(p) => problems.push(p),
             }
         }
+        for m in &mut self.models {
+            m.version = self.versions.get(&m.name).cloned();
+        }
         for s in &mut self.snapshots {
             if let Some(props) = self.pending_snapshot_props.remove(&s.name) {
                 s.props = props;
@@ -282,6 +286,7 @@ impl Project {
                 relative: rel_dir,
                 fqn,
                 file,
+                version: None,
             });
         }
     }

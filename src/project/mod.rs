@@ -74,6 +74,54 @@ pub struct ModelFile {
     pub relative: String,
     pub fqn: Vec<String>,
     pub file: SourceFile,
+    /// The version it is of a versioned model (`versions:` in YAML), when it is one.
+    pub version: Option<ModelVersion>,
+}
+
+/// One version of a versioned model: the model's name, this version and the latest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+    pub latest: String,
+}
+
+impl ModelVersion {
+    /// The name `ref(name, v=...)` finds it by, and its relation's default identifier:
+    /// `<name>_v<version>` (dots as underscores), as dbt names it.
+    pub fn key(&self) -> String {
+        version_key(&self.name, &self.version)
+    }
+}
+
+impl ModelFile {
+    /// `model.<package>.<name>`, or `model.<package>.<name>.v<version>` for a version.
+    pub fn unique_id(&self) -> String {
+        match &self.version {
+            Some(v) => format!("model.{}.{}.v{}", self.fqn[0], v.name, v.version),
+            None => format!("model.{}.{}", self.fqn[0], self.name),
+        }
+    }
+
+    /// The name of its node: the model's, for a version.
+    pub fn node_name(&self) -> &str {
+        self.version.as_ref().map_or(&self.name, |v| &v.name)
+    }
+
+    /// The names `ref()` finds it by: a version's `<name>_v<v>` (and the model's name for the
+    /// latest), otherwise its name. The first is its relation's default identifier.
+    pub fn ref_names(&self) -> Vec<String> {
+        match &self.version {
+            Some(v) if v.version == v.latest => vec![v.key(), v.name.clone()],
+            Some(v) => vec![v.key()],
+            None => vec![self.name.clone()],
+        }
+    }
+}
+
+/// `<name>_v<version>`, dots as underscores.
+pub fn version_key(name: &str, version: &str) -> String {
+    format!("{name}_v{}", version.replace('.', "_"))
 }
 
 /// A snapshot: a `{% snapshot %}` block in a file under snapshot-paths, or a YAML
@@ -198,6 +246,8 @@ pub struct Project {
     /// of them (`Project::vars_of`).
     vars_yaml: Yaml,
     cli_vars: BTreeMap<String, Json>,
+    /// Versions of versioned models by the name of their file (`versions:` in YAML).
+    versions: BTreeMap<String, ModelVersion>,
     pub warnings: Vec<Problem>,
     /// YAML properties of snapshot blocks not seen yet while reading.
     pending_snapshot_props: BTreeMap<String, NodeProps>,
@@ -381,6 +431,7 @@ impl Project {
             package_configs: BTreeMap::new(),
             vars_yaml,
             cli_vars: cli,
+            versions: BTreeMap::new(),
             warnings,
             pending_snapshot_props: BTreeMap::new(),
         };

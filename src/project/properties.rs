@@ -48,6 +48,12 @@ impl Project {
                         continue;
                     };
                     for item in items {
+                        if key == "models"
+                            && let Some(versions) = item.get("versions")
+                        {
+                            self.read_versions(file, item, versions, names, problems);
+                            continue;
+                        }
                         let Some((name, props)) = self.named_entry(file, &key, item, problems)
                         else {
                             continue;
@@ -197,6 +203,169 @@ impl Project {
         }
     }
 
+    /// A versioned model's entry (`versions:`): each version is the model file named
+    /// `<name>_v<v>` (or `defined_in:`), with the entry's properties, the version's own on top.
+    /// A version's `columns:` start from the entry's (`include:` all or a list, `exclude:`),
+    /// then its own named columns replace or add; its `data_tests:` replace the entry's.
+    fn read_versions(
+        &mut self,
+        file: &SourceFile,
+        item: &Yaml,
+        versions: &Yaml,
+        names: &KnownNames,
+        problems: &mut Vec<Problem>,
+    ) {
+        let Some(name) = item.get("name").and_then(Yaml::as_str) else {
+            problems.push(Self::shape_problem(
+                file,
+                "models",
+                "every entry to have a `name:`",
+            ));
+            return;
+        };
+        let at = name_offset(&file.text, name);
+        let Some(list) = versions.as_sequence().filter(|l| !l.is_empty()) else {
+            problems.push(
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!("`versions:` of model `{name}` must be a list of `- v: <version>`"),
+                )
+                .at(file, at, name.len(), "this model")
+                .help("write `versions: [{v: 1}, {v: 2}]`"),
+            );
+            return;
+        };
+        let mut declared = Vec::new();
+        for v in list {
+            match v.get("v").and_then(scalar_text) {
+                Some(text) => declared.push((text, v)),
+                None => problems.push(
+                    Problem::new(
+                        Code::ProjectConfig,
+                        format!("a version of model `{name}` has no `v:`"),
+                    )
+                    .at(file, at, name.len(), "this model")
+                    .help("give each version its number: `- v: 2`"),
+                ),
+            }
+        }
+        let latest = item
+            .get("latest_version")
+            .and_then(scalar_text)
+            .or_else(|| {
+                declared
+                    .iter()
+                    .map(|(v, _)| v.clone())
+                    .max_by(|a, b| compare_versions(a, b))
+            })
+            .unwrap_or_default();
+        if !declared.iter().any(|(v, _)| *v == latest) {
+            problems.push(
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!(
+                        "`latest_version: {latest}` of model `{name}` is not one of its versions"
+                    ),
+                )
+                .at(file, at, name.len(), "this model")
+                .help("set `latest_version:` to a declared `v:`, or declare that version"),
+            );
+        }
+        let base_columns: Vec<&Yaml> = item
+            .get("columns")
+            .and_then(Yaml::as_sequence)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        for (v, entry) in &declared {
+            let version = super::ModelVersion {
+                name: name.to_string(),
+                version: v.clone(),
+                latest: latest.clone(),
+            };
+            let stem = entry
+                .get("defined_in")
+                .and_then(Yaml::as_str)
+                .map_or_else(|| version.key(), String::from);
+            if !names.models.contains(&stem) {
+                problems.push(
+                    Problem::new(
+                        Code::ProjectConfig,
+                        format!("version {v} of model `{name}` has no file `{stem}.sql`"),
+                    )
+                    .at(file, at, name.len(), "this versioned model")
+                    .help(format!(
+                        "name the model file `{stem}.sql`, or point `defined_in:` at the file's name"
+                    )),
+                );
+                continue;
+            }
+            if let Some(other) = self.versions.get(&stem) {
+                problems.push(
+                    Problem::new(
+                        Code::ProjectConfig,
+                        format!(
+                            "`{stem}.sql` is version {} of `{}` and version {v} of `{name}`",
+                            other.version, other.name
+                        ),
+                    )
+                    .at(file, at, name.len(), "here")
+                    .help("give each version its own file"),
+                );
+                continue;
+            }
+            // The version as a model entry of its own: the entry's keys, the version's over them.
+            let mut merged = item.as_mapping().cloned().unwrap_or_default();
+            merged.remove("versions");
+            merged.remove("latest_version");
+            merged.insert(
+                Yaml::from("columns"),
+                Yaml::Sequence(version_columns(&base_columns, entry)),
+            );
+            if let Some(Yaml::Mapping(own)) = Some(entry) {
+                for (k, val) in own {
+                    let key = config::yaml_key(k);
+                    match key.as_str() {
+                        "v" | "defined_in" | "columns" => {}
+                        "config" => {
+                            let mut config = merged
+                                .get("config")
+                                .and_then(Yaml::as_mapping)
+                                .cloned()
+                                .unwrap_or_default();
+                            if let Some(m) = val.as_mapping() {
+                                for (ck, cv) in m {
+                                    config.insert(ck.clone(), cv.clone());
+                                }
+                            }
+                            merged.insert(Yaml::from("config"), Yaml::Mapping(config));
+                        }
+                        "tests" | "data_tests" => {
+                            merged.remove("tests");
+                            merged.insert(Yaml::from("data_tests"), val.clone());
+                        }
+                        _ => {
+                            merged.insert(k.clone(), val.clone());
+                        }
+                    }
+                }
+            }
+            let merged = Yaml::Mapping(merged);
+            let props = NodeProps {
+                description: str_of(merged.get("description")),
+                columns: columns_of(merged.get("columns")),
+                config: config_of(merged.get("config")),
+                patch_path: file.name.clone(),
+            };
+            self.generic_tests.extend(data_tests::tests_of(
+                &merged,
+                &TestTarget::Ref(version.key()),
+                file,
+            ));
+            self.model_props.insert(stem.clone(), props);
+            self.versions.insert(stem, version);
+        }
+    }
+
     /// A named `models:`, `seeds:` or `snapshots:` entry: its properties, with its data tests
     /// registered. `None` (and a problem) when it has no `name:`.
     pub(super) fn named_entry(
@@ -330,4 +499,72 @@ impl Project {
         )
         .at(file, offset, key.len(), format!("expected {expected}"))
     }
+}
+
+/// A YAML scalar as text (`2`, `1.5`, `"beta"`).
+fn scalar_text(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Versions compare as numbers when both are, else as text (dbt's order for the latest).
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// A version's columns: the model's, narrowed by the version's `include:` (`all`, `*` or a
+/// list; all by default) and `exclude:`, with the version's own named columns replacing those
+/// of the same name and added after them.
+fn version_columns(base: &[&Yaml], version: &Yaml) -> Vec<Yaml> {
+    let Some(own) = version.get("columns").and_then(Yaml::as_sequence) else {
+        return base.iter().map(|c| (*c).clone()).collect();
+    };
+    let spec = own
+        .iter()
+        .find(|c| c.get("include").is_some() || c.get("exclude").is_some());
+    let listed = |key: &str| -> Option<Vec<String>> {
+        let value = spec?.get(key)?;
+        match value {
+            Yaml::String(s) if s == "all" || s == "*" => None,
+            Yaml::Sequence(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Yaml::as_str)
+                    .map(String::from)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    let include = listed("include");
+    let exclude = listed("exclude").unwrap_or_default();
+    let named: Vec<&Yaml> = own.iter().filter(|c| c.get("name").is_some()).collect();
+    let name_of = |c: &Yaml| c.get("name").and_then(Yaml::as_str).map(String::from);
+    let mut out: Vec<Yaml> = Vec::new();
+    for c in base {
+        let Some(n) = name_of(c) else { continue };
+        if include.as_ref().is_some_and(|i| !i.contains(&n)) || exclude.contains(&n) {
+            continue;
+        }
+        match named
+            .iter()
+            .find(|o| name_of(o).as_deref() == Some(n.as_str()))
+        {
+            Some(o) => out.push((*o).clone()),
+            None => out.push((*c).clone()),
+        }
+    }
+    for o in named {
+        let n = name_of(o);
+        if !out.iter().any(|c| name_of(c) == n) {
+            out.push(o.clone());
+        }
+    }
+    out
 }

@@ -46,7 +46,11 @@ impl From<QueryError> for String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefCall {
     pub package: Option<String>,
+    /// What it names: a model, seed or snapshot, or for `ref('m', v=2)` the version's
+    /// `m_v2`.
     pub name: String,
+    /// `v=` / `version=` as written.
+    pub version: Option<String>,
 }
 
 /// A `ref()` or `source()` call and the relation it rendered as, so that a parse-pass render can

@@ -101,8 +101,12 @@ pub(super) fn value_to_json(value: &Value) -> Json {
 pub fn ref_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     let args = args.into_values();
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
-    let _ = kwargs.get::<Option<Value>>("v");
-    let _ = kwargs.get::<Option<Value>>("version");
+    let version = match kwargs.get::<Option<Value>>("v")? {
+        Some(v) if !v.is_none() => Some(v),
+        _ => kwargs
+            .get::<Option<Value>>("version")?
+            .filter(|v| !v.is_none()),
+    };
     let strings: Vec<String> = positional.iter().map(ToString::to_string).collect();
     let (package, name) = match strings.as_slice() {
         [name] => (None, name.clone()),
@@ -113,10 +117,17 @@ pub fn ref_fn(state: &State<'_, '_>, args: Rest<ValueOrKwargs>) -> Result<Value,
             ));
         }
     };
+    // A version of a versioned model is found by `<name>_v<version>`.
+    let version = version.map(|v| v.to_string());
+    let name = match &version {
+        Some(v) => crate::project::version_key(&name, v),
+        None => name,
+    };
     let ctx = ctx(state)?;
     ctx.refs.lock().expect("refs lock").push(RefCall {
         package: package.clone(),
         name: name.clone(),
+        version,
     });
     let relation = ctx.resolver.resolve_ref(package.as_deref(), &name);
     ctx.resolved
