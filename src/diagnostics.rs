@@ -39,6 +39,7 @@ pub enum Code {
     TestFailed,
     UnitTest,
     Packages,
+    Contract,
 }
 
 impl Code {
@@ -69,6 +70,7 @@ impl Code {
             Code::TestFailed => "xform::test_failed",
             Code::UnitTest => "xform::unit_test",
             Code::Packages => "xform::packages",
+            Code::Contract => "xform::contract",
         }
     }
 }

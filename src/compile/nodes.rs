@@ -71,6 +71,7 @@ pub(super) fn model_node(
         file: Some(model.file.clone()),
         description: props.map(|p| p.description.clone()).unwrap_or_default(),
         columns: props.map(|p| p.columns.clone()).unwrap_or_default(),
+        constraints: props.map(|p| p.constraints.clone()).unwrap_or_default(),
         patch_path: props.map(|p| p.patch_path.clone()),
         ..Node::new(
             ResourceType::Model,

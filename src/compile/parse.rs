@@ -176,6 +176,103 @@ pub(super) fn predict(
     }
 }
 
+/// What a foreign key constraint's `to:` names: `ref('m')` or `source('s', 't')`.
+fn foreign_key_target(text: &str) -> Option<(Option<String>, String)> {
+    let text = text.trim();
+    let (call, args) = text.strip_suffix(')')?.split_once('(')?;
+    let args: Vec<String> = args
+        .split(',')
+        .map(|a| a.trim().trim_matches(['\'', '"']).to_string())
+        .collect();
+    match (call.trim(), args.as_slice()) {
+        ("ref", [name]) => Some((None, name.clone())),
+        ("source", [source, table]) => Some((Some(source.clone()), table.clone())),
+        _ => None,
+    }
+}
+
+/// The constraints of a node's contract, model-level and its columns'.
+fn constraints_mut(node: &mut Node) -> impl Iterator<Item = &mut serde_json::Value> {
+    node.constraints.iter_mut().chain(
+        node.columns
+            .iter_mut()
+            .flat_map(|c| c.constraints.iter_mut()),
+    )
+}
+
+/// A foreign key's `to:` makes the node depend on what it names, as in dbt: the referenced
+/// table must be built first.
+fn add_foreign_key_refs(node: &mut Node) {
+    if !crate::materialize::contract::enforced(node) {
+        return;
+    }
+    let mut refs = Vec::new();
+    let mut sources = Vec::new();
+    for c in constraints_mut(node) {
+        match c
+            .get("to")
+            .and_then(serde_json::Value::as_str)
+            .and_then(foreign_key_target)
+        {
+            Some((None, name)) => refs.push(crate::render::RefCall {
+                package: None,
+                name,
+                version: None,
+            }),
+            Some((Some(source), table)) => sources.push((source, table)),
+            None => {}
+        }
+    }
+    node.refs.extend(refs);
+    node.sources.extend(sources);
+}
+
+/// Record the relation each foreign key's `to:` names, for the table's DDL.
+fn resolve_foreign_keys(graph: &mut Graph) {
+    let mut refs: HashMap<String, String> = HashMap::new();
+    let mut sources: HashMap<(String, String), String> = HashMap::new();
+    for n in &graph.nodes {
+        match n.source() {
+            Some(s) => {
+                sources.insert(
+                    (s.source_name.clone(), s.name.clone()),
+                    n.relation.to_string(),
+                );
+            }
+            None if n.has_relation() => {
+                for name in n.ref_names() {
+                    refs.insert(name.to_string(), n.relation.to_string());
+                }
+            }
+            None => {}
+        }
+    }
+    for node in &mut graph.nodes {
+        if node.resource_type != ResourceType::Model
+            || !crate::materialize::contract::enforced(node)
+        {
+            continue;
+        }
+        for c in constraints_mut(node) {
+            let target = c
+                .get("to")
+                .and_then(serde_json::Value::as_str)
+                .and_then(foreign_key_target);
+            let relation = match target {
+                Some((None, name)) => refs.get(&name).cloned(),
+                Some((Some(s), t)) => sources.get(&(s, t)).cloned(),
+                None => None,
+            };
+            if let (Some(relation), Some(map)) = (relation, c.as_object_mut()) {
+                map.insert(
+                    crate::materialize::contract::TO_RELATION.to_string(),
+                    serde_json::Value::String(relation),
+                );
+            }
+        }
+    }
+}
+
 /// The keys that decide a model's relation, where its file sets them to a string literal in a
 /// `config(...)` call (`config(materialized='ephemeral')`). Only a hint for `predict`: a wrong
 /// or missed hint costs a second render, never a wrong result, so the scan is plain text.
@@ -244,6 +341,10 @@ pub fn parse(
                 return Ok(None);
             };
             node.relation = relation_for(&renderer, target, &node)?;
+            // A contract that cannot be enforced (an untyped column, an ephemeral model, a
+            // malformed constraint) is a project error, found without a database.
+            crate::materialize::contract::Contract::of(&node)?;
+            add_foreign_key_refs(&mut node);
             Ok(Some(node))
         })
         .collect();
@@ -328,7 +429,10 @@ pub fn parse(
     let graph = Graph::build(nodes, &unparsed);
     crate::timings::mark("graph");
     match graph {
-        Ok(graph) if problems.is_empty() => Ok((renderer, graph)),
+        Ok(mut graph) if problems.is_empty() => {
+            resolve_foreign_keys(&mut graph);
+            Ok((renderer, graph))
+        }
         Ok(_) => Err(problems),
         Err(more) => {
             problems.extend(more);

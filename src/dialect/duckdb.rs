@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Dialect, Statement, StatementKind};
+use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
 use crate::materialize::{Build, Kind, Step, TMP_SUFFIX};
 use crate::render::Relation;
@@ -281,6 +282,101 @@ fn count(relation: &Relation) -> String {
     format!("select count(*) from {relation}")
 }
 
+/// A table with an enforced contract, as dbt-duckdb makes it: created with the declared
+/// columns, types and constraints, then filled with the query's columns in that order.
+fn contracted_table(tmp: &Relation, sql: &str, contract: &Contract) -> Vec<Statement> {
+    let mut items: Vec<String> = contract
+        .columns
+        .iter()
+        .map(|c| {
+            let mut item = format!("{} {}", quote(&c.name), c.data_type);
+            for k in &c.constraints {
+                item.push(' ');
+                item.push_str(&constraint_sql(k, true));
+            }
+            item
+        })
+        .collect();
+    items.extend(
+        contract
+            .constraints
+            .iter()
+            .map(|k| constraint_sql(k, false)),
+    );
+    let names: Vec<String> = contract.columns.iter().map(|c| quote(&c.name)).collect();
+    let names = names.join(", ");
+    vec![
+        Statement::ddl(format!(
+            "create table {tmp} (\n    {}\n)",
+            items.join(",\n    ")
+        )),
+        Statement {
+            sql: format!(
+                "insert into {tmp} ({names}) (\n    select {names} from (\n{sql}\n    ) as model_subq\n)"
+            ),
+            kind: StatementKind::Ddl,
+            body_line: Some(3),
+            counts: Some(count(tmp)),
+        },
+    ]
+}
+
+/// One constraint in a `create table`: inline after its column, or (`inline` false) as a
+/// table constraint over its columns.
+fn constraint_sql(c: &Constraint, inline: bool) -> String {
+    let columns = || {
+        c.columns
+            .iter()
+            .map(|n| quote(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let body = match (&c.kind, inline) {
+        (ConstraintKind::NotNull, true) => "not null".to_string(),
+        (ConstraintKind::NotNull, false) => format!(
+            "check ({})",
+            c.columns
+                .iter()
+                .map(|n| format!("{} is not null", quote(n)))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        (ConstraintKind::Unique, true) => "unique".to_string(),
+        (ConstraintKind::Unique, false) => format!("unique ({})", columns()),
+        (ConstraintKind::PrimaryKey, true) => "primary key".to_string(),
+        (ConstraintKind::PrimaryKey, false) => format!("primary key ({})", columns()),
+        (ConstraintKind::Check(e), _) => format!("check ({e})"),
+        (
+            ConstraintKind::ForeignKey {
+                references,
+                columns: to,
+            },
+            inline,
+        ) => {
+            let target = if to.is_empty() {
+                references.clone()
+            } else {
+                format!(
+                    "{references} ({})",
+                    to.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+                )
+            };
+            if inline {
+                format!("references {target}")
+            } else {
+                format!("foreign key ({}) references {target}", columns())
+            }
+        }
+        (ConstraintKind::Custom(e), _) => e.clone(),
+    };
+    match &c.name {
+        Some(name) if !matches!(c.kind, ConstraintKind::NotNull) || !inline => {
+            format!("constraint {} {body}", quote(name))
+        }
+        _ => body,
+    }
+}
+
 /// `Step::Replace`: build under `<name>__dbt_tmp`, then drop the old relation and rename the
 /// new one, in one transaction (DuckDB's DDL is transactional).
 fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<Statement> {
@@ -289,24 +385,25 @@ fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<St
         StatementKind::Begin,
         "begin transaction".to_string(),
     )];
-    out.push(match build {
-        Build::Table { sql } => Statement {
+    out.extend(match build {
+        Build::Table { sql } => vec![Statement {
             sql: format!("create table {tmp} as (\n{sql}\n)"),
             kind: StatementKind::Ddl,
             body_line: Some(2),
             counts: Some(count(&tmp)),
-        },
-        Build::View { sql } => Statement {
+        }],
+        Build::View { sql } => vec![Statement {
             sql: format!("create view {tmp} as (\n{sql}\n)"),
             kind: StatementKind::Ddl,
             body_line: Some(2),
             counts: None,
-        },
+        }],
+        Build::Contracted { sql, contract } => contracted_table(&tmp, sql, contract),
         Build::Seed {
             path,
             delimiter,
             column_types,
-        } => load_seed(&tmp, path, delimiter, column_types),
+        } => vec![load_seed(&tmp, path, delimiter, column_types)],
     });
     if let Some(old) = existing {
         out.push(Statement::ddl(format!(

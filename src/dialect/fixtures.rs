@@ -54,6 +54,21 @@ struct CaseNode {
     /// A seed's CSV file.
     #[serde(default)]
     seed_path: Option<PathBuf>,
+    /// YAML columns (`name`, `data_type`, `constraints`) and model-level constraints.
+    #[serde(default)]
+    columns: Vec<CaseColumn>,
+    #[serde(default)]
+    constraints: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseColumn {
+    name: String,
+    #[serde(default)]
+    data_type: Option<String>,
+    #[serde(default)]
+    constraints: Vec<serde_json::Value>,
 }
 
 /// The warehouse: schemas, relations of schema `main` in database `shop` by name with their
@@ -112,6 +127,10 @@ impl Columns for Exists {
     fn of_query(&self, _sql: &str) -> Result<Vec<Column>, Problem> {
         Ok(columns(&self.query_columns))
     }
+
+    fn declared_types(&self, types: &[String]) -> Result<Vec<String>, Problem> {
+        Ok(types.iter().map(|t| t.to_ascii_uppercase()).collect())
+    }
 }
 
 fn fixtures(under: &str) -> PathBuf {
@@ -151,6 +170,18 @@ fn plan_of(case: &PlanCase) -> Result<Plan, Problem> {
     }
     let node = Node {
         config,
+        columns: case
+            .node
+            .columns
+            .iter()
+            .map(|c| crate::project::ColumnProps {
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+                constraints: c.constraints.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        constraints: case.node.constraints.clone(),
         definition: match &case.node.seed_path {
             Some(path) => Definition::Seed { path: path.clone() },
             None => Definition::Template,

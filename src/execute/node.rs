@@ -367,6 +367,32 @@ impl Columns for Live<'_> {
             .describe(&describe)
             .map_err(|e| (self.db_problem)(&describe, &e))
     }
+
+    fn declared_types(&self, types: &[String]) -> Result<Vec<String>, Problem> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{} as c{i}", self.dialect.cast("null", t)))
+            .collect();
+        let describe = self
+            .dialect
+            .describe_query(&format!("select {}", items.join(", ")));
+        let columns = self.worker.describe(&describe).map_err(|e| {
+            Problem::new(
+                Code::Contract,
+                format!(
+                    "the contract's data types ({}) are not all types the warehouse knows: {}",
+                    types.join(", "),
+                    e.message
+                ),
+            )
+            .help("fix the column's `data_type:` in the model's YAML")
+        })?;
+        Ok(columns.into_iter().map(|c| c.data_type).collect())
+    }
 }
 
 /// The plan that builds `node` from its compiled SQL, with column lists read on `worker`.

@@ -121,6 +121,8 @@ pub struct Node {
     pub config: NodeConfig,
     pub description: String,
     pub columns: Vec<ColumnProps>,
+    /// A model's model-level `constraints:` (its columns' are in `columns`).
+    pub constraints: Vec<serde_json::Value>,
     pub patch_path: Option<String>,
     pub refs: Vec<RefCall>,
     pub sources: Vec<(String, String)>,
@@ -155,6 +157,7 @@ impl Node {
             config: NodeConfig::default(),
             description: String::new(),
             columns: Vec::new(),
+            constraints: Vec::new(),
             patch_path: None,
             refs: Vec::new(),
             sources: Vec::new(),

@@ -5,6 +5,7 @@
 //! warehouse; `dialect` turns its steps into statements and `adapter` runs them. Nothing here
 //! executes or renders SQL.
 
+pub mod contract;
 pub mod hooks;
 pub mod incremental;
 pub mod microbatch;
@@ -131,6 +132,12 @@ pub enum Build {
     Table { sql: String },
     /// A view over a query.
     View { sql: String },
+    /// A table of a model with an enforced contract: created with the contract's columns,
+    /// types and constraints, then filled from the query (its columns in the contract's order).
+    Contracted {
+        sql: String,
+        contract: contract::Contract,
+    },
     /// A table loaded from a seed's CSV file (the dialect chooses how: DuckDB reads the file,
     /// a warehouse gets a typed create and batched inserts).
     Seed {
@@ -145,7 +152,7 @@ impl Build {
     pub fn kind(&self) -> Kind {
         match self {
             Build::View { .. } => Kind::View,
-            Build::Table { .. } | Build::Seed { .. } => Kind::Table,
+            Build::Table { .. } | Build::Contracted { .. } | Build::Seed { .. } => Kind::Table,
         }
     }
 }
@@ -173,6 +180,9 @@ pub trait Columns {
     fn of_relation(&self, relation: &Relation) -> Result<Vec<Column>, Problem>;
     /// The columns a compiled query returns, found without running it.
     fn of_query(&self, sql: &str) -> Result<Vec<Column>, Problem>;
+    /// Data types as written in YAML (`int`, `text`), as the warehouse names them (`INTEGER`,
+    /// `VARCHAR`); a type it does not know is a problem.
+    fn declared_types(&self, types: &[String]) -> Result<Vec<String>, Problem>;
 }
 
 /// The plan that builds `node` this run from its compiled SQL: a snapshot's, an incremental
@@ -185,6 +195,26 @@ pub fn node_plan(
     columns: &dyn Columns,
     incremental: bool,
 ) -> Result<Plan, Problem> {
+    // An enforced contract is checked before anything is written, on every run.
+    if let Some(contract) = contract::Contract::of(node)? {
+        let query = columns.of_query(sql)?;
+        let types: Vec<String> = contract
+            .columns
+            .iter()
+            .map(|c| c.data_type.clone())
+            .collect();
+        let declared = columns.declared_types(&types)?;
+        let declared: Vec<Column> = contract
+            .columns
+            .iter()
+            .zip(declared)
+            .map(|(c, data_type)| Column {
+                name: c.name.clone(),
+                data_type,
+            })
+            .collect();
+        contract.check(node, &query, &declared)?;
+    }
     if node.resource_type == crate::graph::ResourceType::Snapshot {
         let query = columns.of_query(sql)?;
         let table = match existing.kind_of(&node.relation) {
@@ -254,9 +284,17 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                 column_types,
             }
         }
-        Materialization::Table | Materialization::Incremental => Build::Table {
-            sql: sql.to_string(),
-        },
+        Materialization::Table | Materialization::Incremental => {
+            match contract::Contract::of(node)? {
+                Some(contract) => Build::Contracted {
+                    sql: sql.to_string(),
+                    contract,
+                },
+                None => Build::Table {
+                    sql: sql.to_string(),
+                },
+            }
+        }
         Materialization::View => Build::View {
             sql: sql.to_string(),
         },

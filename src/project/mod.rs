@@ -162,6 +162,8 @@ pub struct ColumnProps {
     pub name: String,
     pub description: String,
     pub data_type: Option<String>,
+    /// `constraints:` as written (`{type: not_null}`, `{type: check, expression: ...}`…).
+    pub constraints: Vec<Json>,
 }
 
 /// What a property YAML file says about a model or seed.
@@ -172,6 +174,8 @@ pub struct NodeProps {
     pub config: NodeConfig,
     /// The YAML file, relative to the project root.
     pub patch_path: String,
+    /// Model-level `constraints:` as written (each with its `columns:`).
+    pub constraints: Vec<Json>,
 }
 
 /// One table of a `sources:` entry.

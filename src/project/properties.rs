@@ -355,6 +355,7 @@ impl Project {
                 columns: columns_of(merged.get("columns")),
                 config: config_of(merged.get("config")),
                 patch_path: file.name.clone(),
+                constraints: super::yaml::constraints_of(merged.get("constraints")),
             };
             self.generic_tests.extend(data_tests::tests_of(
                 &merged,
@@ -388,6 +389,7 @@ impl Project {
             columns: columns_of(item.get("columns")),
             config: config_of(item.get("config")),
             patch_path: file.name.clone(),
+            constraints: super::yaml::constraints_of(item.get("constraints")),
         };
         self.generic_tests.extend(data_tests::tests_of(
             item,

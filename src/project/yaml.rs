@@ -96,8 +96,19 @@ pub(super) fn columns_of(value: Option<&Yaml>) -> Vec<ColumnProps> {
                 name: c.get("name")?.as_str()?.to_string(),
                 description: str_of(c.get("description")),
                 data_type: c.get("data_type").and_then(Yaml::as_str).map(String::from),
+                constraints: constraints_of(c.get("constraints")),
             })
         })
+        .collect()
+}
+
+/// A `constraints:` list as JSON.
+pub(super) fn constraints_of(value: Option<&Yaml>) -> Vec<serde_json::Value> {
+    value
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(yaml_to_json)
         .collect()
 }
 
