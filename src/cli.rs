@@ -42,6 +42,10 @@ pub enum Command {
     Deps(DepsArgs),
     /// Show the project, profile, target and database in use
     Debug(CommonArgs),
+    /// Preview the rows of a model's query (or of `--inline` SQL) without building anything
+    Show(ShowArgs),
+    /// Read the project and write target/manifest.json, without compiling or running anything
+    Parse(CommonArgs),
     /// The documentation site: `xform docs generate`
     Docs(DocsArgs),
 }
@@ -55,6 +59,21 @@ pub struct RunOperationArgs {
     /// Its keyword arguments, as a YAML mapping
     #[arg(long)]
     pub args: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// SQL to preview instead of a selected node (`ref()` and `source()` work)
+    #[arg(long, conflicts_with = "selector")]
+    pub inline: Option<String>,
+    /// How many rows to show (-1: all)
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    pub limit: i64,
+    /// text (a table) or json
+    #[arg(long, short = 'o', default_value = "text")]
+    pub output: String,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -128,6 +147,10 @@ pub struct CommonArgs {
     /// Drop and rebuild seeds and incremental models
     #[arg(long)]
     pub full_refresh: bool,
+    /// Read every ref() and source() as zero rows: build the relations with their columns and
+    /// no data (a schema-only check, as dbt's --empty)
+    #[arg(long)]
+    pub empty: bool,
     /// A selector defined in selectors.yml, instead of --select
     #[arg(long, value_name = "NAME")]
     pub selector: Option<String>,
@@ -159,8 +182,12 @@ pub struct LsArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// name, path, selector or json
-    #[arg(long, default_value = "selector")]
+    #[arg(long, short = 'o', default_value = "selector")]
     pub output: String,
+    /// With `--output json`: the keys of each node's manifest entry to print (space- or
+    /// comma-separated, or repeated), instead of dbt's default set
+    #[arg(long, value_name = "KEYS", num_args = 1..)]
+    pub output_keys: Vec<String>,
     /// Restrict to a resource type (model, seed, snapshot, source, test)
     #[arg(long)]
     pub resource_type: Vec<String>,

@@ -26,6 +26,8 @@ pub struct RunInfo {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub full_refresh: bool,
     pub command: String,
+    /// `--empty`: refs and sources read as zero rows (a schema-only dry run, as dbt 1.8+).
+    pub empty: bool,
 }
 
 /// Where and how a run builds relations: what every warehouse has (a database, a schema,

@@ -304,6 +304,16 @@ fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
         .collect()
 }
 
+/// A node's entry as the manifest writes it (a source's, a unit test's or another node's),
+/// without its compiled code: what `ls --output json` prints.
+pub fn manifest_entry(node: &Node, target_path: &str) -> Json {
+    match node.resource_type {
+        crate::graph::ResourceType::Source => source_json(node),
+        crate::graph::ResourceType::UnitTest => unit_json(node),
+        _ => serde_json::from_str(&node_json(node, target_path, None)).unwrap_or(Json::Null),
+    }
+}
+
 fn source_json(node: &Node) -> Json {
     let s = node.source();
     json!({

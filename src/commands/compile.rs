@@ -21,6 +21,39 @@ use crate::diagnostics::{Code, Problem};
 use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
 
+/// `xform parse`: read the project, build the graph and write `manifest.json` (without
+/// compiled code), as `dbt parse` does: every project problem, no template rendered for
+/// execution and no database opened.
+pub fn parse_only(s: &Session) -> i32 {
+    let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
+        Ok(parsed) => parsed,
+        Err(problems) => {
+            report(&problems);
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(p) = write_manifest(
+        &s.target_dir,
+        &s.project.target_path,
+        &s.project.name,
+        &s.target,
+        &graph,
+        &BTreeMap::new(),
+        &s.run,
+    ) {
+        report(&[p]);
+        return EXIT_USAGE;
+    }
+    println!(
+        "Parsed {} nodes to {}",
+        graph.nodes.len(),
+        crate::env::mask(&s.target_dir.join("manifest.json").display().to_string())
+    );
+    std::mem::forget(renderer);
+    std::mem::forget(graph);
+    EXIT_OK
+}
+
 pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let done = match compile_selected(s, args) {
         Ok(done) => done,
@@ -105,6 +138,9 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             report(&[p]);
             return Err(EXIT_USAGE);
         }
+    }
+    if s.run.empty {
+        compiler.read_empty_inputs();
     }
     let results: Vec<(usize, Result<Arc<str>, Problem>)> = chosen
         .par_iter()

@@ -94,6 +94,7 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
             "state": args.state.as_ref().map(|p| p.display().to_string()),
             "defer": args.defer,
             "favor_state": args.favor_state,
+            "empty": args.empty,
             "event_time_start": args.event_time_start,
             "event_time_end": args.event_time_end,
             "target": s.target.name,

@@ -6,6 +6,20 @@ use crate::compile::parse;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::ResourceType;
 
+/// The keys of a node that `ls --output json` prints by default, as dbt's.
+const JSON_KEYS: &[&str] = &[
+    "alias",
+    "config",
+    "depends_on",
+    "name",
+    "original_file_path",
+    "package_name",
+    "resource_type",
+    "source_name",
+    "tags",
+    "unique_id",
+];
+
 pub fn ls(s: &Session, args: &LsArgs) -> i32 {
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
         Ok(g) => g,
@@ -56,6 +70,17 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
     for e in &empty {
         eprintln!("warning: the selector `{e}` matches no node");
     }
+    // dbt's keys of a node for `--output json`, unless `--output-keys` names others.
+    let keys: Vec<String> = if args.output_keys.is_empty() {
+        JSON_KEYS.iter().map(ToString::to_string).collect()
+    } else {
+        args.output_keys
+            .iter()
+            .flat_map(|k| k.split([' ', ',']))
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect()
+    };
     let mut lines: Vec<String> = chosen
         .iter()
         .map(|&i| {
@@ -63,14 +88,17 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             match args.output.as_str() {
                 "name" => n.name.clone(),
                 "path" => n.path.clone(),
-                "json" => serde_json::json!({
-                    "name": n.name,
-                    "resource_type": n.resource_type.as_str(),
-                    "unique_id": n.unique_id,
-                    "original_file_path": n.path,
-                    "config": n.config.to_json(),
-                })
-                .to_string(),
+                "json" => {
+                    let entry = crate::artifacts::manifest_entry(n, &s.project.target_path);
+                    let picked: serde_json::Map<String, serde_json::Value> = entry
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(k, _)| keys.iter().any(|w| w == *k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    serde_json::Value::Object(picked).to_string()
+                }
                 _ => match n.resource_type {
                     ResourceType::Source => format!("source:{}", n.fqn.join(".")),
                     _ => n.fqn.join("."),

@@ -14,6 +14,8 @@ mod ls;
 mod retry;
 #[cfg(feature = "duckdb")]
 mod run_operation;
+#[cfg(feature = "duckdb")]
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -64,6 +66,7 @@ fn run_info(command: &str, full_refresh: bool) -> RunInfo {
         started_at: fixed.unwrap_or_else(chrono::Utc::now),
         full_refresh,
         command: command.to_string(),
+        empty: false,
     }
 }
 
@@ -124,8 +127,9 @@ impl Session {
 
 fn with_session(args: &CommonArgs, command: &str, f: impl FnOnce(Session) -> i32) -> i32 {
     match Session::load(&args.project, args.threads, args.full_refresh, command) {
-        Ok(s) => {
+        Ok(mut s) => {
             crate::timings::mark("load project");
+            s.run.empty = args.empty;
             f(s)
         }
         Err(problems) => {
@@ -253,7 +257,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         #[cfg(feature = "duckdb")]
         Command::Test(args) => execute_command(&args, crate::execute::Mode::Test),
         #[cfg(feature = "duckdb")]
-        Command::Retry(args) => with_session(&args, "retry", |s| retry::retry(&s, &args)),
+        Command::Retry(args) => with_session(&args, "retry", |mut s| retry::retry(&mut s, &args)),
         #[cfg(not(feature = "duckdb"))]
         Command::Run(args)
         | Command::Seed(args)
@@ -277,6 +281,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         #[cfg(not(feature = "duckdb"))]
         Command::RunOperation(args) => execute_command(&args.common, ()),
         Command::Debug(args) => with_session(&args, "debug", |s| debug::debug(&s)),
+        #[cfg(feature = "duckdb")]
+        Command::Show(args) => with_session(&args.common, "show", |s| show::show(&s, &args)),
+        #[cfg(not(feature = "duckdb"))]
+        Command::Show(args) => execute_command(&args.common, ()),
+        Command::Parse(args) => with_session(&args, "parse", |s| compile::parse_only(&s)),
         Command::Docs(DocsArgs {
             command: DocsCommand::Generate(args),
         }) => with_session(&args.common, "docs generate", |s| docs::generate(&s, &args)),

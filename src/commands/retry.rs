@@ -10,16 +10,20 @@ use crate::config::Session;
 use crate::diagnostics::{Code, Problem};
 use crate::execute::Mode;
 
-/// The node name in a unique id: `model.shop.orders` → `orders`, `test.shop.name.hash` → `name`.
-fn name_of(unique_id: &str) -> Option<&str> {
+/// The selector of a node in a unique id: `model.shop.orders` → `orders`,
+/// `test.shop.name.hash` → `name`, a model version `model.shop.orders.v2` → `orders.v2`.
+fn name_of(unique_id: &str) -> Option<String> {
     let parts: Vec<&str> = unique_id.split('.').collect();
     match parts.as_slice() {
-        ["test", _, name, _] | ["unit_test", _, _, name] | [_, _, name] => Some(name),
+        ["model", _, name, version] => Some(format!("{name}.{version}")),
+        ["test", _, name, _] | ["unit_test", _, _, name] | [_, _, name] => {
+            Some((*name).to_string())
+        }
         _ => None,
     }
 }
 
-pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
+pub fn retry(s: &mut Session, args: &CommonArgs) -> i32 {
     let path = s.target_dir.join("run_results.json");
     let results: Json = match std::fs::read(&path)
         .map_err(|e| Problem::io(&path, &e))
@@ -60,7 +64,7 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
         .into_iter()
         .flatten()
         .filter(|r| matches!(r["status"].as_str(), Some("error" | "fail" | "skipped")))
-        .filter_map(|r| r["unique_id"].as_str().and_then(name_of).map(String::from))
+        .filter_map(|r| r["unique_id"].as_str().and_then(name_of))
         .collect();
     select.sort();
     select.dedup();
@@ -80,6 +84,7 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
             .as_u64()
             .and_then(|t| usize::try_from(t).ok())),
         full_refresh: args.full_refresh || previous["full_refresh"].as_bool().unwrap_or(false),
+        empty: args.empty || previous["empty"].as_bool().unwrap_or(false),
         fail_fast: args.fail_fast,
         state: args
             .state
@@ -96,6 +101,7 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
         retried.select.len(),
         mode.name()
     );
+    s.run.empty = retried.empty;
     execute::execute(s, &retried, mode)
 }
 
@@ -103,14 +109,21 @@ pub fn retry(s: &Session, args: &CommonArgs) -> i32 {
 mod tests {
     #[test]
     fn names_come_from_unique_ids() {
-        assert_eq!(super::name_of("model.shop.orders"), Some("orders"));
         assert_eq!(
-            super::name_of("test.shop.not_null_orders_id.0123456789"),
+            super::name_of("model.shop.orders").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            super::name_of("model.shop.orders.v2").as_deref(),
+            Some("orders.v2")
+        );
+        assert_eq!(
+            super::name_of("test.shop.not_null_orders_id.0123456789").as_deref(),
             Some("not_null_orders_id")
         );
         assert_eq!(super::name_of("source.shop.raw.orders"), None);
         assert_eq!(
-            super::name_of("unit_test.shop.orders.orders_sum"),
+            super::name_of("unit_test.shop.orders.orders_sum").as_deref(),
             Some("orders_sum")
         );
     }

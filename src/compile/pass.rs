@@ -108,6 +108,40 @@ impl<'a> Compiler<'a> {
         self.renderer
     }
 
+    /// Render SQL that is no node's (`xform show --inline`): refs and sources resolve as a
+    /// model's do, with `execute` true.
+    pub fn render_inline(
+        &self,
+        text: &str,
+        introspector: &Arc<dyn Introspect>,
+    ) -> Result<String, Problem> {
+        self.renderer.render_hook(
+            text,
+            "the inline query",
+            None,
+            self.resolver.clone(),
+            Some(introspector.clone()),
+            std::collections::BTreeMap::new(),
+        )
+    }
+
+    /// `--empty`: every `ref()` and `source()` reads zero rows (`where false limit 0`), as
+    /// dbt's `--empty` does; an ephemeral model's CTE is left alone (its own inputs are
+    /// already empty). Call before compiling anything, after `defer`.
+    pub fn read_empty_inputs(&mut self) {
+        let resolver = Arc::get_mut(&mut self.resolver)
+            .expect("read_empty_inputs is called before any compilation");
+        for relation in resolver
+            .refs
+            .values_mut()
+            .chain(resolver.sources.values_mut())
+        {
+            if !relation.cte {
+                relation.filter = Some("false limit 0".to_string());
+            }
+        }
+    }
+
     /// Resolve `ref()`s of the named (unselected) nodes to other relations: `--defer` reads them
     /// where an earlier run's state says they are. Call before compiling anything.
     /// The relations come from another run's manifest, so they take this run's quoting.

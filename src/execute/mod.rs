@@ -291,6 +291,9 @@ pub fn run(
             return Err(Stopped::Usage(vec![p]));
         }
     }
+    if s.run.empty {
+        compiler.read_empty_inputs();
+    }
     let runner = Runner {
         session: s,
         graph,

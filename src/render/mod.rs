@@ -332,6 +332,7 @@ impl Renderer {
             "flags",
             crate::render::context::to_value(serde_json::json!({
                 "FULL_REFRESH": run.full_refresh,
+                "EMPTY": run.empty,
                 "WHICH": run.command,
             })),
         );
