@@ -46,6 +46,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Read the project and write target/manifest.json, without compiling or running anything
     Parse(CommonArgs),
+    /// Sources: `xform source freshness`
+    Source(SourceArgs),
     /// The documentation site: `xform docs generate`
     Docs(DocsArgs),
 }
@@ -59,6 +61,27 @@ pub struct RunOperationArgs {
     /// Its keyword arguments, as a YAML mapping
     #[arg(long)]
     pub args: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    #[command(subcommand)]
+    pub command: SourceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// How long ago each source table was loaded, against its `freshness:` (target/sources.json)
+    Freshness(FreshnessArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FreshnessArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where to write the results instead of target/sources.json
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -30,6 +30,32 @@ pub struct PreviousState {
     /// Where each model, seed and snapshot was built, for `--defer`.
     relations: HashMap<String, Relation>,
     results: HashMap<String, String>,
+    /// Each source's newest load time in `sources.json`: the earlier run's (in `--state`), and
+    /// this project's last `xform source freshness` (in the target folder).
+    previous_sources: HashMap<String, String>,
+    current_sources: HashMap<String, String>,
+}
+
+/// The `max_loaded_at` of each source measured in a `sources.json` (none when it is missing
+/// or unreadable; runtime errors have none).
+fn loaded_times(path: &Path) -> HashMap<String, String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return HashMap::new();
+    };
+    let Ok(doc) = serde_json::from_slice::<Json>(&bytes) else {
+        return HashMap::new();
+    };
+    doc["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r["unique_id"].as_str()?.to_string(),
+                r["max_loaded_at"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 impl PreviousState {
@@ -88,7 +114,31 @@ impl PreviousState {
             nodes,
             relations,
             results,
+            previous_sources: loaded_times(&dir.join("sources.json")),
+            current_sources: HashMap::new(),
         })
+    }
+
+    /// Read this project's last `sources.json` (in `target_dir`), for `source_status:`.
+    #[must_use]
+    pub fn with_current_sources(mut self, target_dir: &Path) -> Self {
+        self.current_sources = loaded_times(&target_dir.join("sources.json"));
+        self
+    }
+
+    /// `source_status:fresher`: a source whose newest load is later now than in the earlier
+    /// run (or that the earlier run did not measure).
+    fn source_status(&self, node: &Node, value: &str) -> bool {
+        if value != "fresher" || node.resource_type != ResourceType::Source {
+            return false;
+        }
+        let Some(now) = self.current_sources.get(&node.unique_id) else {
+            return false;
+        };
+        // ISO 8601 times in UTC with the same layout compare as text.
+        self.previous_sources
+            .get(&node.unique_id)
+            .is_none_or(|before| now > before)
     }
 
     /// The relation a node was built as in the earlier run.
@@ -136,6 +186,7 @@ fn matches(graph: &Graph, state: &PreviousState, i: usize, method: &str, value: 
     let node = &graph.nodes[i];
     match method {
         "state" => state.state_matches(node, value),
+        "source_status" => state.source_status(node, value),
         "result" => state
             .results
             .get(&node.unique_id)
@@ -298,6 +349,7 @@ fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usiz
         "test_name",
         "state",
         "result",
+        "source_status",
     ];
     if !known.contains(&method) && !method.starts_with("config.") {
         return Err(Problem::new(
@@ -306,7 +358,7 @@ fn term(graph: &Graph, state: &PreviousState, raw: &str) -> Result<BTreeSet<usiz
         )
         .help("use a name, a glob, `tag:`, `path:`, `source:`, `resource_type:`, `test_type:`, `test_name:`, `fqn:`, `package:`, `version:`, `state:` or `result:`"));
     }
-    if matches!(method, "state" | "result") && !state.given {
+    if matches!(method, "state" | "result" | "source_status") && !state.given {
         return Err(Problem::new(Code::Selection, format!("`{raw}` compares with an earlier run, but no --state was given"))
             .help("pass --state <folder> with the manifest.json (and run_results.json) of the run to compare with"));
     }

@@ -160,3 +160,133 @@ fn empty_builds_every_relation_with_its_columns_and_no_rows() {
     run(&p, &["build"]);
     assert_eq!(rows(&p, "shop", "select count(*) from main.named"), ["2"]);
 }
+
+#[test]
+fn source_freshness_measures_loads_against_the_thresholds_and_selects_fresher_sources() {
+    let p = TempProject::empty("shop");
+    common::sql(
+        &p,
+        "shop",
+        "create table main.orders as select 1 as id, now()::timestamp - interval 2 hour as loaded_at;\n\
+         create table main.events as select 1 as id, now()::timestamp - interval 3 day as loaded_at, 'web' as channel\n\
+         union all select 2, now()::timestamp, 'app';\n\
+         create table main.people as select 1 as id, now()::timestamp - interval 30 day as loaded_at;\n\
+         create table main.plain as select 1 as id;",
+    );
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    schema: main\n    loaded_at_field: loaded_at\n\
+         \x20   freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n\
+         \x20   tables:\n      - name: orders\n\
+         \x20     - name: events\n        freshness:\n          filter: \"channel = 'web'\"\n\
+         \x20     - name: people\n        freshness: null\n\
+         \x20     - name: plain\n        loaded_at_field: nope\n",
+    );
+    p.write(
+        "models/recent.sql",
+        "select * from {{ source('raw', 'orders') }}",
+    );
+    let text = run_fails(&p, &["source", "freshness"]);
+    assert!(text.contains("WARN  freshness of raw.orders"), "{text}");
+    // The filter keeps only the web rows, three days old.
+    assert!(text.contains("ERROR freshness of raw.events"), "{text}");
+    assert!(!text.contains("raw.people"), "{text}");
+    assert!(
+        text.contains("cannot check the freshness of source `raw.plain`"),
+        "{text}"
+    );
+    assert!(text.contains("1 warned, 2 errored"), "{text}");
+    let sources: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/sources.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        sources["metadata"]["dbt_schema_version"],
+        "https://schemas.getdbt.com/dbt/sources/v3.json"
+    );
+    let result = |id: &str| {
+        sources["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let orders = result("source.shop.raw.orders");
+    assert_eq!(orders["unique_id"], "source.shop.raw.orders");
+    assert_eq!(orders["status"], "warn");
+    let age = orders["max_loaded_at_time_ago_in_s"].as_f64().unwrap();
+    assert!((7000.0..7400.0).contains(&age), "{age}");
+    assert_eq!(
+        orders["criteria"]["warn_after"],
+        serde_json::json!({"count": 1, "period": "hour"})
+    );
+    assert_eq!(result("source.shop.raw.plain")["status"], "runtime error");
+
+    // One source selected, its results written where -o says.
+    let text = run(
+        &p,
+        &[
+            "source",
+            "freshness",
+            "-s",
+            "source:raw.orders",
+            "-o",
+            "fresh.json",
+        ],
+    );
+    assert!(text.contains("1 of 1 WARN"), "{text}");
+    assert!(p.path().join("fresh.json").is_file());
+
+    // source_status:fresher compares with the state's sources.json.
+    let state = tempfile::tempdir().unwrap();
+    run(&p, &["parse"]);
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        state.path().join("manifest.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        p.path().join("fresh.json"),
+        state.path().join("sources.json"),
+    )
+    .unwrap();
+    common::sql(
+        &p,
+        "shop",
+        "insert into main.orders values (2, now()::timestamp)",
+    );
+    run_fails(&p, &["source", "freshness"]);
+    let state_dir = state.path().to_str().unwrap();
+    let text = run(
+        &p,
+        &[
+            "ls",
+            "-s",
+            "source_status:fresher+",
+            "--state",
+            state_dir,
+            "--resource-type",
+            "model",
+        ],
+    );
+    assert!(text.contains("shop.recent"), "{text}");
+    std::fs::copy(
+        p.path().join("target/sources.json"),
+        state.path().join("sources.json"),
+    )
+    .unwrap();
+    let text = run(
+        &p,
+        &[
+            "ls",
+            "-s",
+            "source_status:fresher+",
+            "--state",
+            state_dir,
+            "--resource-type",
+            "model",
+        ],
+    );
+    assert!(!text.contains("shop.recent"), "{text}");
+}

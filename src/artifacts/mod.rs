@@ -678,6 +678,32 @@ pub fn write_run_results(
     write_file(&target_dir.join("run_results.json"), &text)
 }
 
+const SOURCES_SCHEMA: &str = "https://schemas.getdbt.com/dbt/sources/v3.json";
+
+/// `sources.json` (dbt's schema v3): one result per source table whose freshness was
+/// measured (`results` as `xform source freshness` made them).
+pub fn write_sources(
+    path: &Path,
+    project: &str,
+    target: &Target,
+    run: &RunInfo,
+    results: Vec<Json>,
+    elapsed: f64,
+) -> Result<(), Problem> {
+    let doc = json!({
+        "metadata": metadata(SOURCES_SCHEMA, project, target, run),
+        "results": results,
+        "elapsed_time": elapsed,
+    });
+    let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    write_file(path, &text)
+}
+
+/// A time as the artifacts write it (ISO 8601, UTC, microseconds).
+pub fn iso_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    time(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{holds, write_files};

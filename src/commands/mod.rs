@@ -9,6 +9,8 @@ mod deps;
 mod docs;
 #[cfg(feature = "duckdb")]
 mod execute;
+#[cfg(feature = "duckdb")]
+mod freshness;
 mod ls;
 #[cfg(feature = "duckdb")]
 mod retry;
@@ -160,7 +162,7 @@ fn choose(
     args: &CommonArgs,
     types: &[crate::graph::ResourceType],
 ) -> Result<crate::select::Selection, Problem> {
-    let state = previous_state(args)?;
+    let state = previous_state(args)?.with_current_sources(&s.target_dir);
     let selector = match &args.selector {
         Some(name) => Some(crate::select::named_selector(
             graph,
@@ -286,6 +288,16 @@ pub fn dispatch(cli: Cli) -> i32 {
         #[cfg(not(feature = "duckdb"))]
         Command::Show(args) => execute_command(&args.common, ()),
         Command::Parse(args) => with_session(&args, "parse", |s| compile::parse_only(&s)),
+        #[cfg(feature = "duckdb")]
+        Command::Source(crate::cli::SourceArgs {
+            command: crate::cli::SourceCommand::Freshness(args),
+        }) => with_session(&args.common, "source freshness", |s| {
+            freshness::freshness(&s, &args)
+        }),
+        #[cfg(not(feature = "duckdb"))]
+        Command::Source(crate::cli::SourceArgs {
+            command: crate::cli::SourceCommand::Freshness(args),
+        }) => execute_command(&args.common, ()),
         Command::Docs(DocsArgs {
             command: DocsCommand::Generate(args),
         }) => with_session(&args.common, "docs generate", |s| docs::generate(&s, &args)),

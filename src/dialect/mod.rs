@@ -222,6 +222,21 @@ pub trait Dialect: Sync {
         format!("select * from {}", self.relation(relation))
     }
 
+    /// A source's freshness: the newest `loaded_at` (an expression, as dbt takes it) of the
+    /// rows matching `filter`, and the database's time now, both in UTC.
+    fn freshness_query(
+        &self,
+        relation: &Relation,
+        loaded_at: &str,
+        filter: Option<&str>,
+    ) -> String {
+        let filter = filter.map_or_else(String::new, |f| format!("\nwhere {f}"));
+        format!(
+            "select max({loaded_at}) as max_loaded_at, current_timestamp as snapshotted_at\nfrom {}{filter}",
+            self.relation(relation)
+        )
+    }
+
     /// dbt's count query around a data test's failing rows: the failure count and whether it
     /// trips `warn_if` and `error_if`.
     fn test_counts(&self, failing: &str, fail_calc: &str, warn_if: &str, error_if: &str) -> String {

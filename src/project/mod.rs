@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod config;
 pub mod data_tests;
 mod discover;
+pub mod freshness;
 pub mod packages;
 mod properties;
 pub mod unit_tests;
@@ -195,6 +196,9 @@ pub struct SourceTable {
     /// `config: {event_time: ...}` of the table (or of its source): a microbatch model reading
     /// it sees only the rows of its batch.
     pub event_time: Option<String>,
+    /// `freshness:` (the source's and the table's, merged) and `loaded_at_field:`.
+    pub freshness: Option<freshness::Freshness>,
+    pub loaded_at_field: Option<String>,
 }
 
 /// A loaded project: every file it owns, read once.

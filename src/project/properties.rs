@@ -153,6 +153,8 @@ impl Project {
                                     .iter()
                                     .find_map(|y| y.get("config")?.get("event_time")?.as_str())
                                     .map(String::from),
+                                freshness: super::freshness::merged(source, table),
+                                loaded_at_field: super::freshness::loaded_at_field(source, table),
                             });
                         }
                     }
