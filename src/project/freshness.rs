@@ -121,20 +121,14 @@ fn setting<'a>(entry: &'a Yaml, key: &str) -> Option<&'a Yaml> {
         .or_else(|| entry.get(key))
 }
 
-fn threshold(value: Option<&Yaml>) -> Option<Option<Threshold>> {
-    let value = value?;
-    if value.is_null() {
-        return Some(None);
-    }
-    let count = value.get("count").and_then(Yaml::as_i64);
+/// A `warn_after` / `error_after` as written (`null` or an incomplete one: none).
+fn threshold(value: &Yaml) -> Option<Threshold> {
+    let count = value.get("count").and_then(Yaml::as_i64)?;
     let period = value
         .get("period")
         .and_then(Yaml::as_str)
-        .and_then(Period::parse);
-    Some(match (count, period) {
-        (Some(count), Some(period)) => Some(Threshold { count, period }),
-        _ => None,
-    })
+        .and_then(Period::parse)?;
+    Some(Threshold { count, period })
 }
 
 /// A source's and a table's `freshness:` merged as dbt merges them: the table's keys over
@@ -147,11 +141,11 @@ pub fn merged(source: &Yaml, table: &Yaml) -> Option<Freshness> {
             Some(Yaml::Null) => out = None,
             Some(f) => {
                 let mut base = out.take().unwrap_or_default();
-                if let Some(t) = threshold(f.get("warn_after")) {
-                    base.warn_after = t;
+                if let Some(t) = f.get("warn_after") {
+                    base.warn_after = threshold(t);
                 }
-                if let Some(t) = threshold(f.get("error_after")) {
-                    base.error_after = t;
+                if let Some(t) = f.get("error_after") {
+                    base.error_after = threshold(t);
                 }
                 if let Some(filter) = f.get("filter") {
                     base.filter = filter.as_str().map(String::from);
