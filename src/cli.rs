@@ -174,6 +174,11 @@ pub struct CommonArgs {
     /// no data (a schema-only check, as dbt's --empty)
     #[arg(long)]
     pub empty: bool,
+    /// Which tests come along with the selected nodes: eager (any parent selected, the
+    /// default), cautious (every parent selected), buildable (every parent selected or
+    /// upstream of the selection) or empty (none)
+    #[arg(long, value_name = "MODE", env = "DBT_INDIRECT_SELECTION")]
+    pub indirect_selection: Option<String>,
     /// A selector defined in selectors.yml, instead of --select
     #[arg(long, value_name = "NAME")]
     pub selector: Option<String>,

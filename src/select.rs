@@ -564,8 +564,35 @@ pub struct Selection {
     pub unmatched: Vec<String>,
 }
 
+/// Which tests come along with the selected nodes (`--indirect-selection`, dbt's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Indirect {
+    /// A test of any selected node.
+    #[default]
+    Eager,
+    /// A test whose every parent is selected.
+    Cautious,
+    /// A test whose every parent is selected or upstream of a selected node.
+    Buildable,
+    /// No test that was not selected itself.
+    Empty,
+}
+
+impl Indirect {
+    pub fn parse(text: &str) -> Option<Indirect> {
+        match text {
+            "eager" => Some(Indirect::Eager),
+            "cautious" => Some(Indirect::Cautious),
+            "buildable" => Some(Indirect::Buildable),
+            "empty" => Some(Indirect::Empty),
+            _ => None,
+        }
+    }
+}
+
 /// The selected nodes of the given resource types. A resolved `--selector` takes the place of
-/// `--select`.
+/// `--select`. Tests come along as `indirect` says; a test that reads an excluded node is
+/// left out, however it was chosen, as in dbt.
 pub fn select_with(
     graph: &Graph,
     select: &[String],
@@ -573,6 +600,7 @@ pub fn select_with(
     types: &[ResourceType],
     state: &PreviousState,
     selector: Option<BTreeSet<usize>>,
+    indirect: Indirect,
 ) -> Result<Selection, Problem> {
     let (mut chosen, mut empty) = if let Some(nodes) = selector {
         (nodes, Vec::new())
@@ -586,18 +614,39 @@ pub fn select_with(
         (excluded, _) = expression(graph, state, exclude)?;
         chosen = chosen.difference(&excluded).copied().collect();
     }
-    // Eager indirect selection: a test comes along with any node it tests.
+    let is_test = |i: usize| {
+        matches!(
+            graph.nodes[i].resource_type,
+            ResourceType::Test | ResourceType::UnitTest
+        )
+    };
+    // What a `buildable` test may read: the selection and everything upstream of it.
+    let buildable: BTreeSet<usize> = if indirect == Indirect::Buildable {
+        closure(graph, &chosen, true, None)
+    } else {
+        BTreeSet::new()
+    };
     let tests: Vec<usize> = (0..graph.nodes.len())
+        .filter(|&i| is_test(i) && !chosen.contains(&i) && !excluded.contains(&i))
         .filter(|&i| {
-            matches!(
-                graph.nodes[i].resource_type,
-                ResourceType::Test | ResourceType::UnitTest
-            ) && !chosen.contains(&i)
-                && !excluded.contains(&i)
-                && graph.parents(i).iter().any(|p| chosen.contains(p))
+            let parents = graph.parents(i);
+            match indirect {
+                Indirect::Eager => parents.iter().any(|p| chosen.contains(p)),
+                Indirect::Cautious => {
+                    !parents.is_empty() && parents.iter().all(|p| chosen.contains(p))
+                }
+                Indirect::Buildable => {
+                    parents.iter().any(|p| chosen.contains(p))
+                        && parents.iter().all(|p| buildable.contains(p))
+                }
+                Indirect::Empty => false,
+            }
         })
         .collect();
     chosen.extend(tests);
+    if !excluded.is_empty() {
+        chosen.retain(|&i| !is_test(i) || !graph.parents(i).iter().any(|p| excluded.contains(p)));
+    }
     empty.sort();
     let ordered = graph
         .order()

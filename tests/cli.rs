@@ -393,3 +393,55 @@ fn profile_keys_xform_ignores_are_warned_about() {
     );
     assert!(text.contains("did you mean `threads`?"), "{text}");
 }
+
+#[test]
+fn tests_come_along_as_indirect_selection_says_and_leave_with_an_excluded_parent() {
+    let p = project();
+    // A test of wide alone, and a relationships test reading wide and stg.
+    p.write(
+        "models/marts/schema.yml",
+        "models:\n  - name: wide\n    columns:\n      - name: id\n        data_tests:\n          - not_null\n          - relationships:\n              arguments: {to: ref('stg'), field: id}\n",
+    );
+    let ls = |args: &[&str]| {
+        let mut all = vec!["ls", "--output", "name", "--resource-type", "test"];
+        all.extend_from_slice(args);
+        let out = p.xform(&all);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        stdout(&out).lines().map(String::from).collect::<Vec<_>>()
+    };
+    let both = vec![
+        "not_null_wide_id".to_string(),
+        "relationships_wide_id__id__ref_stg_".to_string(),
+    ];
+    assert_eq!(ls(&["-s", "wide"]), both);
+    assert_eq!(ls(&["-s", "wide", "--indirect-selection", "eager"]), both);
+    assert_eq!(
+        ls(&["-s", "wide", "--indirect-selection", "cautious"]),
+        ["not_null_wide_id"]
+    );
+    assert_eq!(
+        ls(&["-s", "wide", "stg", "--indirect-selection", "cautious"]),
+        both
+    );
+    // buildable: stg is upstream of wide, so the relationships test can run.
+    assert_eq!(
+        ls(&["-s", "wide", "--indirect-selection", "buildable"]),
+        both
+    );
+    assert!(ls(&["-s", "wide", "--indirect-selection", "empty"]).is_empty());
+    // Excluding stg drops every test that reads it, even one of a selected node.
+    assert_eq!(ls(&["--exclude", "stg"]), ["not_null_wide_id"]);
+    assert_eq!(
+        ls(&["-s", "wide", "--exclude", "stg"]),
+        ["not_null_wide_id"]
+    );
+
+    let out = p.xform(&["ls", "--indirect-selection", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("use eager (the default), cautious, buildable or empty"),
+        "{}",
+        transcript(p.path(), &out)
+    );
+}

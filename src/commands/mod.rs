@@ -172,7 +172,25 @@ fn choose(
         )?),
         None => None,
     };
-    crate::select::select_with(graph, &args.select, &args.exclude, types, &state, selector)
+    let indirect = match args.indirect_selection.as_deref() {
+        None => crate::select::Indirect::default(),
+        Some(mode) => crate::select::Indirect::parse(mode).ok_or_else(|| {
+            Problem::new(
+                crate::diagnostics::Code::Selection,
+                format!("unknown --indirect-selection `{mode}`"),
+            )
+            .help("use eager (the default), cautious, buildable or empty")
+        })?,
+    };
+    crate::select::select_with(
+        graph,
+        &args.select,
+        &args.exclude,
+        types,
+        &state,
+        selector,
+        indirect,
+    )
 }
 
 /// The earlier run named by `--state`, or nothing to compare with.

@@ -93,6 +93,7 @@ pub fn retry(s: &mut Session, args: &CommonArgs) -> i32 {
         defer: args.defer || previous["defer"].as_bool().unwrap_or(false),
         favor_state: args.favor_state || previous["favor_state"].as_bool().unwrap_or(false),
         selector: None,
+        indirect_selection: args.indirect_selection.clone(),
         event_time_start: previous["event_time_start"].as_str().map(String::from),
         event_time_end: previous["event_time_end"].as_str().map(String::from),
     };
