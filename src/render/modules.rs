@@ -1,15 +1,27 @@
-//! The rest of dbt's template globals: `exceptions`, `modules.datetime` and `run_started_at`
-//! (date and time objects), and the JSON/YAML helpers `tojson`, `fromjson`, `toyaml`,
-//! `fromyaml`.
+//! The rest of dbt's template globals: `exceptions`, `modules` (`datetime`, `pytz`, `re`,
+//! `itertools`), `run_started_at`, `set()` / `zip()` and the JSON/YAML helpers `tojson`,
+//! `fromjson`, `toyaml`, `fromyaml`.
+//!
+//! `modules.*` follows Python's modules as dbt exposes them (same names, arguments and
+//! results), written for minijinja: Python's objects become minijinja objects, iterators become
+//! lists. What minijinja cannot express (operators on objects) is said where it matters, in
+//! `datetime.rs`.
+
+mod datetime;
+mod format;
+mod itertools;
+mod pytz;
 
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Object, Value, from_args};
+use minijinja::value::{Kwargs, Object, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
 use super::context::{ctx, invalid, json_to_value};
+
+pub use self::datetime::DateTimeObject;
 
 /// The `exceptions` global.
 #[derive(Debug)]
@@ -43,84 +55,135 @@ impl Object for ExceptionsObject {
     }
 }
 
-/// A point in time, as Python's `datetime` shows it to dbt templates.
-#[derive(Debug, Clone)]
-pub struct DateTimeObject {
-    pub at: chrono::NaiveDateTime,
-    pub utc: bool,
-}
-
-impl Object for DateTimeObject {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        use chrono::{Datelike, Timelike};
-        let at = self.at;
-        match key.as_str()? {
-            "year" => Some(Value::from(at.year())),
-            "month" => Some(Value::from(at.month())),
-            "day" => Some(Value::from(at.day())),
-            "hour" => Some(Value::from(at.hour())),
-            "minute" => Some(Value::from(at.minute())),
-            "second" => Some(Value::from(at.second())),
-            _ => None,
-        }
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        match method {
-            "strftime" => {
-                let (fmt,): (String,) = from_args(args)?;
-                Ok(Value::from(self.at.format(&fmt).to_string()))
-            }
-            "isoformat" => Ok(Value::from(self.iso('T'))),
-            "date" => Ok(Value::from(self.at.date().format("%Y-%m-%d").to_string())),
-            "timestamp" => Ok(Value::from(self.at.and_utc().timestamp())),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("datetime has no method `{method}`"),
-            )),
-        }
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.iso(' '))
-    }
-}
-
-impl DateTimeObject {
-    fn iso(&self, sep: char) -> String {
-        let mut s = self
-            .at
-            .format(&format!("%Y-%m-%d{sep}%H:%M:%S%.6f"))
-            .to_string();
-        if self.utc {
-            s.push_str("+00:00");
-        }
-        s
-    }
-}
-
-/// `modules.datetime`: `datetime.now()`, `datetime.utcnow()`, `date.today()`.
+/// The `modules` global: `modules.datetime`, `modules.pytz`, `modules.re`,
+/// `modules.itertools`.
 #[derive(Debug)]
 pub struct ModulesObject;
-
-#[derive(Debug)]
-struct DatetimeModule;
-
-#[derive(Debug)]
-struct DatetimeClass(bool);
 
 impl Object for ModulesObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "datetime" => Some(Value::from_object(DatetimeModule)),
+            "datetime" => Some(Value::from_object(datetime::DatetimeModule)),
+            "pytz" => Some(Value::from_object(pytz::PytzModule)),
             "re" => Some(Value::from_object(ReModule)),
+            "itertools" => Some(Value::from_object(itertools::ItertoolsModule)),
             _ => None,
         }
+    }
+}
+
+/// A module-level function of `modules.*` (`pytz.timezone`, `itertools.chain`…): a value
+/// templates can call, pass around and call later, as in Python.
+struct Function {
+    name: &'static str,
+    run: Run,
+    /// Attributes that are functions themselves (`itertools.chain.from_iterable`).
+    methods: &'static [(&'static str, Run)],
+}
+
+/// The body of a [`Function`].
+type Run = fn(&mut State<'_, '_>, &[Value]) -> Result<Value, Error>;
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<function {}>", self.name)
+    }
+}
+
+impl Object for Function {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        (self.run)(state, args)
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match self.methods.iter().find(|(name, _)| *name == method) {
+            Some((_, run)) => run(state, args),
+            None => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("{} has no attribute `{method}`", self.name),
+            )),
+        }
+    }
+}
+
+fn function(name: &'static str, run: Run) -> Value {
+    Value::from_object(Function {
+        name,
+        run,
+        methods: &[],
+    })
+}
+
+/// Python's binding of a call's arguments to its parameters: positional ones in order, then
+/// keyword ones by name. The first `required` parameters must be given; an absent one is
+/// `None` in the result, one given as `None` is `Some(none)`.
+fn bind(
+    func: &str,
+    args: &[Value],
+    params: &[&str],
+    required: usize,
+) -> Result<Vec<Option<Value>>, Error> {
+    let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
+    if positional.len() > params.len() {
+        return Err(invalid(format!(
+            "{func}() takes at most {} arguments ({} given)",
+            params.len(),
+            positional.len()
+        )));
+    }
+    let mut bound: Vec<Option<Value>> = positional.iter().cloned().map(Some).collect();
+    bound.resize(params.len(), None);
+    for name in kwargs.args() {
+        let Some(at) = params.iter().position(|p| *p == name) else {
+            return Err(invalid(format!(
+                "{func}() got an unexpected keyword argument `{name}`"
+            )));
+        };
+        if bound[at].is_some() {
+            return Err(invalid(format!(
+                "{func}() got multiple values for argument `{name}`"
+            )));
+        }
+        bound[at] = Some(kwargs.peek::<Value>(name)?);
+    }
+    if let Some(missing) = (0..required).find(|&i| bound[i].is_none()) {
+        return Err(invalid(format!(
+            "{func}() is missing the required argument `{}`",
+            params[missing]
+        )));
+    }
+    Ok(bound)
+}
+
+/// An integer argument, as Python's `int` parameters take it (no floats, no strings).
+fn int_arg(func: &str, name: &str, value: &Value) -> Result<i64, Error> {
+    if value.is_integer() {
+        if let Some(n) = value.as_i64() {
+            return Ok(n);
+        }
+        return Err(invalid(format!("{func}(): `{name}` is too large")));
+    }
+    Err(invalid(format!(
+        "{func}(): `{name}` must be an integer, not {} `{value}`",
+        value.kind()
+    )))
+}
+
+/// An optional integer argument with its default (absent or `None` is the default).
+fn int_or(func: &str, name: &str, value: Option<&Value>, default: i64) -> Result<i64, Error> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.is_none() || v.is_undefined() => Ok(default),
+        Some(v) => int_arg(func, name, v),
     }
 }
 
@@ -321,51 +384,6 @@ pub fn zip_fn(lists: minijinja::value::Rest<Value>) -> Result<Value, Error> {
     ))
 }
 
-impl Object for DatetimeModule {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match key.as_str()? {
-            "datetime" => Some(Value::from_object(DatetimeClass(false))),
-            "date" => Some(Value::from_object(DatetimeClass(true))),
-            _ => None,
-        }
-    }
-}
-
-impl Object for DatetimeClass {
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, Error> {
-        let now = chrono::Utc::now();
-        let value = match method {
-            "now" => DateTimeObject {
-                at: chrono::Local::now().naive_local(),
-                utc: false,
-            },
-            "utcnow" => DateTimeObject {
-                at: now.naive_utc(),
-                utc: false,
-            },
-            "today" => {
-                let day = chrono::Local::now().date_naive();
-                return Ok(Value::from(day.format("%Y-%m-%d").to_string()));
-            }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::UnknownMethod,
-                    format!("datetime has no method `{method}`"),
-                ));
-            }
-        };
-        if self.0 {
-            return Ok(Value::from(value.at.date().format("%Y-%m-%d").to_string()));
-        }
-        Ok(Value::from_object(value))
-    }
-}
-
 pub fn tojson(value: Value) -> Result<String, Error> {
     serde_json::to_string(&value).map_err(|e| invalid(e.to_string()))
 }
@@ -386,6 +404,26 @@ pub fn fromyaml(text: String, default: Option<Value>) -> Result<Value, Error> {
         Ok(v) => Ok(json_to_value(&crate::project::yaml_to_json(&v))),
         Err(e) => default.ok_or_else(|| invalid(format!("fromyaml: {e}"))),
     }
+}
+
+/// Renders a template with `modules` and a fixed `run_started_at`
+/// (2024-01-02 03:04:05.123456 UTC), as the renderer sets them up.
+#[cfg(test)]
+fn render_for_test(template: &str) -> Result<String, Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_global("modules", Value::from_object(ModulesObject));
+    let started = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+        .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 123_456))
+        .expect("a valid time");
+    env.add_global(
+        "run_started_at",
+        Value::from_object(DateTimeObject {
+            at: started,
+            utc: true,
+        }),
+    );
+    env.render_str(template, ())
 }
 
 #[cfg(test)]
