@@ -57,6 +57,22 @@ pub struct DuckDbFile {
     pub path: PathBuf,
     /// Other DuckDB files to attach (dbt-duckdb's `attach:`), for reading relations in them.
     pub attach: Vec<Attach>,
+    /// dbt-duckdb's set-up of a connection: `extensions:` to load (installed when missing),
+    /// `settings:` to `set`, `secrets:` to create.
+    pub setup: DuckDbSetup,
+}
+
+/// What a DuckDB profile sets up when the database opens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DuckDbSetup {
+    /// `extensions:`: a name, or `{name, repo}`.
+    pub extensions: Vec<(String, Option<String>)>,
+    /// `settings:` in their order.
+    pub settings: Vec<(String, serde_json::Value)>,
+    /// `secrets:`: each secret's keys (`type`, `name`, `persistent`, and its parameters).
+    pub secrets: Vec<Vec<(String, serde_json::Value)>>,
+    /// `external_root`: where `external` models write their files (default: the project).
+    pub external_root: Option<PathBuf>,
 }
 
 impl DuckDbFile {
@@ -85,15 +101,24 @@ impl Target {
 const ADAPTERS: &[&str] = &["duckdb"];
 
 /// The keys of a DuckDB target that xform reads.
-const DUCKDB_KEYS: &[&str] = &["type", "path", "database", "schema", "threads", "attach"];
+const DUCKDB_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "database",
+    "schema",
+    "threads",
+    "attach",
+    "extensions",
+    "settings",
+    "secrets",
+    "external_root",
+];
 
 /// The keys dbt-duckdb reads that xform does not act on yet: a profile with them is accepted,
 /// with a warning that they change nothing.
 const DUCKDB_KEYS_NOT_YET: &[&str] = &[
     "config_options",
     "disable_transactions",
-    "extensions",
-    "external_root",
     "filesystems",
     "is_ducklake",
     "keep_open",
@@ -101,8 +126,6 @@ const DUCKDB_KEYS_NOT_YET: &[&str] = &[
     "plugins",
     "remote",
     "retries",
-    "secrets",
-    "settings",
     "use_credential_provider",
 ];
 
@@ -162,6 +185,8 @@ pub struct Attach {
     /// The catalog name (default: the file's stem).
     pub alias: String,
     pub read_only: bool,
+    /// Another database kind DuckDB reads (`sqlite`, `postgres`…): `type:`.
+    pub kind: Option<String>,
 }
 
 fn default_threads() -> usize {
@@ -324,9 +349,19 @@ pub fn resolve_target(
                     .get("read_only")
                     .and_then(Yaml::as_bool)
                     .unwrap_or(false),
-                path: file,
+                kind: item.get("type").and_then(Yaml::as_str).map(String::from),
+                path: if item
+                    .get("type")
+                    .is_some_and(|t| t.as_str() != Some("duckdb"))
+                {
+                    // Another kind of database names its own location (a connection string).
+                    PathBuf::from(raw)
+                } else {
+                    file
+                },
             });
         }
+        let setup = duckdb_setup(output, &project.root);
         let profile_threads = output
             .get("threads")
             .and_then(Yaml::as_u64)
@@ -340,7 +375,11 @@ pub fn resolve_target(
                 schema,
                 threads: threads.or(profile_threads).unwrap_or(1).max(1),
                 profiles_file: Some(path_of(&dir)),
-                credentials: Credentials::DuckDb(DuckDbFile { path, attach }),
+                credentials: Credentials::DuckDb(DuckDbFile {
+                    path,
+                    attach,
+                    setup,
+                }),
             },
             warnings,
         });
@@ -357,10 +396,57 @@ pub fn resolve_target(
             credentials: Credentials::DuckDb(DuckDbFile {
                 path,
                 attach: Vec::new(),
+                setup: DuckDbSetup::default(),
             }),
         },
         warnings: Vec::new(),
     })
+}
+
+/// A DuckDB output's `extensions:`, `settings:`, `secrets:` and `external_root:`.
+fn duckdb_setup(output: &Yaml, root: &Path) -> DuckDbSetup {
+    let pairs = |m: &serde_yaml::Mapping| -> Vec<(String, serde_json::Value)> {
+        m.iter()
+            .map(|(k, v)| {
+                (
+                    crate::project::config::yaml_key(k),
+                    crate::project::yaml_to_json(v),
+                )
+            })
+            .collect()
+    };
+    DuckDbSetup {
+        extensions: output
+            .get("extensions")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                Yaml::String(name) => Some((name.clone(), None)),
+                other => Some((
+                    other.get("name")?.as_str()?.to_string(),
+                    other.get("repo").and_then(Yaml::as_str).map(String::from),
+                )),
+            })
+            .collect(),
+        settings: output
+            .get("settings")
+            .and_then(Yaml::as_mapping)
+            .map(pairs)
+            .unwrap_or_default(),
+        secrets: output
+            .get("secrets")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_mapping)
+            .map(pairs)
+            .collect(),
+        external_root: output
+            .get("external_root")
+            .and_then(Yaml::as_str)
+            .map(|r| root.join(r)),
+    }
 }
 
 fn path_of(dir: &Path) -> PathBuf {

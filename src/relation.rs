@@ -22,6 +22,9 @@ pub struct Relation {
     /// A row filter (a microbatch's window on an input's `event_time`): the relation renders
     /// as `(select * from <relation> where <filter>)`.
     pub filter: Option<String>,
+    /// Files read in place of a table (a source's `external_location`, dbt-duckdb's): rendered
+    /// as this text, a quoted path or a `read_…()` call.
+    pub external: Option<String>,
     /// How its warehouse quotes names.
     pub quoting: Quoting,
 }
@@ -118,6 +121,7 @@ impl Relation {
             identifier: identifier.to_string(),
             cte: false,
             filter: None,
+            external: None,
             quoting: Quoting::default(),
         }
     }
@@ -129,6 +133,7 @@ impl Relation {
             identifier: format!("__dbt__cte__{name}"),
             cte: true,
             filter: None,
+            external: None,
             quoting: Quoting::default(),
         }
     }
@@ -161,6 +166,9 @@ impl fmt::Display for Relation {
         }
         if self.cte {
             return f.write_str(&self.identifier);
+        }
+        if let Some(location) = &self.external {
+            return f.write_str(location);
         }
         let q = self.quoting;
         if let Some(db) = &self.database {

@@ -377,14 +377,14 @@ fn profile_keys_xform_ignores_are_warned_about() {
     let p = TempProject::empty("keys");
     p.write(
         "profiles.yml",
-        "keys:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: keys.duckdb\n      extensions: [httpfs]\n      threds: 4\n",
+        "keys:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: keys.duckdb\n      plugins: [{module: excel}]\n      threds: 4\n",
     );
     p.write("models/m.sql", "select 1 as id\n");
     let out = p.xform(&["compile"]);
     let text = transcript(p.path(), &out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("`extensions` of target `dev` is not supported by xform yet and is ignored"),
+        text.contains("`plugins` of target `dev` is not supported by xform yet and is ignored"),
         "{text}"
     );
     assert!(

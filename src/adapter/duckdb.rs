@@ -51,6 +51,90 @@ pub struct Warehouse {
     interrupts: Arc<Mutex<Vec<Arc<duckdb::InterruptHandle>>>>,
 }
 
+/// A profile's `extensions:`, `settings:` and `secrets:`, on the database as it opens (each
+/// holds for every connection to it, as in dbt-duckdb). A secret's values never reach a
+/// message: only its name and type do.
+fn set_up(conn: &duckdb::Connection, setup: &crate::config::DuckDbSetup) -> Result<(), Problem> {
+    let profile_problem = |what: String, e: &duckdb::Error, help: &str| {
+        Problem::new(
+            Code::Profile,
+            format!("{what}: {}", crate::env::mask(&e.to_string())),
+        )
+        .help(help.to_string())
+    };
+    let literal = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => other.to_string(),
+    };
+    for (name, repo) in &setup.extensions {
+        let ident = name.replace('"', "\"\"");
+        if conn.execute_batch(&format!("load \"{ident}\"")).is_ok() {
+            continue;
+        }
+        let from = repo.as_ref().map_or_else(String::new, |r| {
+            format!(" from '{}'", r.replace('\'', "''"))
+        });
+        conn.execute_batch(&format!("install \"{ident}\"{from}; load \"{ident}\""))
+            .map_err(|e| {
+                profile_problem(
+                    format!("cannot install and load the DuckDB extension `{name}` of the profile"),
+                    &e,
+                    "check the name in `extensions:`, and that this machine can download it (or has it installed)",
+                )
+            })?;
+    }
+    for (key, value) in &setup.settings {
+        conn.execute_batch(&format!(
+            "set \"{}\" = {}",
+            key.replace('"', "\"\""),
+            literal(value)
+        ))
+        .map_err(|e| {
+            profile_problem(
+                format!("cannot apply the setting `{key}` of the profile"),
+                &e,
+                "check `settings:` in profiles.yml against DuckDB's configuration options",
+            )
+        })?;
+    }
+    for secret in &setup.secrets {
+        let get = |k: &str| secret.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+        let kind = get("type").and_then(|v| v.as_str()).unwrap_or("");
+        let name = get("name").and_then(|v| v.as_str()).map(String::from);
+        let persistent = get("persistent").and_then(serde_json::Value::as_bool) == Some(true);
+        let params: Vec<String> = secret
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "name" | "persistent"))
+            .map(|(k, v)| format!("{k} {}", literal(v)))
+            .collect();
+        let sql = format!(
+            "create or replace {}secret {}({})",
+            if persistent { "persistent " } else { "" },
+            name.as_ref()
+                .map_or_else(String::new, |n| format!("\"{}\" ", n.replace('"', "\"\""))),
+            params.join(", ")
+        );
+        conn.execute_batch(&sql).map_err(|e| {
+            let label = name.clone().unwrap_or_else(|| format!("of type `{kind}`"));
+            // DuckDB's message may quote the statement: only its first line is kept, and it
+            // never holds a parameter's value.
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default().to_string();
+            let hidden = secret
+                .iter()
+                .filter_map(|(_, v)| v.as_str())
+                .filter(|v| v.len() > 2)
+                .fold(first, |m, v| m.replace(v, "*****"));
+            Problem::new(
+                Code::Profile,
+                format!("cannot create the secret {label} of the profile: {}", crate::env::mask(&hidden)),
+            )
+            .help("check `secrets:` in profiles.yml; a secret type comes from its extension (s3, gcs, r2: httpfs)")
+        })?;
+    }
+    Ok(())
+}
+
 /// Opening or attaching a database file failed: a lock held by another process is named.
 fn open_problem(path: &std::path::Path, verb: &str, e: &duckdb::Error) -> Problem {
     let message = e.to_string();
@@ -108,8 +192,20 @@ impl Warehouse {
             duckdb::Connection::open_with_flags(&file.path, config)
         };
         let conn = opened.map_err(|e| open_problem(&file.path, "open", &e))?;
+        set_up(&conn, &file.setup)?;
         for a in &file.attach {
-            let mode = if a.read_only { " (read_only)" } else { "" };
+            let mut options = Vec::new();
+            if let Some(kind) = &a.kind {
+                options.push(format!("type {kind}"));
+            }
+            if a.read_only {
+                options.push("read_only".to_string());
+            }
+            let mode = if options.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", options.join(", "))
+            };
             let sql = format!(
                 "attach if not exists '{}' as \"{}\"{mode}",
                 a.path.display().to_string().replace('\'', "''"),
@@ -143,9 +239,13 @@ impl Warehouse {
         catalogs: &std::collections::BTreeSet<String>,
     ) -> Result<(Warehouse, Worker), Problem> {
         let mut memory = target.clone();
+        let setup = match &target.credentials {
+            Credentials::DuckDb(file) => file.setup.clone(),
+        };
         memory.credentials = Credentials::DuckDb(DuckDbFile {
             path: ":memory:".into(),
             attach: Vec::new(),
+            setup,
         });
         let warehouse = Warehouse::open(&memory)?;
         let mut names = catalogs.clone();

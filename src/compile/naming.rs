@@ -101,5 +101,20 @@ pub(super) fn audit_relation(target: &Target, config: &NodeConfig, name: &str) -
 
 pub(super) fn source_relation(target: &Target, source: &crate::project::SourceTable) -> Relation {
     let database = source.database.as_deref().unwrap_or(&target.database);
-    in_target(target, Some(database), &source.schema, &source.identifier)
+    let mut relation = in_target(target, Some(database), &source.schema, &source.identifier);
+    // dbt-duckdb's `external_location`: `{name}` and the other fields filled in, quoted as a
+    // path unless it is a call (`read_csv(...)`) or quoted already.
+    if let Some(location) = &source.external_location {
+        let filled = location
+            .replace("{name}", &source.name)
+            .replace("{identifier}", &source.identifier)
+            .replace("{schema}", &source.schema)
+            .replace("{database}", database);
+        relation.external = Some(if filled.contains('(') || filled.starts_with('\'') {
+            filled
+        } else {
+            format!("'{}'", filled.replace('\'', "''"))
+        });
+    }
+    relation
 }

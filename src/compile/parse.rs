@@ -176,6 +176,31 @@ pub(super) fn predict(
     }
 }
 
+/// An `external` model's files: its `location` (relative to the project), or by default
+/// `<external_root>/<identifier>.<format>` (the profile's `external_root`, else the project).
+fn external_location(project: &Project, target: &Target, node: &mut Node) {
+    if node.materialized() != crate::graph::Materialization::External {
+        return;
+    }
+    let root = match &target.credentials {
+        crate::config::Credentials::DuckDb(file) => file.setup.external_root.clone(),
+    }
+    .unwrap_or_else(|| project.root.clone());
+    let location = match node.config.str("location") {
+        Some(l) if l.contains("://") || std::path::Path::new(l).is_absolute() => l.to_string(),
+        Some(l) => project.root.join(l).display().to_string(),
+        None => {
+            let format = crate::materialize::FileFormat::of(node.config.str("format"), None)
+                .map_or("parquet", crate::materialize::FileFormat::as_str);
+            root.join(format!("{}.{format}", node.relation.identifier))
+                .display()
+                .to_string()
+        }
+    };
+    node.config
+        .set("location", serde_json::Value::String(location));
+}
+
 /// What a foreign key constraint's `to:` names: `ref('m')` or `source('s', 't')`.
 fn foreign_key_target(text: &str) -> Option<(Option<String>, String)> {
     let text = text.trim();
@@ -341,6 +366,7 @@ pub fn parse(
                 return Ok(None);
             };
             node.relation = relation_for(&renderer, target, &node)?;
+            external_location(project, target, &mut node);
             // A contract that cannot be enforced (an untyped column, an ephemeral model, a
             // malformed constraint) is a project error, found without a database.
             crate::materialize::contract::Contract::of(&node)?;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Dialect, Statement, StatementKind};
 use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
-use crate::materialize::{Build, Kind, Step, TMP_SUFFIX};
+use crate::materialize::{Build, FileFormat, Kind, Step, TMP_SUFFIX};
 use crate::render::Relation;
 
 pub struct DuckDb;
@@ -282,6 +282,41 @@ fn count(relation: &Relation) -> String {
     format!("select count(*) from {relation}")
 }
 
+/// The files an `external` model wrote, as a table function call.
+fn read_files(
+    location: &str,
+    format: FileFormat,
+    partitioned: bool,
+    options: &[(String, String)],
+) -> String {
+    let path = if partitioned {
+        format!(
+            "{}/**/*.{}",
+            location.trim_end_matches('/'),
+            format.as_str()
+        )
+    } else {
+        location.to_string()
+    };
+    let mut args = vec![literal(&path)];
+    if partitioned {
+        args.push("hive_partitioning = true".to_string());
+    }
+    match format {
+        FileFormat::Parquet => format!("read_parquet({})", args.join(", ")),
+        FileFormat::Json => format!("read_json({})", args.join(", ")),
+        FileFormat::Csv => {
+            args.push("header = true".to_string());
+            for (k, v) in options {
+                if k == "delimiter" {
+                    args.push(format!("delim = {}", literal(v)));
+                }
+            }
+            format!("read_csv({})", args.join(", "))
+        }
+    }
+}
+
 /// A table with an enforced contract, as dbt-duckdb makes it: created with the declared
 /// columns, types and constraints, then filled with the query's columns in that order.
 fn contracted_table(tmp: &Relation, sql: &str, contract: &Contract) -> Vec<Statement> {
@@ -399,6 +434,15 @@ fn replace(relation: &Relation, build: &Build, existing: Option<Kind>) -> Vec<St
             counts: None,
         }],
         Build::Contracted { sql, contract } => contracted_table(&tmp, sql, contract),
+        Build::FilesView {
+            location,
+            format,
+            partitioned,
+            options,
+        } => vec![Statement::ddl(format!(
+            "create view {tmp} as (\nselect * from {}\n)",
+            read_files(location, *format, *partitioned, options)
+        ))],
         Build::Seed {
             path,
             delimiter,
@@ -490,6 +534,39 @@ impl Dialect for DuckDb {
             }
             Step::Begin => Statement::new(StatementKind::Begin, "begin transaction".to_string()),
             Step::Commit => Statement::new(StatementKind::Commit, "commit".to_string()),
+            Step::CopyTo {
+                sql,
+                location,
+                format,
+                partition_by,
+                options,
+            } => {
+                let mut opts = vec![format!("format {}", format.as_str())];
+                if *format == FileFormat::Csv {
+                    opts.push("header true".to_string());
+                }
+                if partition_by.is_empty() {
+                    // Written beside and renamed at the end: a failed write leaves the old file.
+                    opts.push("use_tmp_file true".to_string());
+                } else {
+                    let cols: Vec<String> = partition_by.iter().map(|c| quote(c)).collect();
+                    opts.push(format!("partition_by ({})", cols.join(", ")));
+                    opts.push("overwrite_or_ignore true".to_string());
+                }
+                for (k, v) in options {
+                    opts.push(format!("{k} {}", literal(v)));
+                }
+                Statement {
+                    sql: format!(
+                        "copy (\n{sql}\n) to {} ({})",
+                        literal(location),
+                        opts.join(", ")
+                    ),
+                    kind: StatementKind::Ddl,
+                    body_line: Some(2),
+                    counts: None,
+                }
+            }
             Step::CreateTableAs { relation, sql } => Statement {
                 sql: format!("create table {relation} as (\n{sql}\n)"),
                 kind: StatementKind::Ddl,

@@ -95,6 +95,26 @@ impl Runner<'_> {
         }
         let run_path = sql_path(&self.session.target_dir, "run", project, &artifact);
         write_file(&run_path, run_sql.as_bytes())?;
+        // The folder an `external` model writes its files into, when it is a local one.
+        for step in &plan.steps {
+            if let crate::materialize::Step::CopyTo {
+                location,
+                partition_by,
+                ..
+            } = step
+                && !location.contains("://")
+            {
+                let path = std::path::Path::new(location);
+                let dir = if partition_by.is_empty() {
+                    path.parent()
+                } else {
+                    Some(path)
+                };
+                if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| Problem::io(dir, &e))?;
+                }
+            }
+        }
         match worker.run(&all) {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);

@@ -47,6 +47,8 @@ pub enum Materialization {
     Table,
     Incremental,
     Ephemeral,
+    /// dbt-duckdb's `external`: files written at `location`, and a view over them.
+    External,
     Seed,
     Snapshot,
     Source,
@@ -64,6 +66,7 @@ impl Materialization {
             "table" => Materialization::Table,
             "incremental" => Materialization::Incremental,
             "ephemeral" => Materialization::Ephemeral,
+            "external" => Materialization::External,
             other => Materialization::Other(other.to_string()),
         }
     }
@@ -74,6 +77,7 @@ impl Materialization {
             Materialization::Table => "table",
             Materialization::Incremental => "incremental",
             Materialization::Ephemeral => "ephemeral",
+            Materialization::External => "external",
             Materialization::Seed => "seed",
             Materialization::Snapshot => "snapshot",
             Materialization::Source => "source",

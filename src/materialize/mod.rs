@@ -40,6 +40,16 @@ pub enum Step {
         build: Build,
         existing: Option<Kind>,
     },
+    /// Write a query's rows to files (an `external` model): `location` is a file, or with
+    /// `partition_by` a folder of hive-partitioned files.
+    CopyTo {
+        sql: String,
+        location: String,
+        format: FileFormat,
+        partition_by: Vec<String>,
+        /// `delimiter` and the model's `options:`, as the file format's options.
+        options: Vec<(String, String)>,
+    },
     /// Create a table from a query (a staging table inside a plan's transaction).
     CreateTableAs {
         relation: Relation,
@@ -132,6 +142,13 @@ pub enum Build {
     Table { sql: String },
     /// A view over a query.
     View { sql: String },
+    /// A view over the files an `external` model wrote.
+    FilesView {
+        location: String,
+        format: FileFormat,
+        partitioned: bool,
+        options: Vec<(String, String)>,
+    },
     /// A table of a model with an enforced contract: created with the contract's columns,
     /// types and constraints, then filled from the query (its columns in the contract's order).
     Contracted {
@@ -151,8 +168,45 @@ impl Build {
     /// The kind of relation it makes.
     pub fn kind(&self) -> Kind {
         match self {
-            Build::View { .. } => Kind::View,
+            Build::View { .. } | Build::FilesView { .. } => Kind::View,
             Build::Table { .. } | Build::Contracted { .. } | Build::Seed { .. } => Kind::Table,
+        }
+    }
+}
+
+/// The file format of an `external` model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl FileFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv => "csv",
+            FileFormat::Json => "json",
+        }
+    }
+
+    /// The `format` config, else the location's extension, else Parquet (dbt-duckdb's order).
+    pub fn of(config: Option<&str>, location: Option<&str>) -> Option<FileFormat> {
+        let parse = |t: &str| match t.to_ascii_lowercase().as_str() {
+            "parquet" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "json" | "ndjson" => Some(FileFormat::Json),
+            _ => None,
+        };
+        match config {
+            Some(c) => parse(c),
+            None => Some(
+                location
+                    .and_then(|l| l.rsplit_once('.'))
+                    .and_then(|(_, ext)| parse(ext))
+                    .unwrap_or(FileFormat::Parquet),
+            ),
         }
     }
 }
@@ -253,6 +307,69 @@ fn prelude(target: &Relation, existing: &dyn Existing) -> Vec<Step> {
     steps
 }
 
+/// An `external` model's steps: write the files, then the view over them. Its `location` is
+/// set when the project is parsed (`external_root` and the relation's name by default).
+fn external(node: &Node, sql: &str) -> Result<(Step, Build), Problem> {
+    let location = node.config.str("location").unwrap_or_default().to_string();
+    let Some(format) = FileFormat::of(node.config.str("format"), Some(&location)) else {
+        let p = Problem::new(
+            Code::UnsupportedMaterialization,
+            format!(
+                "external model `{}` has the format `{}`, which xform cannot write",
+                node.name,
+                node.config.str("format").unwrap_or_default()
+            ),
+        )
+        .help("use format='parquet', 'csv' or 'json'");
+        return Err(match &node.file {
+            Some(file) => p.at(file, 0, 0, "this model"),
+            None => p,
+        });
+    };
+    let partition_by: Vec<String> = match node.config.get("partition_by") {
+        Some(serde_json::Value::String(s)) => s
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut options: Vec<(String, String)> = Vec::new();
+    if let Some(d) = node.config.str("delimiter") {
+        options.push(("delimiter".to_string(), d.to_string()));
+    }
+    if let Some(serde_json::Value::Object(extra)) = node.config.get("options") {
+        for (k, v) in extra {
+            let text = v.as_str().map_or_else(|| v.to_string(), String::from);
+            options.push((k.clone(), text));
+        }
+    }
+    let partitioned = !partition_by.is_empty();
+    Ok((
+        Step::CopyTo {
+            sql: sql.to_string(),
+            location: location.clone(),
+            format,
+            partition_by,
+            options: options.clone(),
+        },
+        Build::FilesView {
+            location,
+            format,
+            partitioned,
+            // Only what reading needs: the delimiter.
+            options: options
+                .into_iter()
+                .filter(|(k, _)| k == "delimiter")
+                .collect(),
+        },
+    ))
+}
+
 /// Build the plan for a node. `sql` is the compiled SQL (models only).
 pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Problem> {
     let target = &node.relation;
@@ -298,6 +415,11 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
         Materialization::View => Build::View {
             sql: sql.to_string(),
         },
+        Materialization::External => {
+            let (copy, build) = external(node, sql)?;
+            steps.push(copy);
+            build
+        }
         Materialization::Ephemeral
         | Materialization::Source
         | Materialization::Snapshot

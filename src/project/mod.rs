@@ -199,6 +199,9 @@ pub struct SourceTable {
     /// `freshness:` (the source's and the table's, merged) and `loaded_at_field:`.
     pub freshness: Option<freshness::Freshness>,
     pub loaded_at_field: Option<String>,
+    /// dbt-duckdb's `external_location` (the table's, else its source's; in `meta:` or
+    /// `config:`): files read in place of a table.
+    pub external_location: Option<String>,
 }
 
 /// A loaded project: every file it owns, read once.

@@ -155,6 +155,14 @@ impl Project {
                                     .map(String::from),
                                 freshness: super::freshness::merged(source, table),
                                 loaded_at_field: super::freshness::loaded_at_field(source, table),
+                                external_location: [table, source]
+                                    .iter()
+                                    .find_map(|y| {
+                                        ["config", "meta"].iter().find_map(|k| {
+                                            y.get(k)?.get("external_location")?.as_str()
+                                        })
+                                    })
+                                    .map(String::from),
                             });
                         }
                     }

@@ -347,6 +347,7 @@ fn relation_arg(value: &Value, quoting: Quoting) -> Option<Relation> {
         identifier: get("identifier")?,
         cte: false,
         filter: None,
+        external: None,
         quoting,
     })
 }
@@ -412,6 +413,7 @@ impl Object for AdapterObject {
                     identifier: pick(2, "identifier").unwrap_or_default(),
                     cte: false,
                     filter: None,
+                    external: None,
                     quoting: self.quoting,
                 };
                 let ctx = ctx(state)?;
@@ -516,6 +518,7 @@ impl Object for RelationApi {
                     identifier: pick(2, "identifier")?.unwrap_or_default(),
                     cte: false,
                     filter: None,
+                    external: None,
                     quoting: self.quoting,
                 };
                 let _ = kwargs.get::<Option<Value>>("type");
