@@ -32,7 +32,7 @@ use context::ConfigObject;
 pub use context::RenderCtx;
 use database::AdapterObject;
 use macros::{MacroObject, MacroSet};
-use modules::{DateTimeObject, ExceptionsObject, ModulesObject};
+use modules::{ExceptionsObject, ModulesObject};
 
 use crate::config::{RunInfo, Target};
 use crate::diagnostics::{Code, Problem, SourceFile};
@@ -310,10 +310,7 @@ impl Renderer {
         env.add_global("modules", Value::from_object(ModulesObject));
         env.add_global(
             "run_started_at",
-            Value::from_object(DateTimeObject {
-                at: run.started_at.naive_utc(),
-                utc: true,
-            }),
+            modules::run_started_at(run.started_at.naive_utc()),
         );
         env.add_global("invocation_id", Value::from(run.invocation_id.clone()));
         env.add_global(

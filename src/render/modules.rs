@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 use super::context::{ctx, invalid, json_to_value};
 
-pub use self::datetime::DateTimeObject;
+pub use self::datetime::run_started_at;
 
 /// The `exceptions` global.
 #[derive(Debug)]
@@ -416,13 +416,7 @@ fn render_for_test(template: &str) -> Result<String, Error> {
     let started = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
         .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 123_456))
         .expect("a valid time");
-    env.add_global(
-        "run_started_at",
-        Value::from_object(DateTimeObject {
-            at: started,
-            utc: true,
-        }),
-    );
+    env.add_global("run_started_at", run_started_at(started));
     env.render_str(template, ())
 }
 

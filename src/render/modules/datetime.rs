@@ -960,59 +960,10 @@ impl Object for DateTime {
     }
 }
 
-/// `run_started_at`: a datetime built by the renderer from the run's start (`utc`: aware, in
-/// `pytz.utc`; otherwise naive). It answers as a `datetime` does.
-#[derive(Clone)]
-pub struct DateTimeObject {
-    pub at: NaiveDateTime,
-    pub utc: bool,
-}
-
-impl DateTimeObject {
-    pub(crate) fn to_datetime(&self) -> DateTime {
-        DateTime {
-            local: to_micros(self.at),
-            tz: self.utc.then_some(TzInfo::Utc),
-        }
-    }
-}
-
-impl fmt::Debug for DateTimeObject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.to_datetime(), f)
-    }
-}
-
-impl Object for DateTimeObject {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.to_datetime().get(key.as_str()?)
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        self.to_datetime().method(method, args)
-    }
-
-    fn custom_cmp(self: &Arc<Self>, other: &DynObject) -> Option<Ordering> {
-        let other = other.downcast_ref::<Self>()?;
-        Some(
-            self.to_datetime()
-                .sort_key()
-                .cmp(&other.to_datetime().sort_key()),
-        )
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_datetime().isoformat(" ", Timespec::Auto))
-    }
+/// `run_started_at`: the run's start as an aware datetime in UTC, the same kind of value as
+/// every datetime a template makes (so the two compare as instants).
+pub fn run_started_at(at: NaiveDateTime) -> Value {
+    DateTime::value(to_micros(at), Some(TzInfo::Utc))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1041,13 +992,7 @@ impl Operand {
 }
 
 fn as_datetime(value: &Value) -> Option<DateTime> {
-    if let Some(dt) = value.downcast_object_ref::<DateTime>() {
-        Some(dt.clone())
-    } else {
-        value
-            .downcast_object_ref::<DateTimeObject>()
-            .map(DateTimeObject::to_datetime)
-    }
+    value.downcast_object_ref::<DateTime>().cloned()
 }
 
 /// The Python type name of a value, for messages.
