@@ -445,3 +445,57 @@ fn tests_come_along_as_indirect_selection_says_and_leave_with_an_excluded_parent
         transcript(p.path(), &out)
     );
 }
+
+#[test]
+fn jinja_in_yaml_configs_and_test_arguments_is_rendered() {
+    let p = TempProject::empty("jy");
+    p.write(
+        "xform.yml",
+        "name: jy\nvars:\n  nightly: true\nmodels:\n  jy:\n    +materialized: \"{{ 'table' if target.name == 'dev' else 'view' }}\"\n",
+    );
+    p.write("models/m.sql", "select 1 as id\n");
+    p.write(
+        "macros/twice.sql",
+        "{% macro twice(c) %}({{ c }} * 2){% endmacro %}\n\
+         {% test is_true(model, expression) %}select * from {{ model }} where not ({{ expression }}){% endtest %}\n",
+    );
+    p.write(
+        "models/schema.yml",
+        "models:\n  - name: m\n    config:\n      tags: \"{{ 'nightly' if var('nightly') else 'daily' }}\"\n\
+         \x20   data_tests:\n      - is_true:\n          arguments:\n            expression: \"{{ twice('id') }} > 0\"\n",
+    );
+    let out = p.xform(&[
+        "ls",
+        "-s",
+        "m",
+        "--resource-type",
+        "model",
+        "--output",
+        "json",
+        "--output-keys",
+        "config",
+    ]);
+    let text = transcript(p.path(), &out);
+    assert!(out.status.success(), "{text}");
+    let line: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(line["config"]["materialized"], "table", "{text}");
+    assert_eq!(
+        line["config"]["tags"],
+        serde_json::json!(["nightly"]),
+        "{text}"
+    );
+
+    let out = p.xform(&["compile"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    // The test's one compiled file, whatever its (shortened) name.
+    let dir = p.path().join("target/compiled/jy/models/schema.yml");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let test = std::fs::read_to_string(file).unwrap();
+    assert!(test.contains("where not ((id * 2) > 0)"), "{test}");
+}

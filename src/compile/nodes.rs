@@ -97,6 +97,9 @@ pub(super) fn seed_node(
     if let Some(p) = props {
         config.apply(&p.config);
     }
+    if let Err(p) = renderer.render_config(&mut config, &format!("seed `{}`", seed.name)) {
+        return Some(Err(p));
+    }
     if !config.enabled() {
         return None;
     }
@@ -194,6 +197,10 @@ pub(super) fn test_nodes(
         fqn.push(name.clone());
         let mut config = project.tree_config(TreeKind::Tests, &fqn);
         config.apply(&def.config);
+        if let Err(p) = renderer.render_config(&mut config, &format!("test `{name}`")) {
+            problems.push(p);
+            continue;
+        }
         if !config.enabled() {
             continue;
         }
@@ -293,7 +300,11 @@ pub(super) fn test_nodes(
         });
     }
     for file in &project.singular_tests {
-        let config = project.tree_config(TreeKind::Tests, &file.fqn);
+        let mut config = project.tree_config(TreeKind::Tests, &file.fqn);
+        if let Err(p) = renderer.render_config(&mut config, &format!("test `{}`", file.name)) {
+            problems.push(p);
+            continue;
+        }
         let mut node = Node {
             path: file.path.clone(),
             relative: file.relative.clone(),

@@ -30,7 +30,8 @@ pub(super) fn parse_snapshot(
     placeholder: &Relation,
     predicted: &Predicted,
 ) -> Result<Option<Node>, Problem> {
-    let (node, config) = snapshot_node(project, snapshot, placeholder);
+    let (node, mut config) = snapshot_node(project, snapshot, placeholder);
+    renderer.render_config(&mut config, &format!("snapshot `{}`", snapshot.name))?;
     let template = snapshot.template_name();
     let Some(mut node) = parse_render(renderer, target, node, &template, config, predicted)? else {
         return Ok(None);
@@ -109,6 +110,7 @@ pub(super) fn predict(
         .filter_map(|model| {
             let (unique_id, config, relation) = if custom_schemas {
                 let (mut node, mut config) = model_node(project, model, placeholder);
+                renderer.render_config(&mut config, "").ok()?;
                 for (key, value) in literal_config(&model.file.text) {
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
@@ -120,6 +122,7 @@ pub(super) fn predict(
                 if let Some(p) = project.model_props.get(&model.name) {
                     config.apply(&p.config);
                 }
+                renderer.render_config(&mut config, "").ok()?;
                 for (key, value) in literal_config(&model.file.text) {
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
@@ -158,7 +161,10 @@ pub(super) fn predict(
         }
     }
     for snapshot in &project.snapshots {
-        let (mut node, config) = snapshot_node(project, snapshot, placeholder);
+        let (mut node, mut config) = snapshot_node(project, snapshot, placeholder);
+        if renderer.render_config(&mut config, "").is_err() {
+            continue;
+        }
         node.config = config;
         if let Ok(relation) = snapshot_relation(renderer, target, &node) {
             add(&node, relation);
@@ -353,7 +359,8 @@ pub fn parse(
         .par_iter()
         .filter(|model| !broken.contains(&model.file.name))
         .map(|model| {
-            let (node, config) = model_node(project, model, &placeholder);
+            let (node, mut config) = model_node(project, model, &placeholder);
+            renderer.render_config(&mut config, &format!("model `{}`", model.name))?;
             let Some(mut node) = parse_render(
                 &renderer,
                 target,
@@ -451,7 +458,7 @@ pub fn parse(
         });
     }
     test_nodes(&renderer, project, target, &mut nodes, &mut problems);
-    unit_test_nodes(project, target, &mut nodes, &mut problems);
+    unit_test_nodes(&renderer, project, target, &mut nodes, &mut problems);
     let graph = Graph::build(nodes, &unparsed);
     crate::timings::mark("graph");
     match graph {

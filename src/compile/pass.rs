@@ -352,11 +352,19 @@ impl<'a> Compiler<'a> {
             Some(w) => Value::from(self.dialect.where_subquery(&relation, w)),
             None => Value::from_object(relation),
         };
-        let mut args: BTreeMap<String, Value> = test
-            .args
-            .iter()
-            .map(|(k, v)| (k.clone(), crate::render::context::to_value(v)))
-            .collect();
+        // Jinja in an argument (`expression: "{{ dbt_date.day_name('d') }} = 'Monday'"`) is
+        // rendered first, with the test's refs and sources, as dbt renders it.
+        let resolver: Arc<dyn Resolve> = self.resolver.clone();
+        let mut args = BTreeMap::new();
+        for (k, v) in &test.args {
+            let mut v = v.clone();
+            self.renderer.render_json(
+                &mut v,
+                &format!("the argument `{k}` of test `{}`", node.name),
+                &resolver,
+            )?;
+            args.insert(k.clone(), crate::render::context::to_value(&v));
+        }
         for (key, target) in test.relation_args() {
             if let Some(relation) = resolve(&target) {
                 args.insert(key.to_string(), Value::from_object(relation));

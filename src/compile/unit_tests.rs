@@ -17,6 +17,7 @@ use crate::render::RefCall;
 /// inputs are checked against what the model reads, so `xform compile` already reports a
 /// missing or stray input.
 pub(super) fn unit_test_nodes(
+    renderer: &crate::render::Renderer,
     project: &Project,
     target: &Target,
     nodes: &mut Vec<Node>,
@@ -37,6 +38,10 @@ pub(super) fn unit_test_nodes(
         fqn.push(def.name.clone());
         let mut config = project.tree_config(crate::project::TreeKind::Tests, &fqn);
         config.apply(&def.config);
+        if let Err(p) = renderer.render_config(&mut config, &format!("unit test `{}`", def.name)) {
+            problems.push(p);
+            continue;
+        }
         if !config.enabled() {
             continue;
         }

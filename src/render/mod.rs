@@ -607,6 +607,59 @@ impl Renderer {
         Ok(sql)
     }
 
+    /// Jinja in config values (`+materialized: "{{ 'table' if target.name == 'prod' else
+    /// 'view' }}"`, YAML `tags:`), rendered as dbt renders its YAML: with `target`, `var`,
+    /// `env_var` and the macros, before any relation is known. A result of `True` or `False`
+    /// becomes a boolean, as dbt's native rendering makes it. Hooks, which hold SQL rendered
+    /// when they run, stay as written.
+    pub fn render_config(&self, config: &mut NodeConfig, what: &str) -> Result<(), Problem> {
+        for (key, value) in &mut config.0 {
+            if matches!(key.as_str(), "pre-hook" | "post-hook" | "sql_header") {
+                continue;
+            }
+            self.render_json(
+                value,
+                &format!("the `{key}` config of {what}"),
+                &(Arc::new(Unresolved) as Arc<dyn Resolve>),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Render the Jinja in every string of a JSON value (a test argument, a config value),
+    /// in place, with `ref()` and `source()` as `resolver` answers; strings without Jinja are
+    /// left alone.
+    pub fn render_json(
+        &self,
+        value: &mut Json,
+        what: &str,
+        resolver: &Arc<dyn Resolve>,
+    ) -> Result<(), Problem> {
+        match value {
+            Json::String(text) if has_jinja(text) => {
+                let rendered =
+                    self.render_hook(text, what, None, resolver.clone(), None, BTreeMap::new())?;
+                *value = match rendered.trim() {
+                    "True" => Json::Bool(true),
+                    "False" => Json::Bool(false),
+                    _ => Json::String(rendered),
+                };
+            }
+            Json::Array(items) => {
+                for item in items {
+                    self.render_json(item, what, resolver)?;
+                }
+            }
+            Json::Object(map) => {
+                for item in map.values_mut() {
+                    self.render_json(item, what, resolver)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The names of every generic test (built in or in the project).
     pub fn test_names(&self) -> Vec<String> {
         self.macros
@@ -725,6 +778,24 @@ impl Renderer {
 
 /// Cut a macro file into its blocks and add each macro and test to `set` under `package`, its
 /// body as a template. Whether the file's blocks could be read.
+/// Whether a text holds Jinja.
+pub fn has_jinja(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Resolves nothing: config values are rendered before any relation is known.
+struct Unresolved;
+
+impl Resolve for Unresolved {
+    fn resolve_ref(&self, _package: Option<&str>, _name: &str) -> Option<Relation> {
+        None
+    }
+
+    fn resolve_source(&self, _source: &str, _table: &str) -> Option<Relation> {
+        None
+    }
+}
+
 /// The package of a node from its unique id (`model.<package>.<name>`).
 fn package_of(unique_id: &str) -> Option<&str> {
     unique_id.split('.').nth(1)
