@@ -124,3 +124,60 @@ fn run_operation_calls_a_macro_with_its_arguments() {
     let text = run_fails(&p, &["run-operation", "no_such_macro"]);
     assert!(text.contains("no_such_macro"), "{text}");
 }
+
+#[test]
+fn hooks_change_relations_and_schemas_through_the_adapter() {
+    let p = TempProject::empty("shop");
+    p.write(
+        "models/scratch.sql",
+        "{{ config(materialized='table') }}\nselect * from range(3) t(id)",
+    );
+    let named = |name: &str| {
+        format!(
+            "api.Relation.create(database=this.database, schema=this.schema, identifier='{name}')"
+        )
+    };
+    p.write(
+        "models/cleaner.sql",
+        &format!(
+            "{{{{ config(materialized='table', post_hook=[\n\
+             \"{{% do adapter.truncate_relation(ref('scratch')) %}}\",\n\
+             \"{{% do adapter.rename_relation(ref('scratch'), {}) %}}\",\n\
+             \"{{% do adapter.create_schema(api.Relation.create(database=this.database, schema='extra')) %}}\"]) }}}}\n\
+             select count(*) as n from {{{{ ref('scratch') }}}}",
+            named("scratch_old")
+        ),
+    );
+    p.write(
+        "models/dropper.sql",
+        &format!(
+            "{{{{ config(post_hook=\"{{% do adapter.drop_relation({}) %}}\") }}}}\n\
+             select * from {{{{ ref('cleaner') }}}}",
+            named("scratch_old")
+        ),
+    );
+    let text = run(&p, &["run", "-s", "scratch", "cleaner"]);
+    assert!(text.contains("0 failed"), "{text}");
+    assert_eq!(rows(&p, "shop", "select n from main.cleaner"), ["3"]);
+    assert_eq!(
+        rows(&p, "shop", "select count(*) from main.scratch_old"),
+        ["0"]
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select count(*) from information_schema.schemata where schema_name = 'extra'"
+        ),
+        ["1"]
+    );
+    run(&p, &["run", "-s", "dropper"]);
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select count(*) from information_schema.tables where table_name like 'scratch%'"
+        ),
+        ["0"]
+    );
+}

@@ -471,12 +471,16 @@ fn to_json(value: DuckValue) -> Json {
 impl Worker {
     /// Run statements in order. On failure, roll back an open transaction so that the
     /// warehouse is as it was before the node started.
-    pub fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+    pub fn run_rendering(
+        &self,
+        statements: &[Statement],
+        render: &mut dyn FnMut(usize) -> Result<String, DbError>,
+    ) -> Result<usize, DbError> {
         // DuckDB's catalog is optimistic: two workers changing it at once can conflict. Such a
         // conflict is rolled back whole, so running the node again is safe.
         let mut attempt = 0;
         loop {
-            match self.run_once(statements) {
+            match self.run_once(statements, render) {
                 Err(e) if e.failure == Failure::Conflict && attempt < 5 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
@@ -486,11 +490,37 @@ impl Worker {
         }
     }
 
-    fn run_once(&self, statements: &[Statement]) -> Result<usize, DbError> {
-        let conn = self.conn.lock().expect("connection lock");
+    fn run_once(
+        &self,
+        statements: &[Statement],
+        render: &mut dyn FnMut(usize) -> Result<String, DbError>,
+    ) -> Result<usize, DbError> {
+        let mut conn = self.conn.lock().expect("connection lock");
         let mut rows = 0usize;
         let mut in_transaction = false;
         for (i, s) in statements.iter().enumerate() {
+            // A hook rendered only now: the lock is let go meanwhile, for the template's own
+            // questions to this connection (in the same transaction).
+            let rendered;
+            let s = if s.kind == StatementKind::Hook && s.sql.is_empty() {
+                drop(conn);
+                let sql = render(i);
+                conn = self.conn.lock().expect("connection lock");
+                match sql {
+                    Ok(sql) => {
+                        rendered = Statement::new(StatementKind::Hook, sql);
+                        &rendered
+                    }
+                    Err(e) => {
+                        if in_transaction {
+                            let _ = conn.execute_batch("rollback");
+                        }
+                        return Err(e);
+                    }
+                }
+            } else {
+                s
+            };
             let result =
                 match s.kind {
                     // DML reports how many rows it changed, which needs a prepared statement.
@@ -812,8 +842,12 @@ impl Adapter for Warehouse {
 }
 
 impl Connection for Worker {
-    fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
-        Worker::run(self, statements)
+    fn run_rendering(
+        &self,
+        statements: &[Statement],
+        render: &mut dyn FnMut(usize) -> Result<String, DbError>,
+    ) -> Result<usize, DbError> {
+        Worker::run_rendering(self, statements, render)
     }
 
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {

@@ -61,7 +61,25 @@ pub struct Scratch {
 pub trait Connection: Introspect {
     /// Run statements in order; the rows the last counting statement reported. On failure an
     /// open transaction is rolled back and the error names the failing statement.
-    fn run(&self, statements: &[Statement]) -> Result<usize, DbError>;
+    fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+        self.run_rendering(statements, &mut |i| {
+            Err(DbError {
+                statement: i,
+                message: "a hook has no SQL".to_string(),
+                failure: Failure::Other,
+                line: None,
+            })
+        })
+    }
+
+    /// `run`, where a hook statement without SQL is rendered by `render` (given its index)
+    /// right before it runs: a post-hook sees what the statements before it did (dbt renders
+    /// a hook when it runs). `render` may use this connection for introspection.
+    fn run_rendering(
+        &self,
+        statements: &[Statement],
+        render: &mut dyn FnMut(usize) -> Result<String, DbError>,
+    ) -> Result<usize, DbError>;
 
     /// The columns a query returns, from a `describe` statement (the query is not run).
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError>;

@@ -209,36 +209,49 @@ impl<'a> Compiler<'a> {
     ) -> Result<Vec<RenderedHook>, Problem> {
         let node = &self.graph.nodes[i];
         crate::materialize::hooks::of(&node.config, when)
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(k, hook)| {
-                let what = format!("{} {} of `{}`", when.key(), k + 1, node.name);
-                let sql = self.renderer.render_hook(
-                    &hook.sql,
-                    &what,
-                    Some(RenderRequest {
-                        template: &what,
-                        name: &node.name,
-                        unique_id: &node.unique_id,
-                        execute: true,
-                        is_incremental,
-                        config: node.config.clone(),
-                        this: node.relation.clone(),
-                        resolver: self.resolver.clone(),
-                        introspector: introspector.cloned(),
-                        model: model_value(node),
-                    }),
-                    self.resolver.clone(),
-                    introspector.cloned(),
-                    BTreeMap::new(),
-                )?;
-                Ok(RenderedHook {
-                    sql,
-                    transaction: hook.transaction,
-                    what,
-                })
-            })
+            .map(|(k, hook)| self.render_node_hook(i, when, k, hook, introspector, is_incremental))
             .collect()
+    }
+
+    /// One of a node's hooks (the `k`-th of its `when` hooks), rendered for execution in the
+    /// node's context. The executor renders a post-hook only when it is about to run.
+    pub fn render_node_hook(
+        &self,
+        i: usize,
+        when: crate::materialize::hooks::When,
+        k: usize,
+        hook: &crate::materialize::hooks::Hook,
+        introspector: Option<&Arc<dyn Introspect>>,
+        is_incremental: bool,
+    ) -> Result<RenderedHook, Problem> {
+        let node = &self.graph.nodes[i];
+        let what = format!("{} {} of `{}`", when.key(), k + 1, node.name);
+        let sql = self.renderer.render_hook(
+            &hook.sql,
+            &what,
+            Some(RenderRequest {
+                template: &what,
+                name: &node.name,
+                unique_id: &node.unique_id,
+                execute: true,
+                is_incremental,
+                config: node.config.clone(),
+                this: node.relation.clone(),
+                resolver: self.resolver.clone(),
+                introspector: introspector.cloned(),
+                model: model_value(node),
+            }),
+            self.resolver.clone(),
+            introspector.cloned(),
+            BTreeMap::new(),
+        )?;
+        Ok(RenderedHook {
+            sql,
+            transaction: hook.transaction,
+            what,
+        })
     }
 
     /// The project's `on-run-start` or `on-run-end` hooks, rendered with `extra` in their

@@ -288,6 +288,32 @@ pub trait Dialect: Sync {
         ))
     }
 
+    /// Give a relation another name in its schema (`adapter.rename_relation`).
+    fn rename(&self, relation: &Relation, kind: Kind, identifier: &str) -> Statement {
+        Statement::ddl(format!(
+            "alter {} {} rename to {}",
+            kind.as_str(),
+            self.relation(relation),
+            self.quote(identifier)
+        ))
+    }
+
+    /// Delete every row of a table (`adapter.truncate_relation`).
+    fn truncate(&self, relation: &Relation) -> Statement {
+        Statement::new(
+            StatementKind::Dml,
+            format!("truncate table {}", self.relation(relation)),
+        )
+    }
+
+    /// Drop a schema and what it holds (`adapter.drop_schema`).
+    fn drop_schema(&self, database: Option<&str>, schema: &str) -> Statement {
+        Statement::ddl(format!(
+            "drop schema if exists {} cascade",
+            self.schema(database, schema)
+        ))
+    }
+
     /// Insert the rows of `query` into `relation`, matching columns by name (a column `query`
     /// does not return is null).
     fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement;

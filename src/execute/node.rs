@@ -85,9 +85,18 @@ impl Runner<'_> {
         let pre = self
             .compiler
             .hooks(i, When::Pre, Some(&introspector), incremental)?;
-        let post = self
-            .compiler
-            .hooks(i, When::Post, Some(&introspector), incremental)?;
+        // Post-hooks are rendered when they run, after the node's statements (a hook may ask
+        // the database about what they built, or drop it): placed here without SQL.
+        let post_hooks = crate::materialize::hooks::of(&node.config, When::Post);
+        let mut post: Vec<RenderedHook> = post_hooks
+            .iter()
+            .enumerate()
+            .map(|(k, h)| RenderedHook {
+                sql: String::new(),
+                transaction: h.transaction,
+                what: format!("{} {} of `{}`", When::Post.key(), k + 1, node.name),
+            })
+            .collect();
         let (all, placed) = with_hooks(&statements, &pre, &post);
         let mut run_sql = script(&all);
         if run_sql.is_empty() {
@@ -115,7 +124,45 @@ impl Runner<'_> {
                 }
             }
         }
-        match worker.run(&all) {
+        let mut rendered: Vec<Option<String>> = vec![None; post.len()];
+        let mut render_problem: Option<Problem> = None;
+        let outcome = worker.run_rendering(&all, &mut |at| {
+            let Some(Placed::Hook(k)) = placed.get(at) else {
+                return Err(not_rendered(at));
+            };
+            let k = k - pre.len();
+            match self.compiler.render_node_hook(
+                i,
+                When::Post,
+                k,
+                &post_hooks[k],
+                Some(&introspector),
+                incremental,
+            ) {
+                Ok(hook) => {
+                    rendered[k] = Some(hook.sql.clone());
+                    Ok(hook.sql)
+                }
+                Err(p) => {
+                    render_problem = Some(p);
+                    Err(not_rendered(at))
+                }
+            }
+        });
+        // `target/run` shows the post-hooks as they ran.
+        if rendered.iter().any(Option::is_some) {
+            for (hook, sql) in post.iter_mut().zip(&rendered) {
+                if let Some(sql) = sql {
+                    hook.sql.clone_from(sql);
+                }
+            }
+            let (all, _) = with_hooks(&statements, &pre, &post);
+            write_file(&run_path, script(&all).as_bytes())?;
+        }
+        if let Some(p) = render_problem {
+            return Err(p);
+        }
+        match outcome {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
                 Ok(Built {
@@ -300,6 +347,16 @@ pub(super) fn with_hooks(
     plan(&mut out, &mut placed, commit..statements.len());
     hooks(&mut out, &mut placed, pre.len(), post, false);
     (out, placed)
+}
+
+/// The error of a hook that could not be rendered (its problem is reported instead).
+fn not_rendered(statement: usize) -> DbError {
+    DbError {
+        statement,
+        message: "the hook could not be rendered".to_string(),
+        failure: Failure::Other,
+        line: None,
+    }
 }
 
 /// A failed statement of a node's run with its hooks (`with_hooks`): the hook's problem when

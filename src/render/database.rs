@@ -324,11 +324,60 @@ impl Object for ColumnObject {
 }
 
 /// The `adapter` global.
-#[derive(Debug)]
 pub struct AdapterObject {
     pub macros: Arc<MacroSet>,
     pub adapter_type: String,
     pub quoting: Quoting,
+    /// How the target's warehouse spells the statements the adapter's methods run
+    /// (`drop_relation`, `create_schema`…).
+    pub dialect: &'static dyn crate::dialect::Dialect,
+}
+
+impl std::fmt::Debug for AdapterObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterObject")
+            .field("adapter_type", &self.adapter_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run statements on the render's connection, when executing (in the parse pass the
+/// adapter's methods that change the database do nothing, as in dbt).
+fn run_statements(
+    state: &State<'_, '_>,
+    statements: &[crate::dialect::Statement],
+) -> Result<(), Error> {
+    let ctx = ctx(state)?;
+    ctx.mark_run_dependent();
+    if let (Some(db), true) = (&ctx.introspector, ctx.execute) {
+        for s in statements {
+            db.query(&s.sql).map_err(invalid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A relation argument's kind in the database, when executing.
+fn kind_in_database(
+    state: &State<'_, '_>,
+    rel: &Relation,
+) -> Result<Option<crate::relation::Kind>, Error> {
+    let ctx = ctx(state)?;
+    match (&ctx.introspector, ctx.execute) {
+        (Some(db), true) => db.relation_kind(rel).map_err(invalid),
+        _ => Ok(None),
+    }
+}
+
+impl AdapterObject {
+    fn relation(&self, value: &Value, method: &str) -> Result<Relation, Error> {
+        relation_arg(value, self.quoting).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("adapter.{method} needs a relation, got `{value}`"),
+            )
+        })
+    }
 }
 
 fn relation_arg(value: &Value, quoting: Quoting) -> Option<Relation> {
@@ -453,6 +502,50 @@ impl Object for AdapterObject {
             "quote" => {
                 let (ident,): (String,) = from_args(args)?;
                 Ok(Value::from(self.quoting.quote(&ident)))
+            }
+            "drop_relation" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let rel = self.relation(&rel, method)?;
+                if let Some(kind) = kind_in_database(state, &rel)? {
+                    let step = crate::materialize::Step::Drop {
+                        relation: rel,
+                        kind,
+                    };
+                    run_statements(state, &self.dialect.lower(&step))?;
+                }
+                Ok(Value::from(()))
+            }
+            "truncate_relation" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let rel = self.relation(&rel, method)?;
+                run_statements(state, &[self.dialect.truncate(&rel)])?;
+                Ok(Value::from(()))
+            }
+            "rename_relation" => {
+                let (from, to): (Value, Value) = from_args(args)?;
+                let from = self.relation(&from, method)?;
+                let to = self.relation(&to, method)?;
+                if let Some(kind) = kind_in_database(state, &from)? {
+                    run_statements(state, &[self.dialect.rename(&from, kind, &to.identifier)])?;
+                }
+                Ok(Value::from(()))
+            }
+            "create_schema" | "drop_schema" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let rel = self.relation(&rel, method)?;
+                let statements = if method == "create_schema" {
+                    self.dialect.lower(&crate::materialize::Step::CreateSchema {
+                        database: rel.database.clone(),
+                        schema: rel.schema.clone(),
+                    })
+                } else {
+                    vec![
+                        self.dialect
+                            .drop_schema(rel.database.as_deref(), &rel.schema),
+                    ]
+                };
+                run_statements(state, &statements)?;
+                Ok(Value::from(()))
             }
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,

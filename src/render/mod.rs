@@ -303,6 +303,7 @@ impl Renderer {
                 macros: set.clone(),
                 adapter_type: target.adapter_type().to_string(),
                 quoting,
+                dialect: crate::dialect::of(target),
             }),
         );
         env.add_global("api", Value::from_object(database::ApiObject { quoting }));

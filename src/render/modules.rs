@@ -356,8 +356,8 @@ impl Object for ReModule {
     }
 }
 
-/// `set(items)`: the distinct items in their first order (a list: templates iterate it, test
-/// `in` and take `length`).
+/// `set(items)`: the distinct items, sorted (a list: templates iterate it, test `in`, take
+/// `length` and compare two sets).
 pub fn set_fn(items: Option<Value>) -> Result<Value, Error> {
     let mut seen: Vec<Value> = Vec::new();
     if let Some(v) = items.filter(|v| !v.is_undefined() && !v.is_none()) {
@@ -367,6 +367,9 @@ pub fn set_fn(items: Option<Value>) -> Result<Value, Error> {
             }
         }
     }
+    // A Python set has no order: kept sorted, two sets of the same items are equal however
+    // they were made (dbt_utils' `equality` compares column sets with `!=`).
+    seen.sort();
     super::mutable::new_list(Some(Value::from(seen)))
 }
 
@@ -423,6 +426,19 @@ fn render_for_test(template: &str) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::python_replacement;
+
+    #[test]
+    fn sets_of_the_same_items_are_equal() {
+        let mut env = minijinja::Environment::new();
+        env.add_function("set", super::set_fn);
+        let out = env
+            .render_str(
+                "{{ set(['b', 'a', 'b']) == set(['a', 'b']) }} {{ set(['a']) != set(['a', 'c']) }} {{ set(['b', 'a']) | length }}",
+                (),
+            )
+            .unwrap();
+        assert_eq!(out, "True True 2");
+    }
 
     #[test]
     fn python_replacements_become_regex_ones() {
