@@ -499,3 +499,56 @@ fn jinja_in_yaml_configs_and_test_arguments_is_rendered() {
     let test = std::fs::read_to_string(file).unwrap();
     assert!(test.contains("where not ((id * 2) > 0)"), "{test}");
 }
+
+#[test]
+fn docs_blocks_fill_descriptions_and_yaml_resources_reach_the_manifest() {
+    let p = TempProject::empty("dm");
+    p.write("models/m.sql", "select 1 as id\n");
+    p.write(
+        "models/docs.md",
+        "# Notes\n{% docs orders %}\nOne row per **order**.\n{% enddocs %}\n{% docs order_id %}The order's key.{% enddocs %}\n",
+    );
+    p.write(
+        "models/schema.yml",
+        "models:\n  - name: m\n    description: \"{{ doc('orders') }}\"\n    columns:\n      - name: id\n        description: \"{{ doc('order_id') }} Never null.\"\n\
+         exposures:\n  - name: dashboard\n    type: dashboard\n    owner: {name: Ann}\n    depends_on: [\"ref('m')\"]\n\
+         metrics:\n  - name: order_count\n    label: Orders\n    type: simple\n\
+         groups:\n  - name: finance\n    owner: {name: Bo}\n",
+    );
+    let out = p.xform(&["parse"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
+            .unwrap();
+    let m = &manifest["nodes"]["model.dm.m"];
+    assert_eq!(m["description"], "One row per **order**.");
+    assert_eq!(
+        m["columns"]["id"]["description"],
+        "The order's key. Never null."
+    );
+    assert_eq!(
+        manifest["docs"]["doc.dm.orders"]["block_contents"],
+        "One row per **order**."
+    );
+    let exposure = &manifest["exposures"]["exposure.dm.dashboard"];
+    assert_eq!(
+        exposure["depends_on"]["nodes"],
+        serde_json::json!(["model.dm.m"])
+    );
+    assert_eq!(exposure["owner"]["name"], "Ann");
+    assert_eq!(
+        manifest["metrics"]["metric.dm.order_count"]["label"],
+        "Orders"
+    );
+    assert_eq!(manifest["groups"]["group.dm.finance"]["name"], "finance");
+
+    // A doc() of no block is a diagnostic naming it.
+    p.write(
+        "models/schema.yml",
+        "models:\n  - name: m\n    description: \"{{ doc('nope') }}\"\n",
+    );
+    let out = p.xform(&["parse"]);
+    let text = transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no docs block is named `nope`"), "{text}");
+}

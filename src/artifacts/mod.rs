@@ -587,7 +587,7 @@ fn write_object(
 pub fn write_manifest(
     target_dir: &Path,
     target_path: &str,
-    project: &str,
+    project: &crate::project::Project,
     target: &Target,
     graph: &Graph,
     compiled: &BTreeMap<usize, std::sync::Arc<str>>,
@@ -607,11 +607,15 @@ pub fn write_manifest(
         .into_iter()
         .partition(|&i| graph.nodes[i].resource_type == ResourceType::UnitTest);
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
+    let extra = |kind: &str| resources_json(project, graph, kind).to_string();
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(target_dir)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
         w.write_all(b"{\"metadata\":")?;
-        serde_json::to_writer(&mut w, &metadata(MANIFEST_SCHEMA, project, target, run))?;
+        serde_json::to_writer(
+            &mut w,
+            &metadata(MANIFEST_SCHEMA, &project.name, target, run),
+        )?;
         w.write_all(b",\"nodes\":")?;
         write_object(&mut w, graph, &nodes, &|i| {
             node_json(&graph.nodes[i], target_path, compiled.get(&i).map(|c| &**c))
@@ -620,12 +624,24 @@ pub fn write_manifest(
         write_object(&mut w, graph, &sources, &|i| {
             source_json(&graph.nodes[i]).to_string()
         })?;
-        w.write_all(b",\"macros\":{},\"docs\":{},\"exposures\":{},\"metrics\":{},\"groups\":{},\"selectors\":{},\"disabled\":{},\"parent_map\":")?;
+        w.write_all(b",\"macros\":{},\"docs\":")?;
+        w.write_all(docs_json(project).to_string().as_bytes())?;
+        for (key, kind) in [
+            ("exposures", "exposure"),
+            ("metrics", "metric"),
+            ("groups", "group"),
+        ] {
+            write!(w, ",\"{key}\":{}", extra(kind))?;
+        }
+        w.write_all(b",\"selectors\":{},\"disabled\":{},\"parent_map\":")?;
         write_object(&mut w, graph, &all, &|i| ids(graph.parents(i)))?;
         w.write_all(b",\"child_map\":")?;
         write_object(&mut w, graph, &all, &|i| ids(graph.children(i)))?;
-        w.write_all(
-            b",\"group_map\":{},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":",
+        write!(
+            w,
+            ",\"group_map\":{{}},\"saved_queries\":{},\"semantic_models\":{},\"unit_tests\":",
+            extra("saved_query"),
+            extra("semantic_model")
         )?;
         write_object(&mut w, graph, &units, &|i| {
             unit_json(&graph.nodes[i]).to_string()
@@ -676,6 +692,89 @@ pub fn write_run_results(
     });
     let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     write_file(&target_dir.join("run_results.json"), &text)
+}
+
+/// The manifest's `docs`: every `{% docs %}` block, by `doc.<package>.<name>`.
+fn docs_json(project: &crate::project::Project) -> Json {
+    let mut out = serde_json::Map::new();
+    for d in &project.docs {
+        let id = format!("doc.{}.{}", d.package, d.name);
+        out.insert(
+            id.clone(),
+            json!({
+                "name": d.name,
+                "resource_type": "doc",
+                "package_name": d.package,
+                "path": d.path,
+                "original_file_path": d.path,
+                "unique_id": id,
+                "block_contents": d.text,
+            }),
+        );
+    }
+    Json::Object(out)
+}
+
+/// The manifest's exposures, metrics, groups, saved queries or semantic models: each as its
+/// YAML wrote it, with dbt's identifying fields, and for an exposure (or a semantic model's
+/// `model:`) the nodes its `ref()`s name.
+fn resources_json(project: &crate::project::Project, graph: &Graph, kind: &str) -> Json {
+    let refs = |value: &Json| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        match value {
+            Json::Array(items) => texts.extend(items.iter().filter_map(Json::as_str)),
+            Json::String(s) => texts.push(s),
+            _ => {}
+        }
+        for text in texts {
+            let Some(inner) = text
+                .trim()
+                .strip_prefix("ref(")
+                .and_then(|t| t.strip_suffix(')'))
+            else {
+                continue;
+            };
+            let name = inner
+                .rsplit(',')
+                .next()
+                .unwrap_or(inner)
+                .trim()
+                .trim_matches(['\'', '"']);
+            if let Some(n) = graph.nodes.iter().find(|n| {
+                n.resource_type != ResourceType::Source && n.ref_names().any(|r| r == name)
+            }) {
+                names.push(n.unique_id.clone());
+            }
+        }
+        names
+    };
+    let mut out = serde_json::Map::new();
+    for r in project.resources.iter().filter(|r| r.kind == kind) {
+        let id = format!("{kind}.{}.{}", r.package, r.name);
+        let mut entry = match &r.yaml {
+            Json::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        let depends_on = entry
+            .get("depends_on")
+            .or_else(|| entry.get("model"))
+            .map(&refs)
+            .unwrap_or_default();
+        for (k, v) in [
+            ("unique_id", json!(id)),
+            ("resource_type", json!(kind)),
+            ("package_name", json!(r.package)),
+            ("path", json!(r.path)),
+            ("original_file_path", json!(r.path)),
+            ("fqn", json!([r.package, r.name])),
+            ("depends_on", json!({"macros": [], "nodes": depends_on})),
+        ] {
+            entry.insert(k.to_string(), v);
+        }
+        out.insert(id, Json::Object(entry));
+    }
+    Json::Object(out)
 }
 
 const SOURCES_SCHEMA: &str = "https://schemas.getdbt.com/dbt/sources/v3.json";

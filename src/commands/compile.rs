@@ -35,7 +35,7 @@ pub fn parse_only(s: &Session) -> i32 {
     if let Err(p) = write_manifest(
         &s.target_dir,
         &s.project.target_path,
-        &s.project.name,
+        &s.project,
         &s.target,
         &graph,
         &BTreeMap::new(),
@@ -195,7 +195,7 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
             let manifest = write_manifest(
                 &s.target_dir,
                 &s.project.target_path,
-                &s.project.name,
+                &s.project,
                 &s.target,
                 &graph,
                 &compiled,

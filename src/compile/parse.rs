@@ -207,6 +207,34 @@ fn external_location(project: &Project, target: &Target, node: &mut Node) {
         .set("location", serde_json::Value::String(location));
 }
 
+/// Descriptions with Jinja (`{{ doc('orders') }}`) of the nodes and their columns, rendered.
+fn render_descriptions(renderer: &Renderer, nodes: &mut [Node], problems: &mut Vec<Problem>) {
+    for node in nodes {
+        let what = format!("{} `{}`", node.resource_type.as_str(), node.name);
+        let mut one = |text: &mut String, what: &str| match renderer.render_description(text, what)
+        {
+            Ok(Some(rendered)) => *text = rendered,
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        };
+        one(&mut node.description, &what);
+        for c in &mut node.columns {
+            one(
+                &mut c.description,
+                &format!("column `{}` of {what}", c.name),
+            );
+        }
+        if let Definition::Source(s) = &mut node.definition {
+            one(
+                &mut s.source_description,
+                &format!("source `{}`", s.source_name),
+            );
+            s.description.clone_from(&node.description);
+            s.columns.clone_from(&node.columns);
+        }
+    }
+}
+
 /// What a foreign key constraint's `to:` names: `ref('m')` or `source('s', 't')`.
 fn foreign_key_target(text: &str) -> Option<(Option<String>, String)> {
     let text = text.trim();
@@ -457,6 +485,7 @@ pub fn parse(
             )
         });
     }
+    render_descriptions(&renderer, &mut nodes, &mut problems);
     test_nodes(&renderer, project, target, &mut nodes, &mut problems);
     unit_test_nodes(&renderer, project, target, &mut nodes, &mut problems);
     let graph = Graph::build(nodes, &unparsed);

@@ -394,7 +394,7 @@ pub fn run(
     if let Err(p) = write_manifest(
         &s.target_dir,
         &s.project.target_path,
-        &s.project.name,
+        &s.project,
         &s.target,
         graph,
         &compiled,

@@ -19,6 +19,8 @@ pub enum BlockKind {
     Macro,
     Test,
     Snapshot,
+    /// `{% docs name %}…{% enddocs %}` in a Markdown file: text for `doc('name')`.
+    Docs,
 }
 
 /// A macro found in a file.
@@ -41,6 +43,7 @@ impl MacroDef {
             BlockKind::Macro => format!("macro:{package}.{}", self.name),
             BlockKind::Test => format!("test:{package}.{}", self.name),
             BlockKind::Snapshot => format!("snapshot:{}", self.name),
+            BlockKind::Docs => format!("docs:{package}.{}", self.name),
         }
     }
 }
@@ -75,6 +78,7 @@ pub fn extract(file: &SourceFile) -> Result<Vec<MacroDef>, BlockError> {
             "macro" => BlockKind::Macro,
             "test" => BlockKind::Test,
             "snapshot" => BlockKind::Snapshot,
+            "docs" => BlockKind::Docs,
             _ => {
                 pos = tag_end;
                 continue;

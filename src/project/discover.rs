@@ -273,8 +273,11 @@ impl Project {
             let Some(file) = read_source(&abs, &rel_root, problems) else {
                 continue;
             };
-            let is_generic = blocks::extract(&file)
-                .is_ok_and(|blocks| blocks.iter().any(|b| b.kind != blocks::BlockKind::Snapshot));
+            let is_generic = blocks::extract(&file).is_ok_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| matches!(b.kind, blocks::BlockKind::Macro | blocks::BlockKind::Test))
+            });
             if is_generic {
                 self.macro_files.push(file);
                 continue;

@@ -125,6 +125,29 @@ pub fn version_key(name: &str, version: &str) -> String {
     format!("{name}_v{}", version.replace('.', "_"))
 }
 
+/// An exposure, metric, semantic model, saved query or group from property YAML: read and
+/// kept for the manifest, never run.
+#[derive(Debug, Clone)]
+pub struct YamlResource {
+    /// `exposure`, `metric`, `semantic_model`, `saved_query` or `group`.
+    pub kind: String,
+    pub name: String,
+    pub package: String,
+    /// The YAML file, relative to its project.
+    pub path: String,
+    pub yaml: Json,
+}
+
+/// A `{% docs name %}` block: text that descriptions include with `{{ doc('name') }}`.
+#[derive(Debug, Clone)]
+pub struct DocBlock {
+    pub name: String,
+    pub package: String,
+    /// The Markdown file, relative to its project.
+    pub path: String,
+    pub text: String,
+}
+
 /// A snapshot: a `{% snapshot %}` block in a file under snapshot-paths, or a YAML
 /// `snapshots:` entry (whose query is `select * from {{ <relation> }}`).
 #[derive(Debug, Clone)]
@@ -233,6 +256,10 @@ pub struct Project {
     fixtures: unit_tests::Fixtures,
     /// `.sql` files in test-paths that hold no `{% test %}` block.
     pub singular_tests: Vec<ModelFile>,
+    /// `{% docs %}` blocks of the Markdown files in docs-paths (the project's and its packages').
+    pub docs: Vec<DocBlock>,
+    /// Exposures, metrics, semantic models, saved queries and groups, as written.
+    pub resources: Vec<YamlResource>,
     pub snapshots: Vec<SnapshotDef>,
     pub seeds: Vec<SeedFile>,
     pub macro_files: Vec<SourceFile>,
@@ -427,6 +454,8 @@ impl Project {
             unit_tests: Vec::new(),
             fixtures: BTreeMap::new(),
             singular_tests: Vec::new(),
+            docs: Vec::new(),
+            resources: Vec::new(),
             snapshots: Vec::new(),
             seeds: Vec::new(),
             macro_files: Vec::new(),
@@ -447,6 +476,7 @@ impl Project {
             pending_snapshot_props: BTreeMap::new(),
         };
         project.discover(&mut problems);
+        project.discover_docs(&doc, &mut problems);
         for t in &mut project.generic_tests {
             t.package.clone_from(&project.name);
         }
@@ -587,6 +617,8 @@ impl Project {
             rename(&mut t.file);
             self.singular_tests.push(t);
         }
+        self.docs.extend(sub.docs);
+        self.resources.extend(sub.resources);
         for mut t in sub.generic_tests {
             rename(&mut t.file);
             self.generic_tests.push(t);
@@ -614,6 +646,52 @@ impl Project {
                 vars,
             },
         );
+    }
+
+    /// The `{% docs %}` blocks of the Markdown files in `docs-paths` (by default every
+    /// resource path, as in dbt).
+    fn discover_docs(&mut self, doc: &Yaml, problems: &mut Vec<Problem>) {
+        let dirs = if let Some(v) = doc.get("docs-paths") {
+            string_list(Some(v), "models")
+        } else {
+            let mut all = self.model_paths.clone();
+            all.extend(self.seed_paths.iter().cloned());
+            all.extend(self.snapshot_paths.iter().cloned());
+            all.extend(self.macro_paths.iter().cloned());
+            all.extend(self.test_paths.iter().cloned());
+            all.extend(string_list(doc.get("analysis-paths"), "analyses"));
+            all.sort();
+            all.dedup();
+            all
+        };
+        for (abs, rel_root, _) in discover::files_with(&self.root, &dirs, &["md"]) {
+            let Some(file) = read_source(&abs, &rel_root, problems) else {
+                continue;
+            };
+            match blocks::extract(&file) {
+                Ok(found) => {
+                    for b in found
+                        .into_iter()
+                        .filter(|b| b.kind == blocks::BlockKind::Docs)
+                    {
+                        self.docs.push(DocBlock {
+                            name: b.name,
+                            package: self.name.clone(),
+                            path: rel_root.clone(),
+                            text: b.body.trim().to_string(),
+                        });
+                    }
+                }
+                Err(e) => problems.push(
+                    Problem::new(
+                        Code::Jinja,
+                        format!("cannot read the docs blocks in `{rel_root}`: {}", e.message),
+                    )
+                    .at(&file, e.offset, 2, "here")
+                    .help("every `{% docs name %}` needs a matching `{% enddocs %}`"),
+                ),
+            }
+        }
     }
 
     /// The config the project files give a node of this kind with this fqn: its package's own

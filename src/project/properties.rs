@@ -184,8 +184,28 @@ impl Project {
                     let defs = unit_tests::read(file, value, &self.fixtures, problems);
                     self.unit_tests.extend(defs);
                 }
-                "version" | "macros" | "exposures" | "metrics" | "semantic_models"
-                | "saved_queries" | "analyses" | "groups" => {}
+                "exposures" | "metrics" | "semantic_models" | "saved_queries" | "groups" => {
+                    // Kept as written, for the manifest: xform runs none of them.
+                    for item in value.as_sequence().into_iter().flatten() {
+                        if let Some(name) = item.get("name").and_then(Yaml::as_str) {
+                            self.resources.push(super::YamlResource {
+                                kind: match key.as_str() {
+                                    "exposures" => "exposure",
+                                    "metrics" => "metric",
+                                    "semantic_models" => "semantic_model",
+                                    "saved_queries" => "saved_query",
+                                    _ => "group",
+                                }
+                                .to_string(),
+                                name: name.to_string(),
+                                package: self.name.clone(),
+                                path: file.name.clone(),
+                                yaml: super::yaml_to_json(item),
+                            });
+                        }
+                    }
+                }
+                "version" | "macros" | "analyses" => {}
                 other => {
                     let offset = find_key(&file.text, other).unwrap_or(0);
                     problems.push(

@@ -335,6 +335,34 @@ impl Renderer {
             })),
         );
         env.add_global("project_name", Value::from(project.name.clone()));
+        // `doc('name')` / `doc('package', 'name')`: a docs block's text (the root project's
+        // first when a name is in several packages).
+        let mut docs: BTreeMap<String, String> = BTreeMap::new();
+        for d in project.docs.iter().rev() {
+            docs.insert(format!("{}.{}", d.package, d.name), d.text.clone());
+            if d.package == project.name || !docs.contains_key(&d.name) {
+                docs.insert(d.name.clone(), d.text.clone());
+            }
+        }
+        let docs = Arc::new(docs);
+        env.add_function(
+            "doc",
+            move |a: String, b: Option<String>| -> Result<Value, minijinja::Error> {
+                let key = match &b {
+                    Some(name) => format!("{a}.{name}"),
+                    None => a.clone(),
+                };
+                docs.get(&key).map(|t| Value::from(t.clone())).ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!(
+                            "no docs block is named `{key}`: write `{{% docs {} %}}…{{% enddocs %}}` in a .md file of the project",
+                            b.as_deref().unwrap_or(&a)
+                        ),
+                    )
+                })
+            },
+        );
 
         if !problems.is_empty() {
             return Err(problems);
@@ -627,6 +655,23 @@ impl Renderer {
         Ok(())
     }
 
+    /// A description with Jinja (`{{ doc('orders') }}`), rendered as dbt renders it: with
+    /// `doc()`, `var`, `env_var` and the macros. Text without Jinja comes back as it is.
+    pub fn render_description(&self, text: &str, what: &str) -> Result<Option<String>, Problem> {
+        if !has_jinja(text) {
+            return Ok(None);
+        }
+        self.render_hook(
+            text,
+            &format!("the description of {what}"),
+            None,
+            Arc::new(Unresolved),
+            None,
+            BTreeMap::new(),
+        )
+        .map(Some)
+    }
+
     /// Render the Jinja in every string of a JSON value (a test argument, a config value),
     /// in place, with `ref()` and `source()` as `resolver` answers; strings without Jinja are
     /// left alone.
@@ -825,7 +870,10 @@ fn add_macros(
         }
     };
     for def in defs {
-        if def.kind == blocks::BlockKind::Snapshot {
+        if matches!(
+            def.kind,
+            blocks::BlockKind::Snapshot | blocks::BlockKind::Docs
+        ) {
             continue;
         }
         let template = def.template_name(package);
