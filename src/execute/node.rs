@@ -36,6 +36,12 @@ impl Runner<'_> {
             && node.materialized() == Materialization::Incremental
             && !incremental::full_refresh(node, self.session.run.full_refresh)
             && self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
+        if !incremental
+            && node.materialized() == Materialization::Incremental
+            && let Some(warning) = incremental::unknown_strategy(node)
+        {
+            crate::commands::report(&[warning]);
+        }
         let has_sql = matches!(
             node.resource_type,
             ResourceType::Model | ResourceType::Snapshot

@@ -103,6 +103,30 @@ pub(crate) fn string_list(node: &Node, key: &str) -> Result<Vec<String>, Problem
     }
 }
 
+/// The `incremental_strategy` of a node when xform does not know it: a warning on a full
+/// build (the table is built whole), an error once an incremental run needs it.
+pub fn unknown_strategy(node: &Node) -> Option<Problem> {
+    let strategy = node.config.str("incremental_strategy")?;
+    if STRATEGIES.contains(&strategy) {
+        return None;
+    }
+    Some(
+        config_problem(
+            node,
+            strategy,
+            format!(
+                "incremental model `{}` has the unknown incremental_strategy `{strategy}`",
+                node.name
+            ),
+            &format!(
+                "use one of: {}; this build makes the table whole, but an incremental run will stop here",
+                STRATEGIES.join(", ")
+            ),
+        )
+        .warning(),
+    )
+}
+
 impl Settings {
     pub fn of(node: &Node) -> Result<Settings, Problem> {
         let strategy = match node.config.str("incremental_strategy") {

@@ -375,8 +375,14 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
     let target = &node.relation;
     let mut steps = prelude(target, existing);
     if node.materialized() == Materialization::Incremental {
-        // Checked on the first run too, not only once the table exists.
-        incremental::Settings::of(node)?;
+        // Checked on the first run too, not only once the table exists; but a strategy the
+        // adapter does not know matters only to an incremental run, as in dbt-duckdb (the
+        // executor warns of it).
+        if let Err(p) = incremental::Settings::of(node)
+            && incremental::unknown_strategy(node).is_none()
+        {
+            return Err(p);
+        }
     }
     let build = match node.materialized() {
         Materialization::Seed => {
