@@ -552,3 +552,34 @@ fn docs_blocks_fill_descriptions_and_yaml_resources_reach_the_manifest() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("no docs block is named `nope`"), "{text}");
 }
+
+#[test]
+fn analyses_are_compiled_with_their_refs_and_never_run() {
+    let p = project();
+    p.write(
+        "analyses/by_id.sql",
+        "select count(*) as n from {{ ref('wide') }} where {{ var('limit') }} > 0\n",
+    );
+    let out = p.xform(&["compile"]);
+    let text = transcript(p.path(), &out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(", 1 analysis to"), "{text}");
+    let sql =
+        std::fs::read_to_string(p.path().join("target/compiled/cli/analyses/by_id.sql")).unwrap();
+    assert_eq!(
+        sql,
+        "select count(*) as n from \"cli\".\"main\".\"wide\" where 10 > 0"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
+            .unwrap();
+    let node = &manifest["nodes"]["analysis.cli.by_id"];
+    assert_eq!(node["resource_type"], "analysis");
+    assert_eq!(
+        node["depends_on"]["nodes"],
+        serde_json::json!(["model.cli.wide"])
+    );
+    assert_eq!(node["fqn"], serde_json::json!(["cli", "analysis", "by_id"]));
+    let out = p.xform(&["ls", "--resource-type", "analysis", "--output", "name"]);
+    assert_eq!(stdout(&out), "by_id\n");
+}

@@ -253,7 +253,7 @@ impl<'a> ManifestConfig<'a> {
             ResourceType::Seed => Some(&d.seed),
             ResourceType::Snapshot => Some(&d.snapshot),
             ResourceType::Test => Some(&d.test),
-            ResourceType::Source | ResourceType::UnitTest => None,
+            ResourceType::Source | ResourceType::UnitTest | ResourceType::Analysis => None,
         };
         let alias = node.test().and_then(|test| {
             let short = test.short_name();

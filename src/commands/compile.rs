@@ -59,12 +59,15 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         Ok(done) => done,
         Err(code) => return code,
     };
-    let tests = done
-        .compiled
-        .keys()
-        .filter(|&&i| done.graph.nodes[i].resource_type == ResourceType::Test)
-        .count();
-    let models = done.compiled.len() - tests;
+    let count = |kind: ResourceType| {
+        done.compiled
+            .keys()
+            .filter(|&&i| done.graph.nodes[i].resource_type == kind)
+            .count()
+    };
+    let tests = count(ResourceType::Test);
+    let analyses = count(ResourceType::Analysis);
+    let models = done.compiled.len() - tests - analyses;
     // The process ends next: freeing thousands of compiled templates and strings one by one
     // would only delay the exit.
     std::mem::forget(done);
@@ -72,6 +75,11 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         0 => String::new(),
         1 => " and 1 test".to_string(),
         n => format!(" and {n} tests"),
+    };
+    let tests = match analyses {
+        0 => tests,
+        1 => format!("{tests}, 1 analysis"),
+        n => format!("{tests}, {n} analyses"),
     };
     println!(
         "Compiled {models} models{tests} to {}",
@@ -101,7 +109,12 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     let crate::select::Selection {
         nodes: chosen,
         unmatched: empty,
-    } = match super::choose(s, &graph, args, &[ResourceType::Model, ResourceType::Test]) {
+    } = match super::choose(
+        s,
+        &graph,
+        args,
+        &[ResourceType::Model, ResourceType::Test, ResourceType::Analysis],
+    ) {
         Ok(c) => c,
         Err(p) => {
             report(&[p]);

@@ -37,12 +37,13 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             "source" => types.push(ResourceType::Source),
             "test" => types.push(ResourceType::Test),
             "unit_test" => types.push(ResourceType::UnitTest),
+            "analysis" => types.push(ResourceType::Analysis),
             other => {
                 report(&[Problem::new(
                     Code::Selection,
                     format!("unknown resource type `{other}`"),
                 )
-                .help("use model, seed, snapshot, source, test or unit_test")]);
+                .help("use model, seed, snapshot, source, test, unit_test or analysis")]);
                 return EXIT_USAGE;
             }
         }
@@ -55,6 +56,7 @@ pub fn ls(s: &Session, args: &LsArgs) -> i32 {
             ResourceType::Source,
             ResourceType::Test,
             ResourceType::UnitTest,
+            ResourceType::Analysis,
         ];
     }
     let crate::select::Selection {

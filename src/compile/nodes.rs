@@ -156,6 +156,55 @@ pub(super) fn snapshot_node(
     (node, config)
 }
 
+/// The analyses: each rendered in the parse pass like a model, for its refs; compiled by
+/// `compile`, never run.
+pub(super) fn analysis_nodes(
+    renderer: &Renderer,
+    project: &Project,
+    target: &Target,
+    nodes: &mut Vec<Node>,
+    problems: &mut Vec<Problem>,
+) {
+    for file in &project.analyses {
+        let mut node = Node {
+            path: file.path.clone(),
+            relative: file.relative.clone(),
+            fqn: file.fqn.clone(),
+            file: Some(file.file.clone()),
+            ..Node::new(
+                ResourceType::Analysis,
+                format!("analysis.{}.{}", file.fqn[0], file.name),
+                &file.name,
+                in_target(target, Some(&target.database), &target.schema, &file.name),
+            )
+        };
+        let rendered = renderer.render(RenderRequest {
+            template: &file.file.name,
+            name: &file.name,
+            unique_id: &node.unique_id,
+            execute: false,
+            is_incremental: false,
+            config: NodeConfig::default(),
+            this: node.relation.clone(),
+            resolver: Arc::new(NoResolver),
+            introspector: None,
+            model: model_value(&node),
+        });
+        match rendered {
+            Ok(r) => {
+                node.config = r.config;
+                if !node.config.enabled() {
+                    continue;
+                }
+                node.refs = r.refs;
+                node.sources = r.sources;
+                nodes.push(node);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+}
+
 /// The test nodes: a generic test for each YAML declaration whose node exists and is enabled,
 /// and a singular test for each `.sql` file in test-paths (parsed like a model).
 pub(super) fn test_nodes(

@@ -11,7 +11,9 @@ use rayon::prelude::*;
 
 use super::naming::in_target;
 use super::naming::{default_relation, relation_for, snapshot_relation, source_relation};
-use super::nodes::{model_node, model_value, seed_node, snapshot_node, test_nodes};
+use super::nodes::{
+    analysis_nodes, model_node, model_value, seed_node, snapshot_node, test_nodes,
+};
 use super::resolve::GraphResolver;
 use super::unit_tests::unit_test_nodes;
 use crate::config::{RunInfo, Target};
@@ -487,6 +489,7 @@ pub fn parse(
     }
     render_descriptions(&renderer, &mut nodes, &mut problems);
     test_nodes(&renderer, project, target, &mut nodes, &mut problems);
+    analysis_nodes(&renderer, project, target, &mut nodes, &mut problems);
     unit_test_nodes(&renderer, project, target, &mut nodes, &mut problems);
     let graph = Graph::build(nodes, &unparsed);
     crate::timings::mark("graph");

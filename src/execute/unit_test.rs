@@ -319,7 +319,7 @@ impl Shapes<'_> {
                 };
                 self.note(&format!("cannot build `{}` empty", node.name), built)?;
             }
-            ResourceType::Test | ResourceType::UnitTest => return None,
+            ResourceType::Test | ResourceType::UnitTest | ResourceType::Analysis => return None,
         }
         self.db.columns(&node.relation)
     }

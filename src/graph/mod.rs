@@ -24,6 +24,8 @@ pub enum ResourceType {
     Snapshot,
     Test,
     UnitTest,
+    /// A `.sql` file of analysis-paths: compiled (its refs resolved), never run.
+    Analysis,
 }
 
 impl ResourceType {
@@ -35,6 +37,7 @@ impl ResourceType {
             ResourceType::Snapshot => "snapshot",
             ResourceType::Test => "test",
             ResourceType::UnitTest => "unit_test",
+            ResourceType::Analysis => "analysis",
         }
     }
 }
@@ -54,6 +57,7 @@ pub enum Materialization {
     Source,
     Test,
     UnitTest,
+    Analysis,
     /// A materialization xform cannot build (a project's own, such as `materialized_view`).
     Other(String),
 }
@@ -83,6 +87,7 @@ impl Materialization {
             Materialization::Source => "source",
             Materialization::Test => "test",
             Materialization::UnitTest => "unit_test",
+            Materialization::Analysis => "analysis",
             Materialization::Other(name) => name,
         }
     }
@@ -236,6 +241,7 @@ impl Node {
             ResourceType::Snapshot => Materialization::Snapshot,
             ResourceType::Test => Materialization::Test,
             ResourceType::UnitTest => Materialization::UnitTest,
+            ResourceType::Analysis => Materialization::Analysis,
             ResourceType::Model => Materialization::of_model(self.config.materialized()),
         }
     }
@@ -246,7 +252,7 @@ impl Node {
         match self.resource_type {
             ResourceType::Model => !self.is_ephemeral(),
             ResourceType::Seed | ResourceType::Snapshot | ResourceType::Source => true,
-            ResourceType::Test | ResourceType::UnitTest => false,
+            ResourceType::Test | ResourceType::UnitTest | ResourceType::Analysis => false,
         }
     }
 
@@ -312,7 +318,7 @@ impl Graph {
                         sources.insert((s.source_name.as_str(), s.name.as_str()), i);
                     }
                 }
-                ResourceType::Test | ResourceType::UnitTest => {}
+                ResourceType::Test | ResourceType::UnitTest | ResourceType::Analysis => {}
                 _ => {
                     for name in n.ref_names() {
                         by_name.insert(name, i);

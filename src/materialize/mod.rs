@@ -430,6 +430,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
         | Materialization::Source
         | Materialization::Snapshot
         | Materialization::Test
+        | Materialization::Analysis
         | Materialization::UnitTest => {
             return Ok(Plan::default());
         }

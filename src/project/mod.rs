@@ -256,6 +256,8 @@ pub struct Project {
     fixtures: unit_tests::Fixtures,
     /// `.sql` files in test-paths that hold no `{% test %}` block.
     pub singular_tests: Vec<ModelFile>,
+    /// `.sql` files of analysis-paths: compiled, never run.
+    pub analyses: Vec<ModelFile>,
     /// `{% docs %}` blocks of the Markdown files in docs-paths (the project's and its packages').
     pub docs: Vec<DocBlock>,
     /// Exposures, metrics, semantic models, saved queries and groups, as written.
@@ -455,6 +457,7 @@ impl Project {
             fixtures: BTreeMap::new(),
             singular_tests: Vec::new(),
             docs: Vec::new(),
+            analyses: Vec::new(),
             resources: Vec::new(),
             snapshots: Vec::new(),
             seeds: Vec::new(),
@@ -477,6 +480,7 @@ impl Project {
         };
         project.discover(&mut problems);
         project.discover_docs(&doc, &mut problems);
+        project.discover_analyses(&doc, &mut problems);
         for t in &mut project.generic_tests {
             t.package.clone_from(&project.name);
         }
@@ -618,6 +622,10 @@ impl Project {
             self.singular_tests.push(t);
         }
         self.docs.extend(sub.docs);
+        for mut a in sub.analyses {
+            rename(&mut a.file);
+            self.analyses.push(a);
+        }
         self.resources.extend(sub.resources);
         for mut t in sub.generic_tests {
             rename(&mut t.file);
@@ -646,6 +654,27 @@ impl Project {
                 vars,
             },
         );
+    }
+
+    /// The `.sql` files of `analysis-paths` (`analyses/` by default).
+    fn discover_analyses(&mut self, doc: &Yaml, problems: &mut Vec<Problem>) {
+        let dirs = string_list(doc.get("analysis-paths"), "analyses");
+        for (abs, rel_root, rel_dir) in discover::files_with(&self.root, &dirs, &["sql"]) {
+            let Some(file) = read_source(&abs, &rel_root, problems) else {
+                continue;
+            };
+            let mut fqn = discover::fqn_of(&self.name, &rel_dir);
+            // dbt's fqn of an analysis has `analysis` after the project.
+            fqn.insert(1, "analysis".to_string());
+            self.analyses.push(ModelFile {
+                name: fqn.last().cloned().unwrap_or_default(),
+                path: rel_root,
+                relative: rel_dir,
+                fqn,
+                file,
+                version: None,
+            });
+        }
     }
 
     /// The `{% docs %}` blocks of the Markdown files in `docs-paths` (by default every

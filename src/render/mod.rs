@@ -373,6 +373,7 @@ impl Renderer {
             .models
             .par_iter()
             .chain(project.singular_tests.par_iter())
+            .chain(project.analyses.par_iter())
             .map(|model| {
                 let (text, shifts) = mutable::prepare(&model.file.text);
                 // Unchanged text is the file's own, shared rather than copied.
