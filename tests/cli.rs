@@ -583,3 +583,27 @@ fn analyses_are_compiled_with_their_refs_and_never_run() {
     let out = p.xform(&["ls", "--resource-type", "analysis", "--output", "name"]);
     assert_eq!(stdout(&out), "by_id\n");
 }
+
+#[test]
+fn templates_read_the_project_s_graph() {
+    let p = project();
+    p.write(
+        "models/lister.sql",
+        "{% set names = [] %}\
+         {% for node in graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') %}\
+         {% do names.append(node.name) %}{% endfor %}\
+         select '{{ names | sort | join(',') }}' as models,\n\
+         {% if execute %}'{{ graph.nodes['model.cli.wide'].config.materialized }}' as wide,\n\
+         '{{ graph.nodes['model.cli.stg'].depends_on.nodes | join(',') }}' as stg_parents{% endif %}\n",
+    );
+    let out = p.xform(&["compile", "-s", "lister"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    let sql =
+        std::fs::read_to_string(p.path().join("target/compiled/cli/models/lister.sql")).unwrap();
+    assert!(
+        sql.contains("select 'lister,narrow,other,stg,wide' as models"),
+        "{sql}"
+    );
+    assert!(sql.contains("'table' as wide"), "{sql}");
+    assert!(sql.contains("'seed.cli.raw' as stg_parents"), "{sql}");
+}

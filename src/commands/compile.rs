@@ -113,7 +113,11 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
         s,
         &graph,
         args,
-        &[ResourceType::Model, ResourceType::Test, ResourceType::Analysis],
+        &[
+            ResourceType::Model,
+            ResourceType::Test,
+            ResourceType::Analysis,
+        ],
     ) {
         Ok(c) => c,
         Err(p) => {

@@ -11,9 +11,7 @@ use rayon::prelude::*;
 
 use super::naming::in_target;
 use super::naming::{default_relation, relation_for, snapshot_relation, source_relation};
-use super::nodes::{
-    analysis_nodes, model_node, model_value, seed_node, snapshot_node, test_nodes,
-};
+use super::nodes::{analysis_nodes, model_node, model_value, seed_node, snapshot_node, test_nodes};
 use super::resolve::GraphResolver;
 use super::unit_tests::unit_test_nodes;
 use crate::config::{RunInfo, Target};

@@ -29,6 +29,30 @@ pub struct RenderedHook {
     pub what: String,
 }
 
+/// The `graph` global as dbt gives it to templates: `nodes` (models, seeds, snapshots, tests,
+/// analyses) and `sources` by unique id, each as the manifest describes it.
+fn graph_value(graph: &Graph) -> Value {
+    let mut nodes = serde_json::Map::new();
+    let mut sources = serde_json::Map::new();
+    for node in &graph.nodes {
+        let entry = crate::artifacts::manifest_entry(node, "target");
+        match node.resource_type {
+            ResourceType::Source => sources.insert(node.unique_id.clone(), entry),
+            ResourceType::UnitTest => None,
+            _ => nodes.insert(node.unique_id.clone(), entry),
+        };
+    }
+    crate::render::context::to_value(serde_json::json!({
+        "nodes": nodes,
+        "sources": sources,
+        "exposures": {},
+        "metrics": {},
+        "groups": {},
+        "semantic_models": {},
+        "saved_queries": {},
+    }))
+}
+
 /// Compiles models on demand, each at most once, and injects ephemeral CTEs.
 pub struct Compiler<'a> {
     pub graph: &'a Graph,
@@ -85,6 +109,9 @@ impl<'a> Compiler<'a> {
                     }
                 }
             }
+        }
+        if renderer.uses_graph() {
+            renderer.provide_graph(graph_value(graph));
         }
         Compiler {
             graph,

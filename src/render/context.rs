@@ -315,3 +315,46 @@ pub fn should_store_failures(state: &State<'_, '_>) -> Result<Value, Error> {
     };
     Ok(Value::from(stored))
 }
+
+/// The `graph` global: the project's nodes and sources as dbt's manifest describes them
+/// (`graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')`), once the
+/// compile stage provides them; empty maps before (dbt's parse pass).
+#[derive(Debug)]
+pub struct GraphObject(pub Arc<std::sync::OnceLock<Value>>);
+
+impl Object for GraphObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.0.get() {
+            Some(graph) => graph.get_item(key).ok().filter(|v| !v.is_undefined()),
+            None => matches!(
+                key.as_str(),
+                Some(
+                    "nodes"
+                        | "sources"
+                        | "exposures"
+                        | "metrics"
+                        | "groups"
+                        | "semantic_models"
+                        | "saved_queries"
+                )
+            )
+            .then(|| Value::from(BTreeMap::<String, Value>::new())),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(&[
+            "nodes",
+            "sources",
+            "exposures",
+            "metrics",
+            "groups",
+            "semantic_models",
+            "saved_queries",
+        ])
+    }
+}

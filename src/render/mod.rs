@@ -18,7 +18,7 @@ pub mod spans;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
@@ -103,10 +103,12 @@ impl Prerendered {
 }
 
 /// Names a template may read whose value differs between the parse and the compile pass
-/// (`execute`, `model`), or that bring in other templates or dump the whole context. A
+/// (`execute`, `model`, `graph`), or that bring in other templates or dump the whole context. A
 /// template or macro that mentions one anywhere, even in a comment, is rendered again with
 /// `execute` true: a false alarm costs a render, a miss would cost correctness.
-const RUN_STATE_NAMES: &[&str] = &["execute", "model", "debug", "include", "import", "extends"];
+const RUN_STATE_NAMES: &[&str] = &[
+    "execute", "model", "graph", "debug", "include", "import", "extends",
+];
 
 /// Whether a template's Jinja (`{{ }}`, `{% %}` and `{# #}`, an unclosed one to the end) mentions
 /// any of `RUN_STATE_NAMES` as a whole word. The SQL around it cannot read them, so it is not
@@ -191,6 +193,10 @@ pub struct Renderer {
     /// The macros found without a namespace (dbt's, with the project's over them).
     macros: Arc<BTreeMap<String, Arc<MacroObject>>>,
     set: Arc<MacroSet>,
+    /// The `graph` global's contents, once the graph is known (`provide_graph`).
+    graph: Arc<OnceLock<Value>>,
+    /// Whether any template or macro mentions `graph` (else it is never built).
+    uses_graph: bool,
 }
 
 impl Renderer {
@@ -335,6 +341,25 @@ impl Renderer {
             })),
         );
         env.add_global("project_name", Value::from(project.name.clone()));
+        let graph_cell: Arc<OnceLock<Value>> = Arc::default();
+        env.add_global(
+            "graph",
+            Value::from_object(context::GraphObject(graph_cell.clone())),
+        );
+        let mentions_graph = |text: &str| {
+            text.match_indices("graph")
+                .any(|(at, _)| text[at + 5..].starts_with(['.', '[']))
+        };
+        let uses_graph = project
+            .models
+            .iter()
+            .chain(&project.singular_tests)
+            .chain(&project.analyses)
+            .map(|m| &m.file)
+            .chain(&project.macro_files)
+            .chain(project.packages.iter().flat_map(|p| &p.macro_files))
+            .any(|f| mentions_graph(&f.text))
+            || project.snapshots.iter().any(|s| mentions_graph(&s.body));
         // `doc('name')` / `doc('package', 'name')`: a docs block's text (the root project's
         // first when a name is in several packages).
         let mut docs: BTreeMap<String, String> = BTreeMap::new();
@@ -439,6 +464,8 @@ impl Renderer {
                 .collect(),
             macros,
             set,
+            graph: graph_cell,
+            uses_graph,
         };
         Ok((renderer, problems))
     }
@@ -478,6 +505,17 @@ impl Renderer {
         package_of(unique_id)
             .and_then(|p| self.package_vars.get(p))
             .unwrap_or(&self.vars)
+    }
+
+    /// Whether some template or macro reads `graph` (so that it must be provided).
+    pub fn uses_graph(&self) -> bool {
+        self.uses_graph
+    }
+
+    /// Give templates the `graph` global's contents (`graph.nodes`, `graph.sources`…); until
+    /// then it is empty, as in dbt's parse pass.
+    pub fn provide_graph(&self, value: Value) {
+        let _ = self.graph.set(value);
     }
 
     /// Whether the root project defines a macro of this name (`generate_schema_name`…).
