@@ -49,20 +49,15 @@ pub fn freshness(s: &Session, args: &FreshnessArgs) -> i32 {
             _ => {}
         }
     }
-    let warehouse = match crate::adapter::open(&s.target, false) {
-        Ok(w) => w,
+    // The warehouse stays open for as long as its connection is used.
+    let (_warehouse, connection) = match super::connect(s) {
+        Ok(c) => c,
         Err(p) => {
             report(&[p]);
             return EXIT_USAGE;
         }
     };
-    let worker: Arc<dyn Introspect> = match warehouse.connect() {
-        Ok(w) => w,
-        Err(p) => {
-            report(&[p]);
-            return EXIT_USAGE;
-        }
-    };
+    let worker: Arc<dyn Introspect> = connection;
     let dialect = crate::dialect::of(&s.target);
     let started = Instant::now();
     let total = checked.len();

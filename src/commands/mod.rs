@@ -53,6 +53,22 @@ pub fn report(problems: &[Problem]) {
     }
 }
 
+/// An open warehouse and a connection to it.
+#[cfg(feature = "duckdb")]
+type Connected = (
+    std::sync::Arc<dyn crate::adapter::Adapter>,
+    std::sync::Arc<dyn crate::adapter::Connection>,
+);
+
+/// The target's warehouse, open, and a connection to it (for commands that ask it questions
+/// outside a run: `show`, `run-operation`, `source freshness`).
+#[cfg(feature = "duckdb")]
+fn connect(s: &Session) -> Result<Connected, Problem> {
+    let warehouse = crate::adapter::open(&s.target, false)?;
+    let worker = warehouse.connect()?;
+    Ok((warehouse, worker))
+}
+
 /// Fixed run time when `SOURCE_DATE_EPOCH` is set, so artifacts can be byte-identical.
 fn run_info(command: &str, full_refresh: bool) -> RunInfo {
     let fixed = std::env::var("SOURCE_DATE_EPOCH")

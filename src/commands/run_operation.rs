@@ -37,15 +37,9 @@ pub fn run_operation(s: &Session, args: &RunOperationArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let warehouse = match crate::adapter::open(&s.target, false) {
-        Ok(w) => w,
-        Err(p) => {
-            report(&[p]);
-            return EXIT_USAGE;
-        }
-    };
-    let worker = match warehouse.connect() {
-        Ok(w) => w,
+    // The warehouse stays open for as long as its connection is used.
+    let (_warehouse, worker) = match super::connect(s) {
+        Ok(c) => c,
         Err(p) => {
             report(&[p]);
             return EXIT_USAGE;

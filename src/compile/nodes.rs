@@ -166,43 +166,64 @@ pub(super) fn analysis_nodes(
     problems: &mut Vec<Problem>,
 ) {
     for file in &project.analyses {
-        let mut node = Node {
-            path: file.path.clone(),
-            relative: file.relative.clone(),
-            fqn: file.fqn.clone(),
-            file: Some(file.file.clone()),
-            ..Node::new(
-                ResourceType::Analysis,
-                format!("analysis.{}.{}", file.fqn[0], file.name),
-                &file.name,
-                in_target(target, Some(&target.database), &target.schema, &file.name),
-            )
-        };
-        let rendered = renderer.render(RenderRequest {
-            template: &file.file.name,
-            name: &file.name,
-            unique_id: &node.unique_id,
-            execute: false,
-            is_incremental: false,
-            config: NodeConfig::default(),
-            this: node.relation.clone(),
-            resolver: Arc::new(NoResolver),
-            introspector: None,
-            model: model_value(&node),
-        });
-        match rendered {
-            Ok(r) => {
-                node.config = r.config;
-                if !node.config.enabled() {
-                    continue;
-                }
-                node.refs = r.refs;
-                node.sources = r.sources;
-                nodes.push(node);
-            }
+        let id = format!("analysis.{}.{}", file.fqn[0], file.name);
+        match file_node(
+            renderer,
+            target,
+            file,
+            ResourceType::Analysis,
+            id,
+            NodeConfig::default(),
+        ) {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => {}
             Err(e) => problems.push(e),
         }
     }
+}
+
+/// A node whose template is a file of its own that is never built (a singular test, an
+/// analysis), rendered in the parse pass for its config, refs and sources. `None` when its
+/// config disables it.
+fn file_node(
+    renderer: &Renderer,
+    target: &Target,
+    file: &crate::project::ModelFile,
+    kind: ResourceType,
+    unique_id: String,
+    config: NodeConfig,
+) -> Result<Option<Node>, Problem> {
+    let mut node = Node {
+        path: file.path.clone(),
+        relative: file.relative.clone(),
+        fqn: file.fqn.clone(),
+        file: Some(file.file.clone()),
+        ..Node::new(
+            kind,
+            unique_id,
+            &file.name,
+            in_target(target, Some(&target.database), &target.schema, &file.name),
+        )
+    };
+    let rendered = renderer.render(RenderRequest {
+        template: &file.file.name,
+        name: &file.name,
+        unique_id: &node.unique_id,
+        execute: false,
+        is_incremental: false,
+        config,
+        this: node.relation.clone(),
+        resolver: Arc::new(NoResolver),
+        introspector: None,
+        model: model_value(&node),
+    })?;
+    node.config = rendered.config;
+    if !node.config.enabled() {
+        return Ok(None);
+    }
+    node.refs = rendered.refs;
+    node.sources = rendered.sources;
+    Ok(Some(node))
 }
 
 /// The test nodes: a generic test for each YAML declaration whose node exists and is enabled,
@@ -354,41 +375,13 @@ pub(super) fn test_nodes(
             problems.push(p);
             continue;
         }
-        let mut node = Node {
-            path: file.path.clone(),
-            relative: file.relative.clone(),
-            fqn: file.fqn.clone(),
-            file: Some(file.file.clone()),
-            ..Node::new(
-                ResourceType::Test,
-                format!("test.{}.{}", file.fqn[0], file.name),
-                &file.name,
-                in_target(target, Some(&target.database), &target.schema, &file.name),
-            )
-        };
-        let rendered = renderer.render(RenderRequest {
-            template: &file.file.name,
-            name: &file.name,
-            unique_id: &node.unique_id,
-            execute: false,
-            is_incremental: false,
-            config,
-            this: node.relation.clone(),
-            resolver: Arc::new(NoResolver),
-            introspector: None,
-            model: model_value(&node),
-        });
-        match rendered {
-            Ok(r) => {
-                node.config = r.config;
-                if !node.config.enabled() {
-                    continue;
-                }
-                node.refs = r.refs;
-                node.sources = r.sources;
+        let id = format!("test.{}.{}", file.fqn[0], file.name);
+        match file_node(renderer, target, file, ResourceType::Test, id, config) {
+            Ok(Some(mut node)) => {
                 node.relation = audit_relation(target, &node.config, &file.name);
                 tests.push(node);
             }
+            Ok(None) => {}
             Err(e) => problems.push(e),
         }
     }
