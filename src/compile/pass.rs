@@ -142,7 +142,7 @@ impl<'a> Compiler<'a> {
         text: &str,
         introspector: &Arc<dyn Introspect>,
     ) -> Result<String, Problem> {
-        self.renderer.render_hook(
+        self.renderer.render_text(
             text,
             "the inline query",
             None,
@@ -255,7 +255,7 @@ impl<'a> Compiler<'a> {
     ) -> Result<RenderedHook, Problem> {
         let node = &self.graph.nodes[i];
         let what = format!("{} {} of `{}`", when.key(), k + 1, node.name);
-        let sql = self.renderer.render_hook(
+        let sql = self.renderer.render_text(
             &hook.sql,
             &what,
             Some(RenderRequest {
@@ -295,7 +295,7 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .map(|(k, text)| {
                 let what = format!("{key} hook {}", k + 1);
-                let sql = self.renderer.render_hook(
+                let sql = self.renderer.render_text(
                     text,
                     &what,
                     None,
@@ -323,7 +323,7 @@ impl<'a> Compiler<'a> {
     ) -> Result<String, Problem> {
         let mut extra = BTreeMap::new();
         extra.insert("__args".to_string(), Value::from(args));
-        self.renderer.render_hook(
+        self.renderer.render_text(
             &format!("{{{{ {name}(**__args) }}}}"),
             &format!("macro `{name}`"),
             None,

@@ -627,10 +627,11 @@ impl Renderer {
     }
 
     /// Render Jinja that is not a file of its own: a node's pre- or post-hook (`node`: its
-    /// `this`, config and `model`, as its SQL is rendered), or a project's `on-run-start` /
-    /// `on-run-end` hook (`node` is `None`; `extra` holds `results`, `schemas`…). Always with
-    /// `execute` true. `what` names the hook in a diagnostic.
-    pub fn render_hook(
+    /// `this`, config and `model`, as its SQL is rendered), a project's `on-run-start` /
+    /// `on-run-end` hook (`node` is `None`; `extra` holds `results`, `schemas`…), a macro call
+    /// of `run-operation`, `show --inline` SQL, a config value or a description. Always with
+    /// `execute` true. `what` names the text in a diagnostic.
+    pub fn render_text(
         &self,
         text: &str,
         what: &str,
@@ -700,7 +701,7 @@ impl Renderer {
         if !has_jinja(text) {
             return Ok(None);
         }
-        self.render_hook(
+        self.render_text(
             text,
             &format!("the description of {what}"),
             None,
@@ -723,7 +724,7 @@ impl Renderer {
         match value {
             Json::String(text) if has_jinja(text) => {
                 let rendered =
-                    self.render_hook(text, what, None, resolver.clone(), None, BTreeMap::new())?;
+                    self.render_text(text, what, None, resolver.clone(), None, BTreeMap::new())?;
                 *value = match rendered.trim() {
                     "True" => Json::Bool(true),
                     "False" => Json::Bool(false),
