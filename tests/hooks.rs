@@ -181,3 +181,23 @@ fn hooks_change_relations_and_schemas_through_the_adapter() {
         ["0"]
     );
 }
+
+#[test]
+fn hooks_that_render_to_nothing_run_as_nothing() {
+    let p = TempProject::empty("shop");
+    p.write(
+        "xform.yml",
+        "name: shop\non-run-start: \"{% if target.name == 'prod' %}select 1{% endif %}\"\n\
+         on-run-end: \"{{ log('finished') }}\"\n",
+    );
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='table',\n\
+           pre_hook=[\"{% if target.name == 'prod' %}select 1{% endif %}\", \"select 2\"],\n\
+           post_hook=[\"{% if target.name == 'prod' %}select 3{% endif %}\", {'sql': \"{{ '' }}\", 'transaction': false}]) }}\n\
+         select 1 as id\n",
+    );
+    let text = run(&p, &["run"]);
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+    assert_eq!(rows(&p, "shop", "select * from main.m"), ["1"]);
+}

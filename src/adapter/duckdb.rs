@@ -502,7 +502,7 @@ impl Worker {
             // A hook rendered only now: the lock is let go meanwhile, for the template's own
             // questions to this connection (in the same transaction).
             let rendered;
-            let s = if s.kind == StatementKind::Hook && s.sql.is_empty() {
+            let s = if s.kind == StatementKind::PendingHook {
                 drop(conn);
                 let sql = render(i);
                 conn = self.conn.lock().expect("connection lock");

@@ -72,7 +72,7 @@ pub trait Connection: Introspect {
         })
     }
 
-    /// `run`, where a hook statement without SQL is rendered by `render` (given its index)
+    /// `run`, where a `StatementKind::PendingHook` statement is rendered by `render` (given its index)
     /// right before it runs: a post-hook sees what the statements before it did (dbt renders
     /// a hook when it runs). `render` may use this connection for introspection.
     fn run_rendering(

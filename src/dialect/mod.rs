@@ -34,6 +34,9 @@ pub enum StatementKind {
     Commit,
     /// SQL the user wrote (a pre- or post-hook, `on-run-start`), run as written.
     Hook,
+    /// A hook rendered only when it is about to run (`Connection::run_rendering`): its SQL is
+    /// empty until then.
+    PendingHook,
 }
 
 /// One SQL statement and, when it wraps a model's SQL, the line where that SQL starts, so that

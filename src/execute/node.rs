@@ -103,7 +103,12 @@ impl Runner<'_> {
                 what: format!("{} {} of `{}`", When::Post.key(), k + 1, node.name),
             })
             .collect();
-        let (all, placed) = with_hooks(&statements, &pre, &post);
+        let (mut all, placed) = with_hooks(&statements, &pre, &post);
+        for (statement, at) in all.iter_mut().zip(&placed) {
+            if matches!(at, Placed::Hook(k) if *k >= pre.len()) {
+                statement.kind = StatementKind::PendingHook;
+            }
+        }
         let mut run_sql = script(&all);
         if run_sql.is_empty() {
             run_sql.push('\n');
@@ -133,10 +138,12 @@ impl Runner<'_> {
         let mut rendered: Vec<Option<String>> = vec![None; post.len()];
         let mut render_problem: Option<Problem> = None;
         let outcome = worker.run_rendering(&all, &mut |at| {
-            let Some(Placed::Hook(k)) = placed.get(at) else {
+            let Some(k) = (match placed.get(at) {
+                Some(Placed::Hook(k)) => k.checked_sub(pre.len()),
+                _ => None,
+            }) else {
                 return Err(not_rendered(at));
             };
-            let k = k - pre.len();
             match self.compiler.render_node_hook(
                 i,
                 When::Post,
