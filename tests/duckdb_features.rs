@@ -63,6 +63,11 @@ fn external_models_write_files_and_sources_read_them() {
     // A second build writes the files again from the new rows.
     p.write("data/orders.csv", "id,amount,region\n1,10,eu\n");
     run(&p, &["build"]);
+    // No partition of the first build stays behind the view.
+    assert_eq!(
+        rows(&p, "shop", "select region, total from main.by_region"),
+        ["eu|10"]
+    );
     assert_eq!(
         std::fs::read_to_string(p.path().join("out/flat.csv")).unwrap(),
         "id|amount|region\n1|10|eu\n"

@@ -490,7 +490,8 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     w(
         "dbt_project.yml",
         "name: rates\nversion: 1.0.0\nconfig-version: 2\nvars:\n  currency: usd\n  factor: 1\n\
-         models:\n  rates:\n    +schema: rates\n    +materialized: table\n",
+         models:\n  rates:\n    +schema: rates\n    +materialized: table\n\
+         \x20   rate_optional:\n      +enabled: \"{{ var('rates_optional', true) }}\"\n",
     );
     w("seeds/rate_codes.csv", "code,cents\nA,100\nB,250\n");
     w(
@@ -503,6 +504,8 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
          from {{ ref('rate_codes') }}",
     );
     w("models/rate_extra.sql", "select 1 as x");
+    // Turned off by a var the root project scopes to the package, in the package's own config.
+    w("models/rate_optional.sql", "select 1 as x");
     w(
         "models/schema.yml",
         "models:\n  - name: rate_amounts\n    columns:\n      - name: code\n        data_tests: [unique, not_null]\n",
@@ -515,7 +518,7 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     // The root project's vars scoped to the package, and its config over the package's own.
     p.write(
         "xform.yml",
-        "name: shop\nvars:\n  rates:\n    factor: 10\nmodels:\n  rates:\n    rate_extra:\n      +enabled: false\n",
+        "name: shop\nvars:\n  rates:\n    factor: 10\n    rates_optional: false\nmodels:\n  rates:\n    rate_extra:\n      +enabled: false\n",
     );
     p.write(
         "models/priced.sql",
@@ -540,7 +543,7 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
         rows(
             &p,
             "shop",
-            "select count(*) from information_schema.tables where table_name = 'rate_extra'"
+            "select count(*) from information_schema.tables where table_name in ('rate_extra', 'rate_optional')"
         ),
         ["0"]
     );

@@ -121,3 +121,18 @@ fn a_version_without_its_file_or_an_unknown_version_is_a_diagnostic() {
     let text = run_fails(&p, &["compile"]);
     assert!(text.contains("`dim_customers_v7`"), "{text}");
 }
+
+#[test]
+fn the_latest_version_may_live_in_the_model_s_own_file() {
+    let p = TempProject::empty("shop");
+    p.write("models/dim.sql", "select 2 as v");
+    p.write("models/dim_v1.sql", "select 1 as v");
+    p.write(
+        "models/schema.yml",
+        "models:\n  - name: dim\n    versions:\n      - v: 1\n      - v: 2\n",
+    );
+    p.write("models/uses.sql", "select * from {{ ref('dim') }}");
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "shop", "select * from main.uses"), ["2"]);
+    assert_eq!(rows(&p, "shop", "select * from main.dim_v2"), ["2"]);
+}

@@ -253,7 +253,10 @@ pub(crate) fn apply_defer(
             }
             continue;
         }
-        relations.push((node.name.clone(), rel.clone()));
+        // Every name ref() finds the node by (a version's `m_v2`, and `m` for the latest).
+        for name in node.ref_names() {
+            relations.push((name.to_string(), rel.clone()));
+        }
     }
     if !relations.is_empty() {
         let names: Vec<&str> = relations.iter().map(|(n, _)| n.as_str()).collect();

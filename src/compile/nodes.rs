@@ -97,7 +97,8 @@ pub(super) fn seed_node(
     if let Some(p) = props {
         config.apply(&p.config);
     }
-    if let Err(p) = renderer.render_config(&mut config, &format!("seed `{}`", seed.name)) {
+    let id = format!("seed.{}.{}", seed.fqn[0], seed.name);
+    if let Err(p) = renderer.render_config(&id, &mut config, &format!("seed `{}`", seed.name)) {
         return Some(Err(p));
     }
     if !config.enabled() {
@@ -267,7 +268,8 @@ pub(super) fn test_nodes(
         fqn.push(name.clone());
         let mut config = project.tree_config(TreeKind::Tests, &fqn);
         config.apply(&def.config);
-        if let Err(p) = renderer.render_config(&mut config, &format!("test `{name}`")) {
+        let owner = format!("test.{}.{name}", def.package);
+        if let Err(p) = renderer.render_config(&owner, &mut config, &format!("test `{name}`")) {
             problems.push(p);
             continue;
         }
@@ -371,7 +373,10 @@ pub(super) fn test_nodes(
     }
     for file in &project.singular_tests {
         let mut config = project.tree_config(TreeKind::Tests, &file.fqn);
-        if let Err(p) = renderer.render_config(&mut config, &format!("test `{}`", file.name)) {
+        let owner = format!("test.{}.{}", file.fqn[0], file.name);
+        if let Err(p) =
+            renderer.render_config(&owner, &mut config, &format!("test `{}`", file.name))
+        {
             problems.push(p);
             continue;
         }

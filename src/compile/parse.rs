@@ -31,7 +31,11 @@ pub(super) fn parse_snapshot(
     predicted: &Predicted,
 ) -> Result<Option<Node>, Problem> {
     let (node, mut config) = snapshot_node(project, snapshot, placeholder);
-    renderer.render_config(&mut config, &format!("snapshot `{}`", snapshot.name))?;
+    renderer.render_config(
+        &node.unique_id,
+        &mut config,
+        &format!("snapshot `{}`", snapshot.name),
+    )?;
     let template = snapshot.template_name();
     let Some(mut node) = parse_render(renderer, target, node, &template, config, predicted)? else {
         return Ok(None);
@@ -110,7 +114,9 @@ pub(super) fn predict(
         .filter_map(|model| {
             let (unique_id, config, relation) = if custom_schemas {
                 let (mut node, mut config) = model_node(project, model, placeholder);
-                renderer.render_config(&mut config, "").ok()?;
+                renderer
+                    .render_config(&model.unique_id(), &mut config, "")
+                    .ok()?;
                 for (key, value) in literal_config(&model.file.text) {
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
@@ -122,7 +128,9 @@ pub(super) fn predict(
                 if let Some(p) = project.model_props.get(&model.name) {
                     config.apply(&p.config);
                 }
-                renderer.render_config(&mut config, "").ok()?;
+                renderer
+                    .render_config(&model.unique_id(), &mut config, "")
+                    .ok()?;
                 for (key, value) in literal_config(&model.file.text) {
                     config.set(key, serde_json::Value::String(value.to_string()));
                 }
@@ -162,7 +170,10 @@ pub(super) fn predict(
     }
     for snapshot in &project.snapshots {
         let (mut node, mut config) = snapshot_node(project, snapshot, placeholder);
-        if renderer.render_config(&mut config, "").is_err() {
+        if renderer
+            .render_config(&node.unique_id, &mut config, "")
+            .is_err()
+        {
             continue;
         }
         node.config = config;
@@ -211,12 +222,13 @@ fn external_location(project: &Project, target: &Target, node: &mut Node) {
 fn render_descriptions(renderer: &Renderer, nodes: &mut [Node], problems: &mut Vec<Problem>) {
     for node in nodes {
         let what = format!("{} `{}`", node.resource_type.as_str(), node.name);
-        let mut one = |text: &mut String, what: &str| match renderer.render_description(text, what)
-        {
-            Ok(Some(rendered)) => *text = rendered,
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        };
+        let owner = node.unique_id.clone();
+        let mut one =
+            |text: &mut String, what: &str| match renderer.render_description(&owner, text, what) {
+                Ok(Some(rendered)) => *text = rendered,
+                Ok(None) => {}
+                Err(p) => problems.push(p),
+            };
         one(&mut node.description, &what);
         for c in &mut node.columns {
             one(
@@ -388,7 +400,11 @@ pub fn parse(
         .filter(|model| !broken.contains(&model.file.name))
         .map(|model| {
             let (node, mut config) = model_node(project, model, &placeholder);
-            renderer.render_config(&mut config, &format!("model `{}`", model.name))?;
+            renderer.render_config(
+                &model.unique_id(),
+                &mut config,
+                &format!("model `{}`", model.name),
+            )?;
             let Some(mut node) = parse_render(
                 &renderer,
                 target,

@@ -399,6 +399,7 @@ impl<'a> Compiler<'a> {
         for (k, v) in &test.args {
             let mut v = v.clone();
             self.renderer.render_json(
+                &node.unique_id,
                 &mut v,
                 &format!("the argument `{k}` of test `{}`", node.name),
                 &resolver,

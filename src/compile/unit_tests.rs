@@ -38,7 +38,10 @@ pub(super) fn unit_test_nodes(
         fqn.push(def.name.clone());
         let mut config = project.tree_config(crate::project::TreeKind::Tests, &fqn);
         config.apply(&def.config);
-        if let Err(p) = renderer.render_config(&mut config, &format!("unit test `{}`", def.name)) {
+        let owner = format!("unit_test.{}.{}", project.name, def.name);
+        if let Err(p) =
+            renderer.render_config(&owner, &mut config, &format!("unit test `{}`", def.name))
+        {
             problems.push(p);
             continue;
         }

@@ -551,7 +551,8 @@ impl Dialect for DuckDb {
                 } else {
                     let cols: Vec<String> = partition_by.iter().map(|c| quote(c)).collect();
                     opts.push(format!("partition_by ({})", cols.join(", ")));
-                    opts.push("overwrite_or_ignore true".to_string());
+                    // The folder is emptied first: no partition of an earlier run stays.
+                    opts.push("overwrite true".to_string());
                 }
                 for (k, v) in options {
                     opts.push(format!("{k} {}", literal(v)));

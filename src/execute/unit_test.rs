@@ -64,7 +64,12 @@ impl TableResolver {
         for n in &graph.nodes {
             match (n.resource_type, n.source()) {
                 (ResourceType::Source, Some(s)) => {
-                    sources.insert((s.source_name.clone(), s.name.clone()), n.relation.clone());
+                    // A source read from files is a table of given rows here.
+                    let relation = Relation {
+                        external: None,
+                        ..n.relation.clone()
+                    };
+                    sources.insert((s.source_name.clone(), s.name.clone()), relation);
                 }
                 (ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot, _) => {
                     for name in n.ref_names() {

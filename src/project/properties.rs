@@ -312,10 +312,18 @@ impl Project {
                 version: v.clone(),
                 latest: latest.clone(),
             };
-            let stem = entry
-                .get("defined_in")
-                .and_then(Yaml::as_str)
-                .map_or_else(|| version.key(), String::from);
+            // `defined_in:`, else `<name>_v<v>`; the latest version may also be the model's
+            // own file, `<name>.sql`, as in dbt.
+            let stem = match entry.get("defined_in").and_then(Yaml::as_str) {
+                Some(file) => file.to_string(),
+                None if !names.models.contains(&version.key())
+                    && *v == latest
+                    && names.models.contains(name) =>
+                {
+                    name.to_string()
+                }
+                None => version.key(),
+            };
             if !names.models.contains(&stem) {
                 problems.push(
                     Problem::new(

@@ -640,8 +640,36 @@ impl Renderer {
         introspector: Option<Arc<dyn Introspect>>,
         extra: BTreeMap<String, Value>,
     ) -> Result<String, Problem> {
+        self.render_text_as("", text, what, node, resolver, introspector, extra)
+    }
+
+    /// `render_text` for a text that belongs to a node (`owner`, a unique id) without being
+    /// rendered as that node (its config, a test argument, its description): the node's
+    /// package decides the vars and the macros found first, as for the node itself.
+    #[allow(clippy::too_many_arguments)]
+    fn render_text_as(
+        &self,
+        owner: &str,
+        text: &str,
+        what: &str,
+        node: Option<RenderRequest<'_>>,
+        resolver: Arc<dyn Resolve>,
+        introspector: Option<Arc<dyn Introspect>>,
+        extra: BTreeMap<String, Value>,
+    ) -> Result<String, Problem> {
         let (text, _) = mutable::prepare(text);
         let mut values = extra;
+        let owner = node.as_ref().map_or(owner, |n| n.unique_id);
+        if let Some(package) = package_of(owner).filter(|p| self.set.is_package(p))
+            && let Some(own) = self.set.packages.get(package)
+        {
+            for (name, m) in own {
+                values
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::from_dyn_object(m.clone()));
+            }
+            values.insert(macros::PACKAGE_VAR.to_string(), Value::from(package));
+        }
         let ctx = match node {
             Some(req) => {
                 values.insert("this".to_string(), Value::from_object(req.this));
@@ -656,7 +684,7 @@ impl Renderer {
                 )
             }
             None => self.context(
-                "",
+                owner,
                 true,
                 false,
                 NodeConfig::default(),
@@ -681,12 +709,18 @@ impl Renderer {
     /// `env_var` and the macros, before any relation is known. A result of `True` or `False`
     /// becomes a boolean, as dbt's native rendering makes it. Hooks, which hold SQL rendered
     /// when they run, stay as written.
-    pub fn render_config(&self, config: &mut NodeConfig, what: &str) -> Result<(), Problem> {
+    pub fn render_config(
+        &self,
+        owner: &str,
+        config: &mut NodeConfig,
+        what: &str,
+    ) -> Result<(), Problem> {
         for (key, value) in &mut config.0 {
             if matches!(key.as_str(), "pre-hook" | "post-hook" | "sql_header") {
                 continue;
             }
             self.render_json(
+                owner,
                 value,
                 &format!("the `{key}` config of {what}"),
                 &(Arc::new(Unresolved) as Arc<dyn Resolve>),
@@ -697,11 +731,17 @@ impl Renderer {
 
     /// A description with Jinja (`{{ doc('orders') }}`), rendered as dbt renders it: with
     /// `doc()`, `var`, `env_var` and the macros. Text without Jinja comes back as it is.
-    pub fn render_description(&self, text: &str, what: &str) -> Result<Option<String>, Problem> {
+    pub fn render_description(
+        &self,
+        owner: &str,
+        text: &str,
+        what: &str,
+    ) -> Result<Option<String>, Problem> {
         if !has_jinja(text) {
             return Ok(None);
         }
-        self.render_text(
+        self.render_text_as(
+            owner,
             text,
             &format!("the description of {what}"),
             None,
@@ -717,14 +757,22 @@ impl Renderer {
     /// left alone.
     pub fn render_json(
         &self,
+        owner: &str,
         value: &mut Json,
         what: &str,
         resolver: &Arc<dyn Resolve>,
     ) -> Result<(), Problem> {
         match value {
             Json::String(text) if has_jinja(text) => {
-                let rendered =
-                    self.render_text(text, what, None, resolver.clone(), None, BTreeMap::new())?;
+                let rendered = self.render_text_as(
+                    owner,
+                    text,
+                    what,
+                    None,
+                    resolver.clone(),
+                    None,
+                    BTreeMap::new(),
+                )?;
                 *value = match rendered.trim() {
                     "True" => Json::Bool(true),
                     "False" => Json::Bool(false),
@@ -733,12 +781,12 @@ impl Renderer {
             }
             Json::Array(items) => {
                 for item in items {
-                    self.render_json(item, what, resolver)?;
+                    self.render_json(owner, item, what, resolver)?;
                 }
             }
             Json::Object(map) => {
                 for item in map.values_mut() {
-                    self.render_json(item, what, resolver)?;
+                    self.render_json(owner, item, what, resolver)?;
                 }
             }
             _ => {}
