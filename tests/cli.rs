@@ -451,7 +451,7 @@ fn jinja_in_yaml_configs_and_test_arguments_is_rendered() {
     let p = TempProject::empty("jy");
     p.write(
         "xform.yml",
-        "name: jy\nvars:\n  nightly: true\nmodels:\n  jy:\n    +materialized: \"{{ 'table' if target.name == 'dev' else 'view' }}\"\n",
+        "name: jy\nvars:\n  nightly: true\n  statuses: [open, shut]\nmodels:\n  jy:\n    +materialized: \"{{ 'table' if target.name == 'dev' else 'view' }}\"\n",
     );
     p.write("models/m.sql", "select 1 as id\n");
     p.write(
@@ -462,7 +462,8 @@ fn jinja_in_yaml_configs_and_test_arguments_is_rendered() {
     p.write(
         "models/schema.yml",
         "models:\n  - name: m\n    config:\n      tags: \"{{ 'nightly' if var('nightly') else 'daily' }}\"\n\
-         \x20   data_tests:\n      - is_true:\n          arguments:\n            expression: \"{{ twice('id') }} > 0\"\n",
+         \x20   data_tests:\n      - is_true:\n          arguments:\n            expression: \"{{ twice('id') }} > 0\"\n\
+         \x20   columns:\n      - name: id\n        data_tests:\n          - accepted_values:\n              arguments:\n                values: \"{{ var('statuses') }}\"\n",
     );
     let out = p.xform(&[
         "ls",
@@ -488,15 +489,24 @@ fn jinja_in_yaml_configs_and_test_arguments_is_rendered() {
 
     let out = p.xform(&["compile"]);
     assert!(out.status.success(), "{}", transcript(p.path(), &out));
-    // The test's one compiled file, whatever its (shortened) name.
+    // Each test's compiled file, whatever its (shortened) name.
     let dir = p.path().join("target/compiled/jy/models/schema.yml");
-    let file = std::fs::read_dir(&dir)
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let test = std::fs::read_to_string(file).unwrap();
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let read = |prefix: &str| {
+        let file = files
+            .iter()
+            .find(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap();
+        std::fs::read_to_string(file).unwrap()
+    };
+    // A list from a var stays a list: the test sees two values, not a string.
+    let accepted = read("accepted_values");
+    assert!(accepted.contains("not in ('open', 'shut')"), "{accepted}");
+    let test = read("is_true");
     assert!(test.contains("where not ((id * 2) > 0)"), "{test}");
 }
 

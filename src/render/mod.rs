@@ -729,6 +729,50 @@ impl Renderer {
         Ok(())
     }
 
+    /// The value of one Jinja expression, for `render_json`: a list, map, number, boolean or
+    /// none as JSON; `None` for what is better as its text (a string, a relation).
+    fn eval_native(
+        &self,
+        owner: &str,
+        expr: &str,
+        what: &str,
+        resolver: &Arc<dyn Resolve>,
+    ) -> Result<Option<Json>, Problem> {
+        let ctx = self.context(
+            owner,
+            true,
+            false,
+            NodeConfig::default(),
+            resolver.clone(),
+            None,
+        );
+        let mut values: BTreeMap<String, Value> = BTreeMap::new();
+        if let Some(package) = package_of(owner).filter(|p| self.set.is_package(p))
+            && let Some(own) = self.set.packages.get(package)
+        {
+            for (name, m) in own {
+                values.insert(name.clone(), Value::from_dyn_object(m.clone()));
+            }
+            values.insert(macros::PACKAGE_VAR.to_string(), Value::from(package));
+        }
+        values.insert("__xform".to_string(), Value::from_dyn_object(ctx));
+        values.insert("execute".to_string(), Value::from(true));
+        let value = self
+            .env
+            .compile_expression(expr)
+            .and_then(|e| e.eval(Value::from(values)))
+            .map_err(|e| self.problem(&e, what))?;
+        let plain = value.as_object().is_none_or(|o| {
+            matches!(o.repr(), minijinja::value::ObjectRepr::Seq)
+                || (matches!(o.repr(), minijinja::value::ObjectRepr::Map)
+                    && value.downcast_object_ref::<Relation>().is_none())
+        });
+        if value.is_undefined() || value.as_str().is_some() || value.is_safe() || !plain {
+            return Ok(None);
+        }
+        Ok(serde_json::to_value(&value).ok())
+    }
+
     /// A description with Jinja (`{{ doc('orders') }}`), rendered as dbt renders it: with
     /// `doc()`, `var`, `env_var` and the macros. Text without Jinja comes back as it is.
     pub fn render_description(
@@ -764,6 +808,14 @@ impl Renderer {
     ) -> Result<(), Problem> {
         match value {
             Json::String(text) if has_jinja(text) => {
+                // One expression alone (`"{{ var('statuses') }}"`) keeps its value, a list or
+                // a number, as dbt's native rendering does.
+                if let Some(expr) = single_expression(text)
+                    && let Some(native) = self.eval_native(owner, expr, what, resolver)?
+                {
+                    *value = native;
+                    return Ok(());
+                }
                 let rendered = self.render_text_as(
                     owner,
                     text,
@@ -912,6 +964,13 @@ impl Renderer {
 
 /// Cut a macro file into its blocks and add each macro and test to `set` under `package`, its
 /// body as a template. Whether the file's blocks could be read.
+/// The expression of a text that is one `{{ expr }}` and nothing else.
+fn single_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.trim_start_matches('-').trim_end_matches('-');
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
+}
+
 /// Whether a text holds Jinja.
 pub fn has_jinja(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
