@@ -159,6 +159,23 @@ fn empty_builds_every_relation_with_its_columns_and_no_rows() {
     assert!(compiled.contains("where false limit 0"), "{compiled}");
     run(&p, &["build"]);
     assert_eq!(rows(&p, "shop", "select count(*) from main.named"), ["2"]);
+
+    // An existing snapshot is left alone: its source read as empty would close every row.
+    p.write(
+        "snapshots/people_history.sql",
+        "{% snapshot people_history %}\n{{ config(unique_key='id', strategy='check', check_cols='all', hard_deletes='invalidate') }}\n\
+         select * from {{ ref('people') }}\n{% endsnapshot %}\n",
+    );
+    run(&p, &["build"]);
+    run(&p, &["build", "--empty"]);
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select count(*) from main.people_history where dbt_valid_to is null"
+        ),
+        ["3"]
+    );
 }
 
 #[test]

@@ -108,11 +108,7 @@ pub fn show(s: &Session, args: &ShowArgs) -> i32 {
         });
         match shown {
             Ok(table) if args.output == "json" => {
-                let out = serde_json::json!({"node": name, "show": rows_json(&table)});
-                println!(
-                    "{}",
-                    crate::env::mask(&serde_json::to_string_pretty(&out).unwrap_or_default())
-                );
+                println!("{}", crate::env::mask(&json_text(&name, &table)));
             }
             Ok(table) => {
                 println!("Previewing node '{name}':");
@@ -127,24 +123,38 @@ pub fn show(s: &Session, args: &ShowArgs) -> i32 {
     if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
-/// The rows as JSON objects, columns in order.
-fn rows_json(table: &QueryTable) -> serde_json::Value {
-    serde_json::Value::Array(
-        table
-            .rows
-            .iter()
-            .map(|row| {
-                serde_json::Value::Object(
-                    table
-                        .columns
-                        .iter()
-                        .cloned()
-                        .zip(row.iter().cloned())
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+/// `{"node": …, "show": [rows]}`, each row an object with the columns in the query's order
+/// (a repeated name gets `_2`, `_3`…, as agate names them).
+fn json_text(node: &str, table: &QueryTable) -> String {
+    let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let mut names: Vec<String> = Vec::with_capacity(table.columns.len());
+    for c in &table.columns {
+        let mut name = c.clone();
+        let mut n = 1;
+        while names.contains(&name) {
+            n += 1;
+            name = format!("{c}_{n}");
+        }
+        names.push(name);
+    }
+    let rows: Vec<String> = table
+        .rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = names
+                .iter()
+                .zip(row)
+                .map(|(c, v)| format!("{}: {v}", quote(c)))
+                .collect();
+            format!("    {{{}}}", cells.join(", "))
+        })
+        .collect();
+    let show = if rows.is_empty() {
+        "[]".to_string()
+    } else {
+        format!("[\n{}\n  ]", rows.join(",\n"))
+    };
+    format!("{{\n  \"node\": {},\n  \"show\": {show}\n}}", quote(node))
 }
 
 /// A Markdown-style table: text left-aligned, numbers right-aligned, null as empty.
@@ -212,6 +222,25 @@ fn text_table(table: &QueryTable) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_rows_keep_the_query_s_column_order() {
+        let table = QueryTable {
+            columns: vec!["b".to_string(), "a".to_string(), "b".to_string()],
+            rows: vec![vec![
+                serde_json::json!(1),
+                serde_json::json!("x"),
+                serde_json::Value::Null,
+            ]],
+        };
+        let text = json_text("m", &table);
+        assert_eq!(
+            text,
+            "{\n  \"node\": \"m\",\n  \"show\": [\n    {\"b\": 1, \"a\": \"x\", \"b_2\": null}\n  ]\n}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["show"][0]["a"], "x");
+    }
 
     #[test]
     fn numbers_align_right_and_text_left() {

@@ -36,6 +36,17 @@ impl Runner<'_> {
             && node.materialized() == Materialization::Incremental
             && !incremental::full_refresh(node, self.session.run.full_refresh)
             && self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
+        // `--empty` reads every input as zero rows: an existing snapshot would see every row
+        // deleted (and close them all with `hard_deletes`). It is left as it is.
+        if self.session.run.empty
+            && node.resource_type == ResourceType::Snapshot
+            && self.warehouse.kind_of(&node.relation).is_some()
+        {
+            return Ok(Built {
+                rows: Some(0),
+                sql: None,
+            });
+        }
         if !incremental
             && node.materialized() == Materialization::Incremental
             && let Some(warning) = incremental::unknown_strategy(node)
