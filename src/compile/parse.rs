@@ -248,15 +248,31 @@ fn render_descriptions(renderer: &Renderer, nodes: &mut [Node], problems: &mut V
 }
 
 /// What a foreign key constraint's `to:` names: `ref('m')` or `source('s', 't')`.
+/// `ref('m')`, `ref('pkg', 'm')` and `ref('m', v=2)` give the name `ref()` finds (`m_v2` for
+/// a version); `source('s', 't')` the source.
 fn foreign_key_target(text: &str) -> Option<(Option<String>, String)> {
     let text = text.trim();
     let (call, args) = text.strip_suffix(')')?.split_once('(')?;
-    let args: Vec<String> = args
-        .split(',')
-        .map(|a| a.trim().trim_matches(['\'', '"']).to_string())
-        .collect();
-    match (call.trim(), args.as_slice()) {
-        ("ref", [name]) => Some((None, name.clone())),
+    let unquote = |a: &str| a.trim().trim_matches(['\'', '"']).to_string();
+    let mut positional = Vec::new();
+    let mut version = None;
+    for arg in args.split(',') {
+        match arg.split_once('=') {
+            Some((key, value)) if matches!(key.trim(), "v" | "version") => {
+                version = Some(unquote(value));
+            }
+            Some(_) => return None,
+            None => positional.push(unquote(arg)),
+        }
+    }
+    match (call.trim(), positional.as_slice()) {
+        ("ref", [.., name]) if positional.len() <= 2 => Some((
+            None,
+            match version {
+                Some(v) => crate::project::version_key(name, &v),
+                None => name.clone(),
+            },
+        )),
         ("source", [source, table]) => Some((Some(source.clone()), table.clone())),
         _ => None,
     }
@@ -523,6 +539,24 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_keys_name_refs_in_every_form() {
+        assert_eq!(foreign_key_target("ref('m')"), Some((None, "m".into())));
+        assert_eq!(
+            foreign_key_target("ref('pkg', \"m\")"),
+            Some((None, "m".into()))
+        );
+        assert_eq!(
+            foreign_key_target("ref('m', v=2)"),
+            Some((None, "m_v2".into()))
+        );
+        assert_eq!(
+            foreign_key_target("source('raw', 'orders')"),
+            Some((Some("raw".into()), "orders".into()))
+        );
+        assert_eq!(foreign_key_target("orders"), None);
+    }
 
     #[test]
     fn literal_config_finds_relation_keys_only() {
