@@ -21,7 +21,7 @@ pub fn model_value(node: &Node) -> Value {
 }
 
 pub(super) fn model_json(node: &Node) -> serde_json::Value {
-    serde_json::json!({
+    let mut model = serde_json::json!({
         "name": node.name,
         "unique_id": node.unique_id,
         "resource_type": node.resource_type.as_str(),
@@ -35,9 +35,13 @@ pub(super) fn model_json(node: &Node) -> serde_json::Value {
         "tags": node.config.tags(),
         "description": node.description,
         "package_name": node.package(),
-        "version": node.version.as_ref().map(|v| &v.version),
-        "latest_version": node.version.as_ref().map(|v| &v.latest),
-    })
+    });
+    // A versioned model's version (absent, so undefined, for the others: this runs per render).
+    if let Some(v) = &node.version {
+        model["version"] = serde_json::json!(v.version);
+        model["latest_version"] = serde_json::json!(v.latest);
+    }
+    model
 }
 
 /// A model's node before its parse-pass render, and its config from the project's `models:`

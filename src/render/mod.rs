@@ -716,7 +716,10 @@ impl Renderer {
         what: &str,
     ) -> Result<(), Problem> {
         for (key, value) in &mut config.0 {
-            if matches!(key.as_str(), "pre-hook" | "post-hook" | "sql_header") {
+            // Most values hold no Jinja: nothing is allocated for them (this runs per node).
+            if matches!(key.as_str(), "pre-hook" | "post-hook" | "sql_header")
+                || !json_has_jinja(value)
+            {
                 continue;
             }
             self.render_json(
@@ -969,6 +972,16 @@ fn single_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.trim_start_matches('-').trim_end_matches('-');
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
+}
+
+/// Whether any string of a JSON value holds Jinja.
+fn json_has_jinja(value: &Json) -> bool {
+    match value {
+        Json::String(s) => has_jinja(s),
+        Json::Array(items) => items.iter().any(json_has_jinja),
+        Json::Object(map) => map.values().any(json_has_jinja),
+        _ => false,
+    }
 }
 
 /// Whether a text holds Jinja.
