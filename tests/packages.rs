@@ -564,11 +564,26 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     assert!(text.contains("rates.rate_amounts"), "{text}");
     assert!(!text.contains("shop.priced"), "{text}");
 
-    // A project node of the same name as a package's is a diagnostic naming both.
-    p.write("models/rate_amounts.sql", "select 1 as code");
+    // A project node of the same name as a package's is a diagnostic naming both…
+    p.write(
+        "models/rate_amounts.sql",
+        "select 'B' as code, 1.0 as amount, 'eur' as currency",
+    );
     let text = run_fails(&p, &["build"]);
     assert!(
-        text.contains("package `rates` has a node named `rate_amounts`"),
+        text.contains("two nodes are named `rate_amounts`"),
         "{text}"
     );
+    assert!(text.contains("+enabled: false"), "{text}");
+    // …unless the package's is turned off: then the project's takes its place, as in dbt.
+    p.write(
+        "xform.yml",
+        "name: shop\nvars:\n  rates:\n    factor: 10\n    rates_optional: false\nmodels:\n  rates:\n    rate_extra:\n      +enabled: false\n    rate_amounts:\n      +enabled: false\n",
+    );
+    p.write(
+        "models/priced.sql",
+        "select code, amount, currency from {{ ref('rate_amounts') }} where code = 'B'",
+    );
+    run(&p, &["build"]);
+    assert_eq!(rows(&p, "shop", "select * from main.priced"), ["B|1.0|eur"]);
 }

@@ -310,6 +310,7 @@ impl Graph {
     pub fn build(mut nodes: Vec<Node>, unparsed: &BTreeSet<String>) -> Result<Graph, Vec<Problem>> {
         nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
         let mut by_name: BTreeMap<std::borrow::Cow<'_, str>, usize> = BTreeMap::new();
+        let mut problems = Vec::new();
         let mut sources: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {
             match n.resource_type {
@@ -321,12 +322,32 @@ impl Graph {
                 ResourceType::Test | ResourceType::UnitTest | ResourceType::Analysis => {}
                 _ => {
                     for name in n.ref_names() {
+                        // Two enabled nodes of one name (a project's and a package's): `ref()`
+                        // could not tell them apart.
+                        if let Some(&other) = by_name.get(&name) {
+                            let other: &Node = &nodes[other];
+                            problems.push(
+                                Problem::new(
+                                    Code::DuplicateNode,
+                                    format!(
+                                        "two nodes are named `{name}`: `{}` of `{}` and `{}` of `{}`",
+                                        other.path,
+                                        other.package(),
+                                        n.path,
+                                        n.package()
+                                    ),
+                                )
+                                .help(format!(
+                                    "rename one, or turn the package's off in the project file: `models: {{<package>: {{{name}: {{+enabled: false}}}}}}`"
+                                )),
+                            );
+                            continue;
+                        }
                         by_name.insert(name, i);
                     }
                 }
             }
         }
-        let mut problems = Vec::new();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
             let text = node.file.as_ref().map_or("", |f| &f.text);

@@ -566,57 +566,17 @@ impl Project {
                 return;
             }
         };
-        let mut taken: BTreeMap<String, String> = BTreeMap::new();
-        for (name, path) in self
-            .models
-            .iter()
-            .map(|m| (&m.name, &m.file.name))
-            .chain(self.snapshots.iter().map(|s| (&s.name, &s.file.name)))
-            .chain(self.seeds.iter().map(|s| (&s.name, &s.path)))
-        {
-            taken.insert(name.clone(), path.clone());
-        }
-        let clash = |name: &str, path: &str, problems: &mut Vec<Problem>| -> bool {
-            match taken.get(name) {
-                Some(other) => {
-                    problems.push(
-                        Problem::new(
-                            Code::DuplicateNode,
-                            format!(
-                                "package `{}` has a node named `{name}` (`{prefix}/{path}`), as has `{other}`",
-                                package.name
-                            ),
-                        )
-                        .help(format!(
-                            "rename the project's `{name}`, or disable the package's with `models: {{{}: {{+enabled: false}}}}`",
-                            package.name
-                        )),
-                    );
-                    true
-                }
-                None => false,
-            }
-        };
+        // A name the project also uses is checked once config is known (`Graph::build`): the
+        // package's node may be disabled for the project's to take its place, as in dbt.
         for mut m in sub.models {
-            if clash(&m.name, &m.path, problems) {
-                continue;
-            }
             rename(&mut m.file);
             self.models.push(m);
         }
         for mut s in sub.snapshots {
-            if clash(&s.name, &s.path, problems) {
-                continue;
-            }
             rename(&mut s.file);
             self.snapshots.push(s);
         }
-        for s in sub.seeds {
-            if clash(&s.name, &s.path, problems) {
-                continue;
-            }
-            self.seeds.push(s);
-        }
+        self.seeds.extend(sub.seeds);
         for mut t in sub.singular_tests {
             rename(&mut t.file);
             self.singular_tests.push(t);
@@ -632,8 +592,13 @@ impl Project {
             self.generic_tests.push(t);
         }
         self.sources.extend(sub.sources);
-        self.model_props.extend(sub.model_props);
-        self.seed_props.extend(sub.seed_props);
+        // Properties are by name: where the project has a node of the same name, its own win.
+        for (name, props) in sub.model_props {
+            self.model_props.entry(name).or_insert(props);
+        }
+        for (name, props) in sub.seed_props {
+            self.seed_props.entry(name).or_insert(props);
+        }
         // The package's own vars, then the root project's (global, then scoped to the
         // package), then `--vars`: later ones win, as in dbt.
         let mut vars = sub.vars;
