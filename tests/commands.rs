@@ -307,3 +307,34 @@ fn source_freshness_measures_loads_against_the_thresholds_and_selects_fresher_so
     );
     assert!(!text.contains("shop.recent"), "{text}");
 }
+
+#[test]
+fn build_reports_saved_queries_as_no_op_as_dbt_does() {
+    let p = small_project();
+    p.write(
+        "models/metrics.yml",
+        "saved_queries:\n  - name: named_counts\n    query_params: {metrics: [named_count]}\n  \
+         - name: off\n    config: {enabled: false}\n    query_params: {metrics: [named_count]}\n",
+    );
+    run(&p, &["build"]);
+    let results = |p: &TempProject| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap()
+    };
+    let doc = results(&p);
+    let saved: Vec<&serde_json::Value> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["unique_id"].as_str().unwrap().starts_with("saved_query."))
+        .collect();
+    assert_eq!(saved.len(), 1, "{doc:#}");
+    assert_eq!(saved[0]["unique_id"], "saved_query.shop.named_counts");
+    assert_eq!(saved[0]["status"], "no-op");
+    assert_eq!(saved[0]["message"], "NO-OP");
+    // `run` and a selective build have none.
+    run(&p, &["build", "-s", "named"]);
+    assert!(!results(&p).to_string().contains("saved_query."));
+    run(&p, &["run"]);
+    assert!(!results(&p).to_string().contains("saved_query."));
+}

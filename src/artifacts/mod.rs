@@ -35,6 +35,8 @@ pub enum Status {
     Fail,
     /// A test crossed its `warn_if` threshold (or `error_if` at severity warn).
     Warn,
+    /// A node with nothing to run in this build: a saved query with no exports.
+    NoOp,
 }
 
 impl Status {
@@ -46,6 +48,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Fail => "fail",
             Status::Warn => "warn",
+            Status::NoOp => "no-op",
         }
     }
 }

@@ -78,9 +78,30 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
                  exists: &dyn Fn(&crate::render::Relation) -> Option<bool>| {
         super::apply_defer(compiler, &graph, selected, exists, args)
     };
+    // `build` reports each enabled saved query as `no-op`, as dbt does when it has no exports
+    // to run. Which saved queries a `--select` reaches (through metrics and semantic models)
+    // is not worked out: a selective build reports none.
+    let no_ops = if matches!(mode, Mode::Build) && args.select.is_empty() && args.selector.is_none()
+    {
+        s.project
+            .resources
+            .iter()
+            .filter(|r| r.kind == "saved_query")
+            .filter(|r| {
+                r.yaml
+                    .pointer("/config/enabled")
+                    .and_then(serde_json::Value::as_bool)
+                    != Some(false)
+            })
+            .map(|r| format!("saved_query.{}.{}", r.package, r.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let request = Request {
         mode,
         slots,
+        no_ops,
         event_time_start,
         event_time_end,
         fail_fast: args.fail_fast,

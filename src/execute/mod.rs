@@ -141,6 +141,9 @@ pub struct Request<'a> {
     pub defer: Option<&'a Defer<'a>>,
     /// The run's arguments as `run_results.json` records them (`threads` is filled in here).
     pub args: serde_json::Value,
+    /// Unique ids reported as `no-op` after the nodes: `build`'s saved queries, which xform
+    /// (like dbt with no exports configured) has nothing to run for.
+    pub no_ops: Vec<String>,
 }
 
 /// See `Request::defer`.
@@ -346,13 +349,28 @@ pub fn run(
     });
     runner.progress.finish();
     let schedule = state.into_inner().expect("schedule lock");
-    let results: Vec<NodeResult> = schedule
+    let mut results: Vec<NodeResult> = schedule
         .results
         .iter()
         .zip(&slots)
         .filter(|(_, i)| !graph.nodes[**i].is_ephemeral())
         .filter_map(|(r, _)| r.clone())
         .collect();
+    if !CANCELLED.load(Ordering::SeqCst) {
+        let now = chrono::Utc::now();
+        results.extend(req.no_ops.iter().map(|id| NodeResult {
+            unique_id: id.clone(),
+            status: Status::NoOp,
+            started_at: now,
+            completed_at: now,
+            thread: 1,
+            rows_affected: None,
+            message: "NO-OP".to_string(),
+            compiled_code: None,
+            relation_name: None,
+            failures: Some(0),
+        }));
+    }
     let elapsed = clock.elapsed().as_secs_f64();
     let mut compiled = runner.compiler.compiled_bodies();
     for (r, &i) in schedule.results.iter().zip(&slots) {
