@@ -461,11 +461,94 @@ fn to_json(value: DuckValue) -> Json {
             chrono::DateTime::from_timestamp_micros(micros)
                 .map_or(Json::Null, |t| Json::String(t.naive_utc().to_string()))
         }
+        DuckValue::UHugeInt(i) => {
+            u64::try_from(i).map_or_else(|_| Json::String(i.to_string()), Json::from)
+        }
+        DuckValue::Enum(s) => Json::String(s),
+        DuckValue::List(items) | DuckValue::Array(items) => {
+            Json::Array(items.into_iter().map(to_json).collect())
+        }
+        DuckValue::Struct(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v.clone())))
+                .collect(),
+        ),
+        // A map's keys as text, as a JSON object needs them.
+        DuckValue::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match to_json(k.clone()) {
+                        Json::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, to_json(v.clone()))
+                })
+                .collect(),
+        ),
+        DuckValue::Union(inner) => to_json(*inner),
+        DuckValue::Time64(unit, v) => {
+            let micros = match unit {
+                duckdb::types::TimeUnit::Second => v.saturating_mul(1_000_000),
+                duckdb::types::TimeUnit::Millisecond => v.saturating_mul(1_000),
+                duckdb::types::TimeUnit::Microsecond => v,
+                duckdb::types::TimeUnit::Nanosecond => v / 1_000,
+            };
+            let secs = u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(0);
+            let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0);
+            chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
+                .map_or(Json::Null, |t| Json::String(t.to_string()))
+        }
+        DuckValue::Interval {
+            months,
+            days,
+            nanos,
+        } => Json::String(interval_text(months, days, nanos)),
         other => {
             let text = format!("{other:?}");
             text.parse::<f64>().map_or(Json::String(text), Json::from)
         }
     }
+}
+
+/// An interval as DuckDB prints it: `1 year 2 months 3 days 04:05:06.5`.
+fn interval_text(months: i32, days: i32, nanos: i64) -> String {
+    let plural = |n: i64, unit: &str| {
+        if n.abs() == 1 {
+            format!("{n} {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    };
+    let mut parts = Vec::new();
+    let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
+    if years != 0 {
+        parts.push(plural(years, "year"));
+    }
+    if months != 0 {
+        parts.push(plural(months, "month"));
+    }
+    if days != 0 {
+        parts.push(plural(i64::from(days), "day"));
+    }
+    if nanos != 0 || parts.is_empty() {
+        let micros = nanos / 1_000;
+        let sign = if micros < 0 { "-" } else { "" };
+        let micros = micros.unsigned_abs();
+        let (h, m, s, f) = (
+            micros / 3_600_000_000,
+            micros / 60_000_000 % 60,
+            micros / 1_000_000 % 60,
+            micros % 1_000_000,
+        );
+        let mut time = format!("{sign}{h:02}:{m:02}:{s:02}");
+        if f != 0 {
+            time.push_str(format!(".{f:06}").trim_end_matches('0'));
+        }
+        parts.push(time);
+    }
+    parts.join(" ")
 }
 
 impl Worker {
@@ -942,5 +1025,36 @@ mod tests {
             Some(4)
         );
         assert_eq!(super::error_line("Catalog Error: no"), None);
+    }
+
+    #[test]
+    fn nested_and_temporal_values_read_as_json() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let row: Vec<serde_json::Value> = conn
+            .query_row(
+                "select [1, 2], {'a': 'x', 'b': [true]}, map {'k': 1}, time '04:05:06.5', \
+                 interval 14 month + interval 3 day + interval 90 minute, interval 0 second",
+                [],
+                |r| {
+                    (0..6)
+                        .map(|i| r.get::<_, duckdb::types::Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(super::to_json)
+            .collect();
+        assert_eq!(
+            serde_json::Value::Array(row),
+            serde_json::json!([
+                [1, 2],
+                {"a": "x", "b": [true]},
+                {"k": 1},
+                "04:05:06.500",
+                "1 year 2 months 3 days 01:30:00",
+                "00:00:00"
+            ])
+        );
     }
 }
