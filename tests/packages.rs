@@ -587,3 +587,71 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     run(&p, &["build"]);
     assert_eq!(rows(&p, "shop", "select * from main.priced"), ["B|1.0|eur"]);
 }
+
+#[test]
+fn a_root_source_with_overrides_changes_the_package_s_source() {
+    let shared = tempfile::tempdir().unwrap();
+    let pkg = shared.path();
+    let w = |rel: &str, text: &str| {
+        let path = pkg.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    w("dbt_project.yml", "name: events_pkg\nversion: 1.0.0\n");
+    w(
+        "models/src.yml",
+        "sources:\n  - name: raw\n    schema: raw\n    tables:\n      - name: events\n",
+    );
+    w(
+        "models/event_count.sql",
+        "select count(*) as n from {{ source('raw', 'events') }}",
+    );
+    let p = TempProject::empty("shop");
+    p.write(
+        "packages.yml",
+        &format!("packages:\n  - local: {}\n", pkg.display()),
+    );
+    p.write("seeds/landed_events.csv", "id\n1\n2\n3\n");
+    // The package's `raw.events` is read from the project's seed, and tested here.
+    p.write(
+        "models/src.yml",
+        "sources:\n  - name: raw\n    overrides: events_pkg\n    schema: main\n    tables:\n      \
+         - name: events\n        identifier: landed_events\n        columns:\n          \
+         - name: id\n            data_tests: [unique]\n",
+    );
+    run(&p, &["deps"]);
+    run(&p, &["seed"]);
+    let text = run(&p, &["build"]);
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+    assert_eq!(rows(&p, "shop", "select n from main.event_count"), ["3"]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
+            .unwrap();
+    assert!(manifest["sources"]["source.shop.raw.events"].is_null());
+    assert_eq!(
+        manifest["sources"]["source.events_pkg.raw.events"]["identifier"],
+        "landed_events"
+    );
+    // Without `overrides:`, a source the project declares too is read from the project's,
+    // also by the package's models, as dbt resolves sources root project first.
+    p.write(
+        "models/src.yml",
+        "sources:\n  - name: raw\n    schema: main\n    tables:\n      \
+         - name: events\n        identifier: landed_events\n",
+    );
+    p.write("seeds/landed_events.csv", "id\n1\n2\n");
+    run(&p, &["seed"]);
+    run(&p, &["run"]);
+    assert_eq!(rows(&p, "shop", "select n from main.event_count"), ["2"]);
+    // Overriding a source the package does not have is a diagnostic at the entry.
+    p.write(
+        "models/src.yml",
+        "sources:\n  - name: landing\n    overrides: events_pkg\n    tables:\n      - name: events\n",
+    );
+    let text = run_fails(&p, &["build"]);
+    assert!(
+        text.contains("source `landing` overrides the source of that name in package"),
+        "{text}"
+    );
+    assert!(text.contains("models/src.yml"), "{text}");
+}

@@ -227,6 +227,74 @@ pub struct SourceTable {
     pub external_location: Option<String>,
 }
 
+/// A root project's source entry with `overrides: <package>`: its properties replace those of
+/// the package's source of the same name, table by table, as in dbt.
+#[derive(Debug, Clone)]
+struct SourceOverride {
+    package: String,
+    source_name: String,
+    yaml: Yaml,
+    file: SourceFile,
+    /// Where the entry's name is in `file`.
+    offset: usize,
+}
+
+impl SourceOverride {
+    /// Change one of the package's source tables.
+    fn apply(&self, table: &mut SourceTable) {
+        let source = &self.yaml;
+        let own = source
+            .get("tables")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+            .find(|t| t.get("name").and_then(Yaml::as_str) == Some(table.name.as_str()));
+        let text = |y: &Yaml, key: &str| y.get(key).and_then(Yaml::as_str).map(String::from);
+        if let Some(d) = text(source, "database") {
+            table.database = Some(d);
+        }
+        if let Some(s) = text(source, "schema") {
+            table.schema = s;
+        }
+        if let Some(l) = text(source, "loader") {
+            table.loader = l;
+        }
+        if let Some(d) = text(source, "description") {
+            table.source_description = d;
+        }
+        let empty = Yaml::Null;
+        let own_or_empty = own.unwrap_or(&empty);
+        let says = |key: &str| {
+            [source, own_or_empty]
+                .iter()
+                .any(|y| y.get(key).is_some() || y.get("config").and_then(|c| c.get(key)).is_some())
+        };
+        if says("freshness") {
+            table.freshness = freshness::merged(source, own_or_empty);
+        }
+        if says("loaded_at_field") {
+            table.loaded_at_field = freshness::loaded_at_field(source, own_or_empty);
+        }
+        if let Some(t) = own {
+            if let Some(i) = text(t, "identifier") {
+                table.identifier = i;
+            }
+            if let Some(d) = text(t, "description") {
+                table.description = d;
+            }
+            if t.get("columns").is_some() {
+                table.columns = yaml::columns_of(t.get("columns"));
+            }
+        }
+        if let Some(e) = [own_or_empty, source]
+            .iter()
+            .find_map(|y| y.get("config")?.get("event_time")?.as_str())
+        {
+            table.event_time = Some(e.to_string());
+        }
+    }
+}
+
 /// A loaded project: every file it owns, read once.
 #[derive(Debug)]
 pub struct Project {
@@ -279,6 +347,9 @@ pub struct Project {
     pub model_props: BTreeMap<String, NodeProps>,
     pub seed_props: BTreeMap<String, NodeProps>,
     pub sources: Vec<SourceTable>,
+    /// Source entries with `overrides: <package>`, applied to that package's source when it
+    /// is merged.
+    source_overrides: Vec<SourceOverride>,
     /// What each installed package that has models, seeds or snapshots configures for them in
     /// its own project file, by package name.
     pub package_configs: BTreeMap<String, PackageConfig>,
@@ -459,6 +530,7 @@ impl Project {
             docs: Vec::new(),
             analyses: Vec::new(),
             resources: Vec::new(),
+            source_overrides: Vec::new(),
             snapshots: Vec::new(),
             seeds: Vec::new(),
             macro_files: Vec::new(),
@@ -538,6 +610,26 @@ impl Project {
                 self.merge_package(&package, &mut found);
             }
         }
+        // An override whose package has no such source changes nothing: say so, as dbt does.
+        for o in &self.source_overrides {
+            let matched = self
+                .sources
+                .iter()
+                .any(|t| t.source_name == o.source_name && t.fqn.first() == Some(&o.package));
+            if !matched {
+                found.push(
+                    Problem::new(
+                        Code::UnknownSource,
+                        format!(
+                            "source `{}` overrides the source of that name in package `{}`, which has none",
+                            o.source_name, o.package
+                        ),
+                    )
+                    .at(&o.file, o.offset, o.source_name.len(), "overrides nothing")
+                    .help("name an installed package that declares this source in `overrides:`, or remove `overrides:` to declare a source of the project's own"),
+                );
+            }
+        }
         let (warnings, errors): (Vec<Problem>, Vec<Problem>) =
             found.into_iter().partition(|p| p.warning);
         problems.extend(warnings);
@@ -591,7 +683,30 @@ impl Project {
             rename(&mut t.file);
             self.generic_tests.push(t);
         }
-        self.sources.extend(sub.sources);
+        let mut sources = sub.sources;
+        for o in self
+            .source_overrides
+            .iter()
+            .filter(|o| o.package == package.name)
+        {
+            for t in sources
+                .iter_mut()
+                .filter(|t| t.source_name == o.source_name)
+            {
+                o.apply(t);
+            }
+        }
+        // `source('s', 't')` finds the root project's source first, from any package, as in
+        // dbt: a package source the project declares too is shadowed by the project's.
+        let root = self.name.clone();
+        let declared: std::collections::BTreeSet<(String, String)> = self
+            .sources
+            .iter()
+            .filter(|t| t.fqn.first() == Some(&root))
+            .map(|t| (t.source_name.clone(), t.name.clone()))
+            .collect();
+        sources.retain(|t| !declared.contains(&(t.source_name.clone(), t.name.clone())));
+        self.sources.extend(sources);
         // Properties are by name: where the project has a node of the same name, its own win.
         for (name, props) in sub.model_props {
             self.model_props.entry(name).or_insert(props);

@@ -94,6 +94,36 @@ impl Project {
                             ));
                             continue;
                         };
+                        // `overrides: <package>`: this entry changes the package's source
+                        // of the same name (`Project::apply_source_overrides`), and is not a
+                        // source of its own; its tables' tests test the package's tables.
+                        if let Some(package) = source.get("overrides").and_then(Yaml::as_str) {
+                            for table in source
+                                .get("tables")
+                                .and_then(Yaml::as_sequence)
+                                .into_iter()
+                                .flatten()
+                            {
+                                if let Some(name) = table.get("name").and_then(Yaml::as_str) {
+                                    self.generic_tests.extend(data_tests::tests_of(
+                                        table,
+                                        &TestTarget::Source(
+                                            source_name.to_string(),
+                                            name.to_string(),
+                                        ),
+                                        file,
+                                    ));
+                                }
+                            }
+                            self.source_overrides.push(super::SourceOverride {
+                                package: package.to_string(),
+                                source_name: source_name.to_string(),
+                                yaml: source.clone(),
+                                file: file.clone(),
+                                offset: name_offset(&file.text, source_name),
+                            });
+                            continue;
+                        }
                         let database = source
                             .get("database")
                             .and_then(Yaml::as_str)
