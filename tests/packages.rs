@@ -508,7 +508,10 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     w("models/rate_optional.sql", "select 1 as x");
     w(
         "models/schema.yml",
-        "models:\n  - name: rate_amounts\n    columns:\n      - name: code\n        data_tests: [unique, not_null]\n",
+        "models:\n  - name: rate_amounts\n    columns:\n      - name: code\n        data_tests: [unique, not_null]\n\
+         unit_tests:\n  - name: units_scale\n    model: rate_amounts\n    given:\n      \
+         - input: ref('rate_codes')\n        rows: [{code: X, cents: 200}]\n    \
+         expect:\n      rows: [{code: X, amount: 20.0}]\n",
     );
     let p = TempProject::empty("shop");
     p.write(
@@ -526,7 +529,13 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     );
     run(&p, &["deps"]);
     let text = run(&p, &["build"]);
-    assert!(text.contains("5 passed, 0 failed"), "{text}");
+    // The package's unit test runs too, with the vars its package sees.
+    assert!(text.contains("6 passed, 0 failed"), "{text}");
+    let results = std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap();
+    assert!(
+        results.contains("\"unit_test.rates.rate_amounts.units_scale\""),
+        "{results}"
+    );
     assert_eq!(
         rows(
             &p,

@@ -30,7 +30,7 @@ pub(super) fn unit_test_nodes(
             p.at(&def.file, def.offset, def.name.len(), label.to_string())
         };
         // A disabled unit test is not checked at all.
-        let mut fqn = vec![project.name.clone()];
+        let mut fqn = vec![def.package.clone()];
         if let Some((dir, _)) = def.path.rsplit_once('/') {
             fqn.extend(dir.split('/').skip(1).map(String::from));
         }
@@ -38,7 +38,7 @@ pub(super) fn unit_test_nodes(
         fqn.push(def.name.clone());
         let mut config = project.tree_config(crate::project::TreeKind::Tests, &fqn);
         config.apply(&def.config);
-        let owner = format!("unit_test.{}.{}", project.name, def.name);
+        let owner = format!("unit_test.{}.{}", def.package, def.name);
         if let Err(p) =
             renderer.render_config(&owner, &mut config, &format!("unit test `{}`", def.name))
         {
@@ -48,14 +48,28 @@ pub(super) fn unit_test_nodes(
         if !config.enabled() {
             continue;
         }
-        // A versioned model's unit tests test its latest version.
-        let tested = nodes.iter().find(|n| {
-            n.ref_names().any(|r| r == def.model.as_str())
-                && matches!(
-                    n.resource_type,
-                    ResourceType::Model | ResourceType::Snapshot
-                )
-        });
+        // A versioned model's unit tests test its latest version; a package's test its own
+        // package's model first.
+        let candidates = || {
+            nodes.iter().filter(|n| {
+                n.ref_names().any(|r| r == def.model.as_str())
+                    && matches!(
+                        n.resource_type,
+                        ResourceType::Model | ResourceType::Snapshot
+                    )
+            })
+        };
+        let own = candidates().find(|n| n.package() == def.package);
+        // A unit test of a model its package has but turned off is off too.
+        if own.is_none()
+            && project.models.iter().any(|m| {
+                m.fqn.first() == Some(&def.package)
+                    && (m.name == def.model || m.fqn.last() == Some(&def.model))
+            })
+        {
+            continue;
+        }
+        let tested = own.or_else(|| candidates().next());
         let Some(model) = tested else {
             let names = nodes
                 .iter()
@@ -94,7 +108,7 @@ pub(super) fn unit_test_nodes(
             .help("a snapshot is tested by the table it leaves behind: use `expect_table:` with the rows after one run"));
             continue;
         }
-        if !seen.insert((def.model.clone(), def.name.clone())) {
+        if !seen.insert((def.package.clone(), def.model.clone(), def.name.clone())) {
             problems.push(
                 at(
                     Problem::new(
@@ -207,7 +221,7 @@ pub(super) fn unit_test_nodes(
             definition: Definition::UnitTest(Arc::new(def.clone())),
             ..Node::new(
                 ResourceType::UnitTest,
-                format!("unit_test.{}.{}.{}", project.name, def.model, def.name),
+                format!("unit_test.{}.{}.{}", def.package, def.model, def.name),
                 &def.name,
                 in_target(target, Some(&target.database), &target.schema, &def.name),
             )

@@ -683,6 +683,11 @@ impl Project {
             rename(&mut t.file);
             self.generic_tests.push(t);
         }
+        // Its unit tests run with the project's, as in dbt since 1.8.
+        for mut u in sub.unit_tests {
+            rename(&mut u.file);
+            self.unit_tests.push(u);
+        }
         let mut sources = sub.sources;
         for o in self
             .source_overrides

@@ -212,7 +212,12 @@ impl Project {
                 }
                 "unit_tests" => {
                     let defs = unit_tests::read(file, value, &self.fixtures, problems);
-                    self.unit_tests.extend(defs);
+                    let package = &self.name;
+                    self.unit_tests
+                        .extend(defs.into_iter().map(|d| unit_tests::UnitTestDef {
+                            package: package.clone(),
+                            ..d
+                        }));
                 }
                 "exposures" | "metrics" | "semantic_models" | "saved_queries" | "groups" => {
                     // Kept as written, for the manifest: xform runs none of them.

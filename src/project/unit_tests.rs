@@ -83,6 +83,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct UnitTestDef {
     pub name: String,
+    /// The project or package whose YAML defines it (set by the reader's caller).
+    pub package: String,
     pub model: String,
     pub description: String,
     pub given: Vec<Given>,
@@ -338,6 +340,7 @@ fn one(
     }
     Ok(UnitTestDef {
         name: name.to_string(),
+        package: String::new(),
         model: model.to_string(),
         description: item
             .get("description")
