@@ -32,7 +32,28 @@ fn project() -> TempProject {
 fn hooks_run_in_dbts_order_with_this_rendered() {
     let p = project();
     let text = run(&p, &["build"]);
-    assert!(text.contains("2 passed"), "{text}");
+    // The two nodes and the two project hooks, counted as dbt counts them.
+    assert!(text.contains("4 passed"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    let entries: Vec<(String, String, String)> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("unique_id"), s("status"), s("thread_id"))
+        })
+        .collect();
+    assert_eq!(
+        entries.first().map(|e| (e.0.as_str(), e.2.as_str())),
+        Some(("operation.shop.shop-on-run-start-0", "main"))
+    );
+    assert_eq!(
+        entries.last().map(|e| (e.0.as_str(), e.1.as_str())),
+        Some(("operation.shop.shop-on-run-end-0", "success"))
+    );
     assert_eq!(
         rows(
             &p,
@@ -92,8 +113,17 @@ fn a_failing_on_run_start_runs_nothing() {
         "name: shop\non-run-start: \"select * from main.missing_table\"\n",
     );
     let text = run_fails(&p, &["build"]);
-    assert!(text.contains("on-run-start hook 1 failed"), "{text}");
+    assert!(
+        text.contains("on-run-start hook 1 of `shop` failed"),
+        "{text}"
+    );
     assert!(!text.contains("orders"), "{text}");
+    // The results name the hook that failed.
+    let results = std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap();
+    assert!(
+        results.contains("\"operation.shop.shop-on-run-start-0\"") && results.contains("\"error\""),
+        "{results}"
+    );
 }
 
 #[test]
@@ -198,6 +228,6 @@ fn hooks_that_render_to_nothing_run_as_nothing() {
          select 1 as id\n",
     );
     let text = run(&p, &["run"]);
-    assert!(text.contains("1 passed, 0 failed"), "{text}");
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
     assert_eq!(rows(&p, "shop", "select * from main.m"), ["1"]);
 }

@@ -490,6 +490,7 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     w(
         "dbt_project.yml",
         "name: rates\nversion: 1.0.0\nconfig-version: 2\nvars:\n  currency: usd\n  factor: 1\n\
+         on-run-end: \"create or replace table main.rates_hook as select '{{ var('currency') }}' as c, {{ to_units('250') }} as u\"\n\
          models:\n  rates:\n    +schema: rates\n    +materialized: table\n\
          \x20   rate_optional:\n      +enabled: \"{{ var('rates_optional', true) }}\"\n",
     );
@@ -530,10 +531,16 @@ fn a_package_s_models_seeds_and_tests_are_built_with_its_config_and_vars() {
     run(&p, &["deps"]);
     let text = run(&p, &["build"]);
     // The package's unit test runs too, with the vars its package sees.
-    assert!(text.contains("6 passed, 0 failed"), "{text}");
+    assert!(text.contains("7 passed, 0 failed"), "{text}");
+    // The package's on-run-end hook ran, with its own macros and vars.
+    assert_eq!(
+        rows(&p, "shop", "select * from main.rates_hook"),
+        ["usd|25.0"]
+    );
     let results = std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap();
     assert!(
-        results.contains("\"unit_test.rates.rate_amounts.units_scale\""),
+        results.contains("\"unit_test.rates.rate_amounts.units_scale\"")
+            && results.contains("\"operation.rates.rates-on-run-end-0\""),
         "{results}"
     );
     assert_eq!(

@@ -283,33 +283,31 @@ impl<'a> Compiler<'a> {
 
     /// The project's `on-run-start` or `on-run-end` hooks, rendered with `extra` in their
     /// context (`results`, `schemas`…).
-    pub fn run_hooks(
+    /// Render one `on-run-start` or `on-run-end` hook, with `extra` (`results`, `schemas`) in
+    /// its context.
+    pub fn run_hook(
         &self,
         key: &str,
-        hooks: &[String],
+        hook: &crate::project::ProjectHook,
         introspector: Option<&Arc<dyn Introspect>>,
         extra: &BTreeMap<String, Value>,
-    ) -> Result<Vec<RenderedHook>, Problem> {
-        hooks
-            .iter()
-            .enumerate()
-            .map(|(k, text)| {
-                let what = format!("{key} hook {}", k + 1);
-                let sql = self.renderer.render_text(
-                    text,
-                    &what,
-                    None,
-                    self.resolver.clone(),
-                    introspector.cloned(),
-                    extra.clone(),
-                )?;
-                Ok(RenderedHook {
-                    sql,
-                    transaction: false,
-                    what,
-                })
-            })
-            .collect()
+    ) -> Result<RenderedHook, Problem> {
+        let what = format!("{key} hook {} of `{}`", hook.index + 1, hook.package);
+        // Rendered as its package's: its macros first, its vars.
+        let sql = self.renderer.render_text_as(
+            &hook.unique_id(key),
+            &hook.sql,
+            &what,
+            None,
+            self.resolver.clone(),
+            introspector.cloned(),
+            extra.clone(),
+        )?;
+        Ok(RenderedHook {
+            sql,
+            transaction: false,
+            what,
+        })
     }
 
     /// `xform run-operation`: call a macro (`name` or `package.name`) with keyword arguments,

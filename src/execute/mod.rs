@@ -325,15 +325,29 @@ pub fn run(
         stopped_by: None,
     });
     let cvar = Condvar::new();
-    // `on-run-start`: before any node; a failure runs nothing.
+    // `on-run-start`: before any node; a failure runs nothing, and the results say so.
+    let mut start_results = Vec::new();
     if let Err(p) = run_project_hooks(
         &runner.compiler,
         "on-run-start",
-        &s.project.on_run_start,
+        &s.project.run_hooks(false),
         &workers[0],
         &std::collections::BTreeMap::new(),
+        &mut start_results,
     ) {
-        return Err(Stopped::Failed(vec![p]));
+        let mut problems = vec![p];
+        if let Err(p) = write_run_results(
+            &s.target_dir,
+            &s.project.name,
+            &s.target,
+            &s.run,
+            &start_results,
+            clock.elapsed().as_secs_f64(),
+            &req.args,
+        ) {
+            problems.push(p);
+        }
+        return Err(Stopped::Failed(problems));
     }
     if reportable > 0 {
         runner.progress.line(&format!(
@@ -349,13 +363,15 @@ pub fn run(
     });
     runner.progress.finish();
     let schedule = state.into_inner().expect("schedule lock");
-    let mut results: Vec<NodeResult> = schedule
-        .results
-        .iter()
-        .zip(&slots)
-        .filter(|(_, i)| !graph.nodes[**i].is_ephemeral())
-        .filter_map(|(r, _)| r.clone())
-        .collect();
+    let mut results: Vec<NodeResult> = start_results;
+    results.extend(
+        schedule
+            .results
+            .iter()
+            .zip(&slots)
+            .filter(|(_, i)| !graph.nodes[**i].is_ephemeral())
+            .filter_map(|(r, _)| r.clone()),
+    );
     if !CANCELLED.load(Ordering::SeqCst) {
         let now = chrono::Utc::now();
         results.extend(req.no_ops.iter().map(|id| NodeResult {
@@ -383,19 +399,24 @@ pub fn run(
     let mut ordered = schedule.problems;
     ordered.sort_by_key(|(i, _)| graph.rank(*i));
     let mut problems: Vec<Problem> = ordered.into_iter().map(|(_, p)| p).collect();
-    // `on-run-end`: after the last node, with the run's `results` and `schemas`.
-    let mut hook_failed = 0;
-    if !s.project.on_run_end.is_empty() && !CANCELLED.load(Ordering::SeqCst) {
-        let context = run_end_context(graph, &results, &schemas);
+    // `on-run-end`: after the last node, with the run's `results` (its nodes') and `schemas`.
+    let end_hooks = s.project.run_hooks(true);
+    if !end_hooks.is_empty() && !CANCELLED.load(Ordering::SeqCst) {
+        let nodes: Vec<NodeResult> = results
+            .iter()
+            .filter(|r| !r.unique_id.starts_with("operation."))
+            .cloned()
+            .collect();
+        let context = run_end_context(graph, &nodes, &schemas);
         if let Err(p) = run_project_hooks(
             &runner.compiler,
             "on-run-end",
-            &s.project.on_run_end,
+            &end_hooks,
             &workers[0],
             &context,
+            &mut results,
         ) {
             problems.push(p);
-            hook_failed = 1;
         }
     }
     if let Err(p) = write_run_results(
@@ -423,7 +444,7 @@ pub fn run(
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
     Ok(Finished {
         passed: count(Status::Success) + count(Status::Pass),
-        failed: count(Status::Error) + count(Status::Fail) + hook_failed,
+        failed: count(Status::Error) + count(Status::Fail),
         skipped: count(Status::Skipped),
         warned: count(Status::Warn),
         elapsed,
@@ -432,29 +453,62 @@ pub fn run(
     })
 }
 
-/// Run a project's `on-run-start` or `on-run-end` hooks, in order, each on its own.
+/// Run the `on-run-start` or `on-run-end` hooks, in order, each on its own, adding each one's
+/// result (`operation.<package>.<package>-on-run-start-<n>`, on thread `main`) to `results`
+/// as dbt does. The first that fails stops the rest.
 fn run_project_hooks(
     compiler: &Compiler<'_>,
     key: &str,
-    hooks: &[String],
+    hooks: &[crate::project::ProjectHook],
     worker: &std::sync::Arc<dyn adapter::Connection>,
     context: &std::collections::BTreeMap<String, minijinja::Value>,
+    results: &mut Vec<NodeResult>,
 ) -> Result<(), Problem> {
-    if hooks.is_empty() {
-        return Ok(());
-    }
     let introspector: std::sync::Arc<dyn crate::render::Introspect> = worker.clone();
-    let rendered = compiler.run_hooks(key, hooks, Some(&introspector), context)?;
-    for hook in rendered {
-        let statement =
-            crate::dialect::Statement::new(crate::dialect::StatementKind::Hook, hook.sql.clone());
-        worker.run(std::slice::from_ref(&statement)).map_err(|e| {
-            node::hook_failed(
-                &hook,
-                &e,
-                &format!("fix it under `{key}:` in the project file"),
-            )
-        })?;
+    for hook in hooks {
+        let started_at = chrono::Utc::now();
+        let outcome = compiler
+            .run_hook(key, hook, Some(&introspector), context)
+            .and_then(|rendered| {
+                let statement = crate::dialect::Statement::new(
+                    crate::dialect::StatementKind::Hook,
+                    rendered.sql.clone(),
+                );
+                worker
+                    .run(std::slice::from_ref(&statement))
+                    .map(|_| rendered.sql.clone())
+                    .map_err(|e| {
+                        node::hook_failed(
+                            &rendered,
+                            &e,
+                            &format!(
+                                "fix it under `{key}:` in the project file of `{}`",
+                                hook.package
+                            ),
+                        )
+                    })
+            });
+        let (status, message, code) = match &outcome {
+            Ok(sql) => (
+                Status::Success,
+                format!("{}.{key}.{} passed", hook.package, hook.index),
+                Some(sql.clone()),
+            ),
+            Err(p) => (Status::Error, p.message.clone(), None),
+        };
+        results.push(NodeResult {
+            unique_id: hook.unique_id(key),
+            status,
+            started_at,
+            completed_at: chrono::Utc::now(),
+            thread: 0,
+            rows_affected: None,
+            message,
+            compiled_code: code,
+            relation_name: None,
+            failures: None,
+        });
+        outcome?;
     }
     Ok(())
 }

@@ -342,6 +342,8 @@ pub struct Project {
     /// `on-run-start` / `on-run-end`: SQL run before the first node and after the last.
     pub on_run_start: Vec<String>,
     pub on_run_end: Vec<String>,
+    /// The `on-run-start` and `on-run-end` hooks of installed packages with nodes, by package.
+    package_hooks: BTreeMap<String, (Vec<String>, Vec<String>)>,
     /// `dispatch:`: for a macro namespace, the packages `adapter.dispatch` searches in order.
     pub dispatch: BTreeMap<String, Vec<String>>,
     pub model_props: BTreeMap<String, NodeProps>,
@@ -539,6 +541,7 @@ impl Project {
             package_problems: Vec::new(),
             on_run_start: hook_list(doc.get("on-run-start")),
             on_run_end: hook_list(doc.get("on-run-end")),
+            package_hooks: BTreeMap::new(),
             dispatch,
             model_props: BTreeMap::new(),
             seed_props: BTreeMap::new(),
@@ -571,7 +574,52 @@ impl Project {
     }
 }
 
+/// One `on-run-start` or `on-run-end` hook, and whose it is.
+#[derive(Debug, Clone)]
+pub struct ProjectHook {
+    pub package: String,
+    /// Its place in its project's list, from 0.
+    pub index: usize,
+    pub sql: String,
+}
+
+impl ProjectHook {
+    /// `operation.<package>.<package>-on-run-start-<index>`, as in dbt's `run_results.json`.
+    pub fn unique_id(&self, key: &str) -> String {
+        format!("operation.{0}.{0}-{key}-{1}", self.package, self.index)
+    }
+}
+
 impl Project {
+    /// A run's `on-run-start` (or, with `end`, `on-run-end`) hooks in dbt's order: the
+    /// packages' by package name, then the project's.
+    pub fn run_hooks(&self, end: bool) -> Vec<ProjectHook> {
+        let list = |package: &str, hooks: &[String]| {
+            hooks
+                .iter()
+                .enumerate()
+                .map(|(index, sql)| ProjectHook {
+                    package: package.to_string(),
+                    index,
+                    sql: sql.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut out = Vec::new();
+        for (package, (start, finish)) in &self.package_hooks {
+            out.extend(list(package, if end { finish } else { start }));
+        }
+        out.extend(list(
+            &self.name,
+            if end {
+                &self.on_run_end
+            } else {
+                &self.on_run_start
+            },
+        ));
+        out
+    }
+
     /// The packages' problems, for a command that renders templates.
     pub fn require_packages(&self) -> Result<(), Vec<Problem>> {
         if self.package_problems.is_empty() {
@@ -729,6 +777,10 @@ impl Project {
                 .filter(|(k, v)| !(v.is_object() && package_names.contains(&k.as_str()))),
         );
         vars.extend(self.cli_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !sub.on_run_start.is_empty() || !sub.on_run_end.is_empty() {
+            self.package_hooks
+                .insert(package.name.clone(), (sub.on_run_start, sub.on_run_end));
+        }
         self.package_configs.insert(
             package.name.clone(),
             PackageConfig {

@@ -647,7 +647,7 @@ impl Renderer {
     /// rendered as that node (its config, a test argument, its description): the node's
     /// package decides the vars and the macros found first, as for the node itself.
     #[allow(clippy::too_many_arguments)]
-    fn render_text_as(
+    pub(crate) fn render_text_as(
         &self,
         owner: &str,
         text: &str,
