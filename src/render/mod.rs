@@ -8,6 +8,7 @@
 //! render context. This module turns minijinja errors into diagnostics that point into the
 //! user's file (models and macro files alike) and knows nothing of the graph or the database.
 
+mod arith;
 mod boundary;
 pub mod context;
 mod database;
@@ -282,6 +283,8 @@ impl Renderer {
         env.add_global(macros::SET_VAR, Value::from_dyn_object(set.clone()));
 
         env.add_function("__list", mutable::new_list);
+        env.add_function("__xadd", arith::xadd);
+        env.add_function("__xsub", arith::xsub);
         env.add_function("__dict", mutable::new_dict);
         env.add_function("ref", context::ref_fn);
         env.add_function("source", context::source_fn);

@@ -4,8 +4,8 @@
 //!
 //! `modules.*` follows Python's modules as dbt exposes them (same names, arguments and
 //! results), written for minijinja: Python's objects become minijinja objects, iterators become
-//! lists. What minijinja cannot express (operators on objects) is said where it matters, in
-//! `datetime.rs`.
+//! lists. Operators on dates are rewritten into calls (`render/arith.rs`); what is left is
+//! said in `datetime.rs`.
 
 mod datetime;
 mod format;
@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 
 use super::context::{ctx, invalid, json_to_value};
 
+pub(crate) use self::datetime::binary_op as datetime_op;
 pub use self::datetime::run_started_at;
 
 /// The `exceptions` global.

@@ -240,13 +240,36 @@ pub fn original_offset(shifts: &Shifts, offset: usize) -> usize {
     offset - moved
 }
 
-/// Rewrite `{% set x = [ … ] %}` and `{% set x = { … } %}` into mutable constructors.
+/// Rewrite `{% set x = [ … ] %}` and `{% set x = { … } %}` into mutable constructors, and,
+/// where dates may be, binary `+` and `-` into `__xadd` / `__xsub` calls (`arith`). Every edit
+/// inserts text (or replaces one character by one), so `Shifts` maps offsets back.
 pub fn prepare(source: &str) -> (std::borrow::Cow<'_, str>, Shifts) {
-    if !source.contains("set ") {
+    let mut edits = super::arith::edits(source);
+    if source.contains("set ") {
+        set_literal_edits(source, &mut edits);
+    }
+    if edits.is_empty() {
         return (std::borrow::Cow::Borrowed(source), Vec::new());
     }
-    let mut out = String::with_capacity(source.len() + 32);
+    edits.sort();
+    let mut out = String::with_capacity(source.len() + 16 * edits.len());
     let mut shifts = Vec::new();
+    let mut pos = 0;
+    for e in edits {
+        out.push_str(&source[pos..e.at]);
+        if e.text.len() > e.removed {
+            shifts.push((out.len(), e.text.len() - e.removed));
+        }
+        out.push_str(e.text);
+        pos = e.at + e.removed;
+    }
+    out.push_str(&source[pos..]);
+    (std::borrow::Cow::Owned(out), shifts)
+}
+
+/// The edits that wrap the literal of each `{% set x = [...] %}` / `{% set x = {...} %}` in
+/// `__list(...)` / `__dict(...)`.
+fn set_literal_edits(source: &str, edits: &mut Vec<super::arith::Edit>) {
     let mut pos = 0;
     while let Some(found) = source[pos..].find("{%") {
         let tag = pos + found;
@@ -280,24 +303,26 @@ pub fn prepare(source: &str) -> (std::borrow::Cow<'_, str>, Shifts) {
             let literal_end = matching_close(source, literal_start)?;
             Some((literal_start, literal_end, ctor))
         });
-        if let Some((start, close_at, ctor)) = rewrite {
-            out.push_str(&source[pos..start]);
-            shifts.push((out.len(), ctor.len()));
-            out.push_str(ctor);
-            out.push_str(&source[start..=close_at]);
-            shifts.push((out.len(), 1));
-            out.push(')');
-            pos = close_at + 1;
-        } else {
-            out.push_str(&source[pos..end + 2]);
-            pos = end + 2;
+        match rewrite {
+            Some((start, close_at, ctor)) => {
+                // Inside any `__xadd(` opened at the same place, closed before its `)`.
+                edits.push(super::arith::Edit {
+                    at: start,
+                    order: (1, 0),
+                    text: ctor,
+                    removed: 0,
+                });
+                edits.push(super::arith::Edit {
+                    at: close_at + 1,
+                    order: (2, 0),
+                    text: ")",
+                    removed: 0,
+                });
+                pos = close_at + 1;
+            }
+            None => pos = end + 2,
         }
     }
-    if shifts.is_empty() {
-        return (std::borrow::Cow::Borrowed(source), shifts);
-    }
-    out.push_str(&source[pos..]);
-    (std::borrow::Cow::Owned(out), shifts)
 }
 
 /// The offset of the bracket closing the one at `open`, skipping strings.

@@ -6,12 +6,10 @@
 //! one kind (`<`, `==`, sorting) through `Object::custom_cmp`: aware datetimes compare as
 //! instants, naive ones as wall times.
 //!
-//! What minijinja cannot do: it has no operator overloading for objects, so `d + delta`,
-//! `a - b` and `delta * 2` are errors. Python's own names for those operations work instead:
-//! `d.__add__(delta)`, `a.__sub__(b)`, `delta.__mul__(2)` (dbt's sandbox refuses them, so a
-//! template that must also run on dbt uses `date.fromordinal(d.toordinal() + n)` or
-//! `datetime.fromtimestamp(t.timestamp() + seconds, tz)`). A comparison between values of
-//! different kinds (a date with a datetime, `run_started_at` with a datetime made in a
+//! minijinja has no operator overloading for objects: a template's `d + delta` and `a - b`
+//! reach `binary_op` through the rewrite in `render::arith`; `delta * 2` is written
+//! `delta.__mul__(2)`. Python's dunder methods work directly too. A comparison between values
+//! of different kinds (a date with a datetime, `run_started_at` with a datetime made in a
 //! template) falls back to comparing their text: right for two datetimes in the same zone,
 //! meaningless otherwise (Python raises). Compare `.timestamp()` values across zones, as
 //! dbt-date does.
@@ -989,6 +987,34 @@ impl Operand {
             Operand::Other
         }
     }
+}
+
+/// Python's `a + b` (`plus`) or `a - b` when either operand is a date, datetime or timedelta
+/// (a template's operators, rewritten by `render::arith`); `None` when neither is.
+pub(crate) fn binary_op(plus: bool, a: &Value, b: &Value) -> Option<Result<Value, Error>> {
+    let sign = if plus { "+" } else { "-" };
+    let fail = || {
+        Err(invalid(format!(
+            "unsupported operand type(s) for {sign}: '{}' and '{}'",
+            type_name(a),
+            type_name(b)
+        )))
+    };
+    Some(match (Operand::of(a), Operand::of(b)) {
+        (Operand::Other, Operand::Other) => return None,
+        (Operand::Delta(x), _) if plus => delta_op(x, "__add__", b),
+        (Operand::Delta(x), Operand::Delta(_)) => delta_op(x, "__sub__", b),
+        (_, Operand::Delta(y)) if plus => delta_op(y, "__radd__", a),
+        (Operand::Date(d), Operand::Delta(td)) => date_plus_days(d, -td.days()).map(Date::value),
+        (Operand::Date(d), Operand::Date(o)) => {
+            TimeDelta::value(i128::from((d - o).num_days()) * MICROS_PER_DAY)
+        }
+        (Operand::DateTime(dt), Operand::Delta(td)) => {
+            TimeDelta::from_micros(-td.micros).and_then(|neg| dt.plus(neg))
+        }
+        (Operand::DateTime(dt), Operand::DateTime(o)) => dt.minus(&o),
+        _ => fail(),
+    })
 }
 
 fn as_datetime(value: &Value) -> Option<DateTime> {
