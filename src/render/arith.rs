@@ -25,12 +25,16 @@ pub(super) struct Edit {
     pub removed: usize,
 }
 
-const TRIGGERS: [&str; 4] = ["datetime", "timedelta", "run_started_at", "pytz"];
+/// The words that make a template worth parsing, found in one pass over its text.
+static TRIGGERS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::new(["datetime", "timedelta", "run_started_at", "pytz"])
+        .expect("fixed patterns")
+});
 
 /// The edits that turn the binary `+` and `-` of `source` into `__xadd` / `__xsub` calls; none
 /// when it names no date source or does not parse (minijinja reports that itself).
 pub(super) fn edits(source: &str) -> Vec<Edit> {
-    if !TRIGGERS.iter().any(|t| source.contains(t)) {
+    if !TRIGGERS.is_match(source) {
         return Vec::new();
     }
     let Ok(ast) = minijinja::machinery::parse(source, "<template>", Default::default()) else {
