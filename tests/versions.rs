@@ -136,3 +136,40 @@ fn the_latest_version_may_live_in_the_model_s_own_file() {
     assert_eq!(rows(&p, "shop", "select * from main.uses"), ["2"]);
     assert_eq!(rows(&p, "shop", "select * from main.dim_v2"), ["2"]);
 }
+
+#[test]
+fn a_unit_test_of_a_versioned_model_tests_each_version_or_those_it_names() {
+    let p = versioned_project();
+    p.write(
+        "models/units.yml",
+        "unit_tests:\n  - name: keeps_ids\n    model: dim_customers\n    given: []\n    \
+         expect:\n      rows: [{id: 1, name: ann}]\n",
+    );
+    let text = run(&p, &["test", "-s", "test_type:unit"]);
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+    let results = std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap();
+    for v in ["1", "2", "3"] {
+        assert!(
+            results.contains(&format!("\"unit_test.shop.dim_customers.keeps_ids_v{v}\"")),
+            "{results}"
+        );
+    }
+    // `versions: {include: [...]}` narrows them; a version that does not exist is a diagnostic.
+    p.write(
+        "models/units.yml",
+        "unit_tests:\n  - name: keeps_ids\n    model: dim_customers\n    versions: {include: [3]}\n    \
+         given: []\n    expect:\n      rows: [{id: 1, new_col: z}]\n",
+    );
+    let text = run(&p, &["test", "-s", "test_type:unit"]);
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+    p.write(
+        "models/units.yml",
+        "unit_tests:\n  - name: keeps_ids\n    model: dim_customers\n    versions: {include: [9]}\n    \
+         given: []\n    expect:\n      rows: [{id: 1}]\n",
+    );
+    let text = run_fails(&p, &["test", "-s", "test_type:unit"]);
+    assert!(
+        text.contains("names versions of `dim_customers` that do not exist"),
+        "{text}"
+    );
+}

@@ -25,7 +25,7 @@ pub(super) fn unit_test_nodes(
 ) {
     let mut units = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for def in &project.unit_tests {
+    'defs: for def in &project.unit_tests {
         let at = |p: Problem, label: &str| {
             p.at(&def.file, def.offset, def.name.len(), label.to_string())
         };
@@ -48,8 +48,8 @@ pub(super) fn unit_test_nodes(
         if !config.enabled() {
             continue;
         }
-        // A versioned model's unit tests test its latest version; a package's test its own
-        // package's model first.
+        // The model by its name (a versioned model's latest version; its versions are found
+        // below); a package's unit test finds its own package's model first.
         let candidates = || {
             nodes.iter().filter(|n| {
                 n.ref_names().any(|r| r == def.model.as_str())
@@ -121,111 +121,175 @@ pub(super) fn unit_test_nodes(
             );
             continue;
         }
-        // Every input must be something the model reads; everything the model reads except
-        // seeds (read from their CSV file) must be given.
-        let reads = |input: &Input| match input {
-            Input::This => true,
-            Input::Node(TestTarget::Ref(name)) => model.refs.iter().any(|r| &r.name == name),
-            Input::Node(TestTarget::Source(s, t)) => {
-                model.sources.iter().any(|(a, b)| a == s && b == t)
+        // A versioned model's unit test tests each of its versions (`versions:` narrows them),
+        // as `<name>_v<version>`, as in dbt.
+        let targets: Vec<&Node> = match &model.version {
+            None => {
+                if def.versions.is_some() {
+                    problems.push(at(
+                        Problem::new(
+                            Code::UnitTest,
+                            format!(
+                                "unit test `{}` has `versions:` but the model `{}` is not versioned",
+                                def.name, def.model
+                            ),
+                        ),
+                        "this unit test",
+                    )
+                    .help("remove `versions:`, or version the model under `versions:` in its YAML"));
+                    continue;
+                }
+                vec![model]
+            }
+            Some(v) => {
+                let mut all: Vec<&Node> = nodes
+                    .iter()
+                    .filter(|n| {
+                        n.resource_type == ResourceType::Model
+                            && n.package() == model.package()
+                            && n.version.as_ref().is_some_and(|o| o.name == v.name)
+                    })
+                    .filter(|n| {
+                        let version = n.version.as_ref().map_or("", |o| o.version.as_str());
+                        def.versions.as_ref().is_none_or(|(include, exclude)| {
+                            (include.is_empty() || include.iter().any(|i| i == version))
+                                && !exclude.iter().any(|e| e == version)
+                        })
+                    })
+                    .collect();
+                all.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
+                if all.is_empty() {
+                    problems.push(at(
+                        Problem::new(
+                            Code::UnitTest,
+                            format!(
+                                "unit test `{}` names versions of `{}` that do not exist",
+                                def.name, def.model
+                            ),
+                        ),
+                        "this unit test",
+                    )
+                    .help("list existing versions under `versions: {include: [...]}` or `exclude:`"));
+                    continue;
+                }
+                all
             }
         };
-        if let Some(stray) = def.given.iter().find(|g| !reads(&g.input)) {
-            problems.push(at(
-                Problem::new(
-                    Code::UnitTest,
-                    format!(
-                        "unit test `{}` gives `{}`, which the model `{}` does not read",
-                        def.name,
-                        stray.input.label(),
-                        def.model
-                    ),
-                ),
-                "this unit test",
-            )
-            .help("remove that input, or fix its name to one of the model's ref() or source() calls"));
-            continue;
-        }
-        let given = |wanted: &Input| def.given.iter().any(|g| &g.input == wanted);
-        let seeds: std::collections::BTreeSet<&str> = nodes
-            .iter()
-            .filter(|n| n.resource_type == ResourceType::Seed)
-            .map(|n| n.name.as_str())
-            .collect();
-        // Only a seed may be given without rows: it is then read from its file.
-        if let Some(bare) = def.given.iter().find(|g| {
-            g.rows == crate::project::unit_tests::Rows::Missing
-                && !matches!(&g.input, Input::Node(TestTarget::Ref(n)) if seeds.contains(n.as_str()))
-        }) {
-            problems.push(at(
-                Problem::new(
-                    Code::UnitTest,
-                    format!(
-                        "unit test `{}` gives `{}` without `rows:`",
-                        def.name,
-                        bare.input.label()
-                    ),
-                ),
-                "this unit test",
-            )
-            .help("give its rows under `rows:` (`rows: []` for an empty input) or name a `fixture:`; only a seed may be given without rows (its file is read)"));
-            continue;
-        }
-        let mut missing: Vec<String> = model
-            .refs
-            .iter()
-            .filter(|r| !seeds.contains(r.name.as_str()))
-            .map(|r| Input::Node(TestTarget::Ref(r.name.clone())))
-            .chain(
-                model
-                    .sources
-                    .iter()
-                    .map(|(s, t)| Input::Node(TestTarget::Source(s.clone(), t.clone()))),
-            )
-            .filter(|i| !given(i))
-            .map(|i| i.label())
-            .collect();
-        missing.dedup();
-        if !missing.is_empty() {
-            problems.push(
-                at(
+        let mut built = Vec::new();
+        for model in targets {
+            // Every input must be something the model reads; everything the model reads except
+            // seeds (read from their CSV file) must be given.
+            let reads = |input: &Input| match input {
+                Input::This => true,
+                Input::Node(TestTarget::Ref(name)) => model.refs.iter().any(|r| &r.name == name),
+                Input::Node(TestTarget::Source(s, t)) => {
+                    model.sources.iter().any(|(a, b)| a == s && b == t)
+                }
+            };
+            if let Some(stray) = def.given.iter().find(|g| !reads(&g.input)) {
+                problems.push(at(
                     Problem::new(
                         Code::UnitTest,
                         format!(
-                            "unit test `{}` does not give `{}`, which the model `{}` reads",
+                            "unit test `{}` gives `{}`, which the model `{}` does not read",
                             def.name,
-                            missing.join("`, `"),
+                            stray.input.label(),
                             def.model
                         ),
                     ),
                     "this unit test",
                 )
-                .help(format!(
-                    "add `- input: {}` under `given:` (with `rows: []` for an empty input)",
-                    missing[0]
-                )),
-            );
-            continue;
+                .help("remove that input, or fix its name to one of the model's ref() or source() calls"));
+                continue 'defs;
+            }
+            let given = |wanted: &Input| def.given.iter().any(|g| &g.input == wanted);
+            let seeds: std::collections::BTreeSet<&str> = nodes
+                .iter()
+                .filter(|n| n.resource_type == ResourceType::Seed)
+                .map(|n| n.name.as_str())
+                .collect();
+            // Only a seed may be given without rows: it is then read from its file.
+            if let Some(bare) = def.given.iter().find(|g| {
+                g.rows == crate::project::unit_tests::Rows::Missing
+                    && !matches!(&g.input, Input::Node(TestTarget::Ref(n)) if seeds.contains(n.as_str()))
+            }) {
+                problems.push(at(
+                    Problem::new(
+                        Code::UnitTest,
+                        format!(
+                            "unit test `{}` gives `{}` without `rows:`",
+                            def.name,
+                            bare.input.label()
+                        ),
+                    ),
+                    "this unit test",
+                )
+                .help("give its rows under `rows:` (`rows: []` for an empty input) or name a `fixture:`; only a seed may be given without rows (its file is read)"));
+                continue 'defs;
+            }
+            let mut missing: Vec<String> = model
+                .refs
+                .iter()
+                .filter(|r| !seeds.contains(r.name.as_str()))
+                .map(|r| Input::Node(TestTarget::Ref(r.name.clone())))
+                .chain(
+                    model
+                        .sources
+                        .iter()
+                        .map(|(s, t)| Input::Node(TestTarget::Source(s.clone(), t.clone()))),
+                )
+                .filter(|i| !given(i))
+                .map(|i| i.label())
+                .collect();
+            missing.dedup();
+            if !missing.is_empty() {
+                problems.push(
+                    at(
+                        Problem::new(
+                            Code::UnitTest,
+                            format!(
+                                "unit test `{}` does not give `{}`, which the model `{}` reads",
+                                def.name,
+                                missing.join("`, `"),
+                                def.model
+                            ),
+                        ),
+                        "this unit test",
+                    )
+                    .help(format!(
+                        "add `- input: {}` under `given:` (with `rows: []` for an empty input)",
+                        missing[0]
+                    )),
+                );
+                continue 'defs;
+            }
+            built.push(Node {
+                path: def.path.clone(),
+                relative: def.path.clone(),
+                fqn: fqn.clone(),
+                config: config.clone(),
+                description: def.description.clone(),
+                refs: vec![RefCall {
+                    package: None,
+                    name: model.ref_name().into_owned(),
+                    version: model.version.as_ref().map(|v| v.version.clone()),
+                }],
+                definition: Definition::UnitTest(Arc::new(def.clone())),
+                ..Node::new(
+                    ResourceType::UnitTest,
+                    match &model.version {
+                        Some(v) => format!(
+                            "unit_test.{}.{}.{}_v{}",
+                            def.package, def.model, def.name, v.version
+                        ),
+                        None => format!("unit_test.{}.{}.{}", def.package, def.model, def.name),
+                    },
+                    &def.name,
+                    in_target(target, Some(&target.database), &target.schema, &def.name),
+                )
+            });
         }
-        units.push(Node {
-            path: def.path.clone(),
-            relative: def.path.clone(),
-            fqn,
-            config,
-            description: def.description.clone(),
-            refs: vec![RefCall {
-                package: None,
-                name: def.model.clone(),
-                version: None,
-            }],
-            definition: Definition::UnitTest(Arc::new(def.clone())),
-            ..Node::new(
-                ResourceType::UnitTest,
-                format!("unit_test.{}.{}.{}", def.package, def.model, def.name),
-                &def.name,
-                in_target(target, Some(&target.database), &target.schema, &def.name),
-            )
-        });
+        units.extend(built);
     }
     nodes.extend(units);
 }

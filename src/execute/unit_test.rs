@@ -595,11 +595,13 @@ pub(super) fn run(
             format!("`{}` is not a unit test", node.name),
         ));
     };
-    let Some(m) = graph
-        .parents(i)
-        .into_iter()
-        .find(|&p| graph.nodes[p].ref_names().any(|r| r == unit.model.as_str()))
-    else {
+    // Its one parent is the model (or the version of it) it tests.
+    let Some(m) = graph.parents(i).into_iter().find(|&p| {
+        matches!(
+            graph.nodes[p].resource_type,
+            crate::graph::ResourceType::Model | crate::graph::ResourceType::Snapshot
+        )
+    }) else {
         return Err(unit_problem(
             unit,
             format!(

@@ -94,6 +94,9 @@ pub struct UnitTestDef {
     pub expect_table: Option<Rows>,
     pub overrides: Overrides,
     pub config: NodeConfig,
+    /// `versions: {include: [...], exclude: [...]}`: which versions of a versioned model it
+    /// tests (all when absent).
+    pub versions: Option<(Vec<String>, Vec<String>)>,
     /// sha256 of the entry as YAML, for `state:modified`.
     pub checksum: String,
     /// The YAML file, relative to the project root, and where the test's name is in it.
@@ -338,6 +341,24 @@ fn one(
             config.set(&yaml_key(k), yaml_to_json(v));
         }
     }
+    let version_list = |key: &str| -> Vec<String> {
+        let value = item.get("versions").and_then(|v| v.get(key));
+        let items: Vec<&Yaml> = match value {
+            Some(Yaml::Sequence(items)) => items.iter().collect(),
+            Some(one) => vec![one],
+            None => Vec::new(),
+        };
+        items
+            .into_iter()
+            .map(|v| match yaml_to_json(v) {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    let versions = item
+        .get("versions")
+        .map(|_| (version_list("include"), version_list("exclude")));
     Ok(UnitTestDef {
         name: name.to_string(),
         package: String::new(),
@@ -352,6 +373,7 @@ fn one(
         expect_table,
         overrides,
         config,
+        versions,
         checksum: super::sha256(serde_yaml::to_string(item).unwrap_or_default().as_bytes()),
         path: file.name.clone(),
         file: file.clone(),
