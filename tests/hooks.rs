@@ -110,7 +110,7 @@ fn a_failing_on_run_start_runs_nothing() {
     let p = project();
     p.write(
         "xform.yml",
-        "name: shop\non-run-start: \"select * from main.missing_table\"\n",
+        "name: shop\non-run-start:\n  - \"select * from main.missing_table\"\n  - \"select 1\"\n",
     );
     let text = run_fails(&p, &["build"]);
     assert!(
@@ -122,6 +122,11 @@ fn a_failing_on_run_start_runs_nothing() {
     let results = std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap();
     assert!(
         results.contains("\"operation.shop.shop-on-run-start-0\"") && results.contains("\"error\""),
+        "{results}"
+    );
+    // As in dbt, the hooks after the failed one are reported skipped.
+    assert!(
+        results.contains("\"shop.on-run-start.1 skipped\""),
         "{results}"
     );
 }

@@ -616,7 +616,8 @@ fn a_root_source_with_overrides_changes_the_package_s_source() {
     w("dbt_project.yml", "name: events_pkg\nversion: 1.0.0\n");
     w(
         "models/src.yml",
-        "sources:\n  - name: raw\n    schema: raw\n    tables:\n      - name: events\n",
+        "sources:\n  - name: raw\n    schema: raw\n    tables:\n      - name: events\n        \
+         columns:\n          - name: id\n            data_tests: [not_null]\n",
     );
     w(
         "models/event_count.sql",
@@ -638,7 +639,11 @@ fn a_root_source_with_overrides_changes_the_package_s_source() {
     run(&p, &["deps"]);
     run(&p, &["seed"]);
     let text = run(&p, &["build"]);
+    // The override's `columns:` replace the package's: its `unique` runs, the package's
+    // `not_null` does not.
     assert!(text.contains("3 passed, 0 failed"), "{text}");
+    assert!(text.contains("source_unique_raw_events_id"), "{text}");
+    assert!(!text.contains("not_null"), "{text}");
     assert_eq!(rows(&p, "shop", "select n from main.event_count"), ["3"]);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p.path().join("target/manifest.json")).unwrap())
@@ -659,12 +664,14 @@ fn a_root_source_with_overrides_changes_the_package_s_source() {
     run(&p, &["seed"]);
     run(&p, &["run"]);
     assert_eq!(rows(&p, "shop", "select n from main.event_count"), ["2"]);
-    // Overriding a source the package does not have is a diagnostic at the entry.
+    // Overriding a source the package does not have is a warning at the entry, as in dbt.
     p.write(
         "models/src.yml",
-        "sources:\n  - name: landing\n    overrides: events_pkg\n    tables:\n      - name: events\n",
+        "sources:\n  - name: raw\n    schema: main\n    tables:\n      \
+         - name: events\n        identifier: landed_events\n\
+         \x20 - name: landing\n    overrides: events_pkg\n    tables:\n      - name: events\n",
     );
-    let text = run_fails(&p, &["build"]);
+    let text = run(&p, &["compile"]);
     assert!(
         text.contains("source `landing` overrides the source of that name in package"),
         "{text}"

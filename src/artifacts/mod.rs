@@ -53,6 +53,10 @@ impl Status {
     }
 }
 
+/// `NodeResult::thread` of what the run does itself, outside the workers (the project hooks):
+/// dbt's thread `main`.
+pub const MAIN_THREAD: usize = usize::MAX;
+
 #[derive(Debug, Clone)]
 pub struct NodeResult {
     pub unique_id: String,
@@ -677,8 +681,7 @@ pub fn write_run_results(
                     {"name": "compile", "started_at": time(&r.started_at), "completed_at": time(&r.started_at)},
                     {"name": "execute", "started_at": time(&r.started_at), "completed_at": time(&r.completed_at)},
                 ]) },
-                // Thread 0 is the run's own: dbt's `main`, where project hooks run.
-                "thread_id": if r.thread == 0 { "main".to_string() } else { format!("Thread-{}", r.thread) },
+                "thread_id": if r.thread == MAIN_THREAD { "main".to_string() } else { format!("Thread-{}", r.thread) },
                 "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
                 "adapter_response": match r.rows_affected { Some(n) => json!({"_message": "OK", "rows_affected": n}), None => json!({}) },
                 "message": r.message,

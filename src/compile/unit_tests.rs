@@ -125,7 +125,11 @@ pub(super) fn unit_test_nodes(
         // as `<name>_v<version>`, as in dbt.
         let targets: Vec<&Node> = match &model.version {
             None => {
-                if def.versions.is_some() {
+                if def
+                    .versions
+                    .as_ref()
+                    .is_some_and(|(include, exclude)| !include.is_empty() || !exclude.is_empty())
+                {
                     problems.push(at(
                         Problem::new(
                             Code::UnitTest,
@@ -151,9 +155,13 @@ pub(super) fn unit_test_nodes(
                     })
                     .filter(|n| {
                         let version = n.version.as_ref().map_or("", |o| o.version.as_str());
+                        // As dbt: `exclude:` when it lists any, else `include:` when it does.
                         def.versions.as_ref().is_none_or(|(include, exclude)| {
-                            (include.is_empty() || include.iter().any(|i| i == version))
-                                && !exclude.iter().any(|e| e == version)
+                            if !exclude.is_empty() {
+                                !exclude.iter().any(|e| e == version)
+                            } else {
+                                include.is_empty() || include.iter().any(|i| i == version)
+                            }
                         })
                     })
                     .collect();

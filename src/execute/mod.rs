@@ -372,7 +372,8 @@ pub fn run(
             .filter(|(_, i)| !graph.nodes[**i].is_ephemeral())
             .filter_map(|(r, _)| r.clone()),
     );
-    if !CANCELLED.load(Ordering::SeqCst) {
+    // Not after Ctrl-C or `--fail-fast` stopped the run.
+    if !CANCELLED.load(Ordering::SeqCst) && schedule.stopped_by.is_none() {
         let now = chrono::Utc::now();
         results.extend(req.no_ops.iter().map(|id| NodeResult {
             unique_id: id.clone(),
@@ -455,7 +456,7 @@ pub fn run(
 
 /// Run the `on-run-start` or `on-run-end` hooks, in order, each on its own, adding each one's
 /// result (`operation.<package>.<package>-on-run-start-<n>`, on thread `main`) to `results`
-/// as dbt does. The first that fails stops the rest.
+/// as dbt does: named by its place in the whole list, and after a failure the rest skipped.
 fn run_project_hooks(
     compiler: &Compiler<'_>,
     key: &str,
@@ -465,52 +466,62 @@ fn run_project_hooks(
     results: &mut Vec<NodeResult>,
 ) -> Result<(), Problem> {
     let introspector: std::sync::Arc<dyn crate::render::Introspect> = worker.clone();
-    for hook in hooks {
+    let mut failed: Option<Problem> = None;
+    for (place, hook) in hooks.iter().enumerate() {
+        let name = format!("{}.{key}.{place}", hook.package);
         let started_at = chrono::Utc::now();
-        let outcome = compiler
-            .run_hook(key, hook, Some(&introspector), context)
-            .and_then(|rendered| {
-                let statement = crate::dialect::Statement::new(
-                    crate::dialect::StatementKind::Hook,
-                    rendered.sql.clone(),
-                );
-                worker
-                    .run(std::slice::from_ref(&statement))
-                    .map(|_| rendered.sql.clone())
-                    .map_err(|e| {
-                        node::hook_failed(
-                            &rendered,
-                            &e,
-                            &format!(
-                                "fix it under `{key}:` in the project file of `{}`",
-                                hook.package
-                            ),
-                        )
-                    })
-            });
-        let (status, message, code) = match &outcome {
-            Ok(sql) => (
-                Status::Success,
-                format!("{}.{key}.{} passed", hook.package, hook.index),
-                Some(sql.clone()),
-            ),
-            Err(p) => (Status::Error, p.message.clone(), None),
-        };
-        results.push(NodeResult {
+        let mut entry = NodeResult {
             unique_id: hook.unique_id(key),
-            status,
+            status: Status::Skipped,
             started_at,
-            completed_at: chrono::Utc::now(),
-            thread: 0,
+            completed_at: started_at,
+            thread: crate::artifacts::MAIN_THREAD,
             rows_affected: None,
-            message,
-            compiled_code: code,
+            message: format!("{name} skipped"),
+            compiled_code: None,
             relation_name: None,
-            failures: None,
-        });
-        outcome?;
+            failures: Some(1),
+        };
+        if failed.is_none() {
+            let outcome = compiler
+                .run_hook(key, hook, Some(&introspector), context)
+                .and_then(|rendered| {
+                    let statement = crate::dialect::Statement::new(
+                        crate::dialect::StatementKind::Hook,
+                        rendered.sql.clone(),
+                    );
+                    worker
+                        .run(std::slice::from_ref(&statement))
+                        .map(|_| rendered.sql.clone())
+                        .map_err(|e| {
+                            node::hook_failed(
+                                &rendered,
+                                &e,
+                                &format!(
+                                    "fix it under `{key}:` in the project file of `{}`",
+                                    hook.package
+                                ),
+                            )
+                        })
+                });
+            entry.completed_at = chrono::Utc::now();
+            match outcome {
+                Ok(sql) => {
+                    entry.status = Status::Success;
+                    entry.message = format!("{name} passed");
+                    entry.compiled_code = Some(sql);
+                    entry.failures = Some(0);
+                }
+                Err(p) => {
+                    entry.status = Status::Error;
+                    entry.message = format!("{name} failed, error:\n {}", p.message);
+                    failed = Some(p);
+                }
+            }
+        }
+        results.push(entry);
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// What an `on-run-end` hook sees: `results` (each node's `status`, `message`,

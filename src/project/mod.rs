@@ -240,15 +240,20 @@ struct SourceOverride {
 }
 
 impl SourceOverride {
-    /// Change one of the package's source tables.
-    fn apply(&self, table: &mut SourceTable) {
-        let source = &self.yaml;
-        let own = source
+    /// The override's entry for one table, when it has one.
+    fn table(&self, name: &str) -> Option<&Yaml> {
+        self.yaml
             .get("tables")
             .and_then(Yaml::as_sequence)
             .into_iter()
             .flatten()
-            .find(|t| t.get("name").and_then(Yaml::as_str) == Some(table.name.as_str()));
+            .find(|t| t.get("name").and_then(Yaml::as_str) == Some(name))
+    }
+
+    /// Change one of the package's source tables.
+    fn apply(&self, table: &mut SourceTable) {
+        let source = &self.yaml;
+        let own = self.table(&table.name);
         let text = |y: &Yaml, key: &str| y.get(key).and_then(Yaml::as_str).map(String::from);
         if let Some(d) = text(source, "database") {
             table.database = Some(d);
@@ -342,8 +347,6 @@ pub struct Project {
     /// `on-run-start` / `on-run-end`: SQL run before the first node and after the last.
     pub on_run_start: Vec<String>,
     pub on_run_end: Vec<String>,
-    /// The `on-run-start` and `on-run-end` hooks of installed packages with nodes, by package.
-    package_hooks: BTreeMap<String, (Vec<String>, Vec<String>)>,
     /// `dispatch:`: for a macro namespace, the packages `adapter.dispatch` searches in order.
     pub dispatch: BTreeMap<String, Vec<String>>,
     pub model_props: BTreeMap<String, NodeProps>,
@@ -541,7 +544,6 @@ impl Project {
             package_problems: Vec::new(),
             on_run_start: hook_list(doc.get("on-run-start")),
             on_run_end: hook_list(doc.get("on-run-end")),
-            package_hooks: BTreeMap::new(),
             dispatch,
             model_props: BTreeMap::new(),
             seed_props: BTreeMap::new(),
@@ -606,8 +608,13 @@ impl Project {
                 .collect::<Vec<_>>()
         };
         let mut out = Vec::new();
-        for (package, (start, finish)) in &self.package_hooks {
-            out.extend(list(package, if end { finish } else { start }));
+        let mut packages: Vec<&packages::Package> = self.packages.iter().collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in packages {
+            out.extend(list(
+                &p.name,
+                if end { &p.on_run_end } else { &p.on_run_start },
+            ));
         }
         out.extend(list(
             &self.name,
@@ -674,7 +681,8 @@ impl Project {
                         ),
                     )
                     .at(&o.file, o.offset, o.source_name.len(), "overrides nothing")
-                    .help("name an installed package that declares this source in `overrides:`, or remove `overrides:` to declare a source of the project's own"),
+                    .help("name an installed package that declares this source in `overrides:`, or remove `overrides:` to declare a source of the project's own")
+                    .warning(),
                 );
             }
         }
@@ -727,10 +735,6 @@ impl Project {
             self.analyses.push(a);
         }
         self.resources.extend(sub.resources);
-        for mut t in sub.generic_tests {
-            rename(&mut t.file);
-            self.generic_tests.push(t);
-        }
         // Its unit tests run with the project's, as in dbt since 1.8.
         for mut u in sub.unit_tests {
             rename(&mut u.file);
@@ -748,6 +752,26 @@ impl Project {
             {
                 o.apply(t);
             }
+        }
+        // An override's table replaces the package table's `columns:` (and their tests) and
+        // its `data_tests:`, as dbt updates the table's properties: the package's tests there
+        // give way to the project's.
+        let replaced = |t: &data_tests::GenericTestDef| {
+            let TestTarget::Source(source, table) = &t.target else {
+                return false;
+            };
+            self.source_overrides
+                .iter()
+                .filter(|o| o.package == package.name && &o.source_name == source)
+                .filter_map(|o| o.table(table))
+                .any(|own| match &t.column {
+                    Some(_) => own.get("columns").is_some(),
+                    None => own.get("data_tests").or_else(|| own.get("tests")).is_some(),
+                })
+        };
+        for mut t in sub.generic_tests.into_iter().filter(|t| !replaced(t)) {
+            rename(&mut t.file);
+            self.generic_tests.push(t);
         }
         // `source('s', 't')` finds the root project's source first, from any package, as in
         // dbt: a package source the project declares too is shadowed by the project's.
@@ -777,10 +801,6 @@ impl Project {
                 .filter(|(k, v)| !(v.is_object() && package_names.contains(&k.as_str()))),
         );
         vars.extend(self.cli_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if !sub.on_run_start.is_empty() || !sub.on_run_end.is_empty() {
-            self.package_hooks
-                .insert(package.name.clone(), (sub.on_run_start, sub.on_run_end));
-        }
         self.package_configs.insert(
             package.name.clone(),
             PackageConfig {
@@ -939,7 +959,7 @@ pub fn packages_install_path(dir: &Path) -> Result<String, Problem> {
 }
 
 /// A project hook: a string or a list of strings (empty ones dropped).
-fn hook_list(value: Option<&Yaml>) -> Vec<String> {
+pub(crate) fn hook_list(value: Option<&Yaml>) -> Vec<String> {
     let items: Vec<&Yaml> = match value {
         Some(Yaml::Sequence(items)) => items.iter().collect(),
         Some(other) => vec![other],

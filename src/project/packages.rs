@@ -251,6 +251,9 @@ pub struct Package {
     pub macro_files: Vec<SourceFile>,
     /// Whether it has model, seed or snapshot files: nodes of the run, loaded as a project.
     pub has_nodes: bool,
+    /// Its project file's `on-run-start` and `on-run-end`, which run with the project's.
+    pub on_run_start: Vec<String>,
+    pub on_run_end: Vec<String>,
 }
 
 /// The packages installed in `install_path`, each folder holding a project file, sorted by folder
@@ -403,6 +406,8 @@ fn load_one(root: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Packa
         path: rel.to_string(),
         macro_files,
         has_nodes,
+        on_run_start: super::hook_list(doc.get("on-run-start")),
+        on_run_end: super::hook_list(doc.get("on-run-end")),
     })
 }
 

@@ -16,7 +16,8 @@ use minijinja::value::Value;
 use minijinja::{Error, ErrorKind, State};
 
 /// One text edit of the original source: insert `text` at `at`, replacing `removed` bytes.
-/// `order` sorts edits at one offset: openings (outer first) before closings.
+/// `order` sorts edits at one offset: openings (outer first), then closings (inner first),
+/// then the replaced operator.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Edit {
     pub at: usize,
@@ -186,9 +187,10 @@ fn walk_expr(expr: &Expr<'_>, source: &str, out: &mut Vec<Edit>) {
                 text: name,
                 removed: 0,
             });
+            // After any `)` closing the left operand at the operator's place (`a+b-c`).
             out.push(Edit {
                 at: op,
-                order: (1, 0),
+                order: (4, 0),
                 text: ",",
                 removed: 1,
             });
@@ -267,12 +269,15 @@ fn binary(state: &State<'_, '_>, a: Value, b: Value, plus: bool) -> Result<Value
     {
         return Ok(Value::from(v));
     }
-    // Everything else exactly as minijinja's own operator.
+    // Everything else exactly as minijinja's own operator. Its error loses the expression's
+    // own place, so that the template's call site is reported.
+    let strip = |e: Error| Error::new(e.kind(), e.detail().unwrap_or_default().to_string());
     let expr = state
         .env()
         .compile_expression(if plus { "a + b" } else { "a - b" })
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+        .map_err(strip)?;
     expr.eval(minijinja::context! { a => a, b => b })
+        .map_err(strip)
 }
 
 #[cfg(test)]
@@ -296,6 +301,11 @@ mod tests {
     #[test]
     fn rewrites_binary_plus_and_minus_only_where_dates_may_be() {
         assert_eq!(rewrite("{{ a + b }}"), "{{ a + b }}");
+        // No space before an operator: the inner call closes before the operator is replaced.
+        assert_eq!(
+            rewrite("{# pytz #}{{ a+b-c }}{% set x = [1]+y %}{{ (a)-(b)+(c) }}"),
+            "{# pytz #}{{ __xsub(__xadd(a,b),c) }}{% set x = __xadd([1],y) %}{{ __xadd(__xsub((a),(b)),(c)) }}"
+        );
         assert_eq!(
             rewrite("{# datetime #}{{ a + b - c }}{{ -x }}{{ (d - e) ~ 'x' }}"),
             "{# datetime #}{{ __xsub(__xadd(a , b) , c) }}{{ -x }}{{ (__xsub(d , e)) ~ 'x' }}"

@@ -351,6 +351,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_literals_and_date_arithmetic_rewrite_together() {
+        let (out, shifts) = prepare("{# datetime #}{% set x = [1]+y %}{{ z }}");
+        assert_eq!(
+            out,
+            "{# datetime #}{% set x = __xadd(__list([1]),y) %}{{ z }}"
+        );
+        let z = out.find("{{ z }}").unwrap();
+        assert_eq!(
+            original_offset(&shifts, z),
+            "{# datetime #}{% set x = [1]+y %}".len()
+        );
+    }
+
+    #[test]
     fn rewrites_set_literals_and_maps_offsets_back() {
         let src = "{% set cols = ['a', ']'] %}{{ x }}{%- set m = {'k': [1]} -%}{% set n = 3 %}";
         let (out, shifts) = prepare(src);
