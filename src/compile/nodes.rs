@@ -340,11 +340,15 @@ pub(super) fn test_nodes(
             add(&target);
         }
         add(&def.target);
-        if !seen.insert(name.clone()) {
+        // Two tests may share a name (arguments that clean to the same text: `regex: "@[^.]*"`
+        // and `"&[^.]*"`), as in dbt: their ids differ by the hash of their arguments. Only the
+        // same test twice is refused.
+        let unique_id = format!("test.{}.{name}.{}", def.package, def.id_hash(&name));
+        if !seen.insert(unique_id.clone()) {
             problems.push(
                 Problem::new(
                     Code::DuplicateNode,
-                    format!("two data tests are named `{name}`"),
+                    format!("two data tests are named `{name}` with the same arguments"),
                 )
                 .at(
                     &def.file,
@@ -367,12 +371,7 @@ pub(super) fn test_nodes(
             refs: node_refs,
             sources: node_sources,
             definition: Definition::GenericTest(def.clone()),
-            ..Node::new(
-                ResourceType::Test,
-                format!("test.{}.{name}.{}", def.package, def.id_hash(&name)),
-                &name,
-                relation,
-            )
+            ..Node::new(ResourceType::Test, unique_id, &name, relation)
         });
     }
     for file in &project.singular_tests {

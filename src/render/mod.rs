@@ -213,7 +213,7 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(mutable::unknown_method);
         let mut problems = Vec::new();
         let mut origins = HashMap::new();
         let mut set = MacroSet {

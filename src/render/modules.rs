@@ -415,7 +415,7 @@ pub fn fromyaml(text: String, default: Option<Value>) -> Result<Value, Error> {
 #[cfg(test)]
 fn render_for_test(template: &str) -> Result<String, Error> {
     let mut env = minijinja::Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(crate::render::mutable::unknown_method);
     env.add_global("modules", Value::from_object(ModulesObject));
     let started = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
         .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 123_456))

@@ -39,6 +39,33 @@ pub fn mutable(value: Value) -> Value {
     value
 }
 
+/// Python's read-only list methods on any sequence (`cols.index('id')`, `cols.copy()`), then
+/// minijinja-contrib's Python methods for the rest.
+pub fn unknown_method(
+    state: &mut State<'_, '_>,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if value.kind() == minijinja::value::ValueKind::Seq {
+        match method {
+            "index" => {
+                let wanted = args.first().cloned().unwrap_or_default();
+                return value
+                    .try_iter()?
+                    .position(|v| v == wanted)
+                    .map(Value::from)
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::InvalidOperation, "list.index(x): x not in list")
+                    });
+            }
+            "copy" => return new_list(Some(value.clone())),
+            _ => {}
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
 pub fn new_list(items: Option<Value>) -> Result<Value, Error> {
     let items: Vec<Value> = match items {
         Some(v) if !v.is_undefined() && !v.is_none() => v.try_iter()?.collect(),
@@ -349,6 +376,19 @@ fn matching_close(source: &str, open: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_list_has_python_s_index_and_copy() {
+        let mut env = minijinja::Environment::new();
+        env.set_unknown_method_callback(unknown_method);
+        let out = env
+            .render_str(
+                "{{ cols.index('b') }} {{ cols.copy() | join(',') }} {{ 'a,b'.split(',').index('b') }}",
+                minijinja::context! { cols => vec!["a", "b"] },
+            )
+            .unwrap();
+        assert_eq!(out, "1 a,b 1");
+    }
 
     #[test]
     fn set_literals_and_date_arithmetic_rewrite_together() {
