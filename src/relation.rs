@@ -97,14 +97,6 @@ impl Quoting {
         out.push(q);
         out
     }
-
-    fn part(self, quoted: bool, ident: &str) -> String {
-        if quoted {
-            self.quote(ident)
-        } else {
-            ident.to_string()
-        }
-    }
 }
 
 impl Default for Quoting {
@@ -170,16 +162,30 @@ impl fmt::Display for Relation {
         if let Some(location) = &self.external {
             return f.write_str(location);
         }
+        // The parts it has, as dbt renders a relation: one made with no identifier
+        // (`api.Relation.create(database=…, schema=…)`) is its schema's name.
         let q = self.quoting;
-        if let Some(db) = &self.database {
-            write!(f, "{}.", q.part(q.database, db))?;
+        let parts = [
+            (q.database, self.database.as_deref().unwrap_or("")),
+            (q.schema, self.schema.as_str()),
+            (q.identifier, self.identifier.as_str()),
+        ];
+        let mut first = true;
+        for (quoted, part) in parts {
+            if part.is_empty() {
+                continue;
+            }
+            if !first {
+                f.write_str(".")?;
+            }
+            first = false;
+            if quoted {
+                f.write_str(&q.quote(part))?;
+            } else {
+                f.write_str(part)?;
+            }
         }
-        write!(
-            f,
-            "{}.{}",
-            q.part(q.schema, &self.schema),
-            q.part(q.identifier, &self.identifier)
-        )
+        Ok(())
     }
 }
 

@@ -338,3 +338,26 @@ fn build_reports_saved_queries_as_no_op_as_dbt_does() {
     run(&p, &["run"]);
     assert!(!results(&p).to_string().contains("saved_query."));
 }
+
+#[test]
+fn a_seed_column_with_no_values_is_an_integer_column_as_dbt_infers_it() {
+    let p = TempProject::empty("shop");
+    p.write("seeds/campaigns.csv", "source,analytics,note\na,,x\nb,,y\n");
+    p.write("seeds/header_only.csv", "id,name\n");
+    run(&p, &["seed"]);
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select table_name || '.' || column_name || ' ' || data_type from information_schema.columns \
+             where table_name in ('campaigns', 'header_only') order by table_name, ordinal_position"
+        ),
+        [
+            "campaigns.source VARCHAR",
+            "campaigns.analytics INTEGER",
+            "campaigns.note VARCHAR",
+            "header_only.id INTEGER",
+            "header_only.name INTEGER",
+        ]
+    );
+}

@@ -100,6 +100,7 @@ pub(super) struct Predicted {
 pub(super) fn predict(
     renderer: &Renderer,
     project: &Project,
+    sources: &[crate::project::SourceTable],
     target: &Target,
     broken: &std::collections::BTreeSet<String>,
     placeholder: &Relation,
@@ -181,7 +182,7 @@ pub(super) fn predict(
             add(&node, relation);
         }
     }
-    for source in &project.sources {
+    for source in sources {
         resolver.sources.insert(
             (source.source_name.clone(), source.name.clone()),
             source_relation(target, source),
@@ -314,6 +315,44 @@ fn add_foreign_key_refs(node: &mut Node) {
     node.sources.extend(sources);
 }
 
+/// The sources with the Jinja in their `database`, `schema` and `identifier` rendered, as dbt
+/// renders them (`schema: "{{ target.schema ~ '_raw' }}"`), each as its package's; borrowed as
+/// they are when none has any.
+fn render_sources<'p>(
+    renderer: &Renderer,
+    sources: &'p [crate::project::SourceTable],
+    problems: &mut Vec<Problem>,
+) -> std::borrow::Cow<'p, [crate::project::SourceTable]> {
+    let jinja = |t: &str| t.contains("{{") || t.contains("{%");
+    if !sources.iter().any(|s| {
+        jinja(&s.schema) || jinja(&s.identifier) || s.database.as_deref().is_some_and(jinja)
+    }) {
+        return std::borrow::Cow::Borrowed(sources);
+    }
+    let mut out = sources.to_vec();
+    for s in &mut out {
+        let owner = format!("source.{}.{}.{}", s.fqn[0], s.source_name, s.name);
+        let name = format!("{}.{}", s.source_name, s.name);
+        let mut fields: Vec<(&str, &mut String)> =
+            vec![("schema", &mut s.schema), ("identifier", &mut s.identifier)];
+        if let Some(db) = s.database.as_mut() {
+            fields.push(("database", db));
+        }
+        for (key, field) in fields {
+            if !jinja(field) {
+                continue;
+            }
+            let what = format!("the `{key}` of source `{name}`");
+            match renderer.render_property(&owner, field, &what) {
+                Ok(Some(text)) => *field = text.trim().to_string(),
+                Ok(None) => {}
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Record the relation each foreign key's `to:` names, for the table's DDL.
 fn resolve_foreign_keys(graph: &mut Graph) {
     let mut refs: HashMap<String, String> = HashMap::new();
@@ -409,7 +448,8 @@ pub fn parse(
         .filter_map(|p| p.label.as_ref().map(|l| l.file.name.clone()))
         .collect();
     let placeholder = in_target(target, Some(&target.database), &target.schema, "");
-    let predicted = predict(&renderer, project, target, &broken, &placeholder);
+    let sources = render_sources(&renderer, &project.sources, &mut problems);
+    let predicted = predict(&renderer, project, &sources, target, &broken, &placeholder);
     let parsed: Vec<Result<Option<Node>, Problem>> = project
         .models
         .par_iter()
@@ -498,7 +538,7 @@ pub fn parse(
             }
         }
     }
-    for source in &project.sources {
+    for source in sources.iter() {
         nodes.push(Node {
             path: source.path.clone(),
             relative: source.path.clone(),

@@ -222,6 +222,42 @@ pub struct Plan {
 pub const TMP_SUFFIX: &str = "__dbt_tmp";
 pub const BACKUP_SUFFIX: &str = "__dbt_backup";
 
+/// The columns of a seed's CSV file that hold no value in any row (none when the file cannot
+/// be read here: loading it reports that).
+fn empty_seed_columns(path: &Path, delimiter: &str) -> Vec<String> {
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .delimiter(delimiter.bytes().next().unwrap_or(b','))
+        .flexible(true)
+        .from_path(path)
+    else {
+        return Vec::new();
+    };
+    let Ok(header) = reader.headers().cloned() else {
+        return Vec::new();
+    };
+    let mut empty = vec![true; header.len()];
+    for record in reader.records() {
+        let Ok(record) = record else {
+            return Vec::new();
+        };
+        for (i, field) in record.iter().enumerate() {
+            if let Some(e) = empty.get_mut(i) {
+                *e &= field.is_empty();
+            }
+        }
+        if !empty.contains(&true) {
+            return Vec::new();
+        }
+    }
+    // With no rows every column is such a column.
+    header
+        .iter()
+        .zip(empty)
+        .filter(|(_, e)| *e)
+        .map(|(h, _)| h.to_string())
+        .collect()
+}
+
 /// What the warehouse holds now, as a plan needs to know it.
 pub trait Existing {
     fn kind_of(&self, relation: &Relation) -> Option<Kind>;
@@ -401,9 +437,19 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
                         .collect()
                 })
                 .unwrap_or_default();
+            let path = node.seed_path().map(Path::to_path_buf).unwrap_or_default();
+            let delimiter = node.config.str("delimiter").unwrap_or(",").to_string();
+            let mut column_types: Vec<(String, String)> = column_types;
+            // A column with no value at all is an integer column, as dbt's type inference
+            // makes it (its first candidate type accepts only nulls); DuckDB would say text.
+            for name in empty_seed_columns(&path, &delimiter) {
+                if !column_types.iter().any(|(c, _)| *c == name) {
+                    column_types.push((name, "INTEGER".to_string()));
+                }
+            }
             Build::Seed {
-                path: node.seed_path().map(Path::to_path_buf).unwrap_or_default(),
-                delimiter: node.config.str("delimiter").unwrap_or(",").to_string(),
+                path,
+                delimiter,
                 column_types,
             }
         }

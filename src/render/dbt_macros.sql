@@ -554,3 +554,57 @@
     )
     select * from filtered
 {%- endmacro -%}
+
+{#- ------------------------------------------------ naming (callable from templates) -#}
+{#-
+  The schema, alias and database a node gets. xform names nodes natively (and calls a project's
+  own `generate_schema_name` when it has one); these are what a template gets when it calls
+  them itself, as dbt-codegen's tests do. A project's macro of the same name wins.
+-#}
+
+{%- macro generate_schema_name(custom_schema_name=none, node=none) -%}
+    {{- return(adapter.dispatch('generate_schema_name', 'dbt')(custom_schema_name, node)) -}}
+{%- endmacro -%}
+
+{%- macro default__generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}
+        {{- target.schema -}}
+    {%- else -%}
+        {{- target.schema }}_{{ custom_schema_name | trim -}}
+    {%- endif -%}
+{%- endmacro -%}
+
+{#- The variant a project opts into: the custom schema alone on a `prod` target. -#}
+{%- macro generate_schema_name_for_env(custom_schema_name, node) -%}
+    {%- if target.name == 'prod' and custom_schema_name is not none -%}
+        {{- custom_schema_name | trim -}}
+    {%- else -%}
+        {{- target.schema -}}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro generate_alias_name(custom_alias_name=none, node=none) -%}
+    {{- return(adapter.dispatch('generate_alias_name', 'dbt')(custom_alias_name, node)) -}}
+{%- endmacro -%}
+
+{%- macro default__generate_alias_name(custom_alias_name, node) -%}
+    {%- if custom_alias_name -%}
+        {{- custom_alias_name | trim -}}
+    {%- elif node.version -%}
+        {{- node.name ~ "_v" ~ (node.version | replace(".", "_")) -}}
+    {%- else -%}
+        {{- node.name -}}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro generate_database_name(custom_database_name=none, node=none) -%}
+    {{- return(adapter.dispatch('generate_database_name', 'dbt')(custom_database_name, node)) -}}
+{%- endmacro -%}
+
+{%- macro default__generate_database_name(custom_database_name, node) -%}
+    {%- if custom_database_name is none -%}
+        {{- target.database -}}
+    {%- else -%}
+        {{- custom_database_name | trim -}}
+    {%- endif -%}
+{%- endmacro -%}

@@ -787,13 +787,24 @@ impl Renderer {
         text: &str,
         what: &str,
     ) -> Result<Option<String>, Problem> {
+        self.render_property(owner, text, &format!("the description of {what}"))
+    }
+
+    /// Render the Jinja of a text property of `owner` (a source's `schema:`…), as its package's;
+    /// `None` when it has none. `what` names the property in a diagnostic.
+    pub fn render_property(
+        &self,
+        owner: &str,
+        text: &str,
+        what: &str,
+    ) -> Result<Option<String>, Problem> {
         if !has_jinja(text) {
             return Ok(None);
         }
         self.render_text_as(
             owner,
             text,
-            &format!("the description of {what}"),
+            what,
             None,
             Arc::new(Unresolved),
             None,

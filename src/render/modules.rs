@@ -194,9 +194,68 @@ fn int_or(func: &str, name: &str, value: Option<&Value>, default: i64) -> Result
 #[derive(Debug)]
 struct ReModule;
 
-fn regex_of(pattern: &str) -> Result<regex::Regex, Error> {
-    regex::Regex::new(pattern)
+fn regex_of(pattern: &str) -> Result<fancy_regex::Regex, Error> {
+    fancy_regex::Regex::new(&python_pattern(pattern))
         .map_err(|e| invalid(format!("modules.re: bad pattern `{pattern}`: {e}")))
+}
+
+/// A failure while matching (a backtracking limit hit), as a template error.
+fn match_error(e: fancy_regex::Error) -> Error {
+    invalid(format!("modules.re: {e}"))
+}
+
+/// A Python pattern in the regex crate's spelling: a `{` or `}` that is not part of a
+/// repetition (`{2}`, `{1,3}`, `{,3}`) is a literal brace in Python and is escaped here, and
+/// `\Z` is `\z`.
+fn python_pattern(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains(['{', '}']) && !pattern.contains("\\Z") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let bytes = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\\' && i + 1 < bytes.len() {
+            let next = pattern[i + 1..].chars().next().unwrap_or('\\');
+            if next == 'Z' {
+                out.push_str("\\z");
+            } else {
+                out.push('\\');
+                out.push(next);
+            }
+            i += 1 + next.len_utf8();
+            continue;
+        }
+        if c == b'{' {
+            // `{m}`, `{m,}`, `{m,n}`, `{,n}`: a repetition, copied as it is.
+            let rest = &pattern[i + 1..];
+            if let Some(close) = rest.find('}') {
+                let inner = &rest[..close];
+                let (a, b) = inner.split_once(',').unwrap_or((inner, ""));
+                let digits = |t: &str| t.bytes().all(|d| d.is_ascii_digit());
+                if !inner.is_empty() && digits(a) && digits(b) && (!a.is_empty() || !b.is_empty()) {
+                    out.push('{');
+                    out.push_str(inner);
+                    out.push('}');
+                    i += close + 2;
+                    continue;
+                }
+            }
+            out.push_str("\\{");
+            i += 1;
+            continue;
+        }
+        if c == b'}' {
+            out.push_str("\\}");
+            i += 1;
+            continue;
+        }
+        let ch = pattern[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A Python replacement (`\1`, `\g<name>`) in the regex crate's spelling (`${1}`, `${name}`).
@@ -245,7 +304,7 @@ struct MatchObject {
 }
 
 impl MatchObject {
-    fn of(caps: &regex::Captures<'_>) -> MatchObject {
+    fn of(caps: &fancy_regex::Captures<'_, str>) -> MatchObject {
         let whole = caps.get(0).expect("group 0");
         MatchObject {
             groups: caps
@@ -295,7 +354,7 @@ impl Object for ReModule {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
-        let found = |caps: Option<regex::Captures<'_>>| {
+        let found = |caps: Option<fancy_regex::Captures<'_, str>>| {
             caps.map_or(Value::from(()), |c| Value::from_object(MatchObject::of(&c)))
         };
         match method {
@@ -305,7 +364,8 @@ impl Object for ReModule {
                 let re = regex_of(&pattern)?;
                 let repl = python_replacement(&repl);
                 Ok(Value::from(
-                    re.replacen(&text, count.unwrap_or(0), repl.as_str())
+                    re.try_replacen(text.as_str(), count.unwrap_or(0), repl.as_str())
+                        .map_err(match_error)?
                         .into_owned(),
                 ))
             }
@@ -316,34 +376,38 @@ impl Object for ReModule {
                     "fullmatch" => format!("^(?:{pattern})$"),
                     _ => pattern,
                 };
-                Ok(found(regex_of(&anchored)?.captures(&text)))
+                Ok(found(
+                    regex_of(&anchored)?
+                        .captures(text.as_str())
+                        .map_err(match_error)?,
+                ))
             }
             "findall" => {
                 let (pattern, text): (String, String) = from_args(args)?;
                 let re = regex_of(&pattern)?;
-                let all: Vec<Value> = re
-                    .captures_iter(&text)
-                    .map(|c| match c.len() {
-                        1 => Value::from(c[0].to_string()),
-                        2 => Value::from(c.get(1).map(|m| m.as_str().to_string())),
-                        _ => Value::from(
-                            c.iter()
-                                .skip(1)
-                                .map(|m| Value::from(m.map(|m| m.as_str().to_string())))
-                                .collect::<Vec<_>>(),
-                        ),
-                    })
-                    .collect();
+                // As Python: the whole match with no group, the group with one, a tuple of
+                // the groups with more; a group that did not take part is ''.
+                let text_of = |m: Option<fancy_regex::Match<'_>>| {
+                    Value::from(m.map_or(String::new(), |m| m.as_str().to_string()))
+                };
+                let mut all: Vec<Value> = Vec::new();
+                for c in re.captures_iter(text.as_str()) {
+                    let c = c.map_err(match_error)?;
+                    all.push(match c.len() {
+                        1 => text_of(c.get(0)),
+                        2 => text_of(c.get(1)),
+                        n => Value::from((1..n).map(|i| text_of(c.get(i))).collect::<Vec<_>>()),
+                    });
+                }
                 Ok(Value::from(all))
             }
             "split" => {
                 let (pattern, text): (String, String) = from_args(args)?;
-                Ok(Value::from(
-                    regex_of(&pattern)?
-                        .split(&text)
-                        .map(String::from)
-                        .collect::<Vec<_>>(),
-                ))
+                let parts: Result<Vec<String>, Error> = regex_of(&pattern)?
+                    .split(text.as_str())
+                    .map(|p| p.map(String::from).map_err(match_error))
+                    .collect();
+                Ok(Value::from(parts?))
             }
             "escape" => {
                 let (text,): (String,) = from_args(args)?;
@@ -426,7 +490,7 @@ fn render_for_test(template: &str) -> Result<String, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::python_replacement;
+    use super::{python_pattern, python_replacement, regex_of};
 
     #[test]
     fn sets_of_the_same_items_are_equal() {
@@ -439,6 +503,23 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "True True 2");
+    }
+
+    #[test]
+    fn python_patterns_become_regex_ones() {
+        assert_eq!(
+            python_pattern(r"a{2}b{1,3}c{,2}d{3,}"),
+            r"a{2}b{1,3}c{,2}d{3,}"
+        );
+        assert_eq!(
+            python_pattern(r#"({{\s*ref\s*\(\s*['"]?)(\)\s*}})\Z"#),
+            r#"(\{\{\s*ref\s*\(\s*['"]?)(\)\s*\}\})\z"#
+        );
+        assert_eq!(python_pattern(r"\{x\}"), r"\{x\}");
+        assert!(regex_of("(?ix) # opening {{\n ({{\\s*ref)").is_ok());
+        // Look-around, which dbt-codegen's patterns use.
+        let ahead = regex_of(r"(\w+)(?=\s|$)").unwrap();
+        assert_eq!(ahead.find("ab cd").unwrap().map(|m| m.as_str()), Some("ab"));
     }
 
     #[test]

@@ -60,6 +60,25 @@ pub fn unknown_method(
                     });
             }
             "copy" => return new_list(Some(value.clone())),
+            // The item Python's `pop` returns; a list that is not mutable stays as it is
+            // (`(nodes | list).pop()` reads the last item of a list made on the spot).
+            "pop" => {
+                let items: Vec<Value> = value.try_iter()?.collect();
+                let at = match args.first() {
+                    Some(i) => {
+                        let i = i64::try_from(i.clone())?;
+                        let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+                        usize::try_from(if i < 0 { len + i } else { i }).ok()
+                    }
+                    None => items.len().checked_sub(1),
+                };
+                return at.and_then(|i| items.get(i).cloned()).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "pop from empty list or index out of range",
+                    )
+                });
+            }
             _ => {}
         }
     }
@@ -356,8 +375,15 @@ fn set_literal_edits(source: &str, edits: &mut Vec<super::arith::Edit>) {
 fn matching_close(source: &str, open: usize) -> Option<usize> {
     let mut depth = 0i32;
     let mut quote: Option<char> = None;
+    let mut escaped = false;
     for (i, ch) in source[open..].char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match (quote, ch) {
+            // `\'` inside a string does not end it.
+            (Some(_), '\\') => escaped = true,
             (Some(q), c) if c == q => quote = None,
             (None, '\'' | '"') => quote = Some(ch),
             (None, '[' | '{' | '(') => depth += 1,
@@ -378,16 +404,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn escaped_quotes_inside_a_set_literal_do_not_end_its_strings() {
+        let src = "{% set d = {'a': '[\\'\\\"]?)', 'b': '{{ x }}'} %}{{ d.a }}";
+        let (out, _) = prepare(src);
+        assert_eq!(
+            out,
+            "{% set d = __dict({'a': '[\\'\\\"]?)', 'b': '{{ x }}'}) %}{{ d.a }}"
+        );
+    }
+
+    #[test]
     fn any_list_has_python_s_index_and_copy() {
         let mut env = minijinja::Environment::new();
         env.set_unknown_method_callback(unknown_method);
         let out = env
             .render_str(
-                "{{ cols.index('b') }} {{ cols.copy() | join(',') }} {{ 'a,b'.split(',').index('b') }}",
+                "{{ cols.index('b') }} {{ cols.copy() | join(',') }} {{ 'a,b'.split(',').index('b') }} {{ cols.pop() }}{{ cols.pop(0) }}",
                 minijinja::context! { cols => vec!["a", "b"] },
             )
             .unwrap();
-        assert_eq!(out, "1 a,b 1");
+        assert_eq!(out, "1 a,b 1 ba");
     }
 
     #[test]
