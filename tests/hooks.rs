@@ -155,6 +155,16 @@ fn run_operation_calls_a_macro_with_its_arguments() {
         rows(&p, "shop", "select event from main.audit where step = 7"),
         ["granted"]
     );
+    // The results hold the macro's one result, as dbt writes them.
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.path().join("target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    let only = &results["results"][0];
+    assert_eq!(only["unique_id"], "macro.shop.record");
+    assert_eq!(only["status"], "success");
+    assert_eq!(only["thread_id"], "MainThread");
+    assert_eq!(results["args"]["which"], "run-operation");
     // An unknown macro is a diagnostic naming it.
     let text = run_fails(&p, &["run-operation", "no_such_macro"]);
     assert!(text.contains("no_such_macro"), "{text}");

@@ -57,6 +57,9 @@ impl Status {
 /// dbt's thread `main`.
 pub const MAIN_THREAD: usize = usize::MAX;
 
+/// `NodeResult::thread` of `run-operation`'s macro: dbt's thread `MainThread`.
+pub const OPERATION_THREAD: usize = usize::MAX - 1;
+
 #[derive(Debug, Clone)]
 pub struct NodeResult {
     pub unique_id: String,
@@ -681,10 +684,15 @@ pub fn write_run_results(
                     {"name": "compile", "started_at": time(&r.started_at), "completed_at": time(&r.started_at)},
                     {"name": "execute", "started_at": time(&r.started_at), "completed_at": time(&r.completed_at)},
                 ]) },
-                "thread_id": if r.thread == MAIN_THREAD { "main".to_string() } else { format!("Thread-{}", r.thread) },
+                "thread_id": match r.thread {
+                    MAIN_THREAD => "main".to_string(),
+                    OPERATION_THREAD => "MainThread".to_string(),
+                    n => format!("Thread-{n}"),
+                },
                 "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
                 "adapter_response": match r.rows_affected { Some(n) => json!({"_message": "OK", "rows_affected": n}), None => json!({}) },
-                "message": r.message,
+                // dbt writes null where there is nothing to say (a passing test).
+                "message": if r.message.is_empty() { Json::Null } else { json!(r.message) },
                 "failures": r.failures,
                 "compiled_code": r.compiled_code,
                 "relation_name": r.relation_name,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, Session, report};
+use crate::artifacts::{NodeResult, Status, write_run_results};
 use crate::cli::RunOperationArgs;
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem, SourceFile};
@@ -47,13 +48,66 @@ pub fn run_operation(s: &Session, args: &RunOperationArgs) -> i32 {
     };
     let compiler = Compiler::new(&graph, &renderer, crate::dialect::of(&s.target));
     let introspector: Arc<dyn crate::render::Introspect> = worker;
-    match compiler.run_operation(name, kwargs, Some(&introspector)) {
+    let started_at = chrono::Utc::now();
+    let outcome = compiler.run_operation(name, kwargs, Some(&introspector));
+    // `run_results.json` with the macro's one result, as dbt writes it.
+    let package = renderer
+        .macro_package(name)
+        .unwrap_or_else(|| s.project.name.clone());
+    let bare = name.rsplit('.').next().unwrap_or(name);
+    let result = NodeResult {
+        unique_id: format!("macro.{package}.{bare}"),
+        status: if outcome.is_ok() {
+            Status::Success
+        } else {
+            Status::Error
+        },
+        started_at,
+        completed_at: chrono::Utc::now(),
+        thread: crate::artifacts::OPERATION_THREAD,
+        rows_affected: None,
+        message: match &outcome {
+            Ok(_) => String::new(),
+            Err(p) => p.message.clone(),
+        },
+        compiled_code: None,
+        relation_name: None,
+        failures: Some(i64::from(outcome.is_err())),
+    };
+    let written = write_run_results(
+        &s.target_dir,
+        &s.project.name,
+        &s.target,
+        &s.run,
+        &[result],
+        (chrono::Utc::now() - started_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6,
+        &serde_json::json!({
+            "which": "run-operation",
+            "macro": name,
+            "args": args.args,
+            "target": s.target.name,
+        }),
+    );
+    let mut problems = Vec::new();
+    if let Err(p) = written {
+        problems.push(p);
+    }
+    match outcome {
         Ok(_) => {
+            report(&problems);
             println!("Ran macro `{name}`");
-            EXIT_OK
+            if problems.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
         }
         Err(p) => {
-            report(&[p]);
+            problems.insert(0, p);
+            report(&problems);
             EXIT_FAILED
         }
     }

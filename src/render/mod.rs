@@ -521,6 +521,19 @@ impl Renderer {
         let _ = self.graph.set(value);
     }
 
+    /// The package whose macro a call by this name (`name` or `package.name`) runs: the root
+    /// project's, then dbt's, then an installed package's, for `macro.<package>.<name>`.
+    pub fn macro_package(&self, name: &str) -> Option<String> {
+        if let Some((package, bare)) = name.split_once('.') {
+            return self.set.get(package, bare).map(|_| package.to_string());
+        }
+        [self.set.root.as_str(), macros::INTERNAL]
+            .into_iter()
+            .chain(self.set.packages.keys().map(String::as_str))
+            .find(|p| self.set.get(p, name).is_some())
+            .map(String::from)
+    }
+
     /// Whether the root project defines a macro of this name (`generate_schema_name`…).
     pub fn has_macro(&self, name: &str) -> bool {
         self.set.get(&self.set.root, name).is_some()

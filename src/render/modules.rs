@@ -317,6 +317,11 @@ impl MatchObject {
 }
 
 impl Object for MatchObject {
+    /// A match is true, as in Python (`{% if re.search(...) %}`).
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+
     fn call_method(
         self: &Arc<Self>,
         _state: &mut State<'_, '_>,
@@ -520,6 +525,20 @@ mod tests {
         // Look-around, which dbt-codegen's patterns use.
         let ahead = regex_of(r"(\w+)(?=\s|$)").unwrap();
         assert_eq!(ahead.find("ab cd").unwrap().map(|m| m.as_str()), Some("ab"));
+    }
+
+    #[test]
+    fn a_match_is_true_and_no_match_is_none() {
+        let mut env = minijinja::Environment::new();
+        env.add_global("re", minijinja::Value::from_object(super::ReModule));
+        let out = env
+            .render_str(
+                "{{ 'yes' if re.search('(?i)(?s)(^.*\\s*|\\s+|,)with\\s', '-- x\n WITH a as (') else 'no' }} \
+                 {{ re.search('z', 'abc') is none }} {{ re.findall('(a)(x)?', 'aa') }}",
+                minijinja::context! {},
+            )
+            .unwrap();
+        assert_eq!(out, "yes True [['a', ''], ['a', '']]");
     }
 
     #[test]
