@@ -156,10 +156,9 @@ fn run_operation_calls_a_macro_with_its_arguments() {
         ["granted"]
     );
     // The results hold the macro's one result, as dbt writes them.
-    let results: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(p.path().join("target/run_results.json")).unwrap(),
-    )
-    .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/run_results.json")).unwrap())
+            .unwrap();
     let only = &results["results"][0];
     assert_eq!(only["unique_id"], "macro.shop.record");
     assert_eq!(only["status"], "success");

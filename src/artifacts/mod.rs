@@ -326,6 +326,14 @@ pub fn manifest_entry(node: &Node, target_path: &str) -> Json {
 
 fn source_json(node: &Node) -> Json {
     let s = node.source();
+    let freshness = s
+        .and_then(|s| s.freshness.as_ref())
+        .filter(|f| f.is_set())
+        .map_or(
+            Json::Null,
+            crate::project::freshness::Freshness::criteria_json,
+        );
+    let loaded_at_field = s.and_then(|s| s.loaded_at_field.as_deref());
     json!({
         "unique_id": node.unique_id,
         "resource_type": "source",
@@ -343,7 +351,25 @@ fn source_json(node: &Node) -> Json {
         "description": node.description,
         "columns": columns_json(node),
         "relation_name": node.relation.to_string(),
-        "config": {"enabled": true},
+        // dbt's shape: null with no freshness, both thresholds (null halves included)
+        // with some, so that `node.config.freshness.error_after.count` can be read.
+        "freshness": freshness.clone(),
+        "loaded_at_field": loaded_at_field,
+        "loaded_at_query": null,
+        "meta": {},
+        "source_meta": {},
+        "tags": [],
+        "external": null,
+        "quoting": {"database": null, "schema": null, "identifier": null, "column": null},
+        "config": {
+            "enabled": true,
+            "event_time": s.and_then(|s| s.event_time.as_deref()),
+            "freshness": freshness,
+            "loaded_at_field": loaded_at_field,
+            "loaded_at_query": null,
+            "meta": {},
+            "tags": [],
+        },
     })
 }
 

@@ -225,22 +225,34 @@ fn render_descriptions(renderer: &Renderer, nodes: &mut [Node], problems: &mut V
         let what = format!("{} `{}`", node.resource_type.as_str(), node.name);
         let owner = node.unique_id.clone();
         let mut one =
-            |text: &mut String, what: &str| match renderer.render_description(&owner, text, what) {
+            |text: &mut String, what: &str| match renderer.render_property(&owner, text, what) {
                 Ok(Some(rendered)) => *text = rendered,
                 Ok(None) => {}
                 Err(p) => problems.push(p),
             };
-        one(&mut node.description, &what);
+        one(&mut node.description, &format!("the description of {what}"));
         for c in &mut node.columns {
             one(
                 &mut c.description,
-                &format!("column `{}` of {what}", c.name),
+                &format!("the description of column `{}` of {what}", c.name),
             );
+            // `data_type: "{{ 'UInt8' if target.type == 'clickhouse' else 'integer' }}"`, as
+            // dbt renders property YAML.
+            if let Some(data_type) = c.data_type.as_mut()
+                && crate::render::has_jinja(data_type)
+            {
+                let mut text = data_type.clone();
+                one(
+                    &mut text,
+                    &format!("the data_type of column `{}` of {what}", c.name),
+                );
+                *data_type = text.trim().to_string();
+            }
         }
         if let Definition::Source(s) = &mut node.definition {
             one(
                 &mut s.source_description,
-                &format!("source `{}`", s.source_name),
+                &format!("the description of source `{}`", s.source_name),
             );
             s.description.clone_from(&node.description);
             s.columns.clone_from(&node.columns);

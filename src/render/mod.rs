@@ -302,6 +302,11 @@ impl Renderer {
         env.add_function("should_store_failures", context::should_store_failures);
         env.add_function("set", modules::set_fn);
         env.add_function("zip", modules::zip_fn);
+        // dbt's strict forms raise where the others would give `default`: the same here, where
+        // both raise on a value that is not a list.
+        env.add_function("set_strict", modules::set_fn);
+        env.add_filter("round", modules::round_filter);
+        env.add_function("zip_strict", modules::zip_fn);
         env.add_function("tojson", modules::tojson);
         env.add_function("fromjson", modules::fromjson);
         env.add_function("toyaml", modules::toyaml);
@@ -470,7 +475,56 @@ impl Renderer {
             graph: graph_cell,
             uses_graph,
         };
+        let mut renderer = renderer;
+        renderer.render_vars();
         Ok((renderer, problems))
+    }
+
+    /// Render the Jinja in the project files' `vars:` (`"{{ 9 if target.type == 'bigquery'
+    /// else -1 }}"`), as dbt renders its project file with the target known: each package's
+    /// as that package's, a lone expression keeping its value's type. A value that does not
+    /// render (it needs what only a node has) stays as written.
+    fn render_vars(&mut self) {
+        fn jinja(v: &Json) -> bool {
+            match v {
+                Json::String(s) => has_jinja(s),
+                Json::Array(items) => items.iter().any(jinja),
+                Json::Object(m) => m.values().any(jinja),
+                _ => false,
+            }
+        }
+        let resolver: Arc<dyn Resolve> = Arc::new(Unresolved);
+        let render = |this: &Renderer, package: &str, vars: &Arc<BTreeMap<String, Json>>| {
+            if !vars.values().any(jinja) {
+                return None;
+            }
+            let owner = format!("var.{package}.vars");
+            let mut out = (**vars).clone();
+            for (name, value) in &mut out {
+                if !jinja(value) {
+                    continue;
+                }
+                let mut rendered = value.clone();
+                let what = format!("the var `{name}`");
+                if this
+                    .render_json(&owner, &mut rendered, &what, &resolver)
+                    .is_ok()
+                {
+                    *value = rendered;
+                }
+            }
+            Some(Arc::new(out))
+        };
+        let root = self.set.root.clone();
+        if let Some(v) = render(self, &root, &self.vars) {
+            self.vars = v;
+        }
+        let packages: Vec<String> = self.package_vars.keys().cloned().collect();
+        for name in packages {
+            if let Some(v) = render(self, &name, &self.package_vars[&name]) {
+                self.package_vars.insert(name, v);
+            }
+        }
     }
 
     /// The per-render state a template's functions reach through `__xform`.

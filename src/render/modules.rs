@@ -352,7 +352,54 @@ impl Object for MatchObject {
     }
 }
 
+/// `re.I` and the other flags, Python's values.
+const RE_FLAGS: &[(&str, i64)] = &[
+    ("I", 2),
+    ("IGNORECASE", 2),
+    ("L", 4),
+    ("LOCALE", 4),
+    ("M", 8),
+    ("MULTILINE", 8),
+    ("S", 16),
+    ("DOTALL", 16),
+    ("U", 32),
+    ("UNICODE", 32),
+    ("X", 64),
+    ("VERBOSE", 64),
+    ("A", 256),
+    ("ASCII", 256),
+];
+
+/// A pattern with Python's `flags` argument as inline flags (`(?i)`…).
+fn with_flags(pattern: &str, flags: i64) -> String {
+    let mut inline = String::new();
+    for (bit, letter) in [(2, 'i'), (8, 'm'), (16, 's'), (64, 'x')] {
+        if flags & bit != 0 {
+            inline.push(letter);
+        }
+    }
+    if inline.is_empty() {
+        pattern.to_string()
+    } else {
+        format!("(?{inline}){pattern}")
+    }
+}
+
+/// The `flags` argument: positional at `at`, or `flags=`.
+fn flags_arg(positional: Option<i64>, kwargs: &Kwargs) -> Result<i64, Error> {
+    let named: Option<i64> = kwargs.get("flags")?;
+    Ok(positional.or(named).unwrap_or(0))
+}
+
 impl Object for ReModule {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        RE_FLAGS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| Value::from(*v))
+    }
+
     fn call_method(
         self: &Arc<Self>,
         _state: &mut State<'_, '_>,
@@ -364,9 +411,18 @@ impl Object for ReModule {
         };
         match method {
             "sub" => {
-                let (pattern, repl, text, count): (String, String, String, Option<usize>) =
-                    from_args(args)?;
-                let re = regex_of(&pattern)?;
+                // `flags` by name only: after `count`, it is rarely given by position.
+                let (pattern, repl, text, count, kwargs): (
+                    String,
+                    String,
+                    String,
+                    Option<usize>,
+                    Kwargs,
+                ) = from_args(args)?;
+                let count = count.or(kwargs.get::<Option<usize>>("count")?);
+                let flags = flags_arg(None, &kwargs)?;
+                kwargs.assert_all_used()?;
+                let re = regex_of(&with_flags(&pattern, flags))?;
                 let repl = python_replacement(&repl);
                 Ok(Value::from(
                     re.try_replacen(text.as_str(), count.unwrap_or(0), repl.as_str())
@@ -375,7 +431,11 @@ impl Object for ReModule {
                 ))
             }
             "match" | "fullmatch" | "search" => {
-                let (pattern, text): (String, String) = from_args(args)?;
+                let (pattern, text, flags, kwargs): (String, String, Option<i64>, Kwargs) =
+                    from_args(args)?;
+                let flags = flags_arg(flags, &kwargs)?;
+                kwargs.assert_all_used()?;
+                let pattern = with_flags(&pattern, flags);
                 let anchored = match method {
                     "match" => format!("^(?:{pattern})"),
                     "fullmatch" => format!("^(?:{pattern})$"),
@@ -388,8 +448,11 @@ impl Object for ReModule {
                 ))
             }
             "findall" => {
-                let (pattern, text): (String, String) = from_args(args)?;
-                let re = regex_of(&pattern)?;
+                let (pattern, text, flags, kwargs): (String, String, Option<i64>, Kwargs) =
+                    from_args(args)?;
+                let flags = flags_arg(flags, &kwargs)?;
+                kwargs.assert_all_used()?;
+                let re = regex_of(&with_flags(&pattern, flags))?;
                 // As Python: the whole match with no group, the group with one, a tuple of
                 // the groups with more; a group that did not take part is ''.
                 let text_of = |m: Option<fancy_regex::Match<'_>>| {
@@ -407,11 +470,27 @@ impl Object for ReModule {
                 Ok(Value::from(all))
             }
             "split" => {
-                let (pattern, text): (String, String) = from_args(args)?;
-                let parts: Result<Vec<String>, Error> = regex_of(&pattern)?
-                    .split(text.as_str())
-                    .map(|p| p.map(String::from).map_err(match_error))
-                    .collect();
+                let (pattern, text, maxsplit, flags, kwargs): (
+                    String,
+                    String,
+                    Option<usize>,
+                    Option<i64>,
+                    Kwargs,
+                ) = from_args(args)?;
+                let maxsplit = maxsplit.or(kwargs.get::<Option<usize>>("maxsplit")?);
+                let flags = flags_arg(flags, &kwargs)?;
+                kwargs.assert_all_used()?;
+                let re = regex_of(&with_flags(&pattern, flags))?;
+                let parts: Result<Vec<String>, Error> = match maxsplit.filter(|n| *n > 0) {
+                    Some(n) => re
+                        .splitn(text.as_str(), n + 1)
+                        .map(|p| p.map(String::from).map_err(match_error))
+                        .collect(),
+                    None => re
+                        .split(text.as_str())
+                        .map(|p| p.map(String::from).map_err(match_error))
+                        .collect(),
+                };
                 Ok(Value::from(parts?))
             }
             "escape" => {
@@ -441,6 +520,36 @@ pub fn set_fn(items: Option<Value>) -> Result<Value, Error> {
     // they were made (dbt_utils' `equality` compares column sets with `!=`).
     seen.sort();
     super::mutable::new_list(Some(Value::from(seen)))
+}
+
+/// Jinja2's `round` filter, as dbt's templates call it: `round(precision=0, method='common')`,
+/// where `common` is Python's `round` (halves to even) and `ceil` / `floor` round up or down.
+/// An integer stays an integer under `common`; every other result is a float, as in Python.
+pub fn round_filter(
+    value: Value,
+    precision: Option<i32>,
+    method: Option<String>,
+) -> Result<Value, Error> {
+    let precision = precision.unwrap_or(0);
+    let method = method.as_deref().unwrap_or("common");
+    if !matches!(method, "common" | "ceil" | "floor") {
+        return Err(invalid(
+            "round: method must be 'common', 'ceil' or 'floor'".to_string(),
+        ));
+    }
+    if method == "common" && value.is_integer() && precision >= 0 {
+        return Ok(value);
+    }
+    let x = f64::try_from(value.clone())
+        .map_err(|_| invalid(format!("round: {value} is not a number")))?;
+    let scale = 10f64.powi(precision);
+    let scaled = x * scale;
+    let rounded = match method {
+        "ceil" => scaled.ceil(),
+        "floor" => scaled.floor(),
+        _ => scaled.round_ties_even(),
+    };
+    Ok(Value::from(rounded / scale))
 }
 
 /// `zip(a, b, ...)`: lists of the items at the same place, as long as the shortest.
@@ -528,17 +637,31 @@ mod tests {
     }
 
     #[test]
+    fn round_is_jinja2_s() {
+        let mut env = minijinja::Environment::new();
+        env.add_filter("round", super::round_filter);
+        let out = env
+            .render_str(
+                "{{ (7 / 2) | round(0, 'ceil') | int }} {{ 2.5 | round }} {{ 3 | round }} {{ 2.345 | round(2, 'floor') }}",
+                minijinja::context! {},
+            )
+            .unwrap();
+        assert_eq!(out, "4 2.0 3 2.34");
+    }
+
+    #[test]
     fn a_match_is_true_and_no_match_is_none() {
         let mut env = minijinja::Environment::new();
         env.add_global("re", minijinja::Value::from_object(super::ReModule));
         let out = env
             .render_str(
                 "{{ 'yes' if re.search('(?i)(?s)(^.*\\s*|\\s+|,)with\\s', '-- x\n WITH a as (') else 'no' }} \
-                 {{ re.search('z', 'abc') is none }} {{ re.findall('(a)(x)?', 'aa') }}",
+                 {{ re.search('z', 'abc') is none }} {{ re.findall('(a)(x)?', 'aa') }} \
+                 {{ re.findall('b', 'aBb', re.IGNORECASE) | length }} {{ re.sub('B', '-', 'abB', flags=re.I) }}",
                 minijinja::context! {},
             )
             .unwrap();
-        assert_eq!(out, "yes True [['a', ''], ['a', '']]");
+        assert_eq!(out, "yes True [['a', ''], ['a', '']] 2 a--");
     }
 
     #[test]
