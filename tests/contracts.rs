@@ -110,3 +110,24 @@ fn a_query_that_breaks_its_contract_is_stopped_before_it_is_written() {
         "{text}"
     );
 }
+
+#[test]
+fn a_data_type_written_with_jinja_is_rendered_before_the_contract_is_checked() {
+    let p = TempProject::empty("shop");
+    p.write("models/m.sql", "select 1 as id");
+    p.write(
+        "models/schema.yml",
+        "models:\n  - name: m\n    config: {materialized: table, contract: {enforced: true}}\n\
+         \x20   columns:\n      - name: id\n        data_type: \"{{ 'UInt8' if target.type == 'clickhouse' else 'integer' }}\"\n",
+    );
+    let text = run(&p, &["build"]);
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+    assert_eq!(
+        rows(
+            &p,
+            "shop",
+            "select data_type from information_schema.columns where table_name = 'm'"
+        ),
+        ["INTEGER"]
+    );
+}
