@@ -617,3 +617,33 @@ fn templates_read_the_project_s_graph() {
     assert!(sql.contains("'table' as wide"), "{sql}");
     assert!(sql.contains("'seed.cli.raw' as stg_parents"), "{sql}");
 }
+
+#[test]
+fn the_graph_global_holds_exposures_and_metrics_as_the_manifest_does() {
+    let p = TempProject::empty("gx");
+    p.write("models/m.sql", "select 1 as id");
+    p.write(
+        "models/schema.yml",
+        "sources:\n  - name: raw\n    tables:\n      - name: events\n\
+         exposures:\n  - name: board\n    type: dashboard\n    owner: {name: Ann}\n    \
+         depends_on: [\"ref('m')\", \"source('raw', 'events')\"]\n\
+         metrics:\n  - name: n\n    label: N\n    type: simple\n",
+    );
+    p.write(
+        "models/census.sql",
+        "{% if execute %}{% set e = graph.exposures['exposure.gx.board'] %}\
+         select {{ graph.exposures | length }} as exposures, {{ graph.metrics | length }} as metrics,\n\
+         '{{ e.depends_on.nodes | join(',') }}' as parents, '{{ e.meta | tojson }}' as meta\
+         {% else %}select 1 as id{% endif %}",
+    );
+    let out = p.xform(&["compile", "-s", "census"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    let sql =
+        std::fs::read_to_string(p.path().join("target/compiled/gx/models/census.sql")).unwrap();
+    assert!(sql.contains("select 1 as exposures, 1 as metrics"), "{sql}");
+    assert!(
+        sql.contains("'source.gx.raw.events,model.gx.m' as parents"),
+        "{sql}"
+    );
+    assert!(sql.contains("'{}' as meta"), "{sql}");
+}

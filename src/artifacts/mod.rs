@@ -756,6 +756,24 @@ fn docs_json(project: &crate::project::Project) -> Json {
     Json::Object(out)
 }
 
+/// The `graph` global's `exposures`, `metrics`, `semantic_models`, `saved_queries` and
+/// `groups`, each as the manifest writes it.
+pub fn graph_resources(
+    project: &crate::project::Project,
+    graph: &Graph,
+) -> std::collections::BTreeMap<&'static str, Json> {
+    [
+        ("exposures", "exposure"),
+        ("metrics", "metric"),
+        ("semantic_models", "semantic_model"),
+        ("saved_queries", "saved_query"),
+        ("groups", "group"),
+    ]
+    .into_iter()
+    .map(|(key, kind)| (key, resources_json(project, graph, kind)))
+    .collect()
+}
+
 /// The manifest's exposures, metrics, groups, saved queries or semantic models: each as its
 /// YAML wrote it, with dbt's identifying fields, and for an exposure (or a semantic model's
 /// `model:`) the nodes its `ref()`s name.
@@ -769,6 +787,26 @@ fn resources_json(project: &crate::project::Project, graph: &Graph, kind: &str) 
             _ => {}
         }
         for text in texts {
+            // `source('s', 't')`: the source table's id.
+            if let Some(inner) = text
+                .trim()
+                .strip_prefix("source(")
+                .and_then(|t| t.strip_suffix(')'))
+            {
+                let parts: Vec<&str> = inner
+                    .split(',')
+                    .map(|p| p.trim().trim_matches(['\'', '"']))
+                    .collect();
+                if let [source, table] = parts[..]
+                    && let Some(n) = graph.nodes.iter().find(|n| {
+                        n.source()
+                            .is_some_and(|s| s.source_name == source && s.name == table)
+                    })
+                {
+                    names.push(n.unique_id.clone());
+                }
+                continue;
+            }
             let Some(inner) = text
                 .trim()
                 .strip_prefix("ref(")
@@ -797,11 +835,18 @@ fn resources_json(project: &crate::project::Project, graph: &Graph, kind: &str) 
             Json::Object(m) => m.clone(),
             _ => serde_json::Map::new(),
         };
-        let depends_on = entry
+        let mut depends_on = entry
             .get("depends_on")
             .or_else(|| entry.get("model"))
             .map(&refs)
             .unwrap_or_default();
+        // Sources before refs, as dbt lists them.
+        depends_on.sort_by_key(|id| !id.starts_with("source."));
+        // What dbt fills in when the YAML leaves it out.
+        for key in ["meta", "config"] {
+            entry.entry(key.to_string()).or_insert_with(|| json!({}));
+        }
+        entry.entry("tags".to_string()).or_insert_with(|| json!([]));
         for (k, v) in [
             ("unique_id", json!(id)),
             ("resource_type", json!(kind)),

@@ -578,6 +578,9 @@ pub fn parse(
     match graph {
         Ok(mut graph) if problems.is_empty() => {
             resolve_foreign_keys(&mut graph);
+            if renderer.uses_graph() {
+                graph.resources = crate::artifacts::graph_resources(project, &graph);
+            }
             Ok((renderer, graph))
         }
         Ok(_) => Err(problems),

@@ -42,7 +42,7 @@ fn graph_value(graph: &Graph) -> Value {
             _ => nodes.insert(node.unique_id.clone(), entry),
         };
     }
-    crate::render::context::to_value(serde_json::json!({
+    let mut value = serde_json::json!({
         "nodes": nodes,
         "sources": sources,
         "exposures": {},
@@ -50,7 +50,11 @@ fn graph_value(graph: &Graph) -> Value {
         "groups": {},
         "semantic_models": {},
         "saved_queries": {},
-    }))
+    });
+    for (key, entries) in &graph.resources {
+        value[*key] = entries.clone();
+    }
+    crate::render::context::to_value(value)
 }
 
 /// Compiles models on demand, each at most once, and injects ephemeral CTEs.

@@ -297,6 +297,10 @@ impl Node {
 #[derive(Debug)]
 pub struct Graph {
     pub nodes: Vec<Node>,
+    /// The exposures, metrics, semantic models, saved queries and groups as the manifest
+    /// writes them, by kind (`exposures`…): not nodes of the run, but part of the `graph`
+    /// global introspective packages read.
+    pub resources: std::collections::BTreeMap<&'static str, serde_json::Value>,
     dag: DiGraph<usize, ()>,
     /// Node positions in a deterministic topological order.
     order: Vec<usize>,
@@ -429,6 +433,7 @@ impl Graph {
         }
         let mut graph = Graph {
             nodes,
+            resources: std::collections::BTreeMap::new(),
             dag,
             order: Vec::new(),
             rank: Vec::new(),
