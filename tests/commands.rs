@@ -314,7 +314,8 @@ fn build_reports_saved_queries_as_no_op_as_dbt_does() {
     p.write(
         "models/metrics.yml",
         "saved_queries:\n  - name: named_counts\n    query_params: {metrics: [named_count]}\n  \
-         - name: off\n    config: {enabled: false}\n    query_params: {metrics: [named_count]}\n",
+         - name: off\n    config: {enabled: false}\n    query_params: {metrics: [named_count]}\n\
+         exposures:\n  - name: board\n    type: dashboard\n    owner: {name: Ann}\n",
     );
     run(&p, &["build"]);
     let results = |p: &TempProject| -> serde_json::Value {
@@ -332,6 +333,15 @@ fn build_reports_saved_queries_as_no_op_as_dbt_does() {
     assert_eq!(saved[0]["unique_id"], "saved_query.shop.named_counts");
     assert_eq!(saved[0]["status"], "no-op");
     assert_eq!(saved[0]["message"], "NO-OP");
+    // Exposures too, as dbt 1.11 reports them.
+    assert!(
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["unique_id"] == "exposure.shop.board" && r["status"] == "no-op"),
+        "{doc:#}"
+    );
     // `run` and a selective build have none.
     run(&p, &["build", "-s", "named"]);
     assert!(!results(&p).to_string().contains("saved_query."));

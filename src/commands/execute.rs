@@ -78,22 +78,22 @@ pub fn execute(s: &Session, args: &CommonArgs, mode: Mode) -> i32 {
                  exists: &dyn Fn(&crate::render::Relation) -> Option<bool>| {
         super::apply_defer(compiler, &graph, selected, exists, args)
     };
-    // `build` reports each enabled saved query as `no-op`, as dbt does when it has no exports
-    // to run. Which saved queries a `--select` reaches (through metrics and semantic models)
-    // is not worked out: a selective build reports none.
+    // `build` reports each enabled exposure and saved query as `no-op`, as dbt 1.11 does (a
+    // saved query with no exports has nothing to run). Which of them a `--select` reaches
+    // (through metrics and semantic models) is not worked out: a selective build reports none.
     let no_ops = if matches!(mode, Mode::Build) && args.select.is_empty() && args.selector.is_none()
     {
         s.project
             .resources
             .iter()
-            .filter(|r| r.kind == "saved_query")
+            .filter(|r| r.kind == "saved_query" || r.kind == "exposure")
             .filter(|r| {
                 r.yaml
                     .pointer("/config/enabled")
                     .and_then(serde_json::Value::as_bool)
                     != Some(false)
             })
-            .map(|r| format!("saved_query.{}.{}", r.package, r.name))
+            .map(|r| format!("{}.{}.{}", r.kind, r.package, r.name))
             .collect()
     } else {
         Vec::new()
