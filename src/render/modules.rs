@@ -189,8 +189,8 @@ fn int_or(func: &str, name: &str, value: Option<&Value>, default: i64) -> Result
 }
 
 /// `modules.re`: Python's `re` as dbt packages use it (`sub`, `match`, `fullmatch`, `search`,
-/// `findall`, `split`, `escape`), on the regex crate (no look-around or back-references, as
-/// in Rust's regex).
+/// `findall`, `split`, `escape`, the flag constants), on fancy-regex (the regex crate, with
+/// look-around and back-references added), Python's spelling translated (`python_pattern`).
 #[derive(Debug)]
 struct ReModule;
 
