@@ -378,6 +378,9 @@ fn source_json(node: &Node) -> Json {
 /// from `json!`) has them in.
 #[derive(serde::Serialize)]
 struct NodeEntry<'a> {
+    /// A model's `access` (dbt's default `protected`); other nodes have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<&'a str>,
     alias: &'a str,
     checksum: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,8 +395,14 @@ struct NodeEntry<'a> {
     config: ManifestConfig<'a>,
     database: Option<&'a str>,
     depends_on: DependsOn<'a>,
+    /// A model's `deprecation_date` (null), as dbt writes every model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deprecation_date: Option<Json>,
     description: &'a str,
     fqn: &'a [String],
+    /// A model's `group` (null without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<Json>,
     language: &'static str,
     meta: Json,
     name: &'a str,
@@ -430,7 +439,7 @@ fn version_json(v: &str) -> Json {
 
 #[derive(serde::Serialize)]
 struct DependsOn<'a> {
-    macros: [&'a str; 0],
+    macros: &'a [String],
     nodes: &'a [String],
 }
 
@@ -466,6 +475,7 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
             format!("{call}{{{{ config(alias=\"{short}\") }}}}")
         }
     });
+    let is_model = node.resource_type == crate::graph::ResourceType::Model;
     let entry = NodeEntry {
         alias: &node.relation.identifier,
         checksum: match node.checksum() {
@@ -486,7 +496,7 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
         config: ManifestConfig::of(node),
         database: node.relation.database.as_deref(),
         depends_on: DependsOn {
-            macros: [],
+            macros: &node.depends_on_macros,
             nodes: &node.depends_on,
         },
         description: &node.description,
@@ -530,8 +540,24 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
         tags: node.config.tags(),
         test_metadata,
         unique_id: &node.unique_id,
-        version: node.version.as_ref().map(|v| version_json(&v.version)),
-        latest_version: node.version.as_ref().map(|v| version_json(&v.latest)),
+        // A model has them all, null where unset, as in dbt's manifest.
+        version: match &node.version {
+            Some(v) => Some(version_json(&v.version)),
+            None if is_model => Some(Json::Null),
+            None => None,
+        },
+        latest_version: match &node.version {
+            Some(v) => Some(version_json(&v.latest)),
+            None if is_model => Some(Json::Null),
+            None => None,
+        },
+        access: is_model.then(|| node.config.str("access").unwrap_or("protected")),
+        group: is_model.then(|| {
+            node.config
+                .str("group")
+                .map_or(Json::Null, |g| Json::from(g))
+        }),
+        deprecation_date: is_model.then_some(Json::Null),
     };
     serde_json::to_string(&entry).unwrap_or_default()
 }

@@ -363,6 +363,18 @@ pub(super) fn test_nodes(
             continue;
         }
         let relation = audit_relation(target, &config, def.short_name());
+        // dbt's `depends_on.macros` of a generic test: its test macro and the `where:` helper.
+        let test_macro = format!("test_{}", def.test_name);
+        let test_macro = match &def.namespace {
+            Some(ns) => format!("{ns}.{test_macro}"),
+            None => test_macro,
+        };
+        let depends_on_macros: Vec<String> = renderer
+            .macro_package(&test_macro)
+            .map(|p| format!("macro.{p}.test_{}", def.test_name))
+            .into_iter()
+            .chain(std::iter::once("macro.dbt.get_where_subquery".to_string()))
+            .collect();
         tests.push(Node {
             path: def.path.clone(),
             relative: def.path.clone(),
@@ -370,6 +382,7 @@ pub(super) fn test_nodes(
             config,
             refs: node_refs,
             sources: node_sources,
+            depends_on_macros,
             definition: Definition::GenericTest(def.clone()),
             ..Node::new(ResourceType::Test, unique_id, &name, relation)
         });

@@ -78,6 +78,18 @@ pub(super) fn parse_render(
     }
     node.refs = rendered.refs;
     node.sources = rendered.sources;
+    node.depends_on_macros = rendered.macros;
+    // Hooks are rendered when they run; the macros they name count as the node's, as dbt
+    // finds them when it parses the hooks.
+    for key in ["pre-hook", "post-hook"] {
+        for hook in hook_texts(node.config.get(key)) {
+            for id in renderer.macro_calls(&hook) {
+                if !node.depends_on_macros.contains(&id) {
+                    node.depends_on_macros.push(id);
+                }
+            }
+        }
+    }
     if rendered.reusable {
         node.prerendered = Some(Prerendered {
             sql: Arc::from(rendered.sql),
@@ -325,6 +337,24 @@ fn add_foreign_key_refs(node: &mut Node) {
     }
     node.refs.extend(refs);
     node.sources.extend(sources);
+}
+
+/// The SQL texts of a `pre-hook` / `post-hook` config value: a string, `{sql: ...}`, or a list
+/// of them.
+fn hook_texts(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Object(m)) => m
+            .get("sql")
+            .and_then(serde_json::Value::as_str)
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().flat_map(|i| hook_texts(Some(i))).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The sources with the Jinja in their `database`, `schema` and `identifier` rendered, as dbt

@@ -137,6 +137,9 @@ pub struct Node {
     pub sources: Vec<(String, String)>,
     /// Unique ids of the nodes this one reads, deduplicated, in first-use order.
     pub depends_on: Vec<String>,
+    /// The macros its template (and hooks) call directly, as dbt's `depends_on.macros`:
+    /// `macro.<package>.<name>`, in the order first called.
+    pub depends_on_macros: Vec<String>,
     pub relation: Relation,
     /// What only this kind of node has: a seed's file, a source's or a test's declaration.
     pub definition: Definition,
@@ -171,6 +174,7 @@ impl Node {
             refs: Vec::new(),
             sources: Vec::new(),
             depends_on: Vec::new(),
+            depends_on_macros: Vec::new(),
             relation,
             definition: Definition::Template,
             prerendered: None,

@@ -28,6 +28,10 @@ pub struct RenderCtx {
     pub config: Mutex<NodeConfig>,
     pub refs: Mutex<Vec<RefCall>>,
     pub sources: Mutex<Vec<(String, String)>>,
+    /// The macros the template calls itself (not those called by macros), as unique ids.
+    pub macros: Mutex<Vec<String>>,
+    /// How deep in macro calls the render is: a call at depth 0 is the template's own.
+    pub macro_depth: std::sync::atomic::AtomicUsize,
     pub resolver: Arc<dyn Resolve>,
     pub vars: Arc<BTreeMap<String, Json>>,
     pub introspector: Option<Arc<dyn Introspect>>,
@@ -48,6 +52,16 @@ pub struct RenderCtx {
 }
 
 impl RenderCtx {
+    /// Record a macro call of the template itself (`depends_on.macros`).
+    pub fn record_macro(&self, id: String) {
+        if self.macro_depth.load(Ordering::Relaxed) == 0 {
+            let mut macros = self.macros.lock().expect("macros lock");
+            if !macros.contains(&id) {
+                macros.push(id);
+            }
+        }
+    }
+
     pub fn mark_run_dependent(&self) {
         self.run_dependent.store(true, Ordering::Relaxed);
     }
@@ -259,6 +273,8 @@ pub fn env_var_fn(
 
 pub fn is_incremental(state: &State<'_, '_>) -> Result<bool, Error> {
     let ctx = ctx(state)?;
+    // A macro in dbt, which its manifest lists among the node's macros.
+    ctx.record_macro("macro.dbt.is_incremental".to_string());
     Ok(ctx.execute && ctx.is_incremental)
 }
 

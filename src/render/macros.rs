@@ -185,6 +185,29 @@ impl Object for MacroObject {
             }
         }
         let (positional, kwargs): (&[Value], Kwargs) = from_args(args)?;
+        // The template's own calls are its `depends_on.macros`; those inside are not.
+        let render = super::context::ctx(state).ok();
+        if let Some(r) = &render {
+            r.record_macro(format!("macro.{}.{}", self.package, self.name));
+            r.macro_depth
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let result = self.call_inner(state, positional, kwargs);
+        if let Some(r) = &render {
+            r.macro_depth
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl MacroObject {
+    fn call_inner(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        positional: &[Value],
+        kwargs: Kwargs,
+    ) -> Result<Value, Error> {
         let mut ctx = forwarded(state);
         if kwargs.has("caller") {
             // The caller body must run in the caller's own state, so run it now and hand the

@@ -79,6 +79,8 @@ pub struct Rendered {
     pub config: NodeConfig,
     pub refs: Vec<RefCall>,
     pub sources: Vec<(String, String)>,
+    /// The macros the template called itself (`depends_on.macros`).
+    pub macros: Vec<String>,
     pub logs: Vec<String>,
     /// Every `ref()` and `source()` call with the relation it rendered as.
     pub resolved: Vec<Resolved>,
@@ -544,6 +546,8 @@ impl Renderer {
             config: Mutex::new(config),
             refs: Mutex::new(Vec::new()),
             sources: Mutex::new(Vec::new()),
+            macros: Mutex::new(Vec::new()),
+            macro_depth: std::sync::atomic::AtomicUsize::new(0),
             resolver,
             vars: self.vars_of(unique_id).clone(),
             introspector,
@@ -573,6 +577,29 @@ impl Renderer {
     /// then it is empty, as in dbt's parse pass.
     pub fn provide_graph(&self, value: Value) {
         let _ = self.graph.set(value);
+    }
+
+    /// The macros a text calls inside `{{ }}` / `{% %}` (`name(` or `package.name(` naming a
+    /// macro), as unique ids in order: what a hook's text depends on.
+    pub fn macro_calls(&self, text: &str) -> Vec<String> {
+        static CALL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)\s*\(").expect("fixed pattern")
+        });
+        let mut out = Vec::new();
+        if !has_jinja(text) {
+            return out;
+        }
+        for c in CALL.captures_iter(text) {
+            let name = &c[1];
+            if let Some(package) = self.macro_package(name) {
+                let bare = name.rsplit('.').next().unwrap_or(name);
+                let id = format!("macro.{package}.{bare}");
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
     }
 
     /// The package whose macro a call by this name (`name` or `package.name`) runs: the root
@@ -692,6 +719,7 @@ impl Renderer {
             config: take(&ctx.config),
             refs: std::mem::take(&mut *ctx.refs.lock().expect("refs lock")),
             sources: std::mem::take(&mut *ctx.sources.lock().expect("sources lock")),
+            macros: std::mem::take(&mut *ctx.macros.lock().expect("macros lock")),
             logs: std::mem::take(&mut *ctx.logs.lock().expect("logs lock")),
         })
     }
