@@ -308,10 +308,35 @@ fn columns_json(node: &Node) -> serde_json::Map<String, Json> {
         .map(|c| {
             (
                 c.name.clone(),
-                json!({"name": c.name, "description": c.description, "data_type": c.data_type, "meta": {}, "tags": []}),
+                json!({
+                    "name": c.name,
+                    "description": c.description,
+                    "meta": {},
+                    "data_type": c.data_type,
+                    "constraints": c.constraints.iter().map(constraint_json).collect::<Vec<_>>(),
+                    "quote": null,
+                    "config": {"meta": {}, "tags": []},
+                    "tags": [],
+                    "granularity": null,
+                    "doc_blocks": [],
+                }),
             )
         })
         .collect()
+}
+
+/// A column constraint as dbt's manifest writes it: every field, null where unset.
+fn constraint_json(c: &Json) -> Json {
+    let get = |k: &str| c.get(k).cloned().unwrap_or(Json::Null);
+    json!({
+        "type": get("type"),
+        "name": get("name"),
+        "expression": get("expression"),
+        "warn_unenforced": c.get("warn_unenforced").cloned().unwrap_or(json!(true)),
+        "warn_unsupported": c.get("warn_unsupported").cloned().unwrap_or(json!(true)),
+        "to": get("to"),
+        "to_columns": c.get("to_columns").cloned().unwrap_or(json!([])),
+    })
 }
 
 /// A node's entry as the manifest writes it (a source's, a unit test's or another node's),
@@ -393,6 +418,9 @@ struct NodeEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     compiled_path: Option<String>,
     config: ManifestConfig<'a>,
+    /// A model's `contract` as dbt writes it at the node's top level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract: Option<Json>,
     database: Option<&'a str>,
     depends_on: DependsOn<'a>,
     /// A model's `deprecation_date` (null), as dbt writes every model's.
@@ -558,6 +586,15 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
                 .map_or(Json::Null, |g| Json::from(g))
         }),
         deprecation_date: is_model.then_some(Json::Null),
+        contract: is_model.then(|| {
+            let enforced = node
+                .config
+                .get("contract")
+                .and_then(|c| c.get("enforced"))
+                .and_then(Json::as_bool)
+                .unwrap_or(false);
+            json!({"enforced": enforced, "alias_types": true, "checksum": null})
+        }),
     };
     serde_json::to_string(&entry).unwrap_or_default()
 }
