@@ -48,6 +48,52 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     DuckDb(DuckDbFile),
+    Snowflake(Snowflake),
+    BigQuery(BigQuery),
+}
+
+/// A value from the profile that must never be shown: its `Debug` is `*****`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("*****")
+    }
+}
+
+/// A Snowflake target (dbt-snowflake's profile keys). xform writes its SQL; running it is not
+/// there yet.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snowflake {
+    pub account: String,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub warehouse: Option<String>,
+    pub authenticator: Option<String>,
+    /// `password`, `private_key`, `private_key_passphrase`, `token` or `oauth_client_secret`,
+    /// whichever the profile gives.
+    pub secrets: Vec<(String, Secret)>,
+    pub private_key_path: Option<String>,
+    pub query_tag: Option<String>,
+    /// `host`, `port` and `protocol`: another endpoint than `<account>.snowflakecomputing.com`.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+}
+
+/// A BigQuery target (dbt-bigquery's profile keys): `project` is the database, `dataset` the
+/// schema. xform writes its SQL; running it is not there yet.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BigQuery {
+    pub method: String,
+    pub location: Option<String>,
+    pub keyfile: Option<String>,
+    /// `keyfile_json`, `token`, `refresh_token` or `client_secret`, whichever the profile gives.
+    pub secrets: Vec<(String, Secret)>,
+    pub execution_project: Option<String>,
+    pub priority: Option<String>,
+    pub maximum_bytes_billed: Option<u64>,
 }
 
 /// A DuckDB target: the database file and what it attaches.
@@ -86,6 +132,8 @@ impl Target {
     pub fn adapter_type(&self) -> &'static str {
         match self.credentials {
             Credentials::DuckDb(_) => "duckdb",
+            Credentials::Snowflake(_) => "snowflake",
+            Credentials::BigQuery(_) => "bigquery",
         }
     }
 
@@ -93,12 +141,81 @@ impl Target {
     pub fn location(&self) -> String {
         match &self.credentials {
             Credentials::DuckDb(file) => file.path.display().to_string(),
+            Credentials::Snowflake(sf) => format!("Snowflake account {}", sf.account),
+            Credentials::BigQuery(_) => format!("BigQuery project {}", self.database),
         }
     }
 }
 
-/// The adapters xform runs on, by profile `type:`.
-const ADAPTERS: &[&str] = &["duckdb"];
+/// The adapters xform knows, by profile `type:`: it runs on DuckDB and writes the SQL of the
+/// others.
+const ADAPTERS: &[&str] = &["duckdb", "snowflake", "bigquery"];
+
+/// The keys of a Snowflake target (dbt-snowflake's).
+const SNOWFLAKE_KEYS: &[&str] = &[
+    "type",
+    "account",
+    "user",
+    "password",
+    "authenticator",
+    "private_key",
+    "private_key_path",
+    "private_key_passphrase",
+    "token",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "role",
+    "database",
+    "warehouse",
+    "schema",
+    "threads",
+    "client_session_keep_alive",
+    "query_tag",
+    "connect_retries",
+    "connect_timeout",
+    "retry_on_database_errors",
+    "retry_all",
+    "reuse_connections",
+    "insecure_mode",
+    "host",
+    "port",
+    "protocol",
+];
+
+/// The keys of a BigQuery target (dbt-bigquery's).
+const BIGQUERY_KEYS: &[&str] = &[
+    "type",
+    "method",
+    "project",
+    "database",
+    "dataset",
+    "schema",
+    "threads",
+    "keyfile",
+    "keyfile_json",
+    "token",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "token_uri",
+    "location",
+    "priority",
+    "timeout_seconds",
+    "job_execution_timeout_seconds",
+    "job_creation_timeout_seconds",
+    "job_retry_deadline_seconds",
+    "job_retries",
+    "retries",
+    "maximum_bytes_billed",
+    "execution_project",
+    "impersonate_service_account",
+    "scopes",
+    "gcs_bucket",
+    "dataproc_region",
+    "dataproc_cluster_name",
+    "compute_region",
+    "api_endpoint",
+];
 
 /// The keys of a DuckDB target that xform reads.
 const DUCKDB_KEYS: &[&str] = &[
@@ -301,9 +418,28 @@ pub fn resolve_target(
             )
             .at(&rendered, key_offset, profile_name.len(), "this profile")
             .help(format!(
-                "xform runs on: {}; point --target at an output of one of these types",
+                "xform knows the types {} (it runs on duckdb, and writes the SQL of the others with `xform compile`); point --target at an output of one of these types",
                 ADAPTERS.join(", ")
             )));
+        }
+        if adapter != "duckdb" {
+            let target = warehouse_target(
+                &adapter,
+                output,
+                &rendered,
+                key_offset,
+                &profile_name,
+                &name,
+                threads,
+                path_of(&dir),
+            )?;
+            let keys = if adapter == "snowflake" {
+                SNOWFLAKE_KEYS
+            } else {
+                BIGQUERY_KEYS
+            };
+            let warnings = unknown_keys(output, &rendered, key_offset, &name, keys, &adapter);
+            return Ok(ResolvedTarget { target, warnings });
         }
         let raw_path = output
             .get("path")
@@ -401,6 +537,139 @@ pub fn resolve_target(
         },
         warnings: Vec::new(),
     })
+}
+
+/// A Snowflake or BigQuery output as a target. The keys each needs to name where relations
+/// go are required (`account`, `database`, `schema`; `project`, `dataset`); the rest are kept
+/// as written, secrets wrapped so that no message shows them.
+#[allow(clippy::too_many_arguments)]
+fn warehouse_target(
+    adapter: &str,
+    output: &Yaml,
+    file: &SourceFile,
+    key_offset: usize,
+    profile_name: &str,
+    name: &str,
+    threads: Option<usize>,
+    profiles_file: PathBuf,
+) -> Result<Target, Problem> {
+    let text = |key: &str| -> Option<String> {
+        match output.get(key)? {
+            Yaml::String(s) => Some(s.clone()),
+            Yaml::Number(n) => Some(n.to_string()),
+            Yaml::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let required = |keys: &[&str], what: &str| -> Result<String, Problem> {
+        keys.iter().find_map(|k| text(k)).ok_or_else(|| {
+            Problem::new(
+                Code::Profile,
+                format!("target `{name}` of type `{adapter}` has no `{}`", keys[0]),
+            )
+            .at(file, key_offset, profile_name.len(), "this profile")
+            .help(format!("add `{}: <{what}>` under the target", keys[0]))
+        })
+    };
+    let secrets = |keys: &[&str]| -> Vec<(String, Secret)> {
+        keys.iter()
+            .filter_map(|k| Some(((*k).to_string(), Secret(text(k)?))))
+            .collect()
+    };
+    let profile_threads = output
+        .get("threads")
+        .and_then(Yaml::as_u64)
+        .map(|t| usize::try_from(t).unwrap_or(1));
+    let (database, schema, credentials) = if adapter == "snowflake" {
+        let account = required(&["account"], "account identifier")?;
+        let database = required(&["database"], "database")?;
+        let schema = required(&["schema"], "schema")?;
+        let credentials = Credentials::Snowflake(Snowflake {
+            account,
+            user: text("user"),
+            role: text("role"),
+            warehouse: text("warehouse"),
+            authenticator: text("authenticator"),
+            secrets: secrets(&[
+                "password",
+                "private_key",
+                "private_key_passphrase",
+                "token",
+                "oauth_client_secret",
+            ]),
+            private_key_path: text("private_key_path"),
+            query_tag: text("query_tag"),
+            host: text("host"),
+            port: output
+                .get("port")
+                .and_then(Yaml::as_u64)
+                .and_then(|p| u16::try_from(p).ok()),
+            protocol: text("protocol"),
+        });
+        (database, schema, credentials)
+    } else {
+        let project = required(&["project", "database"], "GCP project id")?;
+        let dataset = required(&["dataset", "schema"], "dataset")?;
+        let credentials = Credentials::BigQuery(BigQuery {
+            method: text("method").unwrap_or_else(|| "oauth".to_string()),
+            location: text("location"),
+            keyfile: text("keyfile"),
+            secrets: secrets(&["keyfile_json", "token", "refresh_token", "client_secret"]),
+            execution_project: text("execution_project"),
+            priority: text("priority"),
+            maximum_bytes_billed: output.get("maximum_bytes_billed").and_then(Yaml::as_u64),
+        });
+        (project, dataset, credentials)
+    };
+    Ok(Target {
+        profile_name: profile_name.to_string(),
+        name: name.to_string(),
+        database,
+        schema,
+        threads: threads.or(profile_threads).unwrap_or(1).max(1),
+        profiles_file: Some(profiles_file),
+        credentials,
+    })
+}
+
+/// A warning for every key of a Snowflake or BigQuery output that its adapter does not read.
+fn unknown_keys(
+    output: &Yaml,
+    file: &SourceFile,
+    from: usize,
+    target: &str,
+    known: &[&str],
+    adapter: &str,
+) -> Vec<Problem> {
+    let below = |at: usize, key: &str| find_key(&file.text[at..], key).map(|o| at + o);
+    let target_at = below(from, target).unwrap_or(from);
+    output
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Yaml::as_str)
+        .filter(|k| !known.contains(k))
+        .map(|key| {
+            let at = below(target_at, key).unwrap_or(target_at);
+            Problem::new(
+                Code::UnknownKey,
+                format!("unknown key `{key}` in target `{target}` is ignored"),
+            )
+            .at(
+                file,
+                at,
+                key.len(),
+                format!("not a {adapter} profile setting"),
+            )
+            .help(
+                match crate::suggest::suggestions(key, known.iter().copied()).first() {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("a {adapter} target reads: {}", known.join(", ")),
+                },
+            )
+            .warning()
+        })
+        .collect()
 }
 
 /// A DuckDB output's `extensions:`, `settings:`, `secrets:` and `external_root:`.

@@ -176,7 +176,9 @@ impl Warehouse {
     pub fn open_mode(target: &Target, read_only: bool) -> Result<Warehouse, Problem> {
         // `--threads` is how many nodes run at once; each query keeps DuckDB's own parallelism,
         // as dbt-duckdb leaves it.
-        let Credentials::DuckDb(file) = &target.credentials;
+        let Credentials::DuckDb(file) = &target.credentials else {
+            return Err(super::warehouse_not_yet(target));
+        };
         let mut config = Config::default();
         if read_only && !file.in_memory() {
             config = config
@@ -241,6 +243,7 @@ impl Warehouse {
         let mut memory = target.clone();
         let setup = match &target.credentials {
             Credentials::DuckDb(file) => file.setup.clone(),
+            _ => crate::config::DuckDbSetup::default(),
         };
         memory.credentials = Credentials::DuckDb(DuckDbFile {
             path: ":memory:".into(),
@@ -977,7 +980,9 @@ impl LazyCatalog {
     fn worker(&self) -> Option<&Worker> {
         self.opened
             .get_or_init(|| {
-                let Credentials::DuckDb(file) = &self.target.credentials;
+                let Credentials::DuckDb(file) = &self.target.credentials else {
+                    return None;
+                };
                 if file.in_memory() || !file.path.exists() {
                     return None;
                 }

@@ -110,7 +110,23 @@ pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Proble
             )
             .help("rebuild with the default features"))
         }
+        Credentials::Snowflake(_) | Credentials::BigQuery(_) => Err(warehouse_not_yet(target)),
     }
+}
+
+/// Running on Snowflake or BigQuery is not there yet: `compile` writes their SQL.
+pub fn warehouse_not_yet(target: &Target) -> Problem {
+    Problem::new(
+        crate::diagnostics::Code::Profile,
+        format!(
+            "target `{}` is {}: xform writes its SQL but cannot run it there yet",
+            target.name,
+            crate::dialect::of(target).name()
+        ),
+    )
+    .help(
+        "`xform compile` writes every node's statements to target/run/; run, seed, snapshot, test, build and show need a DuckDB target for now",
+    )
 }
 
 /// Whether the target's data exists yet (DuckDB: its file does). Before the first build a
@@ -118,6 +134,8 @@ pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Proble
 pub fn data_exists(target: &Target) -> bool {
     match &target.credentials {
         Credentials::DuckDb(file) => !file.in_memory() && file.path.exists(),
+        // Nothing is read from a warehouse yet: templates see no database at compile time.
+        Credentials::Snowflake(_) | Credentials::BigQuery(_) => false,
     }
 }
 
@@ -132,6 +150,7 @@ pub fn open_catalog(target: &Target) -> Result<Arc<dyn Adapter>, Problem> {
                 file.path = ":memory:".into();
             }
         }
+        Credentials::Snowflake(_) | Credentials::BigQuery(_) => {}
     }
     open(&target, true)
 }

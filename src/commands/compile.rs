@@ -68,6 +68,16 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let tests = count(ResourceType::Test);
     let analyses = count(ResourceType::Analysis);
     let models = done.compiled.len() - tests - analyses;
+    // A warehouse xform does not run yet gets each model's statements in `target/run/`.
+    let warehouse = !matches!(s.target.credentials, crate::config::Credentials::DuckDb(_));
+    if warehouse {
+        let problems = write_warehouse_plans(s, &done);
+        if problems.iter().any(|p| !p.warning) {
+            report(&problems);
+            return EXIT_USAGE;
+        }
+        report(&problems);
+    }
     // The process ends next: freeing thousands of compiled templates and strings one by one
     // would only delay the exit.
     std::mem::forget(done);
@@ -86,6 +96,68 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
         s.target_dir.join("compiled").display()
     );
     EXIT_OK
+}
+
+/// Nothing exists in a warehouse xform cannot reach: a compile writes the plan of a first
+/// run, every schema created.
+struct FirstRun;
+
+impl crate::materialize::Existing for FirstRun {
+    fn kind_of(&self, _relation: &crate::relation::Relation) -> Option<crate::materialize::Kind> {
+        None
+    }
+
+    fn schema_exists(&self, _database: Option<&str>, _schema: &str) -> bool {
+        false
+    }
+}
+
+/// `target/run/<package>/<path>` for each compiled model: its first-run statements in the
+/// target's dialect, as `xform build` would run them there. A node whose plan the dialect does
+/// not write yet is a diagnostic naming it.
+fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
+    let dialect = crate::dialect::of(&s.target);
+    let flavor = match dialect.id() {
+        "snowflake" => crate::dialect::warehouse::Flavor::Snowflake,
+        _ => crate::dialect::warehouse::Flavor::BigQuery,
+    };
+    let mut problems = Vec::new();
+    let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    for (&i, sql) in &done.compiled {
+        let node = &done.graph.nodes[i];
+        if node.resource_type != ResourceType::Model || node.is_ephemeral() {
+            continue;
+        }
+        let plan = match crate::materialize::plan(node, sql, &FirstRun) {
+            Ok(plan) => plan,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        if let Some(why) = crate::dialect::warehouse::unsupported(flavor, &plan.steps) {
+            problems.push(
+                Problem::new(
+                    Code::UnsupportedMaterialization,
+                    format!("model `{}`: {why}", node.name),
+                )
+                .help("compile it for DuckDB, or leave it out with --exclude"),
+            );
+            continue;
+        }
+        let lowered = crate::dialect::lower(dialect, &plan.steps);
+        let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
+        files.push((
+            path,
+            crate::dialect::script(&lowered.statements).into_bytes(),
+        ));
+    }
+    let refs: Vec<(std::path::PathBuf, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.clone(), b.as_slice()))
+        .collect();
+    problems.extend(write_files(&refs));
+    problems
 }
 
 /// What a compile leaves for the command that asked for it (`docs generate` goes on to the

@@ -214,6 +214,7 @@ fn external_location(project: &Project, target: &Target, node: &mut Node) {
     }
     let root = match &target.credentials {
         crate::config::Credentials::DuckDb(file) => file.setup.external_root.clone(),
+        _ => None,
     }
     .unwrap_or_else(|| project.root.clone());
     let location = match node.config.str("location") {

@@ -524,6 +524,7 @@ impl Dialect for DuckDb {
                 relation,
                 build,
                 existing,
+                options: _,
             } => return replace(relation, build, *existing),
             Step::CreateSchema { database, schema } => ddl(format!(
                 "create schema if not exists {}",

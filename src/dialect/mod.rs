@@ -4,13 +4,14 @@
 //! event-time filters, and the queries of data and unit tests.
 //!
 //! The trait's default methods write the SQL most warehouses share; a dialect file overrides
-//! only what it spells differently. DuckDB is the only dialect today: BigQuery and Snowflake
-//! will each be one more file here rendering the same plans. Nothing here runs SQL or looks
-//! at a database.
+//! only what it spells differently: `duckdb.rs`, and `warehouse.rs` for Snowflake and BigQuery
+//! (compile only: xform writes their SQL, it does not run it yet). Nothing here runs SQL or
+//! looks at a database.
 
 pub mod duckdb;
 #[cfg(test)]
 mod fixtures;
+pub mod warehouse;
 
 use crate::config::{Credentials, Target};
 use crate::materialize::{Column, Kind, Step};
@@ -103,6 +104,8 @@ pub fn script(statements: &[Statement]) -> String {
 pub fn of(target: &Target) -> &'static dyn Dialect {
     match target.credentials {
         Credentials::DuckDb(_) => &duckdb::DuckDb,
+        Credentials::Snowflake(_) => &warehouse::Snowflake,
+        Credentials::BigQuery(_) => &warehouse::BigQuery,
     }
 }
 
@@ -155,9 +158,17 @@ pub trait Dialect: Sync {
 
     /// A schema's name as SQL: `"db"."schema"`.
     fn schema(&self, database: Option<&str>, schema: &str) -> String {
+        let q = self.quoting();
+        let part = |quoted: bool, name: &str| {
+            if quoted {
+                q.quote(name)
+            } else {
+                name.to_string()
+            }
+        };
         match database {
-            Some(db) => format!("{}.{}", self.quote(db), self.quote(schema)),
-            None => self.quote(schema),
+            Some(db) => format!("{}.{}", part(q.database, db), part(q.schema, schema)),
+            None => part(q.schema, schema),
         }
     }
 

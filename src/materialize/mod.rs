@@ -39,6 +39,8 @@ pub enum Step {
         relation: Relation,
         build: Build,
         existing: Option<Kind>,
+        /// How a warehouse should make it (clustering, partitioning, …): what DuckDB ignores.
+        options: RelationOptions,
     },
     /// Write a query's rows to files (an `external` model): `location` is a file, or with
     /// `partition_by` a folder of hive-partitioned files.
@@ -133,6 +135,109 @@ pub enum Step {
         staging: Relation,
         spec: snapshot::Spec,
     },
+}
+
+/// The node's settings for how a warehouse makes a relation, read from its config once so
+/// that a dialect reads typed fields. DuckDB uses none of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelationOptions {
+    /// Snowflake: a transient table (dbt-snowflake's default) unless `transient: false`.
+    pub transient: Option<bool>,
+    /// Snowflake and BigQuery: `cluster_by`, one column or a list.
+    pub cluster_by: Vec<String>,
+    /// Snowflake: `copy_grants`.
+    pub copy_grants: bool,
+    /// Snowflake: a `secure` view.
+    pub secure: bool,
+    /// BigQuery: `partition_by` as dbt-bigquery reads it.
+    pub partition_by: Option<PartitionBy>,
+    /// BigQuery: `labels`.
+    pub labels: Vec<(String, String)>,
+    /// BigQuery: `require_partition_filter` and `partition_expiration_days`.
+    pub require_partition_filter: bool,
+    pub partition_expiration_days: Option<i64>,
+}
+
+/// BigQuery's `partition_by`: `{field, data_type, granularity}`, or an integer `range`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionBy {
+    pub field: String,
+    /// `date`, `timestamp`, `datetime` or `int64`.
+    pub data_type: String,
+    /// `day` (the default), `hour`, `month` or `year`.
+    pub granularity: String,
+    /// `{start, end, interval}` for an `int64` range.
+    pub range: Option<(i64, i64, i64)>,
+}
+
+impl RelationOptions {
+    /// The options a node's config sets.
+    pub fn of(node: &Node) -> RelationOptions {
+        let config = &node.config;
+        let list = |key: &str| -> Vec<String> {
+            match config.get(key) {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let flag = |key: &str| config.get(key).and_then(serde_json::Value::as_bool);
+        let partition_by = config
+            .get("partition_by")
+            .and_then(serde_json::Value::as_object)
+            .and_then(|p| {
+                let field = p.get("field")?.as_str()?.to_string();
+                let range = p.get("range").and_then(|r| {
+                    Some((
+                        r.get("start")?.as_i64()?,
+                        r.get("end")?.as_i64()?,
+                        r.get("interval")?.as_i64()?,
+                    ))
+                });
+                Some(PartitionBy {
+                    field,
+                    data_type: p
+                        .get("data_type")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("date")
+                        .to_lowercase(),
+                    granularity: p
+                        .get("granularity")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("day")
+                        .to_lowercase(),
+                    range,
+                })
+            });
+        RelationOptions {
+            transient: flag("transient"),
+            cluster_by: list("cluster_by"),
+            copy_grants: flag("copy_grants").unwrap_or(false),
+            secure: flag("secure").unwrap_or(false),
+            partition_by,
+            labels: config
+                .get("labels")
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), String::from),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            require_partition_filter: flag("require_partition_filter").unwrap_or(false),
+            partition_expiration_days: config
+                .get("partition_expiration_days")
+                .and_then(serde_json::Value::as_i64),
+        }
+    }
 }
 
 /// What a replaced relation is built from.
@@ -507,6 +612,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
         relation: target.clone(),
         build,
         existing: existing.kind_of(target),
+        options: RelationOptions::of(node),
     });
     Ok(Plan {
         steps,

@@ -13,7 +13,7 @@
 
 use minijinja::machinery::ast::{CallArg, Expr, Stmt};
 use minijinja::value::Value;
-use minijinja::{Error, ErrorKind, State};
+use minijinja::{Error, State};
 
 /// One text edit of the original source: insert `text` at `at`, replacing `removed` bytes.
 /// `order` sorts edits at one offset: openings (outer first), then closings (inner first),

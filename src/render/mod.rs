@@ -874,17 +874,6 @@ impl Renderer {
         Ok(serde_json::to_value(&value).ok())
     }
 
-    /// A description with Jinja (`{{ doc('orders') }}`), rendered as dbt renders it: with
-    /// `doc()`, `var`, `env_var` and the macros. Text without Jinja comes back as it is.
-    pub fn render_description(
-        &self,
-        owner: &str,
-        text: &str,
-        what: &str,
-    ) -> Result<Option<String>, Problem> {
-        self.render_property(owner, text, &format!("the description of {what}"))
-    }
-
     /// Render the Jinja of a text property of `owner` (a source's `schema:`…), as its package's;
     /// `None` when it has none. `what` names the property in a diagnostic.
     pub fn render_property(

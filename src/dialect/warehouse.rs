@@ -1,0 +1,665 @@
+//! Snowflake's and BigQuery's SQL: the same plan steps DuckDB runs, written as dbt-snowflake and
+//! dbt-bigquery write them. The two share most of their spelling; where they differ, a match on
+//! `Flavor` says how.
+//!
+//! Not written yet (each refused by `unsupported` before anything is lowered): seeds (a typed
+//! create and batched inserts), snapshots (each warehouse's hash for `dbt_scd_id`), the
+//! `external` materialization (DuckDB's alone), and the unit tests' and freshness queries.
+
+use std::fmt::Write as _;
+
+use super::{Dialect, Statement, StatementKind};
+use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
+use crate::materialize::{Build, Kind, RelationOptions, Step};
+use crate::relation::{Quoting, Relation};
+
+/// Which warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Snowflake,
+    BigQuery,
+}
+
+pub struct Snowflake;
+pub struct BigQuery;
+
+const DEST: &str = "DBT_INTERNAL_DEST";
+const SOURCE: &str = "DBT_INTERNAL_SOURCE";
+
+/// What a plan may ask that this dialect does not write yet, as a sentence for a diagnostic.
+pub fn unsupported(flavor: Flavor, steps: &[Step]) -> Option<String> {
+    let name = match flavor {
+        Flavor::Snowflake => "Snowflake",
+        Flavor::BigQuery => "BigQuery",
+    };
+    steps.iter().find_map(|step| match step {
+        Step::Replace {
+            build: Build::Seed { .. },
+            ..
+        } => Some(format!("seeds are not written for {name} yet")),
+        Step::Replace {
+            build: Build::FilesView { .. },
+            ..
+        }
+        | Step::CopyTo { .. } => Some(format!(
+            "the `external` materialization is DuckDB's; {name} has none"
+        )),
+        Step::CreateSnapshot { .. }
+        | Step::StageSnapshotChanges { .. }
+        | Step::CloseSnapshotRows { .. }
+        | Step::InsertSnapshotRows { .. } => {
+            Some(format!("snapshots are not written for {name} yet"))
+        }
+        _ => None,
+    })
+}
+
+/// A name as the warehouse reads it: bare when it is a plain identifier (Snowflake folds it to
+/// upper case, as dbt-snowflake leaves columns unquoted), else quoted.
+fn ident(flavor: Flavor, name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match flavor {
+        Flavor::Snowflake if plain => name.to_string(),
+        Flavor::Snowflake => Quoting::DOUBLE_QUOTES.quote(name),
+        Flavor::BigQuery if plain => name.to_string(),
+        Flavor::BigQuery => BIGQUERY_QUOTING.quote(name),
+    }
+}
+
+const SNOWFLAKE_QUOTING: Quoting = Quoting {
+    character: '"',
+    database: false,
+    schema: false,
+    identifier: false,
+};
+
+const BIGQUERY_QUOTING: Quoting = Quoting {
+    character: '`',
+    database: true,
+    schema: true,
+    identifier: true,
+};
+
+fn column_list(flavor: Flavor, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| ident(flavor, c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn prefixed(flavor: Flavor, alias: &str, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{alias}.{}", ident(flavor, c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Keys matched null-safely, as xform does on DuckDB (a NULL key replaces its NULL-keyed row).
+fn key_match(key: &[String]) -> String {
+    key.iter()
+        .map(|k| format!("{DEST}.{k} is not distinct from {SOURCE}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn and_predicates(predicates: &[String]) -> String {
+    predicates.iter().fold(String::new(), |mut out, p| {
+        let _ = write!(out, " and ({p})");
+        out
+    })
+}
+
+fn count(relation: &Relation) -> String {
+    format!("select count(*) from {relation}")
+}
+
+/// The `cluster by` / `partition by` / `options(...)` clauses of a table.
+fn table_clauses(flavor: Flavor, options: &RelationOptions) -> String {
+    let mut out = String::new();
+    match flavor {
+        Flavor::Snowflake => {
+            if !options.cluster_by.is_empty() {
+                let _ = write!(out, " cluster by ({})", options.cluster_by.join(", "));
+            }
+            if options.copy_grants {
+                out.push_str(" copy grants");
+            }
+        }
+        Flavor::BigQuery => {
+            if let Some(p) = &options.partition_by {
+                let field = ident(flavor, &p.field);
+                let expr = match (p.data_type.as_str(), &p.range) {
+                    ("int64", Some((start, end, interval))) => {
+                        format!("range_bucket({field}, generate_array({start}, {end}, {interval}))")
+                    }
+                    ("date", _) if p.granularity == "day" => field,
+                    ("date", _) => format!("date_trunc({field}, {})", p.granularity),
+                    ("timestamp", _) => format!("timestamp_trunc({field}, {})", p.granularity),
+                    ("datetime", _) => format!("datetime_trunc({field}, {})", p.granularity),
+                    _ => field,
+                };
+                let _ = write!(out, "\npartition by {expr}");
+            }
+            if !options.cluster_by.is_empty() {
+                let _ = write!(
+                    out,
+                    "\ncluster by {}",
+                    column_list(flavor, &options.cluster_by)
+                );
+            }
+            let mut opts = Vec::new();
+            if options.require_partition_filter {
+                opts.push("require_partition_filter=true".to_string());
+            }
+            if let Some(days) = options.partition_expiration_days {
+                opts.push(format!("partition_expiration_days={days}"));
+            }
+            if !options.labels.is_empty() {
+                let labels: Vec<String> = options
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("({}, {})", literal(k), literal(v)))
+                    .collect();
+                opts.push(format!("labels=[{}]", labels.join(", ")));
+            }
+            if !opts.is_empty() {
+                let _ = write!(out, "\noptions({})", opts.join(", "));
+            }
+        }
+    }
+    out
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn constraint_sql(flavor: Flavor, c: &Constraint, inline: bool) -> Option<String> {
+    let cols = || column_list(flavor, &c.columns);
+    // BigQuery declares only primary and foreign keys, `not enforced`; Snowflake enforces
+    // `not null` and records the others. Neither has `check`.
+    let body = match (&c.kind, flavor, inline) {
+        (ConstraintKind::NotNull, _, true) => "not null".to_string(),
+        (ConstraintKind::NotNull, _, false) => return None,
+        (ConstraintKind::Unique, Flavor::Snowflake, true) => "unique".to_string(),
+        (ConstraintKind::Unique, Flavor::Snowflake, false) => format!("unique ({})", cols()),
+        (ConstraintKind::PrimaryKey, Flavor::Snowflake, true) => "primary key".to_string(),
+        (ConstraintKind::PrimaryKey, Flavor::BigQuery, true) => {
+            "primary key not enforced".to_string()
+        }
+        (ConstraintKind::PrimaryKey, Flavor::Snowflake, false) => {
+            format!("primary key ({})", cols())
+        }
+        (ConstraintKind::PrimaryKey, Flavor::BigQuery, false) => {
+            format!("primary key ({}) not enforced", cols())
+        }
+        (
+            ConstraintKind::ForeignKey {
+                references,
+                columns: to,
+            },
+            _,
+            _,
+        ) => {
+            let target = if to.is_empty() {
+                references.clone()
+            } else {
+                format!("{references} ({})", column_list(flavor, to))
+            };
+            let enforced = if flavor == Flavor::BigQuery {
+                " not enforced"
+            } else {
+                ""
+            };
+            if inline {
+                format!("references {target}{enforced}")
+            } else {
+                format!("foreign key ({}) references {target}{enforced}", cols())
+            }
+        }
+        (ConstraintKind::Custom(e), _, _) => e.clone(),
+        _ => return None,
+    };
+    Some(match &c.name {
+        Some(name) if !matches!(c.kind, ConstraintKind::NotNull) => {
+            format!("constraint {} {body}", ident(flavor, name))
+        }
+        _ => body,
+    })
+}
+
+/// A table with an enforced contract: its declared columns and constraints, filled from the
+/// query's columns in that order, in one statement.
+fn contracted(
+    flavor: Flavor,
+    head: &str,
+    relation: &Relation,
+    clauses: &str,
+    sql: &str,
+    contract: &Contract,
+) -> Statement {
+    let mut items: Vec<String> = contract
+        .columns
+        .iter()
+        .map(|c| {
+            let mut item = format!("{} {}", ident(flavor, &c.name), c.data_type);
+            for k in &c.constraints {
+                if let Some(text) = constraint_sql(flavor, k, true) {
+                    item.push(' ');
+                    item.push_str(&text);
+                }
+            }
+            item
+        })
+        .collect();
+    items.extend(
+        contract
+            .constraints
+            .iter()
+            .filter_map(|k| constraint_sql(flavor, k, false)),
+    );
+    let names: Vec<String> = contract.columns.iter().map(|c| c.name.clone()).collect();
+    let names = column_list(flavor, &names);
+    Statement {
+        sql: format!(
+            "{head} {relation} (\n    {}\n){clauses}\nas (\n    select {names} from (\n{sql}\n    ) as model_subq\n)",
+            items.join(",\n    ")
+        ),
+        kind: StatementKind::Ddl,
+        body_line: Some(3 + items.len() + 1),
+        counts: Some(count(relation)),
+    }
+}
+
+/// `Step::Replace`: both warehouses replace a relation atomically with `create or replace`,
+/// once a relation of the other kind is dropped.
+fn replace(
+    flavor: Flavor,
+    relation: &Relation,
+    build: &Build,
+    existing: Option<Kind>,
+    options: &RelationOptions,
+) -> Vec<Statement> {
+    let mut out = Vec::new();
+    if let Some(old) = existing.filter(|k| *k != build.kind()) {
+        out.push(Statement::ddl(format!(
+            "drop {} if exists {relation}",
+            old.as_str()
+        )));
+    }
+    let table_head = match flavor {
+        Flavor::Snowflake if options.transient != Some(false) => {
+            "create or replace transient table"
+        }
+        _ => "create or replace table",
+    };
+    let clauses = table_clauses(flavor, options);
+    match build {
+        Build::Table { sql } => out.push(Statement {
+            sql: format!("{table_head} {relation}{clauses}\nas (\n{sql}\n)"),
+            kind: StatementKind::Ddl,
+            body_line: Some(3 + clauses.matches('\n').count()),
+            counts: Some(count(relation)),
+        }),
+        Build::Contracted { sql, contract } => {
+            out.push(contracted(
+                flavor, table_head, relation, &clauses, sql, contract,
+            ));
+        }
+        Build::View { sql } => {
+            let (secure, grants) = match flavor {
+                Flavor::Snowflake => (
+                    if options.secure { "secure " } else { "" },
+                    if options.copy_grants {
+                        " copy grants"
+                    } else {
+                        ""
+                    },
+                ),
+                Flavor::BigQuery => ("", ""),
+            };
+            out.push(Statement {
+                sql: format!("create or replace {secure}view {relation}{grants}\nas (\n{sql}\n)"),
+                kind: StatementKind::Ddl,
+                body_line: Some(3),
+                counts: None,
+            });
+        }
+        // Refused before lowering (`unsupported`).
+        Build::Seed { .. } | Build::FilesView { .. } => {}
+    }
+    out
+}
+
+fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
+    let ddl = Statement::ddl;
+    let dml = |sql: String| Statement::new(StatementKind::Dml, sql);
+    let one = match step {
+        Step::Replace {
+            relation,
+            build,
+            existing,
+            options,
+        } => return replace(flavor, relation, build, *existing, options),
+        Step::CreateSchema { database, schema } => ddl(format!(
+            "create schema if not exists {}",
+            dialect.schema(database.as_deref(), schema)
+        )),
+        Step::Drop { relation, kind } => {
+            ddl(format!("drop {} if exists {relation}", kind.as_str()))
+        }
+        Step::Begin => Statement::new(
+            StatementKind::Begin,
+            match flavor {
+                Flavor::Snowflake => "begin".to_string(),
+                Flavor::BigQuery => "begin transaction".to_string(),
+            },
+        ),
+        Step::Commit => Statement::new(
+            StatementKind::Commit,
+            match flavor {
+                Flavor::Snowflake => "commit".to_string(),
+                Flavor::BigQuery => "commit transaction".to_string(),
+            },
+        ),
+        Step::CreateTableAs { relation, sql } => Statement {
+            // A staging table: Snowflake's lives for the session, BigQuery's for its script.
+            sql: match flavor {
+                Flavor::Snowflake => {
+                    format!("create or replace temporary table {relation} as (\n{sql}\n)")
+                }
+                Flavor::BigQuery => format!(
+                    "create or replace table {relation}\noptions(expiration_timestamp=timestamp_add(current_timestamp(), interval 12 hour))\nas (\n{sql}\n)"
+                ),
+            },
+            kind: StatementKind::Ddl,
+            body_line: Some(2),
+            counts: Some(count(relation)),
+        },
+        Step::AssertUniqueKey { relation, key } => {
+            let text = dialect.string_type();
+            let parts: Vec<String> = key
+                .iter()
+                .map(|k| format!("coalesce(cast({k} as {text}), 'null')"))
+                .collect();
+            let shown = if key.len() == 1 {
+                parts[0].clone()
+            } else {
+                format!("concat('(', {}, ')')", parts.join(", ', ', "))
+            };
+            Statement::new(
+                StatementKind::Check,
+                format!(
+                    "select __xform_key, count(*) over () from (select {shown} as __xform_key from {relation} group by {} having count(*) > 1) order by __xform_key limit {}",
+                    key.join(", "),
+                    super::duckdb::SHOWN_KEYS
+                ),
+            )
+        }
+        Step::AddColumn { relation, column } => ddl(format!(
+            "alter table {relation} add column {} {}",
+            ident(flavor, &column.name),
+            column.data_type
+        )),
+        Step::AddTextColumn { relation, column } => ddl(format!(
+            "alter table {relation} add column {} {}",
+            ident(flavor, column),
+            dialect.string_type()
+        )),
+        Step::DropColumn { relation, column } => ddl(format!(
+            "alter table {relation} drop column {}",
+            ident(flavor, column)
+        )),
+        Step::AlterColumnType { relation, column } => ddl(format!(
+            "alter table {relation} alter column {} set data type {}",
+            ident(flavor, &column.name),
+            column.data_type
+        )),
+        Step::Insert {
+            target,
+            source,
+            columns,
+        } => dml(format!(
+            "insert into {target} ({cols})\nselect {cols} from {source}",
+            cols = column_list(flavor, columns)
+        )),
+        Step::DeleteMatching {
+            target,
+            source,
+            key,
+            predicates,
+        } => dml(match flavor {
+            Flavor::Snowflake => format!(
+                "delete from {target} as {DEST}\nusing {source} as {SOURCE}\nwhere {}{}",
+                key_match(key),
+                and_predicates(predicates)
+            ),
+            // BigQuery's delete has no `using`: the keys are looked up in the staging table.
+            Flavor::BigQuery => format!(
+                "delete from {target} as {DEST}\nwhere exists (select 1 from {source} as {SOURCE} where {}){}",
+                key_match(key),
+                and_predicates(predicates)
+            ),
+        }),
+        Step::DeleteWindow {
+            target,
+            column,
+            window,
+            predicates,
+        } => dml(format!(
+            "delete from {target} as {DEST}\nwhere {}{}",
+            dialect.time_window(&format!("{DEST}.{column}"), window.start, window.end),
+            and_predicates(predicates)
+        )),
+        Step::Merge {
+            target,
+            source,
+            key,
+            insert_columns,
+            update_columns,
+            predicates,
+        } => {
+            let on = if key.is_empty() {
+                "false".to_string()
+            } else {
+                format!("{}{}", key_match(key), and_predicates(predicates))
+            };
+            let mut sql =
+                format!("merge into {target} as {DEST}\nusing {source} as {SOURCE}\non {on}\n");
+            if !key.is_empty() && !update_columns.is_empty() {
+                let sets: Vec<String> = update_columns
+                    .iter()
+                    .map(|c| format!("{} = {SOURCE}.{}", ident(flavor, c), ident(flavor, c)))
+                    .collect();
+                let _ = writeln!(sql, "when matched then update set {}", sets.join(", "));
+            }
+            let _ = write!(
+                sql,
+                "when not matched then insert ({}) values ({})",
+                column_list(flavor, insert_columns),
+                prefixed(flavor, SOURCE, insert_columns)
+            );
+            dml(sql)
+        }
+        // Refused before lowering (`unsupported`).
+        Step::CopyTo { .. }
+        | Step::CreateSnapshot { .. }
+        | Step::StageSnapshotChanges { .. }
+        | Step::CloseSnapshotRows { .. }
+        | Step::InsertSnapshotRows { .. } => return Vec::new(),
+    };
+    vec![one]
+}
+
+/// A query's columns: neither warehouse describes a query without running it as cheaply as
+/// DuckDB, so this is the query cut to no rows, whose result set the adapter reads.
+fn describe(sql: &str) -> Statement {
+    Statement {
+        sql: format!("select * from (\n{sql}\n) as described limit 0"),
+        kind: StatementKind::Query,
+        body_line: Some(2),
+        counts: None,
+    }
+}
+
+fn rows_diff(
+    dialect: &dyn Dialect,
+    actual: &Relation,
+    expected: &Relation,
+    columns: &[String],
+) -> String {
+    let text = dialect.string_type();
+    let list: Vec<String> = columns.iter().map(|c| dialect.quote(c)).collect();
+    let list = list.join(", ");
+    let as_text: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "cast(d.{} as {text}) as {}",
+                dialect.quote(c),
+                dialect.quote(c)
+            )
+        })
+        .collect();
+    format!(
+        "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
+         select d.diff, {} from ( \
+         select '-' as diff, * from (select * from e except distinct select * from a) \
+         union all select '+' as diff, * from (select * from a except distinct select * from e) \
+         union all select ' ' as diff, * from (select * from a intersect distinct select * from e) \
+         ) as d order by d.diff = ' '",
+        as_text.join(", "),
+        actual = dialect.relation(actual),
+        expected = dialect.relation(expected),
+    )
+}
+
+impl Dialect for Snowflake {
+    fn name(&self) -> &'static str {
+        "Snowflake"
+    }
+
+    fn id(&self) -> &'static str {
+        "snowflake"
+    }
+
+    fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect> {
+        Box::new(sqlparser::dialect::SnowflakeDialect {})
+    }
+
+    /// dbt-snowflake quotes nothing by default: Snowflake folds the names to upper case.
+    fn quoting(&self) -> Quoting {
+        SNOWFLAKE_QUOTING
+    }
+
+    fn quote(&self, ident: &str) -> String {
+        Quoting::DOUBLE_QUOTES.quote(ident)
+    }
+
+    fn string_type(&self) -> &'static str {
+        "VARCHAR"
+    }
+
+    fn timestamp(&self, t: chrono::NaiveDateTime) -> String {
+        format!("cast('{}' as timestamp_ntz)", t.format("%Y-%m-%d %H:%M:%S"))
+    }
+
+    fn lower(&self, step: &Step) -> Vec<Statement> {
+        lower(Flavor::Snowflake, self, step)
+    }
+
+    fn describe_query(&self, sql: &str) -> Statement {
+        describe(sql)
+    }
+
+    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
+        // Snowflake has no `by name`: the query's columns are in the table's order.
+        Statement::new(
+            StatementKind::Dml,
+            format!("insert into {} {query}", self.relation(relation)),
+        )
+    }
+
+    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+        rows_diff(self, actual, expected, columns)
+    }
+}
+
+impl Dialect for BigQuery {
+    fn name(&self) -> &'static str {
+        "BigQuery"
+    }
+
+    fn id(&self) -> &'static str {
+        "bigquery"
+    }
+
+    fn parser(&self) -> Box<dyn sqlparser::dialect::Dialect> {
+        Box::new(sqlparser::dialect::BigQueryDialect {})
+    }
+
+    /// Backticks around each part: `` `project`.`dataset`.`table` ``, as dbt-bigquery writes.
+    fn quoting(&self) -> Quoting {
+        BIGQUERY_QUOTING
+    }
+
+    fn literal(&self, text: &str) -> String {
+        literal(text)
+    }
+
+    fn string_type(&self) -> &'static str {
+        "STRING"
+    }
+
+    fn timestamp(&self, t: chrono::NaiveDateTime) -> String {
+        format!("timestamp('{}')", t.format("%Y-%m-%d %H:%M:%S"))
+    }
+
+    fn lower(&self, step: &Step) -> Vec<Statement> {
+        lower(Flavor::BigQuery, self, step)
+    }
+
+    fn describe_query(&self, sql: &str) -> Statement {
+        describe(sql)
+    }
+
+    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
+        Statement::new(
+            StatementKind::Dml,
+            format!("insert into {} {query}", self.relation(relation)),
+        )
+    }
+
+    fn values(&self, columns: &[String], rows: &[Vec<String>]) -> String {
+        // BigQuery has no `values` table: a union of selects, the first naming the columns.
+        let selects: Vec<String> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, cells)| {
+                let items: Vec<String> = cells
+                    .iter()
+                    .zip(columns)
+                    .map(|(cell, c)| {
+                        if i == 0 {
+                            format!("{cell} as {}", self.quote(c))
+                        } else {
+                            cell.clone()
+                        }
+                    })
+                    .collect();
+                format!("select {}", items.join(", "))
+            })
+            .collect();
+        selects.join("\nunion all\n")
+    }
+
+    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+        rows_diff(self, actual, expected, columns)
+    }
+}
