@@ -33,6 +33,21 @@ fn project() -> TempProject {
          labels={'team': 'finance'}, require_partition_filter=true) }}\n\
          select cast(order_date as date) as order_day, count(*) as orders from {{ ref('stg_orders') }} group by 1\n",
     );
+    // dbt's cross-database macros, in each warehouse's SQL.
+    p.write(
+        "models/marts/cross_db.sql",
+        "select\n\
+         \x20 {{ dbt.dateadd('day', 1, 'order_date') }} as next_day,\n\
+         \x20 {{ dbt.datediff('order_date', dbt.current_timestamp(), 'day') }} as age_days,\n\
+         \x20 {{ dbt.date_trunc('month', 'order_date') }} as order_month,\n\
+         \x20 {{ dbt.safe_cast('status', dbt.type_int()) }} as status_number,\n\
+         \x20 cast(order_id as {{ dbt.type_string() }}) as order_key,\n\
+         \x20 {{ dbt.hash('status') }} as status_hash,\n\
+         \x20 {{ dbt.split_part('status', \"'_'\", 1) }} as status_head,\n\
+         \x20 {{ dbt.position(\"'e'\", 'status') }} as e_at,\n\
+         \x20 {{ dbt.right('status', 2) }} as status_tail\n\
+         from {{ ref('stg_orders') }}\n",
+    );
     p.write(
         "models/marts/secure_orders.sql",
         "{{ config(materialized='view', secure=true) }}\nselect order_id from {{ ref('orders') }}\n",

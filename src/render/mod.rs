@@ -48,6 +48,8 @@ const BUILTIN_TESTS_FILE: &str = "<built-in tests>";
 /// blocks of the package `dbt`.
 const DBT_MACROS: &str = include_str!("dbt_macros.sql");
 const DBT_MACROS_FILE: &str = "<dbt macros>";
+const WAREHOUSE_MACROS: &str = include_str!("warehouse_macros.sql");
+const WAREHOUSE_MACROS_FILE: &str = "<dbt macros for Snowflake and BigQuery>";
 
 /// Where a template's text comes from: the file and the offset of the template in it.
 #[derive(Debug, Clone)]
@@ -229,6 +231,7 @@ impl Renderer {
         for (name, text) in [
             (BUILTIN_TESTS_FILE, BUILTIN_TESTS),
             (DBT_MACROS_FILE, DBT_MACROS),
+            (WAREHOUSE_MACROS_FILE, WAREHOUSE_MACROS),
         ] {
             let file = SourceFile::new(name, text);
             let defs = add_macros(
