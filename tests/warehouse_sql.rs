@@ -28,7 +28,8 @@ fn project() -> TempProject {
     // Warehouse options, as dbt-snowflake and dbt-bigquery read them.
     p.write(
         "models/marts/options.sql",
-        "{{ config(materialized='table', transient=false, cluster_by=['order_day'], copy_grants=true,\n\
+        "{% if target.type == 'snowflake' %}{{ config(transient=false) }}{% endif %}\n\
+         {{ config(materialized='table', cluster_by=['order_day'], copy_grants=true,\n\
          partition_by={'field': 'order_day', 'data_type': 'date', 'granularity': 'month'},\n\
          labels={'team': 'finance'}, require_partition_filter=true) }}\n\
          select cast(order_date as date) as order_day, count(*) as orders from {{ ref('stg_orders') }} group by 1\n",
@@ -146,4 +147,30 @@ fn commands_that_run_sql_are_refused_on_a_warehouse_target() {
     let text = transcript(p.path(), &out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("has no `database`"), "{text}");
+}
+
+#[test]
+fn a_config_the_warehouse_cannot_honour_is_a_diagnostic_naming_the_model() {
+    let p = project();
+    p.write(
+        "models/marts/partitioned_view.sql",
+        "{{ config(materialized='view', partition_by={'field': 'd', 'data_type': 'date'}) }}\nselect current_date as d\n",
+    );
+    let out = p.xform(&["compile", "--target", "bq"]);
+    let text = transcript(p.path(), &out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("model `partitioned_view` is a view with `partition_by`"),
+        "{text}"
+    );
+    p.write(
+        "models/marts/partitioned_view.sql",
+        "{{ config(materialized='table', transient=true) }}\nselect current_date as d\n",
+    );
+    let text = transcript(p.path(), &p.xform(&["compile", "--target", "bq"]));
+    assert!(
+        text.contains("model `partitioned_view` sets `transient`, which is Snowflake's"),
+        "{text}"
+    );
+    assert!(text.contains("partitioned_view.sql"), "{text}");
 }

@@ -112,8 +112,9 @@ impl crate::materialize::Existing for FirstRun {
     }
 }
 
-/// `target/run/<package>/<path>` for each compiled model: its first-run statements in the
-/// target's dialect, as `xform build` would run them there. A node whose plan the dialect does
+/// `target/run/<package>/<path>` for each compiled model and data test: a model's first-run
+/// statements, a test's count query, in the target's dialect, as `xform build` would run them
+/// there. A node whose plan the dialect does
 /// not write yet is a diagnostic naming it.
 fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
     let dialect = crate::dialect::of(&s.target);
@@ -125,7 +126,28 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
     let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
     for (&i, sql) in &done.compiled {
         let node = &done.graph.nodes[i];
+        // A data test: its count query (and the statements that keep its failing rows).
+        if node.resource_type == ResourceType::Test {
+            match crate::materialize::data_test::TestPlan::of(node, &node.config, sql, dialect) {
+                Ok(plan) => {
+                    let (statements, query) = plan.statements(dialect, node, None);
+                    let path =
+                        sql_path(&s.target_dir, "run", node.package(), &node.compiled_file());
+                    files.push((
+                        path,
+                        crate::materialize::data_test::TestPlan::script(&statements, &query)
+                            .into_bytes(),
+                    ));
+                }
+                Err(p) => problems.push(p),
+            }
+            continue;
+        }
         if node.resource_type != ResourceType::Model || node.is_ephemeral() {
+            continue;
+        }
+        if let Some(p) = warehouse_config_problem(flavor, node) {
+            problems.push(p);
             continue;
         }
         let plan = match crate::materialize::plan(node, sql, &FirstRun) {
@@ -158,6 +180,41 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
         .collect();
     problems.extend(write_files(&refs));
     problems
+}
+
+/// A config the target's warehouse cannot honour, as dbt-bigquery and dbt-snowflake refuse
+/// it: `transient` on BigQuery, `partition_by` on a BigQuery view, `insert_overwrite` without
+/// `partition_by`.
+fn warehouse_config_problem(
+    flavor: crate::dialect::warehouse::Flavor,
+    node: &crate::graph::Node,
+) -> Option<Problem> {
+    use crate::dialect::warehouse::Flavor;
+    use crate::graph::Materialization;
+    let config = &node.config;
+    let why = match flavor {
+        Flavor::BigQuery if config.get("transient").is_some() => {
+            "sets `transient`, which is Snowflake's: BigQuery has no transient tables".to_string()
+        }
+        Flavor::BigQuery
+            if node.materialized() == Materialization::View
+                && config.get("partition_by").is_some() =>
+        {
+            "is a view with `partition_by`: only a table can be partitioned".to_string()
+        }
+        _ if config.str("incremental_strategy") == Some("insert_overwrite")
+            && config.get("partition_by").is_none() =>
+        {
+            "uses `incremental_strategy: insert_overwrite` without `partition_by`: the partitions to replace are unknown".to_string()
+        }
+        _ => return None,
+    };
+    let mut p = Problem::new(Code::ProjectConfig, format!("model `{}` {why}", node.name))
+        .help("remove the setting for this target, or set it only for the warehouse it is for");
+    if let Some(file) = &node.file {
+        p = p.at(file, 0, 0, "this model");
+    }
+    Some(p)
 }
 
 /// What a compile leaves for the command that asked for it (`docs generate` goes on to the

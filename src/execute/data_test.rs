@@ -19,7 +19,6 @@ use crate::config::Session;
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::Dialect;
 use crate::graph::{Graph, Node, ResourceType};
-use crate::materialize::Kind;
 use crate::render::{Introspect, QueryTable};
 
 /// How many failing rows a report shows.
@@ -162,75 +161,28 @@ pub(super) fn run(
     let artifact = node.compiled_file();
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
     write_file(&compiled_path, sql.as_bytes())?;
-    let body = sql.trim_end().trim_end_matches(';').trim_end();
     let config = compiler.test_config(i);
-    let limited = match config.get("limit").and_then(Json::as_i64) {
-        Some(n) => dialect.limit(body, n),
-        None => body.to_string(),
-    };
-    // `store_failures_as` (table, view, ephemeral) wins over `store_failures`.
-    let store_as = match config.str("store_failures_as") {
-        Some("table") => Some(Kind::Table),
-        Some("view") => Some(Kind::View),
-        Some("ephemeral") => None,
-        Some(other) => {
-            let mut p = Problem::new(
-                Code::ProjectConfig,
-                format!(
-                    "test `{}` has store_failures_as `{other}`, which is not table, view or ephemeral",
-                    node.name
-                ),
-            )
-            .help("use store_failures_as: table (the failing rows are copied), view (a view over the test's query) or ephemeral (nothing is stored)");
-            if let Some(def) = node.test() {
-                let at = def.file.text[def.offset..]
-                    .find(other)
-                    .map_or(def.offset, |x| x + def.offset);
-                let len = if at == def.offset {
-                    def.test_name.len()
-                } else {
-                    other.len()
-                };
-                p = p.at(&def.file, at, len, "here");
-            }
-            return Err(p);
-        }
-        None => config
-            .get("store_failures")
-            .is_some_and(|v| truthy(Some(v)))
-            .then_some(Kind::Table),
-    };
-    let store = store_as.is_some();
-    let mut statements = Vec::new();
-    let source = if let Some(store_as) = store_as {
-        let relation = &node.relation;
-        // A relation of the other kind, left by an earlier setting, is replaced.
-        let replaces = match worker.relation_kind(relation) {
+    let plan = crate::materialize::data_test::TestPlan::of(node, &config, &sql, dialect)?;
+    // A relation of the other kind, left by an earlier setting, is replaced.
+    let replaces = match plan.store_as {
+        Some(store_as) => match worker.relation_kind(&node.relation) {
             Ok(Some(old)) if old != store_as => Some(old),
             _ => None,
-        };
-        statements = dialect.store_failures(relation, store_as, replaces, &limited);
-        dialect.select_all(relation)
-    } else {
-        limited
+        },
+        None => None,
     };
-    let fail_calc = config.str("fail_calc").unwrap_or("count(*)");
-    let warn_if = config.str("warn_if").unwrap_or("!= 0");
-    let error_if = config.str("error_if").unwrap_or("!= 0");
-    let query = dialect.test_counts(&source, fail_calc, warn_if, error_if);
-    let mut run_sql = statements
-        .iter()
-        .map(|s| s.sql.as_str())
-        .collect::<Vec<_>>()
-        .join(";\n\n");
-    if !run_sql.is_empty() {
-        run_sql.push_str(";\n\n");
-    }
-    run_sql.push_str(&query);
-    run_sql.push('\n');
+    let (statements, query) = plan.statements(dialect, node, replaces);
+    let store = plan.store_as.is_some();
+    // Where the failing rows are read back from for the report.
+    let source = if store {
+        dialect.select_all(&node.relation)
+    } else {
+        plan.failing.clone()
+    };
+    let (warn_if, error_if) = (plan.warn_if.clone(), plan.error_if.clone());
     write_file(
         &sql_path(&session.target_dir, "run", project, &artifact),
-        run_sql.as_bytes(),
+        crate::materialize::data_test::TestPlan::script(&statements, &query).as_bytes(),
     )?;
     if !statements.is_empty() {
         worker

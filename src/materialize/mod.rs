@@ -6,6 +6,7 @@
 //! executes or renders SQL.
 
 pub mod contract;
+pub mod data_test;
 pub mod hooks;
 pub mod incremental;
 pub mod microbatch;
