@@ -122,57 +122,54 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
         "snowflake" => crate::dialect::warehouse::Flavor::Snowflake,
         _ => crate::dialect::warehouse::Flavor::BigQuery,
     };
-    let mut problems = Vec::new();
-    let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
-    for (&i, sql) in &done.compiled {
-        let node = &done.graph.nodes[i];
-        // A data test: its count query (and the statements that keep its failing rows).
-        if node.resource_type == ResourceType::Test {
-            match crate::materialize::data_test::TestPlan::of(node, &node.config, sql, dialect) {
-                Ok(plan) => {
-                    let (statements, query) = plan.statements(dialect, node, None);
-                    let path =
-                        sql_path(&s.target_dir, "run", node.package(), &node.compiled_file());
-                    files.push((
-                        path,
-                        crate::materialize::data_test::TestPlan::script(&statements, &query)
-                            .into_bytes(),
-                    ));
-                }
-                Err(p) => problems.push(p),
+    // Each node's plan and statements on their own, on every core.
+    let planned: Vec<Result<Option<(std::path::PathBuf, Vec<u8>)>, Problem>> = done
+        .compiled
+        .par_iter()
+        .map(|(&i, sql)| {
+            let node = &done.graph.nodes[i];
+            // A data test: its count query (and the statements that keep its failing rows).
+            if node.resource_type == ResourceType::Test {
+                let plan =
+                    crate::materialize::data_test::TestPlan::of(node, &node.config, sql, dialect)?;
+                let (statements, query) = plan.statements(dialect, node, None);
+                let path = sql_path(&s.target_dir, "run", node.package(), &node.compiled_file());
+                return Ok(Some((
+                    path,
+                    crate::materialize::data_test::TestPlan::script(&statements, &query)
+                        .into_bytes(),
+                )));
             }
-            continue;
-        }
-        if node.resource_type != ResourceType::Model || node.is_ephemeral() {
-            continue;
-        }
-        if let Some(p) = warehouse_config_problem(flavor, node) {
-            problems.push(p);
-            continue;
-        }
-        let plan = match crate::materialize::plan(node, sql, &FirstRun) {
-            Ok(plan) => plan,
-            Err(p) => {
-                problems.push(p);
-                continue;
+            if node.resource_type != ResourceType::Model || node.is_ephemeral() {
+                return Ok(None);
             }
-        };
-        if let Some(why) = crate::dialect::warehouse::unsupported(flavor, &plan.steps) {
-            problems.push(
-                Problem::new(
+            if let Some(p) = warehouse_config_problem(flavor, node) {
+                return Err(p);
+            }
+            let plan = crate::materialize::plan(node, sql, &FirstRun)?;
+            if let Some(why) = crate::dialect::warehouse::unsupported(flavor, &plan.steps) {
+                return Err(Problem::new(
                     Code::UnsupportedMaterialization,
                     format!("model `{}`: {why}", node.name),
                 )
-                .help("compile it for DuckDB, or leave it out with --exclude"),
-            );
-            continue;
+                .help("compile it for DuckDB, or leave it out with --exclude"));
+            }
+            let lowered = crate::dialect::lower(dialect, &plan.steps);
+            let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
+            Ok(Some((
+                path,
+                crate::dialect::script(&lowered.statements).into_bytes(),
+            )))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    for p in planned {
+        match p {
+            Ok(Some(file)) => files.push(file),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
         }
-        let lowered = crate::dialect::lower(dialect, &plan.steps);
-        let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
-        files.push((
-            path,
-            crate::dialect::script(&lowered.statements).into_bytes(),
-        ));
     }
     let refs: Vec<(std::path::PathBuf, &[u8])> = files
         .iter()
