@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Dialect, Statement, StatementKind};
+use super::{DEST, Dialect, SOURCE, Statement, StatementKind, and_predicates, key_match};
 use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::snapshot::{HardDeletes, Spec, Strategy};
 use crate::materialize::{Build, FileFormat, Kind, Step, TMP_SUFFIX};
@@ -22,43 +22,12 @@ fn literal(s: &str) -> String {
 /// How many repeated keys a failed unique-key check names.
 pub const SHOWN_KEYS: usize = 10;
 
-const DEST: &str = "DBT_INTERNAL_DEST";
-const SOURCE: &str = "DBT_INTERNAL_SOURCE";
-
 fn column_list(columns: &[String]) -> String {
     columns
         .iter()
         .map(|c| quote(c))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn prefixed(alias: &str, columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{alias}.{}", quote(c)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `a.k1 = b.k1 and a.k2 = b.k2`: keys are written as the user wrote them (dbt allows
-/// expressions), prefixed with each side's alias.
-/// Rows match on every key column, null-safely: unlike dbt (where a NULL key never matches and
-/// every run adds its row again), a NULL key replaces the row with the same NULL key.
-fn key_match(key: &[String]) -> String {
-    key.iter()
-        .map(|k| format!("{DEST}.{k} is not distinct from {SOURCE}.{k}"))
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
-fn and_predicates(predicates: &[String]) -> String {
-    predicates.iter().fold(String::new(), |mut out, p| {
-        out.push_str(" and (");
-        out.push_str(p);
-        out.push(')');
-        out
-    })
 }
 
 /// The snapshot time: when a check-strategy version starts and a hard delete ends one.
@@ -575,26 +544,7 @@ impl Dialect for DuckDb {
                 body_line: Some(2),
                 counts: Some(count(relation)),
             },
-            Step::AssertUniqueKey { relation, key } => {
-                // The key as text, `(a, b)` for a list: the first repeated keys and how many
-                // keys repeat in all.
-                let parts: Vec<String> = key
-                    .iter()
-                    .map(|k| format!("coalesce(cast({k} as varchar), 'null')"))
-                    .collect();
-                let shown = if key.len() == 1 {
-                    parts[0].clone()
-                } else {
-                    format!("'(' || {} || ')'", parts.join(" || ', ' || "))
-                };
-                Statement::new(
-                    StatementKind::Check,
-                    format!(
-                        "select __xform_key, count(*) over () from (select {shown} as __xform_key from {relation} group by {} having count(*) > 1) order by __xform_key limit {SHOWN_KEYS}",
-                        key.join(", ")
-                    ),
-                )
-            }
+            Step::AssertUniqueKey { relation, key } => self.assert_unique_key(relation, key),
             Step::AddColumn { relation, column } => ddl(format!(
                 "alter table {relation} add column {} {}",
                 quote(&column.name),
@@ -618,10 +568,7 @@ impl Dialect for DuckDb {
                 target,
                 source,
                 columns,
-            } => dml(format!(
-                "insert into {target} ({cols})\nselect {cols} from {source}",
-                cols = column_list(columns)
-            )),
+            } => dml(self.insert_columns(target, source, columns)),
             Step::DeleteMatching {
                 target,
                 source,
@@ -637,11 +584,7 @@ impl Dialect for DuckDb {
                 column,
                 window,
                 predicates,
-            } => dml(format!(
-                "delete from {target} as {DEST}\nwhere {}{}",
-                self.time_window(&format!("{DEST}.{column}"), window.start, window.end),
-                and_predicates(predicates)
-            )),
+            } => dml(self.delete_window(target, column, window, predicates)),
             Step::Merge {
                 target,
                 source,
@@ -649,30 +592,14 @@ impl Dialect for DuckDb {
                 insert_columns,
                 update_columns,
                 predicates,
-            } => {
-                let on = if key.is_empty() {
-                    "false".to_string()
-                } else {
-                    format!("{}{}", key_match(key), and_predicates(predicates))
-                };
-                let mut sql =
-                    format!("merge into {target} as {DEST}\nusing {source} as {SOURCE}\non {on}\n");
-                if !key.is_empty() && !update_columns.is_empty() {
-                    let sets: Vec<String> = update_columns
-                        .iter()
-                        .map(|c| format!("{} = {SOURCE}.{}", quote(c), quote(c)))
-                        .collect();
-                    sql.push_str("when matched then update set ");
-                    sql.push_str(&sets.join(", "));
-                    sql.push('\n');
-                }
-                sql.push_str("when not matched then insert (");
-                sql.push_str(&column_list(insert_columns));
-                sql.push_str(") values (");
-                sql.push_str(&prefixed(SOURCE, insert_columns));
-                sql.push(')');
-                dml(sql)
-            }
+            } => dml(self.merge(
+                target,
+                source,
+                key,
+                insert_columns,
+                update_columns,
+                predicates,
+            )),
             Step::CreateSnapshot {
                 target,
                 source,

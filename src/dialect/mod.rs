@@ -100,6 +100,32 @@ pub fn script(statements: &[Statement]) -> String {
         .join("\n")
 }
 
+/// The aliases of the target table and the staged rows in incremental statements, as dbt
+/// names them.
+pub(crate) const DEST: &str = "DBT_INTERNAL_DEST";
+pub(crate) const SOURCE: &str = "DBT_INTERNAL_SOURCE";
+
+/// `a.k1 = b.k1 and a.k2 = b.k2`: keys are written as the user wrote them (dbt allows
+/// expressions), prefixed with each side's alias.
+/// Rows match on every key column, null-safely: unlike dbt (where a NULL key never matches and
+/// every run adds its row again), a NULL key replaces the row with the same NULL key.
+pub(crate) fn key_match(key: &[String]) -> String {
+    key.iter()
+        .map(|k| format!("{DEST}.{k} is not distinct from {SOURCE}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// ` and (p1) and (p2)`: `incremental_predicates` after a condition.
+pub(crate) fn and_predicates(predicates: &[String]) -> String {
+    predicates.iter().fold(String::new(), |mut out, p| {
+        out.push_str(" and (");
+        out.push_str(p);
+        out.push(')');
+        out
+    })
+}
+
 /// The dialect of a target's warehouse.
 pub fn of(target: &Target) -> &'static dyn Dialect {
     match target.credentials {
@@ -128,6 +154,105 @@ pub trait Dialect: Sync {
     /// An identifier, quoted.
     fn quote(&self, ident: &str) -> String {
         self.quoting().quote(ident)
+    }
+
+    /// A column's name as the plans' statements write it (DuckDB: quoted).
+    fn column(&self, name: &str) -> String {
+        self.quote(name)
+    }
+
+    /// `a, b, c`, each as `column` writes it.
+    fn column_list(&self, columns: &[String]) -> String {
+        columns
+            .iter()
+            .map(|c| self.column(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `Step::Merge`: update the rows matched on `key`, insert the others (all of them with no
+    /// key).
+    fn merge(
+        &self,
+        target: &Relation,
+        source: &Relation,
+        key: &[String],
+        insert_columns: &[String],
+        update_columns: &[String],
+        predicates: &[String],
+    ) -> String {
+        let on = if key.is_empty() {
+            "false".to_string()
+        } else {
+            format!("{}{}", key_match(key), and_predicates(predicates))
+        };
+        let mut sql =
+            format!("merge into {target} as {DEST}\nusing {source} as {SOURCE}\non {on}\n");
+        if !key.is_empty() && !update_columns.is_empty() {
+            let sets: Vec<String> = update_columns
+                .iter()
+                .map(|c| format!("{} = {SOURCE}.{}", self.column(c), self.column(c)))
+                .collect();
+            sql.push_str("when matched then update set ");
+            sql.push_str(&sets.join(", "));
+            sql.push('\n');
+        }
+        let values: Vec<String> = insert_columns
+            .iter()
+            .map(|c| format!("{SOURCE}.{}", self.column(c)))
+            .collect();
+        sql.push_str(&format!(
+            "when not matched then insert ({}) values ({})",
+            self.column_list(insert_columns),
+            values.join(", ")
+        ));
+        sql
+    }
+
+    /// `Step::AssertUniqueKey`: the key as text (`(a, b)` for a list) of the first repeated
+    /// keys, and how many keys repeat in all; any row fails the check.
+    fn assert_unique_key(&self, relation: &Relation, key: &[String]) -> Statement {
+        let text = self.string_type();
+        let parts: Vec<String> = key
+            .iter()
+            .map(|k| format!("coalesce(cast({k} as {text}), 'null')"))
+            .collect();
+        let shown = if key.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("concat('(', {}, ')')", parts.join(", ', ', "))
+        };
+        Statement::new(
+            StatementKind::Check,
+            format!(
+                "select __xform_key, count(*) over () from (select {shown} as __xform_key from {relation} group by {} having count(*) > 1) order by __xform_key limit {}",
+                key.join(", "),
+                duckdb::SHOWN_KEYS
+            ),
+        )
+    }
+
+    /// `Step::DeleteWindow`: the rows of one microbatch window.
+    fn delete_window(
+        &self,
+        target: &Relation,
+        column: &str,
+        window: &crate::materialize::microbatch::Window,
+        predicates: &[String],
+    ) -> String {
+        format!(
+            "delete from {target} as {DEST}\nwhere {}{}",
+            self.time_window(&format!("{DEST}.{column}"), window.start, window.end),
+            and_predicates(predicates)
+        )
+    }
+
+    /// `Step::Insert`: copy columns from the staged rows.
+    fn insert_columns(&self, target: &Relation, source: &Relation, columns: &[String]) -> String {
+        format!(
+            "insert into {target} ({cols})\nselect {cols} from {source}",
+            cols = self.column_list(columns)
+        )
     }
 
     /// A string literal.
@@ -197,8 +322,16 @@ pub trait Dialect: Sync {
     /// One plan step as the statements that carry it out (most steps are one statement).
     fn lower(&self, step: &Step) -> Vec<Statement>;
 
-    /// A statement that returns the name and type of each column of a query, without running it.
-    fn describe_query(&self, sql: &str) -> Statement;
+    /// A statement that returns the name and type of each column of a query, without running
+    /// it: by default the query cut to no rows, whose result set the adapter reads.
+    fn describe_query(&self, sql: &str) -> Statement {
+        Statement {
+            sql: format!("select * from (\n{sql}\n) as described limit 0"),
+            kind: StatementKind::Query,
+            body_line: Some(2),
+            counts: None,
+        }
+    }
 
     /// A data test's query cut to its first `n` rows (`limit:` config).
     fn limit(&self, query: &str, n: i64) -> String {
@@ -329,8 +462,14 @@ pub trait Dialect: Sync {
     }
 
     /// Insert the rows of `query` into `relation`, matching columns by name (a column `query`
-    /// does not return is null).
-    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement;
+    /// does not return is null). By default, where there is no `by name`, the query's columns
+    /// are in the table's order.
+    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
+        Statement::new(
+            StatementKind::Dml,
+            format!("insert into {} {query}", self.relation(relation)),
+        )
+    }
 
     /// Rows as a query: `select * from (values (…), (…)) as given(a, b)`. Each cell is SQL.
     fn values(&self, columns: &[String], rows: &[Vec<String>]) -> String {
@@ -349,5 +488,24 @@ pub trait Dialect: Sync {
     /// A unit test's comparison of the `actual` and `expected` rows on `columns`: one row per
     /// row of either side, marked `-` (expected, missing), `+` (returned, not expected) or
     /// ` ` (both), every value as text, differing rows first.
-    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String;
+    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+        let text = self.string_type();
+        let list: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        let list = list.join(", ");
+        let as_text: Vec<String> = columns
+            .iter()
+            .map(|c| format!("cast(d.{} as {text}) as {}", self.quote(c), self.quote(c)))
+            .collect();
+        format!(
+            "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
+             select d.diff, {} from ( \
+             select '-' as diff, * from (select * from e except distinct select * from a) \
+             union all select '+' as diff, * from (select * from a except distinct select * from e) \
+             union all select ' ' as diff, * from (select * from a intersect distinct select * from e) \
+             ) as d order by d.diff = ' '",
+            as_text.join(", "),
+            actual = self.relation(actual),
+            expected = self.relation(expected),
+        )
+    }
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Dialect, Statement, StatementKind};
+use super::{DEST, Dialect, SOURCE, Statement, StatementKind, and_predicates, key_match};
 use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::{Build, Kind, RelationOptions, Step};
 use crate::relation::{Quoting, Relation};
@@ -22,9 +22,6 @@ pub enum Flavor {
 
 pub struct Snowflake;
 pub struct BigQuery;
-
-const DEST: &str = "DBT_INTERNAL_DEST";
-const SOURCE: &str = "DBT_INTERNAL_SOURCE";
 
 /// What a plan may ask that this dialect does not write yet, as a sentence for a diagnostic.
 pub fn unsupported(flavor: Flavor, steps: &[Step]) -> Option<String> {
@@ -90,29 +87,6 @@ fn column_list(flavor: Flavor, columns: &[String]) -> String {
         .map(|c| ident(flavor, c))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn prefixed(flavor: Flavor, alias: &str, columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{alias}.{}", ident(flavor, c)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Keys matched null-safely, as xform does on DuckDB (a NULL key replaces its NULL-keyed row).
-fn key_match(key: &[String]) -> String {
-    key.iter()
-        .map(|k| format!("{DEST}.{k} is not distinct from {SOURCE}.{k}"))
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
-fn and_predicates(predicates: &[String]) -> String {
-    predicates.iter().fold(String::new(), |mut out, p| {
-        let _ = write!(out, " and ({p})");
-        out
-    })
 }
 
 fn count(relation: &Relation) -> String {
@@ -382,26 +356,7 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             body_line: Some(2),
             counts: Some(count(relation)),
         },
-        Step::AssertUniqueKey { relation, key } => {
-            let text = dialect.string_type();
-            let parts: Vec<String> = key
-                .iter()
-                .map(|k| format!("coalesce(cast({k} as {text}), 'null')"))
-                .collect();
-            let shown = if key.len() == 1 {
-                parts[0].clone()
-            } else {
-                format!("concat('(', {}, ')')", parts.join(", ', ', "))
-            };
-            Statement::new(
-                StatementKind::Check,
-                format!(
-                    "select __xform_key, count(*) over () from (select {shown} as __xform_key from {relation} group by {} having count(*) > 1) order by __xform_key limit {}",
-                    key.join(", "),
-                    super::duckdb::SHOWN_KEYS
-                ),
-            )
-        }
+        Step::AssertUniqueKey { relation, key } => dialect.assert_unique_key(relation, key),
         Step::AddColumn { relation, column } => ddl(format!(
             "alter table {relation} add column {} {}",
             ident(flavor, &column.name),
@@ -425,10 +380,7 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             target,
             source,
             columns,
-        } => dml(format!(
-            "insert into {target} ({cols})\nselect {cols} from {source}",
-            cols = column_list(flavor, columns)
-        )),
+        } => dml(dialect.insert_columns(target, source, columns)),
         Step::DeleteMatching {
             target,
             source,
@@ -452,11 +404,7 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             column,
             window,
             predicates,
-        } => dml(format!(
-            "delete from {target} as {DEST}\nwhere {}{}",
-            dialect.time_window(&format!("{DEST}.{column}"), window.start, window.end),
-            and_predicates(predicates)
-        )),
+        } => dml(dialect.delete_window(target, column, window, predicates)),
         Step::Merge {
             target,
             source,
@@ -464,29 +412,14 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             insert_columns,
             update_columns,
             predicates,
-        } => {
-            let on = if key.is_empty() {
-                "false".to_string()
-            } else {
-                format!("{}{}", key_match(key), and_predicates(predicates))
-            };
-            let mut sql =
-                format!("merge into {target} as {DEST}\nusing {source} as {SOURCE}\non {on}\n");
-            if !key.is_empty() && !update_columns.is_empty() {
-                let sets: Vec<String> = update_columns
-                    .iter()
-                    .map(|c| format!("{} = {SOURCE}.{}", ident(flavor, c), ident(flavor, c)))
-                    .collect();
-                let _ = writeln!(sql, "when matched then update set {}", sets.join(", "));
-            }
-            let _ = write!(
-                sql,
-                "when not matched then insert ({}) values ({})",
-                column_list(flavor, insert_columns),
-                prefixed(flavor, SOURCE, insert_columns)
-            );
-            dml(sql)
-        }
+        } => dml(dialect.merge(
+            target,
+            source,
+            key,
+            insert_columns,
+            update_columns,
+            predicates,
+        )),
         // Refused before lowering (`unsupported`).
         Step::CopyTo { .. }
         | Step::CreateSnapshot { .. }
@@ -495,49 +428,6 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
         | Step::InsertSnapshotRows { .. } => return Vec::new(),
     };
     vec![one]
-}
-
-/// A query's columns: neither warehouse describes a query without running it as cheaply as
-/// DuckDB, so this is the query cut to no rows, whose result set the adapter reads.
-fn describe(sql: &str) -> Statement {
-    Statement {
-        sql: format!("select * from (\n{sql}\n) as described limit 0"),
-        kind: StatementKind::Query,
-        body_line: Some(2),
-        counts: None,
-    }
-}
-
-fn rows_diff(
-    dialect: &dyn Dialect,
-    actual: &Relation,
-    expected: &Relation,
-    columns: &[String],
-) -> String {
-    let text = dialect.string_type();
-    let list: Vec<String> = columns.iter().map(|c| dialect.quote(c)).collect();
-    let list = list.join(", ");
-    let as_text: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            format!(
-                "cast(d.{} as {text}) as {}",
-                dialect.quote(c),
-                dialect.quote(c)
-            )
-        })
-        .collect();
-    format!(
-        "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
-         select d.diff, {} from ( \
-         select '-' as diff, * from (select * from e except distinct select * from a) \
-         union all select '+' as diff, * from (select * from a except distinct select * from e) \
-         union all select ' ' as diff, * from (select * from a intersect distinct select * from e) \
-         ) as d order by d.diff = ' '",
-        as_text.join(", "),
-        actual = dialect.relation(actual),
-        expected = dialect.relation(expected),
-    )
 }
 
 impl Dialect for Snowflake {
@@ -562,6 +452,10 @@ impl Dialect for Snowflake {
         Quoting::DOUBLE_QUOTES.quote(ident)
     }
 
+    fn column(&self, name: &str) -> String {
+        ident(Flavor::Snowflake, name)
+    }
+
     fn string_type(&self) -> &'static str {
         "VARCHAR"
     }
@@ -572,22 +466,6 @@ impl Dialect for Snowflake {
 
     fn lower(&self, step: &Step) -> Vec<Statement> {
         lower(Flavor::Snowflake, self, step)
-    }
-
-    fn describe_query(&self, sql: &str) -> Statement {
-        describe(sql)
-    }
-
-    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
-        // Snowflake has no `by name`: the query's columns are in the table's order.
-        Statement::new(
-            StatementKind::Dml,
-            format!("insert into {} {query}", self.relation(relation)),
-        )
-    }
-
-    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
-        rows_diff(self, actual, expected, columns)
     }
 }
 
@@ -613,6 +491,10 @@ impl Dialect for BigQuery {
         literal(text)
     }
 
+    fn column(&self, name: &str) -> String {
+        ident(Flavor::BigQuery, name)
+    }
+
     fn string_type(&self) -> &'static str {
         "STRING"
     }
@@ -623,17 +505,6 @@ impl Dialect for BigQuery {
 
     fn lower(&self, step: &Step) -> Vec<Statement> {
         lower(Flavor::BigQuery, self, step)
-    }
-
-    fn describe_query(&self, sql: &str) -> Statement {
-        describe(sql)
-    }
-
-    fn insert_by_name(&self, relation: &Relation, query: &str) -> Statement {
-        Statement::new(
-            StatementKind::Dml,
-            format!("insert into {} {query}", self.relation(relation)),
-        )
     }
 
     fn values(&self, columns: &[String], rows: &[Vec<String>]) -> String {
@@ -657,9 +528,5 @@ impl Dialect for BigQuery {
             })
             .collect();
         selects.join("\nunion all\n")
-    }
-
-    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
-        rows_diff(self, actual, expected, columns)
     }
 }

@@ -159,6 +159,24 @@ pub struct RelationOptions {
     pub partition_expiration_days: Option<i64>,
 }
 
+/// A mapping config (`labels`, `column_types`) as `(key, value as text)` pairs.
+fn text_pairs(node: &Node, key: &str) -> Vec<(String, String)> {
+    node.config
+        .get(key)
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// BigQuery's `partition_by`: `{field, data_type, granularity}`, or an integer `range`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionBy {
@@ -219,20 +237,7 @@ impl RelationOptions {
             copy_grants: flag("copy_grants").unwrap_or(false),
             secure: flag("secure").unwrap_or(false),
             partition_by,
-            labels: config
-                .get("labels")
-                .and_then(serde_json::Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), String::from),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            labels: text_pairs(node, "labels"),
             require_partition_filter: flag("require_partition_filter").unwrap_or(false),
             partition_expiration_days: config
                 .get("partition_expiration_days")
@@ -528,21 +533,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
     }
     let build = match node.materialized() {
         Materialization::Seed => {
-            let column_types = node
-                .config
-                .get("column_types")
-                .and_then(serde_json::Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), String::from),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let column_types = text_pairs(node, "column_types");
             let path = node.seed_path().map(Path::to_path_buf).unwrap_or_default();
             let delimiter = node.config.str("delimiter").unwrap_or(",").to_string();
             let mut column_types: Vec<(String, String)> = column_types;
