@@ -94,7 +94,11 @@ fn compile_for(target: &str, dialect: &dyn Dialect) -> String {
             }
         }
         assert!(!sql.contains("not-a-real-password"), "{path}");
-        all.push_str(&format!("=== {path}\n{sql}\n"));
+        all.push_str("=== ");
+        all.push_str(path);
+        all.push('\n');
+        all.push_str(sql);
+        all.push('\n');
     }
     all
 }

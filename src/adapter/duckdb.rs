@@ -441,7 +441,7 @@ fn to_json(value: DuckValue) -> Json {
         }
         DuckValue::Float(f) => Json::from(f64::from(f)),
         DuckValue::Double(f) => Json::from(f),
-        DuckValue::Text(s) => Json::String(s),
+        DuckValue::Text(s) | DuckValue::Enum(s) => Json::String(s),
         DuckValue::Date32(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|d| d.checked_add_signed(chrono::Duration::days(i64::from(days))))
             .map_or(Json::Null, |d| Json::String(d.to_string())),
@@ -467,7 +467,6 @@ fn to_json(value: DuckValue) -> Json {
         DuckValue::UHugeInt(i) => {
             u64::try_from(i).map_or_else(|_| Json::String(i.to_string()), Json::from)
         }
-        DuckValue::Enum(s) => Json::String(s),
         DuckValue::List(items) | DuckValue::Array(items) => {
             Json::Array(items.into_iter().map(to_json).collect())
         }

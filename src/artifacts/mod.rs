@@ -580,11 +580,7 @@ fn node_json(node: &Node, target_path: &str, compiled: Option<&str>) -> String {
             None => None,
         },
         access: is_model.then(|| node.config.str("access").unwrap_or("protected")),
-        group: is_model.then(|| {
-            node.config
-                .str("group")
-                .map_or(Json::Null, |g| Json::from(g))
-        }),
+        group: is_model.then(|| node.config.str("group").map_or(Json::Null, Json::from)),
         deprecation_date: is_model.then_some(Json::Null),
         contract: is_model.then(|| {
             let enforced = node

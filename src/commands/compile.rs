@@ -98,6 +98,9 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     EXIT_OK
 }
 
+/// A file for `target/run/` and its text.
+type RunFile = (std::path::PathBuf, Vec<u8>);
+
 /// Nothing exists in a warehouse xform cannot reach: a compile writes the plan of a first
 /// run, every schema created.
 struct FirstRun;
@@ -123,7 +126,7 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
         _ => crate::dialect::warehouse::Flavor::BigQuery,
     };
     // Each node's plan and statements on their own, on every core.
-    let planned: Vec<Result<Option<(std::path::PathBuf, Vec<u8>)>, Problem>> = done
+    let planned: Vec<Result<Option<RunFile>, Problem>> = done
         .compiled
         .par_iter()
         .map(|(&i, sql)| {

@@ -157,10 +157,10 @@ pub(super) fn unit_test_nodes(
                         let version = n.version.as_ref().map_or("", |o| o.version.as_str());
                         // As dbt: `exclude:` when it lists any, else `include:` when it does.
                         def.versions.as_ref().is_none_or(|(include, exclude)| {
-                            if !exclude.is_empty() {
-                                !exclude.iter().any(|e| e == version)
-                            } else {
+                            if exclude.is_empty() {
                                 include.is_empty() || include.iter().any(|i| i == version)
+                            } else {
+                                !exclude.iter().any(|e| e == version)
                             }
                         })
                     })

@@ -201,11 +201,11 @@ pub trait Dialect: Sync {
             .iter()
             .map(|c| format!("{SOURCE}.{}", self.column(c)))
             .collect();
-        sql.push_str(&format!(
-            "when not matched then insert ({}) values ({})",
-            self.column_list(insert_columns),
-            values.join(", ")
-        ));
+        sql.push_str("when not matched then insert (");
+        sql.push_str(&self.column_list(insert_columns));
+        sql.push_str(") values (");
+        sql.push_str(&values.join(", "));
+        sql.push(')');
         sql
     }
 

@@ -59,10 +59,11 @@ fn ident(flavor: Flavor, name: &str) -> String {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        return name.to_string();
+    }
     match flavor {
-        Flavor::Snowflake if plain => name.to_string(),
         Flavor::Snowflake => Quoting::DOUBLE_QUOTES.quote(name),
-        Flavor::BigQuery if plain => name.to_string(),
         Flavor::BigQuery => BIGQUERY_QUOTING.quote(name),
     }
 }
@@ -160,7 +161,6 @@ fn constraint_sql(flavor: Flavor, c: &Constraint, inline: bool) -> Option<String
     // `not null` and records the others. Neither has `check`.
     let body = match (&c.kind, flavor, inline) {
         (ConstraintKind::NotNull, _, true) => "not null".to_string(),
-        (ConstraintKind::NotNull, _, false) => return None,
         (ConstraintKind::Unique, Flavor::Snowflake, true) => "unique".to_string(),
         (ConstraintKind::Unique, Flavor::Snowflake, false) => format!("unique ({})", cols()),
         (ConstraintKind::PrimaryKey, Flavor::Snowflake, true) => "primary key".to_string(),

@@ -162,7 +162,7 @@ pub(super) fn run(
     let compiled_path = sql_path(&session.target_dir, "compiled", project, &artifact);
     write_file(&compiled_path, sql.as_bytes())?;
     let config = compiler.test_config(i);
-    let plan = crate::materialize::data_test::TestPlan::of(node, &config, &sql, dialect)?;
+    let plan = crate::materialize::data_test::TestPlan::of(node, config, &sql, dialect)?;
     // A relation of the other kind, left by an earlier setting, is replaced.
     let replaces = match plan.store_as {
         Some(store_as) => match worker.relation_kind(&node.relation) {

@@ -38,7 +38,11 @@ pub(super) fn edits(source: &str) -> Vec<Edit> {
     if !TRIGGERS.is_match(source) {
         return Vec::new();
     }
-    let Ok(ast) = minijinja::machinery::parse(source, "<template>", Default::default()) else {
+    let Ok(ast) = minijinja::machinery::parse(
+        source,
+        "<template>",
+        minijinja::syntax::SyntaxConfig::default(),
+    ) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -57,7 +61,6 @@ fn walk_stmt(stmt: &Stmt<'_>, source: &str, out: &mut Vec<Edit>) {
     match stmt {
         Stmt::Template(t) => walk_stmts(&t.children, source, out),
         Stmt::EmitExpr(x) => e(&x.expr),
-        Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) => {}
         Stmt::ForLoop(f) => {
             e(&f.iter);
             if let Some(x) = &f.filter_expr {
@@ -90,7 +93,13 @@ fn walk_stmt(stmt: &Stmt<'_>, source: &str, out: &mut Vec<Edit>) {
             walk_stmts(&f.body, source, out);
         }
         Stmt::Block(b) => walk_stmts(&b.body, source, out),
-        Stmt::Import(_) | Stmt::FromImport(_) | Stmt::Extends(_) | Stmt::Include(_) => {}
+        Stmt::EmitRaw(_)
+        | Stmt::Continue(_)
+        | Stmt::Break(_)
+        | Stmt::Import(_)
+        | Stmt::FromImport(_)
+        | Stmt::Extends(_)
+        | Stmt::Include(_) => {}
         Stmt::Macro(m) => {
             for x in &m.defaults {
                 e(x);
