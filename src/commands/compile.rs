@@ -115,9 +115,9 @@ impl crate::materialize::Existing for FirstRun {
     }
 }
 
-/// `target/run/<package>/<path>` for each compiled model and data test: a model's first-run
-/// statements, a test's count query, in the target's dialect, as `xform build` would run them
-/// there. A node whose plan the dialect does
+/// `target/run/<package>/<path>` for each compiled model and data test, and each seed: a
+/// model's first-run statements, a test's count query, a seed's typed table and inserts, in the
+/// target's dialect, as `xform build` would run them there. A node whose plan the dialect does
 /// not write yet is a diagnostic naming it.
 fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
     let dialect = crate::dialect::of(&s.target);
@@ -167,6 +167,31 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
         .collect();
     let mut problems = Vec::new();
     let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    // Every seed: its typed table and the inserts of its rows.
+    for node in done
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.resource_type == ResourceType::Seed)
+    {
+        if let Some(path) = node.seed_path()
+            && let Err(e) = std::fs::metadata(path)
+        {
+            problems.push(Problem::io(path, &e));
+            continue;
+        }
+        match crate::materialize::plan(node, "", &FirstRun) {
+            Ok(plan) => {
+                let lowered = crate::dialect::lower(dialect, &plan.steps);
+                let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
+                files.push((
+                    path,
+                    crate::dialect::script(&lowered.statements).into_bytes(),
+                ));
+            }
+            Err(p) => problems.push(p),
+        }
+    }
     for p in planned {
         match p {
             Ok(Some(file)) => files.push(file),

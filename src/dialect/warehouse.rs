@@ -2,9 +2,10 @@
 //! dbt-bigquery write them. The two share most of their spelling; where they differ, a match on
 //! `Flavor` says how.
 //!
-//! Not written yet (each refused by `unsupported` before anything is lowered): seeds (a typed
-//! create and batched inserts), snapshots (each warehouse's hash for `dbt_scd_id`), the
-//! `external` materialization (DuckDB's alone), and the unit tests' and freshness queries.
+//! Not written yet (each refused by `unsupported` before anything is lowered): snapshots (each
+//! warehouse's hash for `dbt_scd_id`), the `external` materialization (DuckDB's alone), and
+//! the unit tests' and freshness queries. Seeds are a typed create and batched inserts, their
+//! types inferred as dbt infers them.
 
 use std::fmt::Write as _;
 
@@ -30,10 +31,6 @@ pub fn unsupported(flavor: Flavor, steps: &[Step]) -> Option<String> {
         Flavor::BigQuery => "BigQuery",
     };
     steps.iter().find_map(|step| match step {
-        Step::Replace {
-            build: Build::Seed { .. },
-            ..
-        } => Some(format!("seeds are not written for {name} yet")),
         Step::Replace {
             build: Build::FilesView { .. },
             ..
@@ -251,6 +248,177 @@ fn contracted(
     }
 }
 
+/// The rows a seed's statement inserts at most, as dbt-snowflake and dbt-bigquery batch them.
+const SEED_BATCH: usize = 10_000;
+
+/// A seed column's type as dbt infers it from every value (its first candidate that accepts them
+/// all: integer, number, date, timestamp, boolean, text; a column with no value is integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SeedType {
+    Integer,
+    Number,
+    Date,
+    Timestamp,
+    Boolean,
+    Text,
+}
+
+fn seed_type_of(value: &str) -> SeedType {
+    let v = value.trim();
+    if v.parse::<i64>().is_ok() {
+        SeedType::Integer
+    } else if v.parse::<f64>().is_ok_and(f64::is_finite) {
+        SeedType::Number
+    } else if chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok() {
+        SeedType::Date
+    } else if [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .any(|f| chrono::NaiveDateTime::parse_from_str(v, f).is_ok())
+    {
+        SeedType::Timestamp
+    } else if matches!(v.to_ascii_lowercase().as_str(), "true" | "false") {
+        SeedType::Boolean
+    } else {
+        SeedType::Text
+    }
+}
+
+/// The narrowest type that holds both (text when they cannot meet).
+fn widen(a: SeedType, b: SeedType) -> SeedType {
+    use SeedType::{Date, Integer, Number, Text, Timestamp};
+    match (a.min(b), a.max(b)) {
+        (x, y) if x == y => x,
+        (Integer, Number) => Number,
+        (Date, Timestamp) => Timestamp,
+        _ => Text,
+    }
+}
+
+fn seed_type_name(flavor: Flavor, t: SeedType) -> &'static str {
+    match (flavor, t) {
+        (Flavor::Snowflake, SeedType::Integer) => "integer",
+        (Flavor::Snowflake, SeedType::Number) => "float8",
+        (Flavor::Snowflake, SeedType::Timestamp) => "timestamp_ntz",
+        (Flavor::Snowflake, SeedType::Text) => "varchar",
+        (Flavor::BigQuery, SeedType::Integer) => "int64",
+        (Flavor::BigQuery, SeedType::Number) => "float64",
+        (Flavor::BigQuery, SeedType::Timestamp) => "datetime",
+        (Flavor::BigQuery, SeedType::Text) => "string",
+        (Flavor::Snowflake, SeedType::Boolean) => "boolean",
+        (Flavor::BigQuery, SeedType::Boolean) => "bool",
+        (_, SeedType::Date) => "date",
+    }
+}
+
+/// One value of a seed as SQL of its column's type; an empty cell is null.
+fn seed_value(flavor: Flavor, t: SeedType, value: &str, declared: bool) -> String {
+    if value.is_empty() {
+        return "null".to_string();
+    }
+    let text = match flavor {
+        Flavor::Snowflake => format!("'{}'", value.replace('\'', "''")),
+        Flavor::BigQuery => literal(value),
+    };
+    if declared {
+        // A `column_types` type: the text, cast by the warehouse.
+        return text;
+    }
+    match t {
+        SeedType::Integer | SeedType::Number => value.trim().to_string(),
+        SeedType::Boolean => value.trim().to_ascii_lowercase(),
+        SeedType::Date => format!("date {text}"),
+        SeedType::Timestamp => match flavor {
+            Flavor::Snowflake => format!("cast({text} as timestamp_ntz)"),
+            Flavor::BigQuery => format!("datetime {text}"),
+        },
+        SeedType::Text => text,
+    }
+}
+
+/// A seed as a warehouse loads it: a table of the inferred (or `column_types`) types, then the
+/// rows in batches of inserts. Nothing when the file cannot be read: compiling checks it first.
+fn seed(
+    flavor: Flavor,
+    table_head: &str,
+    relation: &Relation,
+    path: &std::path::Path,
+    delimiter: &str,
+    column_types: &[(String, String)],
+) -> Vec<Statement> {
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .delimiter(delimiter.bytes().next().unwrap_or(b','))
+        .from_path(path)
+    else {
+        return Vec::new();
+    };
+    let Ok(header) = reader.headers().cloned() else {
+        return Vec::new();
+    };
+    let rows: Vec<csv::StringRecord> = reader.records().filter_map(Result::ok).collect();
+    let names: Vec<String> = header.iter().map(String::from).collect();
+    let types: Vec<SeedType> = (0..names.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i).filter(|v| !v.is_empty()))
+                .map(seed_type_of)
+                .reduce(widen)
+                .unwrap_or(SeedType::Integer)
+        })
+        .collect();
+    let declared = |name: &str| column_types.iter().find(|(c, _)| c == name).map(|(_, t)| t);
+    let columns: Vec<String> = names
+        .iter()
+        .zip(&types)
+        .map(|(n, t)| {
+            let ty = declared(n).map_or(seed_type_name(flavor, *t), String::as_str);
+            format!("{} {ty}", ident(flavor, n))
+        })
+        .collect();
+    let mut out = vec![Statement {
+        sql: format!(
+            "{table_head} {relation} (\n    {}\n)",
+            columns.join(",\n    ")
+        ),
+        kind: StatementKind::Ddl,
+        body_line: None,
+        counts: None,
+    }];
+    let list = column_list(flavor, &names);
+    for batch in rows.chunks(SEED_BATCH) {
+        let values: Vec<String> = batch
+            .iter()
+            .map(|r| {
+                let cells: Vec<String> = (0..names.len())
+                    .map(|i| {
+                        seed_value(
+                            flavor,
+                            types[i],
+                            r.get(i).unwrap_or(""),
+                            declared(&names[i]).is_some(),
+                        )
+                    })
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        out.push(Statement {
+            sql: format!(
+                "insert into {relation} ({list}) values\n{}",
+                values.join(",\n")
+            ),
+            kind: StatementKind::Dml,
+            body_line: None,
+            counts: None,
+        });
+    }
+    out
+}
+
 /// `Step::Replace`: both warehouses replace a relation atomically with `create or replace`,
 /// once a relation of the other kind is dropped.
 fn replace(
@@ -305,8 +473,20 @@ fn replace(
                 counts: None,
             });
         }
+        Build::Seed {
+            path,
+            delimiter,
+            column_types,
+        } => out.extend(seed(
+            flavor,
+            table_head,
+            relation,
+            path,
+            delimiter,
+            column_types,
+        )),
         // Refused before lowering (`unsupported`).
-        Build::Seed { .. } | Build::FilesView { .. } => {}
+        Build::FilesView { .. } => {}
     }
     out
 }
