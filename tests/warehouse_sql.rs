@@ -178,3 +178,14 @@ fn a_config_the_warehouse_cannot_honour_is_a_diagnostic_naming_the_model() {
     );
     assert!(text.contains("partitioned_view.sql"), "{text}");
 }
+
+#[test]
+fn a_malformed_seed_is_a_diagnostic_not_a_row_left_out() {
+    let p = project();
+    p.write("seeds/broken.csv", "id,name\n1,ann\n2,bo,extra\n");
+    let out = p.xform(&["compile", "--target", "sf"]);
+    let text = transcript(p.path(), &out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("seed `broken` cannot be read"), "{text}");
+    assert!(text.contains("line: 3"), "{text}");
+}

@@ -69,9 +69,8 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let analyses = count(ResourceType::Analysis);
     let models = done.compiled.len() - tests - analyses;
     // A warehouse xform does not run yet gets each model's statements in `target/run/`.
-    let warehouse = !matches!(s.target.credentials, crate::config::Credentials::DuckDb(_));
-    if warehouse {
-        let problems = write_warehouse_plans(s, &done);
+    if let Some(flavor) = crate::dialect::warehouse::Flavor::of(&s.target) {
+        let problems = write_warehouse_plans(s, &done, flavor);
         if problems.iter().any(|p| !p.warning) {
             report(&problems);
             return EXIT_USAGE;
@@ -119,12 +118,12 @@ impl crate::materialize::Existing for FirstRun {
 /// model's first-run statements, a test's count query, a seed's typed table and inserts, in the
 /// target's dialect, as `xform build` would run them there. A node whose plan the dialect does
 /// not write yet is a diagnostic naming it.
-fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
+fn write_warehouse_plans(
+    s: &Session,
+    done: &Compiled,
+    flavor: crate::dialect::warehouse::Flavor,
+) -> Vec<Problem> {
     let dialect = crate::dialect::of(&s.target);
-    let flavor = match dialect.id() {
-        "snowflake" => crate::dialect::warehouse::Flavor::Snowflake,
-        _ => crate::dialect::warehouse::Flavor::BigQuery,
-    };
     // Each node's plan and statements on their own, on every core.
     let planned: Vec<Result<Option<RunFile>, Problem>> = done
         .compiled
@@ -175,9 +174,18 @@ fn write_warehouse_plans(s: &Session, done: &Compiled) -> Vec<Problem> {
         .filter(|n| n.resource_type == ResourceType::Seed)
     {
         if let Some(path) = node.seed_path()
-            && let Err(e) = std::fs::metadata(path)
+            && let Err(why) = crate::dialect::warehouse::check_seed(
+                path,
+                node.config.str("delimiter").unwrap_or(","),
+            )
         {
-            problems.push(Problem::io(path, &e));
+            problems.push(
+                Problem::new(
+                    Code::ProjectConfig,
+                    format!("seed `{}` cannot be read: {why}", node.name),
+                )
+                .help(format!("fix the CSV file `{}`", node.path)),
+            );
             continue;
         }
         match crate::materialize::plan(node, "", &FirstRun) {

@@ -21,8 +21,33 @@ pub enum Flavor {
     BigQuery,
 }
 
+impl Flavor {
+    /// The warehouse of a target, `None` for DuckDB.
+    pub fn of(target: &crate::config::Target) -> Option<Flavor> {
+        match target.credentials {
+            crate::config::Credentials::Snowflake(_) => Some(Flavor::Snowflake),
+            crate::config::Credentials::BigQuery(_) => Some(Flavor::BigQuery),
+            crate::config::Credentials::DuckDb(_) => None,
+        }
+    }
+}
+
 pub struct Snowflake;
 pub struct BigQuery;
+
+/// Check that a seed's CSV file reads whole, before it is lowered: a malformed row is a
+/// problem with its line, never a row silently left out of the inserts.
+pub fn check_seed(path: &std::path::Path, delimiter: &str) -> Result<(), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter.bytes().next().unwrap_or(b','))
+        .from_path(path)
+        .map_err(|e| e.to_string())?;
+    reader.headers().map_err(|e| e.to_string())?;
+    for record in reader.records() {
+        record.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// What a plan may ask that this dialect does not write yet, as a sentence for a diagnostic.
 pub fn unsupported(flavor: Flavor, steps: &[Step]) -> Option<String> {
