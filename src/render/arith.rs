@@ -278,6 +278,14 @@ fn binary(state: &State<'_, '_>, a: Value, b: Value, plus: bool) -> Result<Value
     {
         return Ok(Value::from(v));
     }
+    // Two plain strings join, as minijinja's `+` joins them, without an expression round trip.
+    if plus
+        && let (Some(x), Some(y)) = (a.as_str(), b.as_str())
+        && !a.is_safe()
+        && !b.is_safe()
+    {
+        return Ok(Value::from(format!("{x}{y}")));
+    }
     // Everything else exactly as minijinja's own operator. Its error loses the expression's
     // own place, so that the template's call site is reported.
     let strip = |e: Error| Error::new(e.kind(), e.detail().unwrap_or_default().to_string());
