@@ -341,7 +341,7 @@ fn seed_type_name(flavor: Flavor, t: SeedType) -> &'static str {
 }
 
 /// One value of a seed as SQL of its column's type; an empty cell is null.
-fn seed_value(flavor: Flavor, t: SeedType, value: &str, declared: bool) -> String {
+fn seed_value(flavor: Flavor, t: SeedType, value: &str, declared: Option<&String>) -> String {
     if value.is_empty() {
         return "null".to_string();
     }
@@ -349,9 +349,9 @@ fn seed_value(flavor: Flavor, t: SeedType, value: &str, declared: bool) -> Strin
         Flavor::Snowflake => format!("'{}'", value.replace('\'', "''")),
         Flavor::BigQuery => literal(value),
     };
-    if declared {
-        // A `column_types` type: the text, cast by the warehouse.
-        return text;
+    if let Some(ty) = declared {
+        // A `column_types` type: the text, cast to it (BigQuery converts no text implicitly).
+        return format!("cast({text} as {ty})");
     }
     match t {
         SeedType::Integer | SeedType::Number => value.trim().to_string(),
@@ -424,7 +424,7 @@ fn seed(
                             flavor,
                             types[i],
                             r.get(i).unwrap_or(""),
-                            declared(&names[i]).is_some(),
+                            declared(&names[i]),
                         )
                     })
                     .collect();
