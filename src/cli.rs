@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render every selected model to SQL under target/compiled (no database needed)
-    Compile(CommonArgs),
+    Compile(CompileArgs),
     /// Build the selected models in graph order
     Run(CommonArgs),
     /// Load CSV seeds into tables
@@ -109,6 +109,20 @@ pub struct DepsArgs {
     /// Only resolve the packages and write package-lock.yml; install nothing
     #[arg(long)]
     pub lock: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Warehouse targets: write the plan of a run on a warehouse where the project's relations
+    /// exist (incremental models run incrementally) instead of a first run's
+    #[arg(long)]
+    pub assume_exists: bool,
+    /// With --assume-exists: the catalog.json (`xform docs generate`) giving the columns of the
+    /// existing relations, by node (default: catalog.json of --state, else target/catalog.json)
+    #[arg(long, value_name = "FILE", requires = "assume_exists")]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

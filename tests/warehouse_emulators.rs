@@ -3,7 +3,7 @@
 //!
 //! The emulators come from PyPI, in the virtual environments `.ci/run` builds
 //! (`tests/emulators/*.txt`, under `$XFORM_EMULATORS`, by default `~/.cache/xform-emulators`):
-//! fakesnow's server for Snowflake and crucible's for BigQuery. Each test starts its own server
+//! fakesnow's server for Snowflake and bqemulator for BigQuery. Each test starts its own server
 //! on a free loopback port; `tests/emulators/runner.py` runs the statements with the
 //! warehouse's own client protocol (Snowflake's connector, BigQuery's REST API) and prints the
 //! rows left. Outside CI a missing environment skips the test with the reason printed; in CI it
@@ -11,10 +11,14 @@
 //!
 //! The order of the steps is the project's graph (from the manifest), as `xform build` runs it.
 //! Emulator limits met here, worked around in the test and never in the emitted SQL:
-//! - crucible refuses a dataset named `main` (DuckDB's own schema), so the warehouse targets
-//!   write to `shop`, and the project's source reads `target.schema` rather than `main`;
+//! - a dataset named `main` is DuckDB's own schema under both emulators, so the warehouse
+//!   targets write to `shop`, and the project's source reads `target.schema` rather than `main`;
+//! - bqemulator loads DuckDB's spatial extension at start, which needs network:
+//!   `tests/emulators/start_bqemulator.py` starts it without (no test reads a GEOGRAPHY);
 //! - Snowflake needs its database to exist before a run (dbt never creates one): the test
-//!   creates it, as an administrator would.
+//!   creates it, as an administrator would;
+//! - fakesnow refuses a temporary table named with its schema: `compile_for` says how that is
+//!   worked around.
 
 #![cfg(feature = "duckdb")]
 
@@ -98,13 +102,19 @@ impl Emulator {
                 c
             }
             Warehouse::BigQuery => {
-                let mut c = Command::new(venv.join("bin/crucible"));
-                c.args([
-                    "serve",
-                    "--dialect",
-                    "bigquery",
-                    "--port",
+                let mut c = Command::new(venv.join("bin/python"));
+                let start = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/emulators/start_bqemulator.py");
+                c.arg(start).args([
+                    "start",
+                    "--rest-port",
                     &port.to_string(),
+                    "--grpc-port",
+                    "0",
+                    "--project",
+                    PROJECT_ID,
+                    "--log-level",
+                    "error",
                 ]);
                 c
             }
@@ -206,14 +216,22 @@ fn manifest(p: &TempProject) -> Value {
         .unwrap()
 }
 
-/// The statements of a run file: each ends with `;` at the end of a line.
+/// The statements of a run file: each ends with `;` at the end of a line, except that a
+/// BigQuery transaction is one script, from `begin transaction;` to `commit transaction;`.
 fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
+    let mut script = false;
     for line in sql.lines() {
         current.push_str(line);
         current.push('\n');
-        if line.trim_end().ends_with(';') {
+        if line == "begin transaction;" {
+            script = true;
+        }
+        if script && line == "commit transaction;" {
+            script = false;
+        }
+        if !script && line.trim_end().ends_with(';') {
             let s = current.trim().trim_end_matches(';').trim().to_string();
             if !s.is_empty() {
                 out.push(s);
@@ -336,57 +354,72 @@ fn sorted_rows(answer: &Value) -> Vec<Vec<Value>> {
     rows
 }
 
-/// Build on DuckDB, compile for the warehouse, run its statements on the emulator in graph order,
-/// and compare every relation and every data test's failures with the DuckDB build.
-fn same_rows_as_duckdb(p: &TempProject, warehouse: Warehouse) {
-    let Some(emulator) = Emulator::start(warehouse) else {
-        return;
-    };
-    let out = p.xform(&["build"]);
-    let text = transcript(p.path(), &out);
-    assert!(out.status.success(), "{text}");
-    let duck = manifest(p);
-    let results: Value = serde_json::from_str(
-        &std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap(),
-    )
-    .unwrap();
-    let failures: BTreeMap<String, Value> = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["unique_id"].as_str().unwrap().to_string(),
-                r["failures"].clone(),
-            )
-        })
-        .collect();
+/// The statements `xform compile --target <warehouse> <args>` wrote, node by node in graph
+/// order; the query that reads each node's relation (or a data test's failures); and each
+/// relation's name in the DuckDB build.
+struct Compiled {
+    steps: Vec<(String, Vec<String>)>,
+    queries: BTreeMap<String, String>,
+    relations: BTreeMap<String, String>,
+}
 
-    let out = p.xform(&["compile", "--target", warehouse.target()]);
+fn compile_for(p: &TempProject, warehouse: Warehouse, args: &[&str], duck: &Value) -> Compiled {
+    let mut command = vec!["compile", "--target", warehouse.target()];
+    command.extend(args);
+    let out = p.xform(&command);
     let text = transcript(p.path(), &out);
     assert!(out.status.success(), "{text}");
-    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
-    if warehouse == Warehouse::Snowflake {
-        steps.push((
-            "setup".into(),
-            vec!["create database if not exists analytics".into()],
-        ));
-    }
-    let mut queries = BTreeMap::new();
-    let mut relations = BTreeMap::new();
+    let mut compiled = Compiled {
+        steps: Vec::new(),
+        queries: BTreeMap::new(),
+        relations: BTreeMap::new(),
+    };
     for (id, node, path) in run_files(p) {
         let sql = std::fs::read_to_string(&path).unwrap();
         if node["resource_type"] == "test" {
-            queries.insert(id, sql);
-        } else {
-            steps.push((id.clone(), statements(&sql)));
-            let relation = node["relation_name"].as_str().unwrap().to_string();
-            queries.insert(id.clone(), format!("select * from {relation}"));
-            let duck_relation = duck["nodes"][&id]["relation_name"].as_str().unwrap();
-            relations.insert(id, duck_relation.to_string());
+            compiled.queries.insert(id, sql);
+            continue;
         }
+        let mut statements = statements(&sql);
+        if warehouse == Warehouse::Snowflake {
+            // fakesnow refuses a temporary table named with its database and schema, which
+            // Snowflake accepts: the emulator gets a plain table of the same name (each plan
+            // drops its staging table at its end).
+            for s in &mut statements {
+                *s = s.replacen(
+                    "create or replace temporary table ",
+                    "create or replace table ",
+                    1,
+                );
+            }
+        }
+        compiled.steps.push((id.clone(), statements));
+        let relation = node["relation_name"].as_str().unwrap().to_string();
+        compiled
+            .queries
+            .insert(id.clone(), format!("select * from {relation}"));
+        let duck_relation = duck["nodes"][&id]["relation_name"].as_str().unwrap();
+        compiled.relations.insert(id, duck_relation.to_string());
     }
-    let answer = emulator.run(&steps, &queries);
+    compiled
+}
+
+fn build(p: &TempProject) -> Value {
+    let out = p.xform(&["build"]);
+    let text = transcript(p.path(), &out);
+    assert!(out.status.success(), "{text}");
+    manifest(p)
+}
+
+/// Every step ran; every relation holds the rows of the DuckDB database `db`, and each data
+/// test counts the failures of `failures` (from DuckDB's run_results.json).
+fn assert_same_as_duckdb(
+    warehouse: Warehouse,
+    compiled: &Compiled,
+    answer: &Value,
+    db: &Path,
+    failures: &BTreeMap<String, Value>,
+) -> usize {
     for step in answer["steps"].as_array().unwrap() {
         assert!(
             step["error"].is_null(),
@@ -398,11 +431,11 @@ fn same_rows_as_duckdb(p: &TempProject, warehouse: Warehouse) {
         );
     }
     let mut compared = 0;
-    for (id, sql) in &queries {
+    for (id, sql) in &compiled.queries {
         let got = &answer["queries"][id];
         assert!(got["error"].is_null(), "{id}: {}\n{sql}", got["error"]);
-        if let Some(relation) = relations.get(id) {
-            let (columns, rows) = duckdb_rows(&p.db_path("shop"), relation);
+        if let Some(relation) = compiled.relations.get(id) {
+            let (columns, rows) = duckdb_rows(db, relation);
             let got_columns: Vec<String> = got["columns"]
                 .as_array()
                 .unwrap()
@@ -428,10 +461,125 @@ fn same_rows_as_duckdb(p: &TempProject, warehouse: Warehouse) {
         }
         compared += 1;
     }
+    compared
+}
+
+fn failures(p: &TempProject) -> BTreeMap<String, Value> {
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_string(),
+                r["failures"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The database a warehouse's run needs before it starts (dbt never creates one).
+fn setup(warehouse: Warehouse) -> Vec<(String, Vec<String>)> {
+    match warehouse {
+        Warehouse::Snowflake => vec![(
+            "setup".into(),
+            vec!["create database if not exists analytics".into()],
+        )],
+        Warehouse::BigQuery => Vec::new(),
+    }
+}
+
+/// Build on DuckDB, compile for the warehouse, run its statements on the emulator in graph order,
+/// and compare every relation and every data test's failures with the DuckDB build.
+fn same_rows_as_duckdb(p: &TempProject, warehouse: Warehouse) {
+    let Some(emulator) = Emulator::start(warehouse) else {
+        return;
+    };
+    let duck = build(p);
+    let compiled = compile_for(p, warehouse, &[], &duck);
+    let mut steps = setup(warehouse);
+    steps.extend(compiled.steps.iter().cloned());
+    let answer = emulator.run(&steps, &compiled.queries);
+    let compared = assert_same_as_duckdb(
+        warehouse,
+        &compiled,
+        &answer,
+        &p.db_path("shop"),
+        &failures(p),
+    );
     assert!(
         compared >= 15,
         "only {compared} relations and tests compared"
     );
+}
+
+/// The incremental fixture: a first run, new data, an incremental run. On the warehouse the
+/// second run's statements come from `compile --assume-exists` with the columns of the first
+/// DuckDB build's catalog.
+fn incremental_runs_leave_the_duckdb_rows(warehouse: Warehouse) {
+    let Some(emulator) = Emulator::start(warehouse) else {
+        return;
+    };
+    let p = TempProject::from_fixture(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/warehouse/incremental"),
+    );
+    p.write(
+        "profiles.yml",
+        &profiles("wh.duckdb").replacen("shop:", "wh_incremental:", 1),
+    );
+    let duck = build(&p);
+    let out = p.xform(&["docs", "generate"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    std::fs::rename(
+        p.path().join("target/catalog.json"),
+        p.path().join("catalog.json"),
+    )
+    .unwrap();
+    let first = compile_for(&p, warehouse, &[], &duck);
+    std::fs::copy(
+        p.path().join("run2/events.csv"),
+        p.path().join("seeds/events.csv"),
+    )
+    .unwrap();
+    let duck = build(&p);
+    let second = compile_for(
+        &p,
+        warehouse,
+        &["--assume-exists", "--catalog", "catalog.json"],
+        &duck,
+    );
+    for (id, statements) in &second.steps {
+        if id.starts_with("model.") {
+            let all = statements.join(";\n");
+            assert!(
+                all.contains("merge into")
+                    || all.contains("delete from")
+                    || all.contains("insert into"),
+                "{id} is not an incremental plan:\n{all}"
+            );
+        }
+    }
+    let mut steps = setup(warehouse);
+    steps.extend(first.steps.iter().cloned());
+    steps.extend(second.steps.iter().cloned());
+    let answer = emulator.run(&steps, &second.queries);
+    let compared =
+        assert_same_as_duckdb(warehouse, &second, &answer, &p.db_path("wh"), &failures(&p));
+    assert_eq!(compared, 8, "every seed and model compared");
+}
+
+#[test]
+fn incremental_strategies_on_snowflake_leave_the_duckdb_rows() {
+    incremental_runs_leave_the_duckdb_rows(Warehouse::Snowflake);
+}
+
+#[test]
+fn incremental_strategies_on_bigquery_leave_the_duckdb_rows() {
+    incremental_runs_leave_the_duckdb_rows(Warehouse::BigQuery);
 }
 
 #[test]

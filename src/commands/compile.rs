@@ -15,11 +15,12 @@ use sqlparser::parser::Parser;
 
 use super::{EXIT_OK, EXIT_USAGE, Session, report};
 use crate::artifacts::{sql_path, write_files, write_manifest};
-use crate::cli::CommonArgs;
+use crate::cli::{CommonArgs, CompileArgs};
 use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
+use crate::materialize::offline::{Assumed, FirstRun};
 
 /// `xform parse`: read the project, build the graph and write `manifest.json` (without
 /// compiled code), as `dbt parse` does: every project problem, no template rendered for
@@ -54,8 +55,8 @@ pub fn parse_only(s: &Session) -> i32 {
     EXIT_OK
 }
 
-pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
-    let done = match compile_selected(s, args) {
+pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
+    let done = match compile_selected(s, &args.common, args.assume_exists) {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -70,7 +71,10 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
     let models = done.compiled.len() - tests - analyses;
     // A warehouse xform does not run yet gets each model's statements in `target/run/`.
     if let Some(flavor) = crate::dialect::warehouse::Flavor::of(&s.target) {
-        let problems = write_warehouse_plans(s, &done, flavor);
+        let problems = match assumed(s, args, &done.graph) {
+            Ok(assumed) => write_warehouse_plans(s, &done, flavor, assumed.as_ref()),
+            Err(p) => vec![p],
+        };
         if problems.iter().any(|p| !p.warning) {
             report(&problems);
             return EXIT_USAGE;
@@ -100,20 +104,6 @@ pub fn compile(s: &Session, args: &CommonArgs) -> i32 {
 /// A file for `target/run/` and its text.
 type RunFile = (std::path::PathBuf, Vec<u8>);
 
-/// Nothing exists in a warehouse xform cannot reach: a compile writes the plan of a first
-/// run, every schema created.
-struct FirstRun;
-
-impl crate::materialize::Existing for FirstRun {
-    fn kind_of(&self, _relation: &crate::relation::Relation) -> Option<crate::materialize::Kind> {
-        None
-    }
-
-    fn schema_exists(&self, _database: Option<&str>, _schema: &str) -> bool {
-        false
-    }
-}
-
 /// `target/run/<package>/<path>` for each compiled model and data test, and each seed: a
 /// model's first-run statements, a test's count query, a seed's typed table and inserts, in the
 /// target's dialect, as `xform build` would run them there. A node whose plan the dialect does
@@ -122,8 +112,13 @@ fn write_warehouse_plans(
     s: &Session,
     done: &Compiled,
     flavor: crate::dialect::warehouse::Flavor,
+    assumed: Option<&Assumed>,
 ) -> Vec<Problem> {
     let dialect = crate::dialect::of(&s.target);
+    let existing: &(dyn crate::materialize::Existing + Sync) = match assumed {
+        Some(a) => a,
+        None => &FirstRun,
+    };
     // Each node's plan and statements on their own, on every core.
     let planned: Vec<Result<Option<RunFile>, Problem>> = done
         .compiled
@@ -148,7 +143,15 @@ fn write_warehouse_plans(
             if let Some(p) = warehouse_config_problem(flavor, node) {
                 return Err(p);
             }
-            let plan = crate::materialize::plan(node, sql, &FirstRun)?;
+            let plan = match assumed {
+                Some(assumed) if incremental_run(s, node, true) => {
+                    let table = assumed.columns_of(node)?;
+                    // Offline the new rows are taken to have the table's columns: a schema
+                    // change is not seen.
+                    crate::materialize::incremental::plan(node, sql, assumed, &table, &table, None)?
+                }
+                _ => crate::materialize::plan(node, sql, existing)?,
+            };
             if let Some(why) = crate::dialect::warehouse::unsupported(flavor, &plan.steps) {
                 return Err(Problem::new(
                     Code::UnsupportedMaterialization,
@@ -188,7 +191,7 @@ fn write_warehouse_plans(
             );
             continue;
         }
-        match crate::materialize::plan(node, "", &FirstRun) {
+        match crate::materialize::plan(node, "", existing) {
             Ok(plan) => {
                 let lowered = crate::dialect::lower(dialect, &plan.steps);
                 let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
@@ -213,6 +216,33 @@ fn write_warehouse_plans(
         .collect();
     problems.extend(write_files(&refs));
     problems
+}
+
+/// What `--assume-exists` takes the warehouse to hold, with the columns of `--catalog`, else
+/// the `--state` folder's catalog.json, else `target/catalog.json` when there is one.
+fn assumed(s: &Session, args: &CompileArgs, graph: &Graph) -> Result<Option<Assumed>, Problem> {
+    if !args.assume_exists {
+        return Ok(None);
+    }
+    let catalog = args.catalog.clone().or_else(|| {
+        [
+            args.common.state.as_ref().map(|d| d.join("catalog.json")),
+            Some(s.target_dir.join("catalog.json")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+    });
+    Assumed::new(graph, catalog.as_deref()).map(Some)
+}
+
+/// Whether the node is an incremental model that runs incrementally when its table exists
+/// (`is_incremental()`), outside a full refresh.
+fn incremental_run(s: &Session, node: &crate::graph::Node, exists: bool) -> bool {
+    exists
+        && node.resource_type == ResourceType::Model
+        && node.materialized() == crate::graph::Materialization::Incremental
+        && !crate::materialize::incremental::full_refresh(node, s.run.full_refresh)
 }
 
 /// A config the target's warehouse cannot honour, as dbt-bigquery and dbt-snowflake refuse
@@ -260,7 +290,11 @@ pub struct Compiled {
 
 /// Compile the selected models and tests: `target/compiled/`, the SQL check and
 /// `manifest.json`. Problems are reported here; `Err` holds the exit code.
-pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32> {
+pub fn compile_selected(
+    s: &Session,
+    args: &CommonArgs,
+    assume_exists: bool,
+) -> Result<Compiled, i32> {
     let (renderer, graph) = match parse(&s.project, &s.target, &s.run) {
         Ok(g) => g,
         Err(p) => {
@@ -323,7 +357,10 @@ pub fn compile_selected(s: &Session, args: &CommonArgs) -> Result<Compiled, i32>
     }
     let results: Vec<(usize, Result<Arc<str>, Problem>)> = chosen
         .par_iter()
-        .map(|&i| (i, compiler.compiled(i, catalog.as_ref(), false)))
+        .map(|&i| {
+            let incremental = incremental_run(s, &graph.nodes[i], assume_exists);
+            (i, compiler.compiled(i, catalog.as_ref(), incremental))
+        })
         .collect();
     crate::timings::mark("compile pass");
     let mut problems = Vec::new();

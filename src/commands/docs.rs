@@ -7,7 +7,7 @@ use crate::artifacts::catalog::{Catalog, write_catalog};
 use crate::cli::DocsGenerateArgs;
 
 pub fn generate(s: &Session, args: &DocsGenerateArgs) -> i32 {
-    let done = match compile_selected(s, &args.common) {
+    let done = match compile_selected(s, &args.common, false) {
         Ok(done) => done,
         Err(code) => return code,
     };

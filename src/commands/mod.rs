@@ -284,7 +284,9 @@ pub(crate) fn previous_state(args: &CommonArgs) -> Result<crate::select::Previou
 
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Compile(args) => with_session(&args, "compile", |s| compile::compile(&s, &args)),
+        Command::Compile(args) => {
+            with_session(&args.common, "compile", |s| compile::compile(&s, &args))
+        }
         #[cfg(feature = "duckdb")]
         Command::Run(args) => execute_command(&args, crate::execute::Mode::Run),
         #[cfg(feature = "duckdb")]

@@ -85,10 +85,10 @@ pub fn lower(dialect: &dyn Dialect, steps: &[Step]) -> Lowered {
             step_of.push(i);
         }
     }
-    Lowered {
+    dialect.arrange(Lowered {
         statements,
         step_of,
-    }
+    })
 }
 
 /// The statements of a plan as one text, for `target/run/`.
@@ -321,6 +321,12 @@ pub trait Dialect: Sync {
 
     /// One plan step as the statements that carry it out (most steps are one statement).
     fn lower(&self, step: &Step) -> Vec<Statement>;
+
+    /// The lowered statements of a whole plan, rearranged where the database needs it (a
+    /// warehouse commits DDL on its own, so only DML stays in a transaction).
+    fn arrange(&self, lowered: Lowered) -> Lowered {
+        lowered
+    }
 
     /// A statement that returns the name and type of each column of a query, without running
     /// it: by default the query cut to no rows, whose result set the adapter reads.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::{DEST, Dialect, SOURCE, Statement, StatementKind, and_predicates, key_match};
+use super::{DEST, Dialect, Lowered, SOURCE, Statement, StatementKind, and_predicates, key_match};
 use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::{Build, Kind, RelationOptions, Step};
 use crate::relation::{Quoting, Relation};
@@ -516,6 +516,78 @@ fn replace(
     out
 }
 
+/// A plan's transactions as a warehouse can hold them. Snowflake commits the open transaction
+/// before each DDL statement and BigQuery allows none in one, so what a plan opens with `Begin`
+/// keeps only its DML inside: the statements before the first DML (the staging table, the
+/// unique-key check) run before it, those after the last (dropping the staging table) after
+/// it. One DML statement is atomic without a transaction. BigQuery runs a transaction only as
+/// one script, so its transaction is one statement.
+fn transactions(flavor: Flavor, lowered: Lowered) -> Lowered {
+    let mut pairs = lowered.statements.into_iter().zip(lowered.step_of);
+    let mut out: Vec<(Statement, usize)> = Vec::new();
+    while let Some((statement, step)) = pairs.next() {
+        if statement.kind != StatementKind::Begin {
+            out.push((statement, step));
+            continue;
+        }
+        let mut span: Vec<(Statement, usize)> = Vec::new();
+        let mut commit = None;
+        for (s, i) in pairs.by_ref() {
+            if s.kind == StatementKind::Commit {
+                commit = Some((s, i));
+                break;
+            }
+            span.push((s, i));
+        }
+        let Some(commit) = commit else {
+            // Not closed: left as the plan wrote it.
+            out.push((statement, step));
+            out.extend(span);
+            continue;
+        };
+        let is_dml = |s: &(Statement, usize)| s.0.kind == StatementKind::Dml;
+        let (Some(first), Some(last)) =
+            (span.iter().position(is_dml), span.iter().rposition(is_dml))
+        else {
+            out.extend(span);
+            continue;
+        };
+        let after = span.split_off(last + 1);
+        let block = span.split_off(first);
+        out.extend(span);
+        if block.len() < 2 {
+            out.extend(block);
+        } else if flavor == Flavor::BigQuery {
+            let mut sql = format!("{};\n", statement.sql);
+            for (s, _) in &block {
+                sql.push_str(&s.sql);
+                sql.push_str(";\n");
+            }
+            sql.push_str(&commit.0.sql);
+            let counts = block.iter().rev().find_map(|(s, _)| s.counts.clone());
+            out.push((
+                Statement {
+                    sql,
+                    kind: StatementKind::Dml,
+                    body_line: None,
+                    counts,
+                },
+                block[0].1,
+            ));
+        } else {
+            out.push((statement, step));
+            out.extend(block);
+            out.push(commit);
+        }
+        out.extend(after);
+    }
+    let (statements, step_of) = out.into_iter().unzip();
+    Lowered {
+        statements,
+        step_of,
+    }
+}
+
 fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
     let ddl = Statement::ddl;
     let dml = |sql: String| Statement::new(StatementKind::Dml, sql);
@@ -672,6 +744,10 @@ impl Dialect for Snowflake {
     fn lower(&self, step: &Step) -> Vec<Statement> {
         lower(Flavor::Snowflake, self, step)
     }
+
+    fn arrange(&self, lowered: Lowered) -> Lowered {
+        transactions(Flavor::Snowflake, lowered)
+    }
 }
 
 impl Dialect for BigQuery {
@@ -710,6 +786,10 @@ impl Dialect for BigQuery {
 
     fn lower(&self, step: &Step) -> Vec<Statement> {
         lower(Flavor::BigQuery, self, step)
+    }
+
+    fn arrange(&self, lowered: Lowered) -> Lowered {
+        transactions(Flavor::BigQuery, lowered)
     }
 
     fn values(&self, columns: &[String], rows: &[Vec<String>]) -> String {

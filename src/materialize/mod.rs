@@ -10,6 +10,7 @@ pub mod data_test;
 pub mod hooks;
 pub mod incremental;
 pub mod microbatch;
+pub mod offline;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@ The Rust tests (tests/warehouse_emulators.rs) start the emulator server, then pi
 document to this script on stdin:
 
     {"warehouse": "snowflake" | "bigquery", "port": 8765, "project": "p",
+     "database": "analytics", "schema": "shop",
      "steps": [{"name": "seed.shop.raw_orders", "statements": ["create ...", "insert ..."]}],
      "queries": {"model.shop.orders": "select * from ..."}}
 
@@ -56,6 +57,13 @@ class Snowflake:
             host="127.0.0.1",
             port=doc["port"],
             protocol="http",
+            # The session's database and schema, as the profile sets them.
+            database=doc.get("database"),
+            schema=doc.get("schema"),
+            # The connector retries a 500 answer for minutes; a test fails fast instead.
+            login_timeout=30,
+            network_timeout=30,
+            socket_timeout=30,
         )
 
     def run(self, sql):
