@@ -80,10 +80,16 @@ fn run_files(p: &TempProject) -> Vec<(String, String)> {
 
 fn compile_for(target: &str, dialect: &dyn Dialect) -> String {
     let p = project();
-    let out = p.xform(&["compile", "--target", target]);
+    run_sql(&p, &["compile", "--target", target], dialect)
+}
+
+/// Run `args` on `p`, then every file under `target/run/` with the path above it, each of its
+/// statements parsed back in `dialect`.
+fn run_sql(p: &TempProject, args: &[&str], dialect: &dyn Dialect) -> String {
+    let out = p.xform(args);
     let text = transcript(p.path(), &out);
     assert!(out.status.success(), "{text}");
-    let files = run_files(&p);
+    let files = run_files(p);
     assert!(files.len() >= 6, "{files:?}");
     let mut all = String::new();
     for (path, sql) in &files {
@@ -188,4 +194,107 @@ fn a_malformed_seed_is_a_diagnostic_not_a_row_left_out() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("seed `broken` cannot be read"), "{text}");
     assert!(text.contains("line: 3"), "{text}");
+}
+
+/// The incremental fixture of the emulator tests, with a catalog of its tables' columns as
+/// `xform docs generate` writes it (only the keys `--catalog` reads).
+fn incremental_project() -> TempProject {
+    let p = TempProject::from_fixture(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/warehouse/incremental"),
+    );
+    p.write(
+        "profiles.yml",
+        &PROFILES.replacen("shop:", "wh_incremental:", 1),
+    );
+    let columns = |names: &[&str]| {
+        let entries: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "\"{n}\": {{\"name\": \"{n}\", \"type\": \"VARCHAR\", \"index\": {}}}",
+                    i + 1
+                )
+            })
+            .collect();
+        format!("{{\"columns\": {{{}}}}}", entries.join(", "))
+    };
+    let events = columns(&["id", "customer", "amount", "status", "updated_at"]);
+    let mut nodes: Vec<String> = [
+        "events_append",
+        "events_merge",
+        "events_merge_update_columns",
+        "events_merge_exclude_columns",
+        "events_predicates",
+        "events_delete_insert",
+    ]
+    .iter()
+    .map(|m| format!("\"model.wh_incremental.{m}\": {events}"))
+    .collect();
+    nodes.push(format!(
+        "\"model.wh_incremental.customer_totals\": {}",
+        columns(&["customer", "currency", "total", "events", "last_update"])
+    ));
+    p.write(
+        "catalog.json",
+        &format!("{{\"nodes\": {{{}}}, \"sources\": {{}}}}", nodes.join(", ")),
+    );
+    p
+}
+
+#[test]
+fn incremental_plans_in_each_warehouse() {
+    let p = incremental_project();
+    let args = ["--assume-exists", "--catalog", "catalog.json"];
+    let sf = run_sql(
+        &p,
+        &[&["compile", "--target", "sf"][..], &args].concat(),
+        &SnowflakeDialect {},
+    );
+    // Snowflake commits before DDL: only the delete and the insert share a transaction.
+    assert!(
+        sf.contains(
+            "begin;\n\ndelete from analytics.dbt_dev.events_delete_insert as DBT_INTERNAL_DEST"
+        ),
+        "{sf}"
+    );
+    insta::assert_snapshot!("incremental_snowflake", sf);
+    let bq = run_sql(
+        &p,
+        &[&["compile", "--target", "bq"][..], &args].concat(),
+        &BigQueryDialect {},
+    );
+    // BigQuery runs a transaction only as one script.
+    assert!(bq.contains("begin transaction;\ndelete from"), "{bq}");
+    insta::assert_snapshot!("incremental_bigquery", bq);
+}
+
+#[test]
+fn an_incremental_plan_without_the_tables_columns_is_a_diagnostic() {
+    let p = incremental_project();
+    p.remove("catalog.json");
+    let out = p.xform(&["compile", "--target", "sf", "--assume-exists"]);
+    let text = transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("needs the columns of its"), "{text}");
+    assert!(
+        text.contains("pass --catalog target/catalog.json"),
+        "{text}"
+    );
+    // A catalog that is not JSON is named.
+    p.write("catalog.json", "{ not json");
+    let out = p.xform(&[
+        "compile",
+        "--target",
+        "sf",
+        "--assume-exists",
+        "--catalog",
+        "catalog.json",
+    ]);
+    let text = transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("the catalog `catalog.json` cannot be"),
+        "{text}"
+    );
 }
