@@ -86,11 +86,16 @@ fn compile_for(target: &str, dialect: &dyn Dialect) -> String {
 /// Run `args` on `p`, then every file under `target/run/` with the path above it, each of its
 /// statements parsed back in `dialect`.
 fn run_sql(p: &TempProject, args: &[&str], dialect: &dyn Dialect) -> String {
+    run_sql_files(p, args, dialect, 6)
+}
+
+/// `run_sql`, when at least `at_least` files are written.
+fn run_sql_files(p: &TempProject, args: &[&str], dialect: &dyn Dialect, at_least: usize) -> String {
     let out = p.xform(args);
     let text = transcript(p.path(), &out);
     assert!(out.status.success(), "{text}");
     let files = run_files(p);
-    assert!(files.len() >= 6, "{files:?}");
+    assert!(files.len() >= at_least, "{files:?}");
     let mut all = String::new();
     for (path, sql) in &files {
         // Each statement parses in the warehouse's dialect.
@@ -297,4 +302,70 @@ fn an_incremental_plan_without_the_tables_columns_is_a_diagnostic() {
         text.contains("the catalog `catalog.json` cannot be"),
         "{text}"
     );
+}
+
+#[test]
+fn snapshot_plans_in_each_warehouse() {
+    let p = TempProject::from_fixture(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/warehouse/snapshot"),
+    );
+    p.write(
+        "profiles.yml",
+        &PROFILES.replacen("shop:", "wh_snapshot:", 1),
+    );
+    let meta = [
+        "dbt_scd_id",
+        "dbt_updated_at",
+        "dbt_valid_from",
+        "dbt_valid_to",
+    ];
+    let columns = |names: &[&str]| {
+        let entries: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "\"{n}\": {{\"name\": \"{n}\", \"type\": \"TEXT\", \"index\": {}}}",
+                    i + 1
+                )
+            })
+            .collect();
+        format!("{{\"columns\": {{{}}}}}", entries.join(", "))
+    };
+    let timestamp = [&["id", "name", "tier", "updated_at"][..], &meta].concat();
+    let check = [&["id", "name", "tier"][..], &meta, &["dbt_is_deleted"]].concat();
+    p.write(
+        "catalog.json",
+        &format!(
+            "{{\"nodes\": {{\"snapshot.wh_snapshot.customers_timestamp\": {}, \"snapshot.wh_snapshot.customers_check\": {}}}}}",
+            columns(&timestamp),
+            columns(&check)
+        ),
+    );
+    let mut all = String::new();
+    for (target, dialect) in [
+        ("sf", &SnowflakeDialect {} as &dyn Dialect),
+        ("bq", &BigQueryDialect {}),
+    ] {
+        for args in [&[][..], &["--assume-exists", "--catalog", "catalog.json"]] {
+            let command = [
+                &[
+                    "compile",
+                    "--select",
+                    "resource_type:snapshot",
+                    "--target",
+                    target,
+                ][..],
+                args,
+            ]
+            .concat();
+            let _ = std::fs::remove_dir_all(p.path().join("target/run"));
+            all.push_str(&format!("##### {}\n", command.join(" ")));
+            all.push_str(&run_sql_files(&p, &command, dialect, 2));
+        }
+    }
+    // dbt-bigquery's hash and dbt-snowflake's (dbt's default).
+    assert!(all.contains("to_hex(md5(concat(coalesce(cast(id as string), ''), '|', coalesce(cast(updated_at as string), ''))))"), "{all}");
+    assert!(all.contains("md5(coalesce(cast(id as varchar), '') || '|' || coalesce(cast(updated_at as varchar), ''))"), "{all}");
+    insta::assert_snapshot!(all);
 }

@@ -68,7 +68,8 @@ pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
     };
     let tests = count(ResourceType::Test);
     let analyses = count(ResourceType::Analysis);
-    let models = done.compiled.len() - tests - analyses;
+    let snapshots = count(ResourceType::Snapshot);
+    let models = done.compiled.len() - tests - analyses - snapshots;
     // A warehouse xform does not run yet gets each model's statements in `target/run/`.
     if let Some(flavor) = crate::dialect::warehouse::Flavor::of(&s.target) {
         let problems = match assumed(s, args, &done.graph) {
@@ -93,6 +94,11 @@ pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
         0 => tests,
         1 => format!("{tests}, 1 analysis"),
         n => format!("{tests}, {n} analyses"),
+    };
+    let tests = match snapshots {
+        0 => tests,
+        1 => format!("{tests}, 1 snapshot"),
+        n => format!("{tests}, {n} snapshots"),
     };
     println!(
         "Compiled {models} models{tests} to {}",
@@ -135,6 +141,41 @@ fn write_warehouse_plans(
                     path,
                     crate::materialize::data_test::TestPlan::script(&statements, &query)
                         .into_bytes(),
+                )));
+            }
+            if node.resource_type == ResourceType::Snapshot {
+                let plan = match assumed {
+                    // Offline the query is taken to have the table's columns, less dbt's.
+                    Some(assumed) => {
+                        let table = assumed.columns_of(node)?;
+                        let spec = crate::materialize::snapshot::Spec::of(node, &[])?;
+                        let meta = [
+                            &spec.meta.scd_id,
+                            &spec.meta.updated_at,
+                            &spec.meta.valid_from,
+                            &spec.meta.valid_to,
+                            &spec.meta.is_deleted,
+                        ];
+                        let query: Vec<_> = table
+                            .iter()
+                            .filter(|c| !meta.iter().any(|m| m.eq_ignore_ascii_case(&c.name)))
+                            .cloned()
+                            .collect();
+                        crate::materialize::snapshot::plan(
+                            node,
+                            sql,
+                            assumed,
+                            Some(&table),
+                            &query,
+                        )?
+                    }
+                    None => crate::materialize::snapshot::plan(node, sql, &FirstRun, None, &[])?,
+                };
+                let lowered = crate::dialect::lower(dialect, &plan.steps);
+                let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
+                return Ok(Some((
+                    path,
+                    crate::dialect::script(&lowered.statements).into_bytes(),
                 )));
             }
             if node.resource_type != ResourceType::Model || node.is_ephemeral() {
@@ -311,6 +352,7 @@ pub fn compile_selected(
         args,
         &[
             ResourceType::Model,
+            ResourceType::Snapshot,
             ResourceType::Test,
             ResourceType::Analysis,
         ],

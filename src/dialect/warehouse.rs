@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+mod snapshot;
+
 use super::{DEST, Dialect, Lowered, SOURCE, Statement, StatementKind, and_predicates, key_match};
 use crate::materialize::contract::{Constraint, ConstraintKind, Contract};
 use crate::materialize::{Build, Kind, RelationOptions, Step};
@@ -63,12 +65,6 @@ pub fn unsupported(flavor: Flavor, steps: &[Step]) -> Option<String> {
         | Step::CopyTo { .. } => Some(format!(
             "the `external` materialization is DuckDB's; {name} has none"
         )),
-        Step::CreateSnapshot { .. }
-        | Step::StageSnapshotChanges { .. }
-        | Step::CloseSnapshotRows { .. }
-        | Step::InsertSnapshotRows { .. } => {
-            Some(format!("snapshots are not written for {name} yet"))
-        }
         _ => None,
     })
 }
@@ -697,12 +693,42 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             update_columns,
             predicates,
         )),
+        // A snapshot's history cannot be built again from its source: its table is permanent
+        // on Snowflake too (kept by Fail-safe), where models' tables are transient.
+        Step::CreateSnapshot {
+            target,
+            source,
+            spec,
+        } => Statement {
+            sql: snapshot::create(flavor, "create or replace table", target, source, spec),
+            kind: StatementKind::Ddl,
+            body_line: None,
+            counts: Some(count(target)),
+        },
+        Step::StageSnapshotChanges {
+            staging,
+            target,
+            source,
+            spec,
+        } => {
+            let stage = Step::CreateTableAs {
+                relation: staging.clone(),
+                sql: snapshot::stage(flavor, target, source, spec),
+            };
+            return lower(flavor, dialect, &stage);
+        }
+        Step::CloseSnapshotRows {
+            target,
+            staging,
+            spec,
+        } => dml(snapshot::close(flavor, target, staging, spec)),
+        Step::InsertSnapshotRows {
+            target,
+            staging,
+            spec,
+        } => dml(snapshot::insert(flavor, target, staging, spec)),
         // Refused before lowering (`unsupported`).
-        Step::CopyTo { .. }
-        | Step::CreateSnapshot { .. }
-        | Step::StageSnapshotChanges { .. }
-        | Step::CloseSnapshotRows { .. }
-        | Step::InsertSnapshotRows { .. } => return Vec::new(),
+        Step::CopyTo { .. } => return Vec::new(),
     };
     vec![one]
 }

@@ -126,9 +126,11 @@ class BigQuery:
             return "true" if str(v).lower() == "true" else "false"
         if kind == "TIMESTAMP":
             try:
-                seconds = decimal.Decimal(v)
+                # Seconds since the epoch ("1.7041032E9"), or microseconds as an integer.
+                given = decimal.Decimal(v)
+                micros = given if "." not in v and "E" not in v.upper() else given * 1_000_000
                 moment = datetime.datetime(1970, 1, 1) + datetime.timedelta(
-                    microseconds=int(seconds * 1_000_000)
+                    microseconds=int(micros)
                 )
                 return moment.isoformat(sep=" ")
             except decimal.InvalidOperation:
