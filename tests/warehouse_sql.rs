@@ -360,7 +360,9 @@ fn snapshot_plans_in_each_warehouse() {
             ]
             .concat();
             let _ = std::fs::remove_dir_all(p.path().join("target/run"));
-            all.push_str(&format!("##### {}\n", command.join(" ")));
+            all.push_str("##### ");
+            all.push_str(&command.join(" "));
+            all.push('\n');
             all.push_str(&run_sql_files(&p, &command, dialect, 2));
         }
     }
