@@ -232,10 +232,17 @@ fn incremental_project() -> TempProject {
         "events_merge_exclude_columns",
         "events_predicates",
         "events_delete_insert",
+        "events_default_strategy",
     ]
     .iter()
     .map(|m| format!("\"model.wh_incremental.{m}\": {events}"))
     .collect();
+    for m in ["daily_sales", "daily_sales_static"] {
+        nodes.push(format!(
+            "\"model.wh_incremental.{m}\": {}",
+            columns(&["day", "amount", "sales"])
+        ));
+    }
     nodes.push(format!(
         "\"model.wh_incremental.customer_totals\": {}",
         columns(&["customer", "currency", "total", "events", "last_update"])

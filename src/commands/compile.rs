@@ -20,6 +20,7 @@ use crate::compile::{Compiler, parse};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
+use crate::materialize::incremental::AdapterRules;
 use crate::materialize::offline::{Assumed, FirstRun};
 
 /// `xform parse`: read the project, build the graph and write `manifest.json` (without
@@ -72,7 +73,7 @@ pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
     let models = done.compiled.len() - tests - analyses - snapshots;
     // A warehouse xform does not run yet gets each model's statements in `target/run/`.
     if let Some(flavor) = crate::dialect::warehouse::Flavor::of(&s.target) {
-        let problems = match assumed(s, args, &done.graph) {
+        let problems = match assumed(s, args, &done.graph, rules(flavor)) {
             Ok(assumed) => write_warehouse_plans(s, &done, flavor, assumed.as_ref()),
             Err(p) => vec![p],
         };
@@ -121,9 +122,10 @@ fn write_warehouse_plans(
     assumed: Option<&Assumed>,
 ) -> Vec<Problem> {
     let dialect = crate::dialect::of(&s.target);
+    let first_run = FirstRun(rules(flavor));
     let existing: &(dyn crate::materialize::Existing + Sync) = match assumed {
         Some(a) => a,
-        None => &FirstRun,
+        None => &first_run,
     };
     // Each node's plan and statements on their own, on every core.
     let planned: Vec<Result<Option<RunFile>, Problem>> = done
@@ -169,7 +171,7 @@ fn write_warehouse_plans(
                             &query,
                         )?
                     }
-                    None => crate::materialize::snapshot::plan(node, sql, &FirstRun, None, &[])?,
+                    None => crate::materialize::snapshot::plan(node, sql, existing, None, &[])?,
                 };
                 let lowered = crate::dialect::lower(dialect, &plan.steps);
                 let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
@@ -261,7 +263,12 @@ fn write_warehouse_plans(
 
 /// What `--assume-exists` takes the warehouse to hold, with the columns of `--catalog`, else
 /// the `--state` folder's catalog.json, else `target/catalog.json` when there is one.
-fn assumed(s: &Session, args: &CompileArgs, graph: &Graph) -> Result<Option<Assumed>, Problem> {
+fn assumed(
+    s: &Session,
+    args: &CompileArgs,
+    graph: &Graph,
+    rules: AdapterRules,
+) -> Result<Option<Assumed>, Problem> {
     if !args.assume_exists {
         return Ok(None);
     }
@@ -274,7 +281,15 @@ fn assumed(s: &Session, args: &CompileArgs, graph: &Graph) -> Result<Option<Assu
         .flatten()
         .find(|p| p.exists())
     });
-    Assumed::new(graph, catalog.as_deref()).map(Some)
+    Assumed::new(graph, catalog.as_deref(), rules).map(Some)
+}
+
+/// What incremental configs mean on the warehouse's dbt adapter.
+fn rules(flavor: crate::dialect::warehouse::Flavor) -> AdapterRules {
+    match flavor {
+        crate::dialect::warehouse::Flavor::Snowflake => AdapterRules::SNOWFLAKE,
+        crate::dialect::warehouse::Flavor::BigQuery => AdapterRules::BIGQUERY,
+    }
 }
 
 /// Whether the node is an incremental model that runs incrementally when its table exists
@@ -306,8 +321,9 @@ fn warehouse_config_problem(
         {
             "is a view with `partition_by`: only a table can be partitioned".to_string()
         }
-        _ if config.str("incremental_strategy") == Some("insert_overwrite")
-            && config.get("partition_by").is_none() =>
+        Flavor::BigQuery
+            if config.str("incremental_strategy") == Some("insert_overwrite")
+                && config.get("partition_by").is_none() =>
         {
             "uses `incremental_strategy: insert_overwrite` without `partition_by`: the partitions to replace are unknown".to_string()
         }

@@ -579,6 +579,26 @@ impl Dialect for DuckDb {
                 key_match(key),
                 and_predicates(predicates)
             )),
+            // The partitions the new rows fall in: deleted, then the new rows inserted.
+            Step::InsertOverwrite {
+                target,
+                source,
+                columns,
+                partition_by,
+                predicates,
+                ..
+            } => {
+                let delete = if partition_by.is_empty() {
+                    dml(format!("delete from {target}"))
+                } else {
+                    dml(format!(
+                        "delete from {target} as {DEST}\nusing {source} as {SOURCE}\nwhere {}{}",
+                        key_match(partition_by),
+                        and_predicates(predicates)
+                    ))
+                };
+                return vec![delete, dml(self.insert_columns(target, source, columns))];
+            }
             Step::DeleteWindow {
                 target,
                 column,

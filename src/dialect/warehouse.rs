@@ -512,6 +512,71 @@ fn replace(
     out
 }
 
+/// BigQuery's `insert_overwrite`, as dbt-bigquery writes it: one merge that matches nothing,
+/// deletes the target's rows in the replaced partitions and inserts every new row. The
+/// partitions are the static `partitions` listed, or those of the new rows, gathered first into
+/// a script variable so that BigQuery prunes the target's partitions it reads.
+#[allow(clippy::too_many_arguments, reason = "the fields of one plan step")]
+fn insert_overwrite(
+    dialect: &dyn Dialect,
+    target: &Relation,
+    source: &Relation,
+    columns: &[String],
+    partition_by: &[String],
+    partition: Option<&crate::materialize::PartitionBy>,
+    partitions: &[String],
+    predicates: &[String],
+) -> String {
+    // dbt-bigquery's `render`: the column itself for integer ranges and daily dates, else the
+    // column truncated to the partition's granularity.
+    let (field, data_type, granularity) = match partition {
+        Some(p) => (
+            p.field.as_str(),
+            p.data_type.as_str(),
+            p.granularity.as_str(),
+        ),
+        None => (
+            partition_by.first().map_or("", String::as_str),
+            "date",
+            "day",
+        ),
+    };
+    let render = |alias: &str| {
+        let column = format!("{alias}{}", ident(Flavor::BigQuery, field));
+        if data_type == "int64" || (data_type == "date" && granularity == "day") {
+            column
+        } else {
+            format!("{data_type}_trunc({column}, {granularity})")
+        }
+    };
+    let replaced = if partitions.is_empty() {
+        "unnest(dbt_partitions_for_replacement)".to_string()
+    } else {
+        format!("({})", partitions.join(", "))
+    };
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{SOURCE}.{}", dialect.column(c)))
+        .collect();
+    let merge = format!(
+        "merge into {target} as {DEST}\nusing {source} as {SOURCE}\non false\n\
+         when not matched by source and {} in {replaced}{} then delete\n\
+         when not matched then insert ({}) values ({})",
+        render(&format!("{DEST}.")),
+        and_predicates(predicates),
+        dialect.column_list(columns),
+        values.join(", ")
+    );
+    if !partitions.is_empty() {
+        return merge;
+    }
+    format!(
+        "declare dbt_partitions_for_replacement array<{data_type}>;\n\
+         set dbt_partitions_for_replacement = (\n  select array_agg(distinct {}) from {source}\n);\n{merge}",
+        render("")
+    )
+}
+
 /// A plan's transactions as a warehouse can hold them. Snowflake commits the open transaction
 /// before each DDL statement and BigQuery allows none in one, so what a plan opens with `Begin`
 /// keeps only its DML inside: the statements before the first DML (the staging table, the
@@ -670,6 +735,31 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
                 "delete from {target} as {DEST}\nwhere exists (select 1 from {source} as {SOURCE} where {}){}",
                 key_match(key),
                 and_predicates(predicates)
+            ),
+        }),
+        Step::InsertOverwrite {
+            target,
+            source,
+            columns,
+            partition_by,
+            partition,
+            partitions,
+            predicates,
+        } => dml(match flavor {
+            // dbt-snowflake's meaning: the whole table is replaced, in one statement.
+            Flavor::Snowflake => {
+                let list = column_list(flavor, columns);
+                format!("insert overwrite into {target} ({list})\nselect {list} from {source}")
+            }
+            Flavor::BigQuery => insert_overwrite(
+                dialect,
+                target,
+                source,
+                columns,
+                partition_by,
+                partition.as_ref(),
+                partitions,
+                predicates,
             ),
         }),
         Step::DeleteWindow {

@@ -37,7 +37,7 @@ impl Runner<'_> {
         introspector: &Arc<dyn Introspect>,
     ) -> Result<Built, Problem> {
         let node = &self.graph.nodes[i];
-        incremental::Settings::of(node)?;
+        incremental::Settings::of(node, incremental::AdapterRules::DUCKDB)?;
         let batching = microbatch::Settings::of(node)?;
         let exists = self.warehouse.kind_of(&node.relation) == Some(Kind::Table);
         let first_run = incremental::full_refresh(node, self.session.run.full_refresh) || !exists;

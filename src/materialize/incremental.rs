@@ -49,6 +49,32 @@ pub struct Settings {
     pub partition_by: Vec<String>,
 }
 
+/// What incremental configs mean on an adapter, where dbt's adapters differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdapterRules {
+    /// The strategy of a model that names none: `delete+insert` on dbt-duckdb, `merge` on
+    /// dbt-snowflake and dbt-bigquery.
+    pub default_strategy: Strategy,
+    /// `insert_overwrite` without `partition_by` replaces the whole table (dbt-snowflake);
+    /// elsewhere it is a config error.
+    pub whole_table_overwrite: bool,
+}
+
+impl AdapterRules {
+    pub const DUCKDB: AdapterRules = AdapterRules {
+        default_strategy: Strategy::DeleteInsert,
+        whole_table_overwrite: false,
+    };
+    pub const SNOWFLAKE: AdapterRules = AdapterRules {
+        default_strategy: Strategy::Merge,
+        whole_table_overwrite: true,
+    };
+    pub const BIGQUERY: AdapterRules = AdapterRules {
+        default_strategy: Strategy::Merge,
+        whole_table_overwrite: false,
+    };
+}
+
 const STRATEGIES: &[&str] = &[
     "append",
     "delete+insert",
@@ -128,10 +154,11 @@ pub fn unknown_strategy(node: &Node) -> Option<Problem> {
 }
 
 impl Settings {
-    pub fn of(node: &Node) -> Result<Settings, Problem> {
+    pub fn of(node: &Node, rules: AdapterRules) -> Result<Settings, Problem> {
         let strategy = match node.config.str("incremental_strategy") {
-            // dbt-duckdb's default.
-            None | Some("delete+insert") => Strategy::DeleteInsert,
+            // The adapter's default.
+            None => rules.default_strategy,
+            Some("delete+insert") => Strategy::DeleteInsert,
             Some("append") => Strategy::Append,
             Some("merge") => Strategy::Merge,
             Some("insert_overwrite") => Strategy::InsertOverwrite,
@@ -181,7 +208,10 @@ impl Settings {
                 .unwrap_or_default(),
             _ => string_list(node, "partition_by")?,
         };
-        if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
+        if strategy == Strategy::InsertOverwrite
+            && partition_by.is_empty()
+            && !rules.whole_table_overwrite
+        {
             return Err(config_problem(
                 node,
                 "insert_overwrite",
@@ -288,7 +318,7 @@ pub fn plan(
     new: &[Column],
     window: Option<&Window>,
 ) -> Result<Plan, Problem> {
-    let settings = Settings::of(node)?;
+    let settings = Settings::of(node, existing.rules())?;
     let target = &node.relation;
     let staging = target.with_suffix(TMP_SUFFIX);
     for key in &settings.unique_key {
@@ -396,16 +426,15 @@ pub fn plan(
             }
             steps.push(insert);
         }
-        Strategy::InsertOverwrite => {
-            // Every partition present in the new rows is replaced: delete it, then insert.
-            steps.push(Step::DeleteMatching {
-                target: target.clone(),
-                source: staging.clone(),
-                key: settings.partition_by.clone(),
-                predicates: settings.predicates.clone(),
-            });
-            steps.push(insert);
-        }
+        Strategy::InsertOverwrite => steps.push(Step::InsertOverwrite {
+            target: target.clone(),
+            source: staging.clone(),
+            columns,
+            partition_by: settings.partition_by.clone(),
+            partition: super::RelationOptions::of(node).partition_by,
+            partitions: string_list(node, "partitions")?,
+            predicates: settings.predicates.clone(),
+        }),
         Strategy::Microbatch => {
             // The batch replaces its whole window of the table, whatever rows it holds now.
             let batching = super::microbatch::Settings::of(node)?;

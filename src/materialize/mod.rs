@@ -95,6 +95,19 @@ pub enum Step {
         key: Vec<String>,
         predicates: Vec<String>,
     },
+    /// Replace the partitions of `target` that the rows of `source` fall in with those rows
+    /// (`insert_overwrite`): the partitions of `partition_by` columns (DuckDB), of BigQuery's
+    /// `partition`, or only the `partitions` listed (BigQuery's static form). No partition at
+    /// all replaces the whole table (dbt-snowflake's meaning).
+    InsertOverwrite {
+        target: Relation,
+        source: Relation,
+        columns: Vec<String>,
+        partition_by: Vec<String>,
+        partition: Option<PartitionBy>,
+        partitions: Vec<String>,
+        predicates: Vec<String>,
+    },
     /// Delete the rows of `target` whose `column` falls in `window` (and that match every
     /// predicate): a microbatch batch clearing its window before inserting.
     DeleteWindow {
@@ -374,6 +387,10 @@ fn empty_seed_columns(path: &Path, delimiter: &str) -> Vec<String> {
 pub trait Existing {
     fn kind_of(&self, relation: &Relation) -> Option<Kind>;
     fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool;
+    /// What incremental configs mean on this warehouse's adapter, where dbt's adapters differ.
+    fn rules(&self) -> incremental::AdapterRules {
+        incremental::AdapterRules::DUCKDB
+    }
 }
 
 /// Column lists a plan needs, answered by a live connection (or, offline, by a catalog).
@@ -526,7 +543,7 @@ pub fn plan(node: &Node, sql: &str, existing: &dyn Existing) -> Result<Plan, Pro
         // Checked on the first run too, not only once the table exists; but a strategy the
         // adapter does not know matters only to an incremental run, as in dbt-duckdb (the
         // executor warns of it).
-        if let Err(p) = incremental::Settings::of(node)
+        if let Err(p) = incremental::Settings::of(node, existing.rules())
             && incremental::unknown_strategy(node).is_none()
         {
             return Err(p);

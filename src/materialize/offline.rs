@@ -12,12 +12,14 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use super::Existing;
+use super::incremental::AdapterRules;
 use crate::diagnostics::{Code, Problem};
 use crate::graph::{Graph, Materialization, Node, ResourceType};
 use crate::relation::{Column, Kind, Relation};
 
-/// Nothing exists: the plan of a first run, every schema created.
-pub struct FirstRun;
+/// Nothing exists: the plan of a first run, every schema created, on a warehouse whose
+/// adapter has these rules.
+pub struct FirstRun(pub AdapterRules);
 
 impl Existing for FirstRun {
     fn kind_of(&self, _relation: &Relation) -> Option<Kind> {
@@ -26,6 +28,10 @@ impl Existing for FirstRun {
 
     fn schema_exists(&self, _database: Option<&str>, _schema: &str) -> bool {
         false
+    }
+
+    fn rules(&self) -> AdapterRules {
+        self.0
     }
 }
 
@@ -36,6 +42,7 @@ pub struct Assumed {
     columns: HashMap<String, Vec<Column>>,
     /// Where the columns came from, for diagnostics (`None`: no catalog).
     catalog: Option<String>,
+    rules: AdapterRules,
 }
 
 impl Existing for Assumed {
@@ -46,11 +53,19 @@ impl Existing for Assumed {
     fn schema_exists(&self, _database: Option<&str>, _schema: &str) -> bool {
         true
     }
+
+    fn rules(&self) -> AdapterRules {
+        self.rules
+    }
 }
 
 impl Assumed {
     /// The project's relations, with the columns of `catalog` (a `catalog.json`) when given.
-    pub fn new(graph: &Graph, catalog: Option<&Path>) -> Result<Assumed, Problem> {
+    pub fn new(
+        graph: &Graph,
+        catalog: Option<&Path>,
+        rules: AdapterRules,
+    ) -> Result<Assumed, Problem> {
         let kinds = graph
             .nodes
             .iter()
@@ -68,6 +83,7 @@ impl Assumed {
                 kinds,
                 columns: HashMap::new(),
                 catalog: None,
+                rules,
             });
         };
         let unreadable = |why: String| {
@@ -112,6 +128,7 @@ impl Assumed {
             kinds,
             columns,
             catalog: Some(path.display().to_string()),
+            rules,
         })
     }
 
