@@ -157,7 +157,8 @@ fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> T {
 }
 
 /// The plan of a case, or the problem that stops it.
-fn plan_of(case: &PlanCase) -> Result<Plan, Problem> {
+/// The plan of a case, with relations quoted as `quoting` says (the emitting dialect's).
+fn plan_of(case: &PlanCase, quoting: crate::relation::Quoting) -> Result<Plan, Problem> {
     let resource_type = match case.node.resource_type.as_str() {
         "model" => ResourceType::Model,
         "seed" => ResourceType::Seed,
@@ -190,7 +191,10 @@ fn plan_of(case: &PlanCase) -> Result<Plan, Problem> {
             resource_type,
             format!("{}.shop.{}", case.node.resource_type, case.node.name),
             &case.node.name,
-            relation(&case.node.name),
+            Relation {
+                quoting,
+                ..relation(&case.node.name)
+            },
         )
     };
     match &case.window {
@@ -229,7 +233,7 @@ fn plans() {
         let failing = dir
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("err_"));
-        let text = match plan_of(&case) {
+        let text = match plan_of(&case, crate::relation::Quoting::default()) {
             Ok(plan) => {
                 assert!(!failing, "{}: expected a problem", dir.display());
                 format!("{plan:#?}")
@@ -255,13 +259,17 @@ struct EmitCase {
 
 #[test]
 fn emitted_sql() {
-    let dialects: [(&str, &dyn Dialect); 1] = [("duckdb", &duckdb::DuckDb)];
+    let dialects: [(&str, &dyn Dialect); 3] = [
+        ("duckdb", &duckdb::DuckDb),
+        ("snowflake", &super::warehouse::Snowflake),
+        ("bigquery", &super::warehouse::BigQuery),
+    ];
     for (name, dialect) in dialects {
         for dir in cases(&fixtures("emit").join(name)) {
             let case: EmitCase = read(&dir.join("case.yml"));
             let plan_case: PlanCase = read(&fixtures("plan").join(&case.plan).join("case.yml"));
-            let plan =
-                plan_of(&plan_case).unwrap_or_else(|p| panic!("{}: {}", dir.display(), p.message));
+            let plan = plan_of(&plan_case, dialect.quoting())
+                .unwrap_or_else(|p| panic!("{}: {}", dir.display(), p.message));
             let statements = super::lower(dialect, &plan.steps).statements;
             for (i, s) in statements.iter().enumerate() {
                 let parsed = sqlparser::parser::Parser::parse_sql(&*dialect.parser(), &s.sql);
