@@ -188,6 +188,30 @@ fn a_config_the_warehouse_cannot_honour_is_a_diagnostic_naming_the_model() {
         "{text}"
     );
     assert!(text.contains("partitioned_view.sql"), "{text}");
+    // A partition field or cluster column the query does not return.
+    p.write(
+        "models/marts/partitioned_view.sql",
+        "{{ config(materialized='table', partition_by={'field': 'order_day', 'data_type': 'date'}) }}\nselect current_date as d, 1 as n\n",
+    );
+    let text = transcript(p.path(), &p.xform(&["compile", "--target", "bq"]));
+    assert!(
+        text.contains("model `partitioned_view` sets partition_by to `order_day`, a column its"),
+        "{text}"
+    );
+    assert!(text.contains("the query returns: d, n"), "{text}");
+    p.write(
+        "models/marts/partitioned_view.sql",
+        "{{ config(materialized='table', cluster_by=['nn']) }}\nselect current_date as d, 1 as n\n",
+    );
+    let text = transcript(p.path(), &p.xform(&["compile", "--target", "sf"]));
+    assert!(text.contains("sets cluster_by to `nn`"), "{text}");
+    // With `select *` the columns are unknown: nothing is reported.
+    p.write(
+        "models/marts/partitioned_view.sql",
+        "{{ config(materialized='table', cluster_by=['nn']) }}\nselect * from {{ ref('orders') }}\n",
+    );
+    let out = p.xform(&["compile", "--target", "sf"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
 }
 
 #[test]

@@ -186,6 +186,9 @@ fn write_warehouse_plans(
             if let Some(p) = warehouse_config_problem(flavor, node) {
                 return Err(p);
             }
+            if let Some(p) = missing_layout_column(node, sql, dialect) {
+                return Err(p);
+            }
             let plan = match assumed {
                 Some(assumed) if incremental_run(s, node, true) => {
                     let table = assumed.columns_of(node)?;
@@ -259,6 +262,48 @@ fn write_warehouse_plans(
         .collect();
     problems.extend(write_files(&refs));
     problems
+}
+
+/// A `partition_by` field or a `cluster_by` column the model's query does not return, when
+/// its SQL names every column it returns (the warehouse would refuse the table).
+fn missing_layout_column(
+    node: &crate::graph::Node,
+    sql: &str,
+    dialect: &dyn Dialect,
+) -> Option<Problem> {
+    let options = crate::materialize::RelationOptions::of(node);
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    if let Some(p) = &options.partition_by {
+        wanted.push(("partition_by", &p.field));
+    }
+    for c in &options.cluster_by {
+        wanted.push(("cluster_by", c));
+    }
+    if wanted.is_empty() {
+        return None;
+    }
+    let returned = crate::compile::outputs::output_columns(sql, &*dialect.parser())?;
+    let (key, column) = wanted
+        .into_iter()
+        .find(|(_, c)| !returned.iter().any(|r| r.eq_ignore_ascii_case(c)))?;
+    let mut p = Problem::new(
+        Code::ProjectConfig,
+        format!(
+            "model `{}` sets {key} to `{column}`, a column its query does not return",
+            node.name
+        ),
+    )
+    .help(format!(
+        "the query returns: {}; name one of them in {key}",
+        returned.join(", ")
+    ));
+    if let Some(file) = &node.file {
+        p = match file.text.find(column) {
+            Some(at) => p.at(file, at, column.len(), "not a column of the query"),
+            None => p.at(file, 0, 0, "this model"),
+        };
+    }
+    Some(p)
 }
 
 /// What `--assume-exists` takes the warehouse to hold, with the columns of `--catalog`, else

@@ -15,6 +15,7 @@
 mod ctes;
 mod naming;
 mod nodes;
+pub mod outputs;
 mod parse;
 mod pass;
 mod resolve;
