@@ -257,6 +257,7 @@ fn incremental_project() -> TempProject {
         "events_predicates",
         "events_delete_insert",
         "events_default_strategy",
+        "events_microbatch",
     ]
     .iter()
     .map(|m| format!("\"model.wh_incremental.{m}\": {events}"))
@@ -281,7 +282,14 @@ fn incremental_project() -> TempProject {
 #[test]
 fn incremental_plans_in_each_warehouse() {
     let p = incremental_project();
-    let args = ["--assume-exists", "--catalog", "catalog.json"];
+    // A fixed end: a microbatch model's batches run up to now by default.
+    let args = [
+        "--assume-exists",
+        "--catalog",
+        "catalog.json",
+        "--event-time-end",
+        "2026-01-01",
+    ];
     let sf = run_sql(
         &p,
         &[&["compile", "--target", "sf"][..], &args].concat(),

@@ -21,6 +21,7 @@ use crate::diagnostics::{Code, Problem};
 use crate::dialect::Dialect;
 use crate::graph::{Graph, ResourceType};
 use crate::materialize::incremental::AdapterRules;
+use crate::materialize::microbatch::Window;
 use crate::materialize::offline::{Assumed, FirstRun};
 
 /// `xform parse`: read the project, build the graph and write `manifest.json` (without
@@ -62,7 +63,7 @@ pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
         Err(code) => return code,
     };
     let count = |kind: ResourceType| {
-        done.compiled
+        done.sql
             .keys()
             .filter(|&&i| done.graph.nodes[i].resource_type == kind)
             .count()
@@ -70,7 +71,7 @@ pub fn compile(s: &Session, args: &CompileArgs) -> i32 {
     let tests = count(ResourceType::Test);
     let analyses = count(ResourceType::Analysis);
     let snapshots = count(ResourceType::Snapshot);
-    let models = done.compiled.len() - tests - analyses - snapshots;
+    let models = done.sql.len() - tests - analyses - snapshots;
     // A warehouse xform does not run yet gets each model's statements in `target/run/`.
     if let Some(flavor) = crate::dialect::warehouse::Flavor::of(&s.target) {
         let problems = match assumed(s, args, &done.graph, rules(flavor)) {
@@ -129,7 +130,7 @@ fn write_warehouse_plans(
     };
     // Each node's plan and statements on their own, on every core.
     let planned: Vec<Result<Option<RunFile>, Problem>> = done
-        .compiled
+        .sql
         .par_iter()
         .map(|(&i, sql)| {
             let node = &done.graph.nodes[i];
@@ -188,6 +189,11 @@ fn write_warehouse_plans(
             }
             if let Some(p) = missing_layout_column(node, sql, dialect) {
                 return Err(p);
+            }
+            if let Some(batches) = done.batches.get(&i) {
+                let path = sql_path(&s.target_dir, "run", node.package(), &node.path);
+                let text = microbatch_script(s, node, batches, existing, assumed, dialect)?;
+                return Ok(Some((path, text.into_bytes())));
             }
             let plan = match assumed {
                 Some(assumed) if incremental_run(s, node, true) => {
@@ -262,6 +268,70 @@ fn write_warehouse_plans(
         .collect();
     problems.extend(write_files(&refs));
     problems
+}
+
+/// A microbatch model's statements, batch by batch, as `xform build` runs them: on a first run
+/// the first batch creates the table; every other batch deletes its window and inserts its
+/// rows. The insert's columns are the catalog's (`--assume-exists`), else those the first
+/// batch's query names.
+fn microbatch_script(
+    s: &Session,
+    node: &crate::graph::Node,
+    batches: &[(Window, String)],
+    existing: &dyn crate::materialize::Existing,
+    assumed: Option<&Assumed>,
+    dialect: &dyn Dialect,
+) -> Result<String, Problem> {
+    let first_run = !incremental_run(s, node, assumed.is_some());
+    let columns = match assumed {
+        Some(a) => a.columns_of(node)?,
+        None => batches
+            .first()
+            .and_then(|(_, sql)| crate::compile::outputs::output_columns(sql, &*dialect.parser()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| crate::relation::Column {
+                name,
+                data_type: String::new(),
+            })
+            .collect(),
+    };
+    let mut text = String::new();
+    for (n, (window, sql)) in batches.iter().enumerate() {
+        let plan = if first_run && n == 0 {
+            crate::materialize::plan(node, sql, existing)?
+        } else {
+            if columns.is_empty() {
+                let mut p = Problem::new(
+                    Code::ProjectConfig,
+                    format!(
+                        "the batches of microbatch model `{}` insert its columns, which its query does not name",
+                        node.name
+                    ),
+                )
+                .help("name each column the model returns (no `select *`), or compile with --assume-exists --catalog");
+                if let Some(file) = &node.file {
+                    p = p.at(file, 0, 0, "this model");
+                }
+                return Err(p);
+            }
+            crate::materialize::incremental::plan(
+                node,
+                sql,
+                existing,
+                &columns,
+                &columns,
+                Some(window),
+            )?
+        };
+        let lowered = crate::dialect::lower(dialect, &plan.steps);
+        text.push_str("-- batch ");
+        text.push_str(&window.label());
+        text.push('\n');
+        text.push_str(&crate::dialect::script(&lowered.statements));
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// A `partition_by` field or a `cluster_by` column the model's query does not return, when
@@ -387,7 +457,54 @@ fn warehouse_config_problem(
 pub struct Compiled {
     pub graph: Graph,
     /// The compiled SQL of each selected model and test, by node index.
-    pub compiled: BTreeMap<usize, Arc<str>>,
+    pub sql: BTreeMap<usize, Arc<str>>,
+    /// For a warehouse target, each microbatch model's batches in order: the window and its
+    /// compiled SQL (the first creates the table on a first run).
+    pub batches: BTreeMap<usize, Vec<(Window, String)>>,
+}
+
+/// Each selected microbatch model's batches, rendered for a warehouse target as `xform build`
+/// would run them: from `begin` on a first run, else the last `lookback` windows before now
+/// (or the `--event-time-start`/`--event-time-end` flags).
+fn microbatch_batches(
+    s: &Session,
+    args: &CommonArgs,
+    graph: &Graph,
+    compiler: &Compiler,
+    chosen: &[usize],
+    assume_exists: bool,
+    catalog: Option<&Arc<dyn crate::render::Introspect>>,
+) -> Result<BTreeMap<usize, Vec<(Window, String)>>, Problem> {
+    use crate::materialize::microbatch;
+    let (start, end) = super::execute::event_times(args)?;
+    let end = end.unwrap_or_else(|| s.run.started_at.naive_utc());
+    let mut out = BTreeMap::new();
+    for &i in chosen {
+        let node = &graph.nodes[i];
+        if node.resource_type != ResourceType::Model || !microbatch::is_microbatch(node) {
+            continue;
+        }
+        let batching = microbatch::Settings::of(node)?;
+        let first_run = !incremental_run(s, node, assume_exists);
+        let mut batches = Vec::new();
+        for (n, window) in batching
+            .batches(first_run, start, end)
+            .into_iter()
+            .enumerate()
+        {
+            let creates = first_run && n == 0;
+            let sql = compiler.compiled_batch(
+                i,
+                catalog,
+                !creates,
+                window,
+                &window.id(batching.batch_size),
+            )?;
+            batches.push((window, sql));
+        }
+        out.insert(i, batches);
+    }
+    Ok(out)
 }
 
 /// Compile the selected models and tests: `target/compiled/`, the SQL check and
@@ -533,8 +650,6 @@ pub fn compile_selected(
     drop(files);
     drop(models);
     drop(bodies);
-    // As at the end of the process: dropping the compiler frees its caches one by one.
-    std::mem::forget(compiler);
     if !problems.is_empty() {
         report(&problems);
         eprintln!(
@@ -544,8 +659,33 @@ pub fn compile_selected(
         );
         return Err(EXIT_USAGE);
     }
+    let batches = if crate::dialect::warehouse::Flavor::of(&s.target).is_some() {
+        match microbatch_batches(
+            s,
+            args,
+            &graph,
+            &compiler,
+            &chosen,
+            assume_exists,
+            catalog.as_ref(),
+        ) {
+            Ok(b) => b,
+            Err(p) => {
+                report(&[p]);
+                return Err(EXIT_USAGE);
+            }
+        }
+    } else {
+        BTreeMap::new()
+    };
+    // As at the end of the process: dropping the compiler frees its caches one by one.
+    std::mem::forget(compiler);
     std::mem::forget(renderer);
-    Ok(Compiled { graph, compiled })
+    Ok(Compiled {
+        graph,
+        sql: compiled,
+        batches,
+    })
 }
 
 /// sqlparser's message with its `Line: N` moved down by `shift` when N is `from` or later: the

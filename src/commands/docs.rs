@@ -31,7 +31,7 @@ pub fn generate(s: &Session, args: &DocsGenerateArgs) -> i32 {
             &s.target,
             &s.run,
             &done.graph,
-            &done.compiled,
+            &done.sql,
             &catalog,
         )
     });

@@ -15,7 +15,7 @@ use crate::materialize::microbatch;
 /// `--event-time-start` and `--event-time-end`, read and checked.
 type EventTimes = (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>);
 
-fn event_times(args: &CommonArgs) -> Result<EventTimes, Problem> {
+pub(super) fn event_times(args: &CommonArgs) -> Result<EventTimes, Problem> {
     let mut times = [None, None];
     for (slot, (flag, value)) in times.iter_mut().zip([
         ("--event-time-start", &args.event_time_start),
