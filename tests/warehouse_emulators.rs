@@ -207,6 +207,17 @@ fn example_project() -> TempProject {
         TempProject::from_fixture(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example_project"));
     let _ = std::fs::remove_file(p.path().join("shop.duckdb"));
     p.write("profiles.yml", &profiles("shop.duckdb"));
+    // One test keeps its failing rows in a table, on every warehouse.
+    let schema = std::fs::read_to_string(p.path().join("models/marts/schema.yml")).unwrap();
+    assert!(schema.contains("data_tests: [unique, not_null]"));
+    p.write(
+        "models/marts/schema.yml",
+        &schema.replacen(
+            "data_tests: [unique, not_null]",
+            "data_tests: [unique, {not_null: {config: {store_failures: true}}}]",
+            1,
+        ),
+    );
     let sources = std::fs::read_to_string(p.path().join("models/sources.yml")).unwrap();
     p.write(
         "models/sources.yml",
@@ -419,7 +430,13 @@ fn compile_selecting(
     for (id, node, path) in run_files(p) {
         let sql = std::fs::read_to_string(&path).unwrap();
         if node["resource_type"] == "test" {
-            compiled.queries.insert(id, sql);
+            // Storing the failing rows (`store_failures`) runs first; the count query last.
+            let mut statements = statements(&sql);
+            let count = statements.pop().unwrap();
+            if !statements.is_empty() {
+                compiled.steps.push((id.clone(), statements));
+            }
+            compiled.queries.insert(id, count);
             continue;
         }
         let mut statements = statements(&sql);
