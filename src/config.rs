@@ -42,6 +42,8 @@ pub struct Target {
     /// The profiles.yml it came from; `None` for the zero-configuration default.
     pub profiles_file: Option<PathBuf>,
     pub credentials: Credentials,
+    /// The project's `quoting:`, over the warehouse's quoting of names.
+    pub quote_policy: crate::relation::QuotePolicy,
 }
 
 /// How to reach the target's warehouse, one variant per adapter (the profile's `type:`).
@@ -423,7 +425,7 @@ pub fn resolve_target(
             )));
         }
         if adapter != "duckdb" {
-            let target = warehouse_target(
+            let mut target = warehouse_target(
                 &adapter,
                 output,
                 &rendered,
@@ -433,6 +435,7 @@ pub fn resolve_target(
                 threads,
                 path_of(&dir),
             )?;
+            target.quote_policy = project.quoting;
             let keys = if adapter == "snowflake" {
                 SNOWFLAKE_KEYS
             } else {
@@ -516,6 +519,7 @@ pub fn resolve_target(
                     attach,
                     setup,
                 }),
+                quote_policy: project.quoting,
             },
             warnings,
         });
@@ -534,6 +538,7 @@ pub fn resolve_target(
                 attach: Vec::new(),
                 setup: DuckDbSetup::default(),
             }),
+            quote_policy: project.quoting,
         },
         warnings: Vec::new(),
     })
@@ -629,6 +634,7 @@ fn warehouse_target(
         threads: threads.or(profile_threads).unwrap_or(1).max(1),
         profiles_file: Some(profiles_file),
         credentials,
+        quote_policy: crate::relation::QuotePolicy::default(),
     })
 }
 

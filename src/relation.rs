@@ -99,6 +99,28 @@ impl Quoting {
     }
 }
 
+/// The project's `quoting:` config: which parts of a name are quoted, where it says so, over
+/// the warehouse's own policy (dbt-snowflake quotes nothing; `quoting: {identifier: true}`
+/// keeps a model's name in the case it is written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotePolicy {
+    pub database: Option<bool>,
+    pub schema: Option<bool>,
+    pub identifier: Option<bool>,
+}
+
+impl QuotePolicy {
+    /// The warehouse's quoting with this policy over it.
+    pub fn over(self, q: Quoting) -> Quoting {
+        Quoting {
+            character: q.character,
+            database: self.database.unwrap_or(q.database),
+            schema: self.schema.unwrap_or(q.schema),
+            identifier: self.identifier.unwrap_or(q.identifier),
+        }
+    }
+}
+
 impl Default for Quoting {
     fn default() -> Self {
         Quoting::DOUBLE_QUOTES

@@ -410,3 +410,23 @@ fn snapshot_plans_in_each_warehouse() {
     assert!(all.contains("md5(coalesce(cast(id as varchar), '') || '|' || coalesce(cast(updated_at as varchar), ''))"), "{all}");
     insta::assert_snapshot!(all);
 }
+
+#[test]
+fn the_projects_quoting_config_is_honoured() {
+    // dbt-snowflake quotes no part of a name; `quoting:` in the project quotes what it says.
+    let p = project();
+    let xform = std::fs::read_to_string(p.path().join("xform.yml")).unwrap();
+    p.write(
+        "xform.yml",
+        &format!("{xform}\nquoting:\n  identifier: true\n  schema: false\n"),
+    );
+    let all = run_sql(&p, &["compile", "--target", "sf"], &SnowflakeDialect {});
+    assert!(
+        all.contains("create or replace transient table analytics.dbt_dev_marts.\"orders\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("from analytics.dbt_dev.\"stg_payments\""),
+        "{all}"
+    );
+}

@@ -23,7 +23,7 @@ pub(super) fn in_target(
     identifier: &str,
 ) -> Relation {
     Relation {
-        quoting: crate::dialect::of(target).quoting(),
+        quoting: crate::dialect::quoting(target),
         ..Relation::new(database, schema, identifier)
     }
 }

@@ -484,7 +484,7 @@ pub fn parse(
 ) -> Result<(Renderer, Graph), Vec<Problem>> {
     project.require_packages()?;
     let (renderer, mut problems) =
-        Renderer::new(project, target, run, crate::dialect::of(target).quoting())?;
+        Renderer::new(project, target, run, crate::dialect::quoting(target))?;
     crate::timings::mark("templates");
     let broken: std::collections::BTreeSet<String> = problems
         .iter()

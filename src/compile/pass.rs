@@ -177,7 +177,13 @@ impl<'a> Compiler<'a> {
     /// where an earlier run's state says they are. Call before compiling anything.
     /// The relations come from another run's manifest, so they take this run's quoting.
     pub fn defer(&mut self, relations: Vec<(String, Relation)>) {
-        let quoting = self.dialect.quoting();
+        // The project's relations carry the target's quoting (its `quoting:` config included).
+        let quoting = self
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.has_relation())
+            .map_or_else(|| self.dialect.quoting(), |n| n.relation.quoting);
         let resolver =
             Arc::get_mut(&mut self.resolver).expect("defer is called before any compilation");
         resolver

@@ -135,6 +135,12 @@ pub fn of(target: &Target) -> &'static dyn Dialect {
     }
 }
 
+/// How the target's relations are quoted: its warehouse's quoting, with the project's
+/// `quoting:` over it.
+pub fn quoting(target: &Target) -> crate::relation::Quoting {
+    target.quote_policy.over(of(target).quoting())
+}
+
 /// How a warehouse spells SQL. Defaults are ANSI-ish SQL with double-quoted identifiers.
 pub trait Dialect: Sync {
     /// The warehouse's name, as messages write it (`DuckDB`).

@@ -304,6 +304,8 @@ impl SourceOverride {
 #[derive(Debug)]
 pub struct Project {
     pub root: PathBuf,
+    /// `quoting:`: which parts of relation names to quote, over the warehouse's policy.
+    pub quoting: crate::relation::QuotePolicy,
     pub file: SourceFile,
     pub name: String,
     pub profile: Option<String>,
@@ -505,7 +507,20 @@ impl Project {
 
         let (dispatch, dispatch_problems) = packages::dispatch_rules(&doc, &file);
         problems.extend(dispatch_problems);
+        let quoting = {
+            let part = |key: &str| {
+                doc.get("quoting")
+                    .and_then(|q| q.get(key))
+                    .and_then(Yaml::as_bool)
+            };
+            crate::relation::QuotePolicy {
+                database: part("database"),
+                schema: part("schema"),
+                identifier: part("identifier"),
+            }
+        };
         let mut project = Project {
+            quoting,
             root: root.clone(),
             file,
             name: name.clone(),
