@@ -230,6 +230,19 @@ fn check_strategy_with_new_record_deletes_and_renamed_meta_columns() {
         "3|c|True|true",
     ];
     assert_eq!(rows(&p, "chk", &all), after_2);
+    // dbt's id of a deletion record: the md5 of the closed version's id and the time.
+    assert_eq!(
+        rows(
+            &p,
+            "chk",
+            &format!(
+                "select count(*) from {table} as d join {table} as c on c.id = d.id and c.valid_to = d.valid_from \
+                 where d.is_deleted = 'True' \
+                 and d.dbt_scd_id = md5(c.dbt_scd_id || '|' || cast(d.dbt_updated_at as varchar))"
+            )
+        ),
+        ["1"]
+    );
     // Run 3: unchanged source, no new rows (the deletion record is not repeated).
     run(&p, &["snapshot"]);
     assert_eq!(rows(&p, "chk", &all), after_2);

@@ -190,14 +190,13 @@ fn stage_snapshot(staging: &Relation, target: &Relation, source: &Relation, spec
             valid_to = quote(&m.valid_to),
         );
         if spec.hard_deletes == HardDeletes::NewRecord {
-            let t_keys: Vec<String> = (0..spec.unique_key.len())
-                .map(|i| format!("t.{}", key_alias(i)))
-                .collect();
+            // dbt hashes a deletion record's id from the closed row's id and the time.
+            let closed = [format!("t.{}", quote(&m.scd_id))];
             let _ = write!(
                 sql,
                 "\nunion all by name\nselect 'insert' as {CHANGE}, {t_cols}, {scd} as {scd_id}, {NOW} as {updated_at}, {NOW} as {valid_from}, {open} as {valid_to}{deleted}\n{gone}",
                 t_cols = prefixed("t"),
-                scd = scd_hash(&t_keys, NOW),
+                scd = scd_hash(&closed, NOW),
                 scd_id = quote(&m.scd_id),
                 updated_at = quote(&m.updated_at),
                 valid_from = quote(&m.valid_from),

@@ -217,14 +217,13 @@ pub(super) fn stage(flavor: Flavor, target: &Relation, source: &Relation, spec: 
             from: gone.clone(),
         });
     }
-    let t_keys: Vec<String> = (0..spec.unique_key.len())
-        .map(|i| format!("t.{}", key_alias(i)))
-        .collect();
+    // dbt hashes a deletion record's id from the closed row's id and the snapshot time.
+    let closed = [format!("t.{}", q(&m.scd_id))];
     if spec.hard_deletes == HardDeletes::NewRecord {
         branches.push(Branch {
             change: "insert",
             columns: Some(&t_cols),
-            scd_id: scd_hash(flavor, &t_keys, now),
+            scd_id: scd_hash(flavor, &closed, now),
             updated_at: Some(now.to_string()),
             valid_from: Some(now.to_string()),
             valid_to: open_valid_to(spec, now),
