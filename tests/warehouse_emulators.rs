@@ -775,3 +775,65 @@ fn example_project_on_snowflake_leaves_the_duckdb_rows() {
 fn example_project_on_bigquery_leaves_the_duckdb_rows() {
     same_rows_as_duckdb(&example_project(), Warehouse::BigQuery);
 }
+
+/// `xform debug` logs in to Snowflake over its HTTP API and runs one statement; an endpoint
+/// nobody answers is a diagnostic naming the target. The password is in neither output.
+/// (fakesnow accepts any password, so a refused login is not tested here.)
+#[test]
+fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
+    let Some(emulator) = Emulator::start(Warehouse::Snowflake) else {
+        return;
+    };
+    let p = example_project();
+    let secret = "s3cr3t-from-the-env";
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = |port: u16| {
+        format!(
+            "    sf_{port}:\n      type: snowflake\n      account: fakesnow\n      user: xform\n      \
+             password: \"{{{{ env_var('SF_PASSWORD') }}}}\"\n      database: analytics\n      \
+             schema: shop\n      host: 127.0.0.1\n      port: {port}\n      protocol: http\n"
+        )
+    };
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}{}{}",
+            profiles("shop.duckdb"),
+            output(emulator.port),
+            output(closed)
+        ),
+    );
+    let run = |target: u16| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+            .args(["debug", "--target", &format!("sf_{target}")])
+            .current_dir(p.path())
+            .env("SF_PASSWORD", secret)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        // miette wraps long messages: one line per message again.
+        let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+        assert!(!text.contains(secret), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run(emulator.port);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "connection:   OK (Snowflake at http://127.0.0.1:{})",
+            emulator.port
+        )),
+        "{text}"
+    );
+    let (code, text) = run(closed);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!("target `sf_{closed}` of profile `shop`")),
+        "{text}"
+    );
+    assert!(text.contains("cannot be reached"), "{text}");
+}

@@ -14,6 +14,8 @@ mod duckdb;
 #[cfg(feature = "duckdb")]
 pub use self::duckdb::LazyCatalog;
 
+pub mod snowflake;
+
 use std::sync::Arc;
 
 use crate::config::{Credentials, Target};

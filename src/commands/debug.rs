@@ -32,6 +32,33 @@ pub fn debug(s: &Session) -> i32 {
         "{}",
         crate::env::mask(&format!("database:     {} ({})", t.database, t.location()))
     );
+    // A Snowflake target: log in and run one statement, as `dbt debug` tests a connection.
+    if let crate::config::Credentials::Snowflake(sf) = &t.credentials {
+        let client = match crate::adapter::snowflake::Client::login(t, sf) {
+            Ok(c) => c,
+            Err(p) => {
+                report(&[p]);
+                return EXIT_USAGE;
+            }
+        };
+        return match client.query("select 1") {
+            Ok(_) => {
+                println!(
+                    "connection:   OK (Snowflake at {})",
+                    crate::adapter::snowflake::endpoint(sf)
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                report(&[crate::diagnostics::Problem::new(
+                    crate::diagnostics::Code::Database,
+                    format!("target `{}`: Snowflake logged in but ran no statement: {e}", t.name),
+                )
+                .help("check the profile's `warehouse` and `role`: the session needs both to run queries")]);
+                EXIT_USAGE
+            }
+        };
+    }
     #[cfg(feature = "duckdb")]
     {
         match crate::adapter::open(t, false) {
