@@ -837,3 +837,97 @@ fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
     );
     assert!(text.contains("cannot be reached"), "{text}");
 }
+
+/// `xform build` on Snowflake (fakesnow) through xform's own HTTP client: `example_project`
+/// (but its unit tests, which do not run on a warehouse yet) leaves the DuckDB build's rows, its
+/// data tests pass as on DuckDB, a second build runs again, and the password is in no file
+/// xform wrote.
+#[test]
+fn build_on_snowflake_leaves_the_duckdb_rows() {
+    let Some(emulator) = Emulator::start(Warehouse::Snowflake) else {
+        return;
+    };
+    let p = example_project();
+    let secret = "pw-only-in-the-env";
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}    live:\n      type: snowflake\n      account: fakesnow\n      user: xform\n      \
+             password: \"{{{{ env_var('SF_PASSWORD', '') }}}}\"\n      database: analytics\n      \
+             schema: shop\n      host: 127.0.0.1\n      port: {}\n      protocol: http\n",
+            profiles("shop.duckdb"),
+            emulator.port
+        ),
+    );
+    let duck = build(&p);
+    let duck_failures = failures(&p);
+    let answer = emulator.run(&setup(Warehouse::Snowflake), &BTreeMap::new());
+    assert!(answer["steps"][0]["error"].is_null(), "{answer}");
+    let live = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+            .args(args)
+            .current_dir(p.path())
+            .env("SF_PASSWORD", secret)
+            .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let text = transcript(p.path(), &out);
+        assert!(out.status.success(), "{text}");
+        assert!(!text.contains(secret), "{text}");
+        text
+    };
+    let args = ["build", "--target", "live", "--exclude", "test_type:unit"];
+    let text = live(&args);
+    assert!(text.contains("15 passed, 0 failed"), "{text}");
+    // What the warehouse holds, read back with Snowflake's own client.
+    let m = manifest(&p);
+    let mut compiled = Compiled {
+        steps: Vec::new(),
+        queries: BTreeMap::new(),
+        relations: BTreeMap::new(),
+    };
+    for (id, node) in m["nodes"].as_object().unwrap() {
+        let Some(relation) = node["relation_name"].as_str() else {
+            continue;
+        };
+        if node["resource_type"] == "model" || node["resource_type"] == "seed" {
+            compiled
+                .queries
+                .insert(id.clone(), format!("select * from {relation}"));
+            let duck_relation = duck["nodes"][id]["relation_name"].as_str().unwrap();
+            compiled
+                .relations
+                .insert(id.clone(), format!("select * from {duck_relation}"));
+        }
+    }
+    let answer = emulator.run(&[], &compiled.queries);
+    let compared = assert_same_as_duckdb(
+        Warehouse::Snowflake,
+        &compiled,
+        &answer,
+        &p.db_path("shop"),
+        &BTreeMap::new(),
+    );
+    assert_eq!(compared, 8, "every seed and model compared");
+    // Each data test failed as many rows as on DuckDB.
+    for (id, failures) in failures(&p) {
+        if id.starts_with("test.") {
+            assert_eq!(failures, duck_failures[&id], "{id}");
+        }
+    }
+    // Again: every relation exists now, and is replaced.
+    let text = live(&args);
+    assert!(text.contains("15 passed, 0 failed"), "{text}");
+    for entry in walkdir::WalkDir::new(p.path().join("target")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}

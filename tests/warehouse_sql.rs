@@ -145,13 +145,34 @@ fn bigquery_sql_for_every_model() {
 #[test]
 fn commands_that_run_sql_are_refused_on_a_warehouse_target() {
     let p = project();
-    let out = p.xform(&["build", "--target", "sf"]);
+    let out = p.xform(&["build", "--target", "bq"]);
     let text = transcript(p.path(), &out);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("target `sf` is Snowflake: xform writes its SQL but cannot run it there yet"),
+        text.contains("target `bq` is BigQuery: xform writes its SQL but cannot run it there yet"),
         "{text}"
     );
+    // Snowflake runs (tests/warehouse_emulators.rs); an endpoint nobody answers is named.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    p.write(
+        "profiles.yml",
+        &PROFILES.replace(
+            "      schema: dbt_dev\n    bq:",
+            &format!("      schema: dbt_dev\n      host: 127.0.0.1\n      port: {closed}\n      protocol: http\n    bq:"),
+        ),
+    );
+    let out = p.xform(&["build", "--target", "sf"]);
+    let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("target `sf` of profile `shop`: Snowflake at http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("cannot be reached"), "{text}");
     assert!(!text.contains("not-a-real-password"), "{text}");
     // A profile that lacks what names a relation is a diagnostic at the profile.
     p.write(

@@ -5,8 +5,8 @@
 //! half-built stays behind, reports typed failures (`Failure`), and answers templates'
 //! introspection questions.
 //!
-//! DuckDB (`duckdb.rs`, in-process) is the adapter today; a warehouse adds one file here and
-//! one arm in `open`.
+//! DuckDB (`duckdb.rs`, in-process) and Snowflake (`snowflake.rs`, its HTTP API) are the
+//! adapters; a warehouse adds one file here and one arm in `open`.
 
 #[cfg(feature = "duckdb")]
 mod duckdb;
@@ -112,11 +112,15 @@ pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Proble
             )
             .help("rebuild with the default features"))
         }
-        Credentials::Snowflake(_) | Credentials::BigQuery(_) => Err(warehouse_not_yet(target)),
+        Credentials::Snowflake(sf) => {
+            let _ = read_only;
+            Ok(Arc::new(snowflake::Warehouse::open(target, sf)?))
+        }
+        Credentials::BigQuery(_) => Err(warehouse_not_yet(target)),
     }
 }
 
-/// Running on Snowflake or BigQuery is not there yet: `compile` writes their SQL.
+/// Running on BigQuery is not there yet: `compile` writes its SQL.
 pub fn warehouse_not_yet(target: &Target) -> Problem {
     Problem::new(
         crate::diagnostics::Code::Profile,

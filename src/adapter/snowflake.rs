@@ -7,16 +7,24 @@
 //! `host`, `port` and `protocol` (a local emulator). Secrets go into the login request's body
 //! and nowhere else: no message, log or error text built here contains them.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::Array as _;
 use base64::Engine as _;
 use serde_json::{Value as Json, json};
 
+use super::{Adapter, Connection, DbError, Failure, Interrupt, Scratch};
+use crate::artifacts::catalog::CatalogTable;
 use crate::config::{Secret, Snowflake, Target};
 use crate::diagnostics::{Code, Problem};
+use crate::dialect::{Statement, StatementKind};
+use crate::materialize::incremental::AdapterRules;
+use crate::materialize::{Column, Existing, Kind};
+use crate::render::{Introspect, QueryError, QueryTable, Relation};
 
 /// How long one request may take before it is a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,6 +35,8 @@ pub struct Client {
     base: String,
     token: Secret,
     sequence: AtomicU64,
+    /// The statement running now, for an abort request: its request id and text.
+    running: Mutex<Option<(String, String)>>,
 }
 
 /// What a statement returned: its columns (name and Snowflake type) and its rows as text.
@@ -161,16 +171,60 @@ impl Client {
             base,
             token: Secret(token),
             sequence: AtomicU64::new(1),
+            running: Mutex::new(None),
         })
     }
 
     /// Run one statement in the session and read what it returns.
     pub fn query(&self, sql: &str) -> Result<Answer, SnowflakeError> {
-        let url = format!(
-            "{}/queries/v1/query-request?requestId={}",
-            self.base,
-            uuid::Uuid::new_v4()
-        );
+        let request = uuid::Uuid::new_v4().to_string();
+        *self.running.lock().expect("running lock") = Some((request.clone(), sql.to_string()));
+        let answer = self.query_as(&request, sql);
+        *self.running.lock().expect("running lock") = None;
+        answer
+    }
+
+    /// The columns a statement returns, with their Snowflake types.
+    pub fn query_typed(&self, sql: &str) -> Result<Vec<(String, String)>, SnowflakeError> {
+        let request = uuid::Uuid::new_v4().to_string();
+        let data = self.request(&request, sql)?;
+        Ok(data["rowtype"]
+            .as_array()
+            .map(|types| {
+                types
+                    .iter()
+                    .map(|t| {
+                        (
+                            t["name"].as_str().unwrap_or_default().to_string(),
+                            type_name(t["type"].as_str().unwrap_or_default(), t["scale"].as_i64()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Ask Snowflake to cancel the statement running in this session, if any.
+    pub fn abort(&self) {
+        let Some((request, sql)) = self.running.lock().expect("running lock").clone() else {
+            return;
+        };
+        let url = format!("{}/queries/v1/abort-request", self.base);
+        let body = json!({ "sqlText": sql, "requestId": request }).to_string();
+        let _ = post(&self.agent, &url, Some(&self.token), &body);
+    }
+
+    fn query_as(&self, request: &str, sql: &str) -> Result<Answer, SnowflakeError> {
+        let data = self.request(request, sql)?;
+        read_answer(&data).map_err(|why| SnowflakeError {
+            code: "result".to_string(),
+            sql_state: None,
+            message: format!("the result cannot be read: {why}"),
+        })
+    }
+
+    fn request(&self, request: &str, sql: &str) -> Result<Json, SnowflakeError> {
+        let url = format!("{}/queries/v1/query-request?requestId={request}", self.base);
         let body = json!({
             "sqlText": sql,
             "asyncExec": false,
@@ -178,19 +232,16 @@ impl Client {
             "querySubmissionTime": 0,
         })
         .to_string();
-        let answer = post(&self.agent, &url, Some(&self.token), &body).map_err(|e| match e {
-            Fault::Refused(e) => e,
-            Fault::Unreachable(why) => SnowflakeError {
-                code: "unreachable".to_string(),
-                sql_state: None,
-                message: format!("Snowflake at {} cannot be reached: {why}", self.base),
-            },
-        })?;
-        read_answer(&answer["data"]).map_err(|why| SnowflakeError {
-            code: "result".to_string(),
-            sql_state: None,
-            message: format!("the result cannot be read: {why}"),
-        })
+        let mut answer =
+            post(&self.agent, &url, Some(&self.token), &body).map_err(|e| match e {
+                Fault::Refused(e) => e,
+                Fault::Unreachable(why) => SnowflakeError {
+                    code: "unreachable".to_string(),
+                    sql_state: None,
+                    message: format!("Snowflake at {} cannot be reached: {why}", self.base),
+                },
+            })?;
+        Ok(answer["data"].take())
     }
 }
 
@@ -328,4 +379,479 @@ fn arrow_rows(encoded: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         }
     }
     Ok(rows)
+}
+
+/// A name as Snowflake stores it: an unquoted part folded to upper case.
+fn stored(part: &str, quoted: bool) -> String {
+    if quoted {
+        part.to_string()
+    } else {
+        part.to_uppercase()
+    }
+}
+
+/// The key of a relation: database, schema and name as Snowflake stores them.
+fn relation_key(relation: &Relation, database: &str) -> (String, String, String) {
+    let q = relation.quoting;
+    (
+        stored(relation.database.as_deref().unwrap_or(database), q.database),
+        stored(&relation.schema, q.schema),
+        stored(&relation.identifier, q.identifier),
+    )
+}
+
+/// A text literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A Snowflake column type as `describe` and the information schema name it, from a result's
+/// row type (`fixed` with its scale, `text`, `real`…).
+fn type_name(kind: &str, scale: Option<i64>) -> String {
+    match kind.to_ascii_lowercase().as_str() {
+        "fixed" => match scale {
+            Some(s) if s > 0 => format!("NUMBER(38,{s})"),
+            _ => "NUMBER(38,0)".to_string(),
+        },
+        "text" => "VARCHAR".to_string(),
+        "real" => "FLOAT".to_string(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// One run's Snowflake warehouse: which schemas and relations exist (read once when it opens,
+/// then kept up to date by what the run builds), and a session per worker.
+pub struct Warehouse {
+    target: Target,
+    sf: Snowflake,
+    location: String,
+    relations: Mutex<HashMap<(String, String, String), Kind>>,
+    schemas: Mutex<HashSet<(String, String)>>,
+    /// Every session handed out, for Ctrl-C's abort requests.
+    sessions: Arc<Mutex<Vec<Arc<Client>>>>,
+}
+
+impl Warehouse {
+    /// Log in, and read the schemas and relations of the target's database.
+    pub fn open(target: &Target, sf: &Snowflake) -> Result<Warehouse, Problem> {
+        let client = Client::login(target, sf)?;
+        let database = stored(&target.database, target.quote_policy.database == Some(true));
+        let unreadable = |e: SnowflakeError| {
+            Problem::new(
+                Code::Database,
+                format!(
+                    "target `{}`: the relations of database `{database}` cannot be read: {e}",
+                    target.name
+                ),
+            )
+            .help("check that the database exists and the profile's role may read its information_schema")
+        };
+        let mut schemas = HashSet::new();
+        let answer = client
+            .query(&format!(
+                "select schema_name from {database}.information_schema.schemata"
+            ))
+            .map_err(unreadable)?;
+        for row in answer.rows {
+            if let Some(Some(schema)) = row.into_iter().next() {
+                schemas.insert((database.clone(), schema));
+            }
+        }
+        let mut relations = HashMap::new();
+        let answer = client
+            .query(&format!(
+                "select table_schema, table_name, table_type from {database}.information_schema.tables"
+            ))
+            .map_err(unreadable)?;
+        for row in answer.rows {
+            if let [Some(schema), Some(name), Some(kind)] = row.as_slice() {
+                let kind = if kind.eq_ignore_ascii_case("VIEW") {
+                    Kind::View
+                } else {
+                    Kind::Table
+                };
+                relations.insert((database.clone(), schema.clone(), name.clone()), kind);
+            }
+        }
+        Ok(Warehouse {
+            target: target.clone(),
+            sf: sf.clone(),
+            location: endpoint(sf),
+            relations: Mutex::new(relations),
+            schemas: Mutex::new(schemas),
+            sessions: Arc::new(Mutex::new(vec![Arc::new(client)])),
+        })
+    }
+}
+
+impl Existing for Warehouse {
+    fn kind_of(&self, relation: &Relation) -> Option<Kind> {
+        self.relations
+            .lock()
+            .expect("relations lock")
+            .get(&relation_key(relation, &self.target.database))
+            .copied()
+    }
+
+    fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool {
+        let q = crate::dialect::quoting(&self.target);
+        self.schemas.lock().expect("schemas lock").contains(&(
+            stored(database.unwrap_or(&self.target.database), q.database),
+            stored(schema, q.schema),
+        ))
+    }
+
+    fn rules(&self) -> AdapterRules {
+        AdapterRules::SNOWFLAKE
+    }
+}
+
+impl Adapter for Warehouse {
+    fn database(&self) -> &str {
+        &self.target.database
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn connect(&self) -> Result<Arc<dyn Connection>, Problem> {
+        let client = Arc::new(Client::login(&self.target, &self.sf)?);
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .push(client.clone());
+        Ok(Arc::new(Worker {
+            client,
+            database: self.target.database.clone(),
+        }))
+    }
+
+    fn create_schemas(&self, schemas: &[(Option<String>, String)]) -> Result<(), Problem> {
+        let client = self.sessions.lock().expect("sessions lock")[0].clone();
+        let dialect = crate::dialect::of(&self.target);
+        for (database, schema) in schemas {
+            if self.schema_exists(database.as_deref(), schema) {
+                continue;
+            }
+            let sql = format!(
+                "create schema if not exists {}",
+                dialect.schema(database.as_deref(), schema)
+            );
+            client.query(&sql).map_err(|e| {
+                Problem::new(
+                    Code::Database,
+                    format!("schema `{schema}` cannot be created: {e}"),
+                )
+                .help("check that the profile's role may create schemas in the database")
+            })?;
+            let q = crate::dialect::quoting(&self.target);
+            self.schemas.lock().expect("schemas lock").insert((
+                stored(
+                    database.as_deref().unwrap_or(&self.target.database),
+                    q.database,
+                ),
+                stored(schema, q.schema),
+            ));
+        }
+        Ok(())
+    }
+
+    fn record(&self, relation: &Relation, kind: Option<Kind>) {
+        let key = relation_key(relation, &self.target.database);
+        let mut relations = self.relations.lock().expect("relations lock");
+        match kind {
+            Some(k) => relations.insert(key, k),
+            None => relations.remove(&key),
+        };
+    }
+
+    fn interrupter(&self) -> Interrupt {
+        let sessions = self.sessions.clone();
+        Box::new(move || {
+            for client in sessions.lock().expect("sessions lock").iter() {
+                client.abort();
+            }
+        })
+    }
+
+    fn scratch(
+        &self,
+        _target: &Target,
+        _catalogs: &std::collections::BTreeSet<String>,
+    ) -> Result<Scratch, Problem> {
+        Err(Problem::new(
+            Code::UnitTest,
+            "unit tests do not run on Snowflake yet",
+        )
+        .help("run unit tests on a DuckDB target, or leave them out with --exclude test_type:unit"))
+    }
+}
+
+/// One worker thread's Snowflake session.
+pub struct Worker {
+    client: Arc<Client>,
+    database: String,
+}
+
+impl Worker {
+    fn failed(statement: usize, e: SnowflakeError) -> DbError {
+        DbError {
+            statement,
+            line: error_line(&e.message),
+            failure: if e.code == "000604" {
+                // "SQL execution canceled"
+                Failure::Interrupted
+            } else {
+                Failure::Other
+            },
+            message: e.to_string(),
+        }
+    }
+}
+
+/// `line N` in a Snowflake compilation error: the line of the statement it points at.
+fn error_line(message: &str) -> Option<usize> {
+    let at = message.find("line ")?;
+    let digits: String = message[at + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+impl Connection for Worker {
+    fn run_rendering(
+        &self,
+        statements: &[Statement],
+        render: &mut dyn FnMut(usize) -> Result<String, DbError>,
+    ) -> Result<usize, DbError> {
+        let mut rows = 0usize;
+        let mut in_transaction = false;
+        let rollback = |open: bool| {
+            if open {
+                let _ = self.client.query("rollback");
+            }
+        };
+        for (i, s) in statements.iter().enumerate() {
+            let sql = if s.kind == StatementKind::PendingHook {
+                match render(i) {
+                    Ok(sql) => sql,
+                    Err(e) => {
+                        rollback(in_transaction);
+                        return Err(e);
+                    }
+                }
+            } else {
+                s.sql.clone()
+            };
+            if sql.trim().is_empty() {
+                continue;
+            }
+            let answer = match self.client.query(&sql) {
+                Ok(a) => a,
+                Err(e) => {
+                    rollback(in_transaction);
+                    return Err(Self::failed(i, e));
+                }
+            };
+            match s.kind {
+                StatementKind::Begin => in_transaction = true,
+                StatementKind::Commit => in_transaction = false,
+                // The rows that break the rule: the first column of each, and the count.
+                StatementKind::Check if !answer.rows.is_empty() => {
+                    rollback(in_transaction);
+                    let values: Vec<String> = answer
+                        .rows
+                        .iter()
+                        .map(|r| r.first().cloned().flatten().unwrap_or_default())
+                        .collect();
+                    let total = answer
+                        .rows
+                        .first()
+                        .and_then(|r| r.get(1).cloned().flatten())
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(values.len());
+                    return Err(DbError {
+                        statement: i,
+                        message: format!("repeated values: {}", Failure::listed(&values, total)),
+                        failure: Failure::Check { values, total },
+                        line: None,
+                    });
+                }
+                // DML answers with the rows it changed, a column per kind of change.
+                StatementKind::Dml => {
+                    let changed: usize = answer.rows.first().map_or(0, |r| {
+                        r.iter()
+                            .filter_map(|c| c.as_deref().and_then(|c| c.parse::<usize>().ok()))
+                            .sum()
+                    });
+                    rows = rows.max(changed);
+                }
+                _ => {}
+            }
+            if let Some(count) = &s.counts
+                && s.kind != StatementKind::Dml
+            {
+                match self.client.query(count) {
+                    Ok(a) => {
+                        let n = a
+                            .rows
+                            .first()
+                            .and_then(|r| r.first().cloned().flatten())
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        rows = rows.max(n);
+                    }
+                    Err(e) => {
+                        rollback(in_transaction);
+                        return Err(Self::failed(i, e));
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {
+        let answer = self
+            .client
+            .query_typed(&statement.sql)
+            .map_err(|e| Self::failed(0, e))?;
+        Ok(answer
+            .into_iter()
+            .map(|(name, data_type)| Column { name, data_type })
+            .collect())
+    }
+
+    fn relation_columns(&self, relation: &Relation) -> Result<Vec<Column>, DbError> {
+        Introspect::columns(self, relation).map_err(|e| DbError::other(e.message))
+    }
+
+    fn catalog(&self) -> Result<Vec<CatalogTable>, QueryError> {
+        let database = stored(&self.database, false);
+        let answer = self
+            .client
+            .query(&format!(
+                "select c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type, c.ordinal_position \
+                 from {database}.information_schema.columns as c \
+                 join {database}.information_schema.tables as t \
+                 on t.table_schema = c.table_schema and t.table_name = c.table_name \
+                 where c.table_schema <> 'INFORMATION_SCHEMA' \
+                 order by 1, 2, 6"
+            ))
+            .map_err(|e| QueryError {
+                message: e.to_string(),
+            })?;
+        let mut tables: Vec<CatalogTable> = Vec::new();
+        for row in answer.rows {
+            let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            let (schema, name) = (cell(0), cell(1));
+            if tables
+                .last()
+                .is_none_or(|t| t.schema != schema || t.name != name)
+            {
+                tables.push(CatalogTable {
+                    database: database.clone(),
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    kind: cell(2),
+                    comment: None,
+                    columns: Vec::new(),
+                });
+            }
+            let table = tables.last_mut().expect("a table was pushed");
+            table
+                .columns
+                .push(crate::artifacts::catalog::CatalogColumn {
+                    name: cell(3),
+                    data_type: cell(4),
+                    index: cell(5).parse().unwrap_or(table.columns.len() + 1),
+                    comment: None,
+                });
+        }
+        Ok(tables)
+    }
+}
+
+impl Introspect for Worker {
+    fn query(&self, sql: &str) -> Result<QueryTable, QueryError> {
+        let answer = self.client.query(sql).map_err(|e| QueryError {
+            message: e.to_string(),
+        })?;
+        let numeric: Vec<bool> = answer
+            .columns
+            .iter()
+            .map(|(_, t)| matches!(t.to_ascii_lowercase().as_str(), "fixed" | "real"))
+            .collect();
+        Ok(QueryTable {
+            columns: answer.columns.into_iter().map(|(n, _)| n).collect(),
+            rows: answer
+                .rows
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .zip(&numeric)
+                        .map(|(cell, numeric)| match cell {
+                            None => Json::Null,
+                            Some(text) if *numeric => text
+                                .parse::<i64>()
+                                .map(Json::from)
+                                .or_else(|_| text.parse::<f64>().map(Json::from))
+                                .unwrap_or(Json::String(text)),
+                            Some(text) => Json::String(text),
+                        })
+                        .collect()
+                })
+                .collect(),
+        })
+    }
+
+    fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError> {
+        let (database, schema, name) = relation_key(relation, &self.database);
+        let answer = self
+            .client
+            .query(&format!(
+                "select table_type from {database}.information_schema.tables where table_schema = {} and table_name = {}",
+                literal(&schema),
+                literal(&name)
+            ))
+            .map_err(|e| QueryError {
+                message: e.to_string(),
+            })?;
+        Ok(answer.rows.first().map(|r| {
+            if r.first()
+                .cloned()
+                .flatten()
+                .is_some_and(|k| k.eq_ignore_ascii_case("VIEW"))
+            {
+                Kind::View
+            } else {
+                Kind::Table
+            }
+        }))
+    }
+
+    fn columns(&self, relation: &Relation) -> Result<Vec<Column>, QueryError> {
+        let (database, schema, name) = relation_key(relation, &self.database);
+        let answer = self
+            .client
+            .query(&format!(
+                "select column_name, data_type from {database}.information_schema.columns \
+                 where table_schema = {} and table_name = {} order by ordinal_position",
+                literal(&schema),
+                literal(&name)
+            ))
+            .map_err(|e| QueryError {
+                message: e.to_string(),
+            })?;
+        Ok(answer
+            .rows
+            .into_iter()
+            .map(|r| Column {
+                name: r.first().cloned().flatten().unwrap_or_default(),
+                data_type: r.get(1).cloned().flatten().unwrap_or_default(),
+            })
+            .collect())
+    }
 }
