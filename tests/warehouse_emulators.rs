@@ -916,6 +916,19 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
             assert_eq!(failures, duck_failures[&id], "{id}");
         }
     }
+    // Values come back typed: numbers, dates and timestamps read from Snowflake's Arrow.
+    let text = live(&[
+        "show",
+        "--target",
+        "live",
+        "--inline",
+        "select cast(1.5 as number(10,2)) as x, cast('2024-01-02' as date) as d, \
+         cast('2024-01-02 03:04:05' as timestamp_ntz) as t, null as n",
+    ]);
+    assert!(
+        text.contains("| 1.5 | 2024-01-02 | 2024-01-02 03:04:05 |   |"),
+        "{text}"
+    );
     // Again: every relation exists now, and is replaced.
     let text = live(&args);
     assert!(text.contains("15 passed, 0 failed"), "{text}");

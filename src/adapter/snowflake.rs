@@ -308,9 +308,10 @@ fn percent(text: &str) -> String {
     out
 }
 
-/// The columns and rows of a query's answer, in JSON or Arrow.
+/// The columns and rows of a query's answer, in JSON or Arrow. Dates, times and timestamps,
+/// which Snowflake sends as numbers since the epoch, are read into their ISO text.
 fn read_answer(data: &Json) -> Result<Answer, String> {
-    let columns: Vec<(String, String)> = data["rowtype"]
+    let types: Vec<(String, String, i64)> = data["rowtype"]
         .as_array()
         .map(|types| {
             types
@@ -318,16 +319,17 @@ fn read_answer(data: &Json) -> Result<Answer, String> {
                 .map(|t| {
                     (
                         t["name"].as_str().unwrap_or_default().to_string(),
-                        t["type"].as_str().unwrap_or_default().to_string(),
+                        t["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                        t["scale"].as_i64().unwrap_or(0),
                     )
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let rows = match data["queryResultFormat"].as_str() {
+    let raw = match data["queryResultFormat"].as_str() {
         Some("arrow") => {
             let encoded = data["rowsetBase64"].as_str().unwrap_or_default();
-            arrow_rows(encoded)?
+            arrow_rows(encoded, &types)?
         }
         _ => data["rowset"]
             .as_array()
@@ -344,11 +346,77 @@ fn read_answer(data: &Json) -> Result<Answer, String> {
             })
             .unwrap_or_default(),
     };
-    Ok(Answer { columns, rows })
+    let rows = raw
+        .into_iter()
+        .map(|row: Vec<Option<String>>| {
+            row.into_iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    cell.map(|c| match types.get(i) {
+                        Some((_, kind, _)) => from_epoch(kind, c),
+                        None => c,
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Answer {
+        columns: types.into_iter().map(|(n, t, _)| (n, t)).collect(),
+        rows,
+    })
 }
 
-/// The rows of an Arrow IPC stream, each cell as text (null as `None`).
-fn arrow_rows(encoded: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+/// A date (days), time or timestamp (seconds with a fraction, a time zone's offset after a
+/// space) since the epoch, as ISO text; any other cell as it is.
+fn from_epoch(kind: &str, cell: String) -> String {
+    let numeric = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+    };
+    if kind == "date" && numeric(&cell) {
+        if let Ok(days) = cell.parse::<i64>()
+            && let Some(d) = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|e| e.checked_add_signed(chrono::Duration::days(days)))
+        {
+            return d.to_string();
+        }
+        return cell;
+    }
+    if !(kind.starts_with("timestamp") || kind == "time") {
+        return cell;
+    }
+    let seconds = cell.split(' ').next().unwrap_or_default();
+    if !numeric(seconds) {
+        return cell;
+    }
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, "0"));
+    let (Ok(whole), Ok(nanos)) = (
+        whole.parse::<i64>(),
+        format!("{fraction:0<9}")[..9].parse::<u32>(),
+    ) else {
+        return cell;
+    };
+    let Some(t) = chrono::DateTime::from_timestamp(whole, nanos).map(|t| t.naive_utc()) else {
+        return cell;
+    };
+    let text = if kind == "time" {
+        t.time().format("%H:%M:%S%.f").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
+    };
+    text
+}
+
+/// The rows of an Arrow IPC stream, each cell as text (null as `None`). Snowflake's own
+/// encodings are read by the column's type: a timestamp as a struct of epoch seconds and
+/// nanoseconds, or as an integer of scaled seconds; a scaled number as an integer.
+fn arrow_rows(
+    encoded: &str,
+    types: &[(String, String, i64)],
+) -> Result<Vec<Vec<Option<String>>>, String> {
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{Int32Type, Int64Type};
     if encoded.is_empty() {
         return Ok(Vec::new());
     }
@@ -358,6 +426,15 @@ fn arrow_rows(encoded: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| e.to_string())?;
     let options = arrow_cast::display::FormatOptions::default();
+    let scaled = |value: i64, scale: i64| -> String {
+        let scale = usize::try_from(scale).unwrap_or(0);
+        if scale == 0 {
+            return value.to_string();
+        }
+        let digits = format!("{:0>width$}", value.unsigned_abs(), width = scale + 1);
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        format!("{}{whole}.{fraction}", if value < 0 { "-" } else { "" })
+    };
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
@@ -368,14 +445,35 @@ fn arrow_rows(encoded: &str) -> Result<Vec<Vec<Option<String>>>, String> {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for r in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .zip(&formatters)
-                    .map(|(c, f)| (!c.is_null(r)).then(|| f.value(r).to_string()))
-                    .collect(),
-            );
+            let mut row = Vec::with_capacity(batch.num_columns());
+            for (i, (column, formatter)) in batch.columns().iter().zip(&formatters).enumerate() {
+                if column.is_null(r) {
+                    row.push(None);
+                    continue;
+                }
+                let (kind, scale) = types.get(i).map_or(("", 0), |(_, k, s)| (k.as_str(), *s));
+                let timestamp = kind.starts_with("timestamp") || kind == "time";
+                let cell = if timestamp && let Some(parts) = column.as_struct_opt() {
+                    let epoch = parts
+                        .column_by_name("epoch")
+                        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                        .map_or(0, |c| c.value(r));
+                    let fraction = parts
+                        .column_by_name("fraction")
+                        .and_then(|c| c.as_primitive_opt::<Int32Type>())
+                        .map_or(0, |c| c.value(r));
+                    format!("{epoch}.{fraction:09}")
+                } else if (timestamp || kind == "fixed")
+                    && scale > 0
+                    && let Some(ints) = column.as_primitive_opt::<Int64Type>()
+                {
+                    scaled(ints.value(r), scale)
+                } else {
+                    formatter.value(r).to_string()
+                };
+                row.push(Some(cell));
+            }
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -853,5 +951,33 @@ impl Introspect for Worker {
                 data_type: r.get(1).cloned().flatten().unwrap_or_default(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_numbers_are_read_as_iso_dates_and_times() {
+        assert_eq!(from_epoch("date", "19724".into()), "2024-01-02");
+        assert_eq!(
+            from_epoch("timestamp_ntz", "1704164645.250000000".into()),
+            "2024-01-02 03:04:05.250"
+        );
+        // A zoned timestamp: seconds in UTC, then the offset.
+        assert_eq!(
+            from_epoch("timestamp_tz", "1704164645.000000000 1500".into()),
+            "2024-01-02 03:04:05"
+        );
+        assert_eq!(from_epoch("time", "3723.5".into()), "01:02:03.500");
+        // Already text, or not a date at all: as it is.
+        assert_eq!(from_epoch("date", "2024-01-02".into()), "2024-01-02");
+        assert_eq!(from_epoch("text", "19724".into()), "19724");
+    }
+
+    #[test]
+    fn a_query_string_value_is_percent_encoded() {
+        assert_eq!(percent("my db/ü"), "my%20db%2F%C3%BC");
     }
 }
