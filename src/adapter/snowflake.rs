@@ -400,12 +400,11 @@ fn from_epoch(kind: &str, cell: String) -> String {
     let Some(t) = chrono::DateTime::from_timestamp(whole, nanos).map(|t| t.naive_utc()) else {
         return cell;
     };
-    let text = if kind == "time" {
+    if kind == "time" {
         t.time().format("%H:%M:%S%.f").to_string()
     } else {
         t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
-    };
-    text
+    }
 }
 
 /// The rows of an Arrow IPC stream, each cell as text (null as `None`). Snowflake's own
