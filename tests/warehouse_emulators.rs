@@ -932,6 +932,34 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
     // Again: every relation exists now, and is replaced.
     let text = live(&args);
     assert!(text.contains("15 passed, 0 failed"), "{text}");
+    // A model Snowflake refuses: a diagnostic at the model with Snowflake's error code, and
+    // the table the last build left is still there, whole.
+    let orders = std::fs::read_to_string(p.path().join("models/marts/orders.sql")).unwrap();
+    p.write(
+        "models/marts/orders.sql",
+        &orders.replace("orders.status,", "orders.no_such_status,"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(args)
+        .current_dir(p.path())
+        .env("SF_PASSWORD", secret)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("model `orders` failed"), "{text}");
+    assert!(text.contains("models/marts/orders.sql"), "{text}");
+    assert!(text.contains("Snowflake says:"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    let answer = emulator.run(&[], &compiled.queries);
+    assert_same_as_duckdb(
+        Warehouse::Snowflake,
+        &compiled,
+        &answer,
+        &p.db_path("shop"),
+        &BTreeMap::new(),
+    );
     for entry in walkdir::WalkDir::new(p.path().join("target")) {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
