@@ -931,8 +931,8 @@ impl Connection for Worker {
         &self,
         statements: &[Statement],
         render: &mut dyn FnMut(usize) -> Result<String, DbError>,
-    ) -> Result<usize, DbError> {
-        Worker::run_rendering(self, statements, render)
+    ) -> Result<Option<usize>, DbError> {
+        Worker::run_rendering(self, statements, render).map(Some)
     }
 
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {

@@ -61,9 +61,10 @@ pub struct Scratch {
 
 /// One worker thread's connection.
 pub trait Connection: Introspect {
-    /// Run statements in order; the rows the last counting statement reported. On failure an
-    /// open transaction is rolled back and the error names the failing statement.
-    fn run(&self, statements: &[Statement]) -> Result<usize, DbError> {
+    /// Run statements in order; the rows the counting statements reported (the most any did),
+    /// or `None` when the warehouse reported none. On failure an open transaction is rolled
+    /// back and the error names the failing statement.
+    fn run(&self, statements: &[Statement]) -> Result<Option<usize>, DbError> {
         self.run_rendering(statements, &mut |i| {
             Err(DbError {
                 statement: i,
@@ -81,7 +82,7 @@ pub trait Connection: Introspect {
         &self,
         statements: &[Statement],
         render: &mut dyn FnMut(usize) -> Result<String, DbError>,
-    ) -> Result<usize, DbError>;
+    ) -> Result<Option<usize>, DbError>;
 
     /// The columns a query returns, from a `describe` statement (the query is not run).
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError>;

@@ -722,8 +722,9 @@ impl Connection for Worker {
         &self,
         statements: &[Statement],
         render: &mut dyn FnMut(usize) -> Result<String, DbError>,
-    ) -> Result<usize, DbError> {
-        let mut rows = 0usize;
+    ) -> Result<Option<usize>, DbError> {
+        // Only DML reports rows: a table's count would cost a round trip of its own.
+        let mut rows: Option<usize> = None;
         let mut in_transaction = false;
         let rollback = |open: bool| {
             if open {
@@ -783,28 +784,9 @@ impl Connection for Worker {
                             .filter_map(|c| c.as_deref().and_then(|c| c.parse::<usize>().ok()))
                             .sum()
                     });
-                    rows = rows.max(changed);
+                    rows = Some(rows.map_or(changed, |r| r.max(changed)));
                 }
                 _ => {}
-            }
-            if let Some(count) = &s.counts
-                && s.kind != StatementKind::Dml
-            {
-                match self.client.query(count) {
-                    Ok(a) => {
-                        let n = a
-                            .rows
-                            .first()
-                            .and_then(|r| r.first().cloned().flatten())
-                            .and_then(|n| n.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        rows = rows.max(n);
-                    }
-                    Err(e) => {
-                        rollback(in_transaction);
-                        return Err(Self::failed(i, e));
-                    }
-                }
             }
         }
         Ok(rows)

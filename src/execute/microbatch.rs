@@ -222,7 +222,7 @@ impl Runner<'_> {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
                 Ok(Batch {
-                    rows,
+                    rows: rows.unwrap_or(0),
                     sql,
                     statements: text,
                 })

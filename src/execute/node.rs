@@ -190,7 +190,7 @@ impl Runner<'_> {
             Ok(rows) => {
                 self.warehouse.record(&node.relation, plan.result);
                 Ok(Built {
-                    rows: Some(rows),
+                    rows,
                     sql: has_sql.then_some(sql),
                 })
             }
