@@ -586,34 +586,7 @@ fn incremental_runs_leave_the_duckdb_rows(warehouse: Warehouse) {
     let Some(emulator) = Emulator::start(warehouse) else {
         return;
     };
-    let p = TempProject::from_fixture(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/warehouse/incremental"),
-    );
-    p.write(
-        "profiles.yml",
-        &profiles("wh.duckdb").replacen("shop:", "wh_incremental:", 1),
-    );
-    let duck = build(&p);
-    let out = p.xform(&["docs", "generate"]);
-    assert!(out.status.success(), "{}", transcript(p.path(), &out));
-    std::fs::rename(
-        p.path().join("target/catalog.json"),
-        p.path().join("catalog.json"),
-    )
-    .unwrap();
-    let first = compile_for(&p, warehouse, &[], &duck);
-    std::fs::copy(
-        p.path().join("run2/events.csv"),
-        p.path().join("seeds/events.csv"),
-    )
-    .unwrap();
-    let duck = build(&p);
-    let second = compile_for(
-        &p,
-        warehouse,
-        &["--assume-exists", "--catalog", "catalog.json"],
-        &duck,
-    );
+    let (p, first, second) = two_runs("incremental", warehouse, &|_| None);
     for (id, statements) in &second.steps {
         if id.starts_with("model.") {
             let all = statements.join(";\n");
@@ -646,6 +619,49 @@ fn incremental_runs_leave_the_duckdb_rows(warehouse: Warehouse) {
     );
 }
 
+/// A fixture of `tests/fixtures/warehouse/` run twice: built on DuckDB (its catalog kept), the
+/// first run's statements compiled for the warehouse, every file of `run2/` copied over the
+/// seed of the same name, built again on DuckDB, and the later run's statements compiled with
+/// `--assume-exists` and the first build's catalog. The project, the two runs' statements, and
+/// the DuckDB database name.
+fn two_runs(
+    fixture: &str,
+    warehouse: Warehouse,
+    select: Select<'_>,
+) -> (TempProject, Compiled, Compiled) {
+    let p = TempProject::from_fixture(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/warehouse")
+            .join(fixture),
+    );
+    p.write(
+        "profiles.yml",
+        &profiles("wh.duckdb").replacen("shop:", &format!("wh_{fixture}:"), 1),
+    );
+    let duck = build(&p);
+    let out = p.xform(&["docs", "generate"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    std::fs::rename(
+        p.path().join("target/catalog.json"),
+        p.path().join("catalog.json"),
+    )
+    .unwrap();
+    let first = compile_selecting(&p, warehouse, &[], &duck, select);
+    for entry in std::fs::read_dir(p.path().join("run2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), p.path().join("seeds").join(entry.file_name())).unwrap();
+    }
+    let duck = build(&p);
+    let second = compile_selecting(
+        &p,
+        warehouse,
+        &["--assume-exists", "--catalog", "catalog.json"],
+        &duck,
+        select,
+    );
+    (p, first, second)
+}
+
 /// The snapshot fixture: a first run, changed, new and deleted rows, a later run. The columns
 /// compared leave out what depends on the clock (a check-strategy version's times, a hard
 /// delete's `valid_to`): each row's state stands for them. Every `dbt_scd_id` is checked
@@ -654,13 +670,6 @@ fn snapshots_leave_the_duckdb_rows(warehouse: Warehouse) {
     let Some(emulator) = Emulator::start(warehouse) else {
         return;
     };
-    let p = TempProject::from_fixture(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/warehouse/snapshot"),
-    );
-    p.write(
-        "profiles.yml",
-        &profiles("wh.duckdb").replacen("shop:", "wh_snapshot:", 1),
-    );
     let select: Select<'_> = &|id| match id {
         "snapshot.wh_snapshot.customers_timestamp" => Some(
             "id, name, tier, updated_at, dbt_updated_at, dbt_valid_from, \
@@ -672,28 +681,7 @@ fn snapshots_leave_the_duckdb_rows(warehouse: Warehouse) {
         ),
         _ => None,
     };
-    let duck = build(&p);
-    let out = p.xform(&["docs", "generate"]);
-    assert!(out.status.success(), "{}", transcript(p.path(), &out));
-    std::fs::rename(
-        p.path().join("target/catalog.json"),
-        p.path().join("catalog.json"),
-    )
-    .unwrap();
-    let first = compile_selecting(&p, warehouse, &[], &duck, select);
-    std::fs::copy(
-        p.path().join("run2/customers.csv"),
-        p.path().join("seeds/customers.csv"),
-    )
-    .unwrap();
-    let duck = build(&p);
-    let mut second = compile_selecting(
-        &p,
-        warehouse,
-        &["--assume-exists", "--catalog", "catalog.json"],
-        &duck,
-        select,
-    );
+    let (p, first, mut second) = two_runs("snapshot", warehouse, select);
     // dbt's `dbt_scd_id`: dbt-snowflake's default hash, dbt-bigquery's own.
     let hash = |a: &str, b: &str| match warehouse {
         Warehouse::Snowflake => format!(

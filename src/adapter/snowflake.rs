@@ -188,20 +188,10 @@ impl Client {
     pub fn query_typed(&self, sql: &str) -> Result<Vec<(String, String)>, SnowflakeError> {
         let request = uuid::Uuid::new_v4().to_string();
         let data = self.request(&request, sql)?;
-        Ok(data["rowtype"]
-            .as_array()
-            .map(|types| {
-                types
-                    .iter()
-                    .map(|t| {
-                        (
-                            t["name"].as_str().unwrap_or_default().to_string(),
-                            type_name(t["type"].as_str().unwrap_or_default(), t["scale"].as_i64()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(row_types(&data)
+            .into_iter()
+            .map(|(name, kind, scale)| (name, type_name(&kind, Some(scale))))
+            .collect())
     }
 
     /// Ask Snowflake to cancel the statement running in this session, if any.
@@ -308,10 +298,9 @@ fn percent(text: &str) -> String {
     out
 }
 
-/// The columns and rows of a query's answer, in JSON or Arrow. Dates, times and timestamps,
-/// which Snowflake sends as numbers since the epoch, are read into their ISO text.
-fn read_answer(data: &Json) -> Result<Answer, String> {
-    let types: Vec<(String, String, i64)> = data["rowtype"]
+/// Each column of an answer: its name, Snowflake's type (lower case) and scale.
+fn row_types(data: &Json) -> Vec<(String, String, i64)> {
+    data["rowtype"]
         .as_array()
         .map(|types| {
             types
@@ -325,7 +314,13 @@ fn read_answer(data: &Json) -> Result<Answer, String> {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The columns and rows of a query's answer, in JSON or Arrow. Dates, times and timestamps,
+/// which Snowflake sends as numbers since the epoch, are read into their ISO text.
+fn read_answer(data: &Json) -> Result<Answer, String> {
+    let types = row_types(data);
     let raw = match data["queryResultFormat"].as_str() {
         Some("arrow") => {
             let encoded = data["rowsetBase64"].as_str().unwrap_or_default();

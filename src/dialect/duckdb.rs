@@ -35,10 +35,6 @@ const NOW: &str = "now()::timestamp";
 /// Staging columns: the change kind and the snapshot query's key and timestamp.
 const CHANGE: &str = "dbt_change_type";
 
-fn key_alias(i: usize) -> String {
-    format!("__xform_key_{i}")
-}
-
 /// `md5(key parts | timestamp)`, dbt's `dbt_scd_id`.
 fn scd_hash(parts: &[String], ts: &str) -> String {
     let mut all: Vec<String> = parts
@@ -49,36 +45,12 @@ fn scd_hash(parts: &[String], ts: &str) -> String {
     format!("md5({})", all.join(" || '|' || "))
 }
 
-/// The `valid_to` of a current row: null, or `dbt_valid_to_current`.
 fn open_valid_to(spec: &Spec, ts: &str) -> String {
-    // `nullif(ts, ts)` is a null of the timestamp's type.
-    match &spec.valid_to_current {
-        Some(current) => format!("coalesce(nullif({ts}, {ts}), {current})"),
-        None => format!("nullif({ts}, {ts})"),
-    }
+    spec.open_valid_to(ts)
 }
 
 fn is_current(spec: &Spec, alias: &str) -> String {
-    let col = format!("{alias}{}", quote(&spec.meta.valid_to));
-    match &spec.valid_to_current {
-        Some(current) => format!("({col} is null or {col} = {current})"),
-        None => format!("{col} is null"),
-    }
-}
-
-/// The meta columns of a snapshot table, in dbt's order.
-fn meta_columns(spec: &Spec) -> Vec<String> {
-    let m = &spec.meta;
-    let mut cols = vec![
-        m.scd_id.clone(),
-        m.updated_at.clone(),
-        m.valid_from.clone(),
-        m.valid_to.clone(),
-    ];
-    if spec.hard_deletes == HardDeletes::NewRecord {
-        cols.push(m.is_deleted.clone());
-    }
-    cols
+    spec.is_current(&format!("{alias}{}", quote(&spec.meta.valid_to)))
 }
 
 fn snapshot_ts(spec: &Spec) -> String {
@@ -110,32 +82,11 @@ fn create_snapshot(target: &Relation, source: &Relation, spec: &Spec) -> String 
 fn stage_snapshot(staging: &Relation, target: &Relation, source: &Relation, spec: &Spec) -> String {
     let m = &spec.meta;
     let ts = snapshot_ts(spec);
-    let keys: Vec<String> = spec
-        .unique_key
-        .iter()
-        .enumerate()
-        .map(|(i, k)| format!("{k} as {}", key_alias(i)))
-        .collect();
-    let join: Vec<String> = (0..spec.unique_key.len())
-        .map(|i| format!("t.{a} is not distinct from s.{a}", a = key_alias(i)))
-        .collect();
-    let join = join.join(" and ");
-    let mut changed = match &spec.strategy {
-        Strategy::Timestamp { .. } => format!("t.{} < s.__xform_ts", quote(&m.valid_from)),
-        Strategy::Check { columns } => {
-            let cols: Vec<String> = match columns {
-                Some(cols) => cols.clone(),
-                None => spec.columns.iter().map(|c| quote(c)).collect(),
-            };
-            cols.iter()
-                .map(|c| format!("t.{c} is distinct from s.{c}"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        }
-    };
-    if spec.hard_deletes == HardDeletes::NewRecord {
-        changed = format!("{changed} or t.{} = 'True'", quote(&m.is_deleted));
-    }
+    let super::SnapshotMatch {
+        keys,
+        join,
+        changed,
+    } = super::SnapshotMatch::of(spec, &|c| quote(c));
     let prefixed = |alias: &str| {
         spec.columns
             .iter()
@@ -161,7 +112,6 @@ fn stage_snapshot(staging: &Relation, target: &Relation, source: &Relation, spec
          select 'update' as {CHANGE}, t.{scd_id} as {scd_id}, s.__xform_ts as {valid_to}\n\
          from source_data as s join snapshotted as t on {join}\n\
          where {changed}",
-        keys = keys.join(", "),
         scd = scd_hash(&spec.unique_key, &ts),
         current = is_current(spec, ""),
         s_cols = prefixed("s"),
@@ -648,7 +598,7 @@ impl Dialect for DuckDb {
                 spec,
             } => {
                 let mut cols = spec.columns.clone();
-                cols.extend(meta_columns(spec));
+                cols.extend(spec.meta_columns());
                 dml(format!(
                     "insert into {target} ({cols})\nselect {cols} from {staging} where {CHANGE} = 'insert'",
                     cols = column_list(&cols)

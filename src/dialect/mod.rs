@@ -105,6 +105,60 @@ pub fn script(statements: &[Statement]) -> String {
 pub(crate) const DEST: &str = "DBT_INTERNAL_DEST";
 pub(crate) const SOURCE: &str = "DBT_INTERNAL_SOURCE";
 
+/// What the change staging of a snapshot's later run matches on, as both dialects write it:
+/// the unique key's columns under fixed aliases (`keys`, for the select lists), a source row
+/// joined to its current version (`join`), and whether it changed (`changed`: a newer
+/// timestamp, a checked column that differs, or a deletion record coming back).
+pub(crate) struct SnapshotMatch {
+    pub keys: String,
+    pub join: String,
+    pub changed: String,
+}
+
+impl SnapshotMatch {
+    /// `quote` writes a column's name as the dialect does.
+    pub(crate) fn of(
+        spec: &crate::materialize::snapshot::Spec,
+        quote: &dyn Fn(&str) -> String,
+    ) -> SnapshotMatch {
+        use crate::materialize::snapshot::{HardDeletes, Strategy};
+        let alias = |i: usize| format!("__xform_key_{i}");
+        let keys: Vec<String> = spec
+            .unique_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} as {}", alias(i)))
+            .collect();
+        let join: Vec<String> = (0..spec.unique_key.len())
+            .map(|i| format!("t.{a} is not distinct from s.{a}", a = alias(i)))
+            .collect();
+        let mut changed = match &spec.strategy {
+            Strategy::Timestamp { .. } => {
+                format!("t.{} < s.__xform_ts", quote(&spec.meta.valid_from))
+            }
+            Strategy::Check { columns } => {
+                let cols: Vec<String> = match columns {
+                    Some(cols) => cols.clone(),
+                    None => spec.columns.iter().map(|c| quote(c)).collect(),
+                };
+                let checks: Vec<String> = cols
+                    .iter()
+                    .map(|c| format!("t.{c} is distinct from s.{c}"))
+                    .collect();
+                format!("({})", checks.join(" or "))
+            }
+        };
+        if spec.hard_deletes == HardDeletes::NewRecord {
+            changed = format!("({changed} or t.{} = 'True')", quote(&spec.meta.is_deleted));
+        }
+        SnapshotMatch {
+            keys: keys.join(", "),
+            join: join.join(" and "),
+            changed,
+        }
+    }
+}
+
 /// `a.k1 = b.k1 and a.k2 = b.k2`: keys are written as the user wrote them (dbt allows
 /// expressions), prefixed with each side's alias.
 /// Rows match on every key column, null-safely: unlike dbt (where a NULL key never matches and

@@ -71,6 +71,38 @@ fn problem(node: &Node, key: &str, message: String, help: &str) -> Problem {
 }
 
 impl Spec {
+    /// The meta columns of a snapshot table, in dbt's order.
+    pub fn meta_columns(&self) -> Vec<String> {
+        let m = &self.meta;
+        let mut cols = vec![
+            m.scd_id.clone(),
+            m.updated_at.clone(),
+            m.valid_from.clone(),
+            m.valid_to.clone(),
+        ];
+        if self.hard_deletes == HardDeletes::NewRecord {
+            cols.push(m.is_deleted.clone());
+        }
+        cols
+    }
+
+    /// The `valid_to` of a current row: a null of the timestamp `ts`'s type
+    /// (`nullif(ts, ts)`), or `dbt_valid_to_current`.
+    pub fn open_valid_to(&self, ts: &str) -> String {
+        match &self.valid_to_current {
+            Some(current) => format!("coalesce(nullif({ts}, {ts}), {current})"),
+            None => format!("nullif({ts}, {ts})"),
+        }
+    }
+
+    /// Whether a row is current, given its `valid_to` column as written.
+    pub fn is_current(&self, valid_to: &str) -> String {
+        match &self.valid_to_current {
+            Some(current) => format!("({valid_to} is null or {valid_to} = {current})"),
+            None => format!("{valid_to} is null"),
+        }
+    }
+
     /// Read and check a snapshot's configuration. `columns` are the query's columns (none when
     /// they are unknown).
     pub fn of(node: &Node, columns: &[Column]) -> Result<Spec, Problem> {

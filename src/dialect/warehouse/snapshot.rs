@@ -24,10 +24,6 @@ fn now(flavor: Flavor) -> &'static str {
     }
 }
 
-fn key_alias(i: usize) -> String {
-    format!("__xform_key_{i}")
-}
-
 /// dbt's `dbt_scd_id`: the key parts and the timestamp, hashed as the warehouse's adapter does.
 fn scd_hash(flavor: Flavor, parts: &[String], ts: &str) -> String {
     let mut all: Vec<&str> = parts.iter().map(String::as_str).collect();
@@ -57,36 +53,13 @@ fn ts_of(flavor: Flavor, spec: &Spec) -> String {
     }
 }
 
-/// The `valid_to` of a current row: null (of the timestamp's type), or `dbt_valid_to_current`.
 fn open_valid_to(spec: &Spec, ts: &str) -> String {
-    match &spec.valid_to_current {
-        Some(current) => format!("coalesce(nullif({ts}, {ts}), {current})"),
-        None => format!("nullif({ts}, {ts})"),
-    }
+    spec.open_valid_to(ts)
 }
 
 /// Whether a row of the snapshot table is current.
 pub(super) fn is_current(flavor: Flavor, spec: &Spec, alias: &str) -> String {
-    let col = format!("{alias}{}", ident(flavor, &spec.meta.valid_to));
-    match &spec.valid_to_current {
-        Some(current) => format!("({col} is null or {col} = {current})"),
-        None => format!("{col} is null"),
-    }
-}
-
-/// The meta columns of a snapshot table, in dbt's order.
-pub(super) fn meta_columns(spec: &Spec) -> Vec<String> {
-    let m = &spec.meta;
-    let mut cols = vec![
-        m.scd_id.clone(),
-        m.updated_at.clone(),
-        m.valid_from.clone(),
-        m.valid_to.clone(),
-    ];
-    if spec.hard_deletes == HardDeletes::NewRecord {
-        cols.push(m.is_deleted.clone());
-    }
-    cols
+    spec.is_current(&format!("{alias}{}", ident(flavor, &spec.meta.valid_to)))
 }
 
 /// The first run: the staged query's rows with their meta columns.
@@ -136,33 +109,11 @@ pub(super) fn stage(flavor: Flavor, target: &Relation, source: &Relation, spec: 
     let q = |c: &str| ident(flavor, c);
     let ts = ts_of(flavor, spec);
     let now = now(flavor);
-    let keys: Vec<String> = spec
-        .unique_key
-        .iter()
-        .enumerate()
-        .map(|(i, k)| format!("{k} as {}", key_alias(i)))
-        .collect();
-    let join: Vec<String> = (0..spec.unique_key.len())
-        .map(|i| format!("t.{a} is not distinct from s.{a}", a = key_alias(i)))
-        .collect();
-    let join = join.join(" and ");
-    let mut changed = match &spec.strategy {
-        Strategy::Timestamp { .. } => format!("t.{} < s.__xform_ts", q(&m.valid_from)),
-        Strategy::Check { columns } => {
-            let cols: Vec<String> = match columns {
-                Some(cols) => cols.clone(),
-                None => spec.columns.iter().map(|c| q(c)).collect(),
-            };
-            let checks: Vec<String> = cols
-                .iter()
-                .map(|c| format!("t.{c} is distinct from s.{c}"))
-                .collect();
-            format!("({})", checks.join(" or "))
-        }
-    };
-    if spec.hard_deletes == HardDeletes::NewRecord {
-        changed = format!("({changed} or t.{} = 'True')", q(&m.is_deleted));
-    }
+    let crate::dialect::SnapshotMatch {
+        keys,
+        join,
+        changed,
+    } = crate::dialect::SnapshotMatch::of(spec, &q);
     let prefixed = |alias: &str| {
         spec.columns
             .iter()
@@ -264,7 +215,6 @@ pub(super) fn stage(flavor: Flavor, target: &Relation, source: &Relation, spec: 
         "with source_data as (\n  select *, {keys}, {ts} as __xform_ts, {scd} as __xform_scd from {source}\n),\n\
          snapshotted as (\n  select *, {keys} from {target} where {current}\n)\n{}",
         selects.join("\nunion all\n"),
-        keys = keys.join(", "),
         scd = scd_hash(flavor, &spec.unique_key, &ts),
         current = is_current(flavor, spec, ""),
     )
@@ -284,7 +234,7 @@ pub(super) fn close(flavor: Flavor, target: &Relation, staging: &Relation, spec:
 /// Insert the new versions.
 pub(super) fn insert(flavor: Flavor, target: &Relation, staging: &Relation, spec: &Spec) -> String {
     let mut cols = spec.columns.clone();
-    cols.extend(meta_columns(spec));
+    cols.extend(spec.meta_columns());
     let list = cols
         .iter()
         .map(|c| ident(flavor, c))
