@@ -817,6 +817,29 @@ fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
         )),
         "{text}"
     );
+    // Key-pair login: the JWT signed with the profile's key (fakesnow does not check it;
+    // src/adapter/snowflake.rs verifies the token itself).
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snowflake/test_key.p8");
+    let profiles_text = std::fs::read_to_string(p.path().join("profiles.yml")).unwrap();
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{profiles_text}    sf_key:\n      type: snowflake\n      account: fakesnow\n      \
+             user: xform\n      private_key_path: {}\n      database: analytics\n      \
+             schema: shop\n      host: 127.0.0.1\n      port: {}\n      protocol: http\n",
+            key.display(),
+            emulator.port
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["debug", "--target", "sf_key"])
+        .current_dir(p.path())
+        .env("SF_PASSWORD", secret)
+        .output()
+        .unwrap();
+    let text = transcript(p.path(), &out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("connection:   OK"), "{text}");
     let (code, text) = run(closed);
     assert_eq!(code, Some(2), "{text}");
     assert!(

@@ -113,7 +113,14 @@ impl Client {
             "LOGIN_NAME": user,
             "SESSION_PARAMETERS": {},
         });
+        let key_pair = secret(sf, "private_key").is_some() || sf.private_key_path.is_some();
         match (secret(sf, "password"), secret(sf, "token")) {
+            _ if key_pair => {
+                let jwt = key_pair_jwt(sf, user)
+                    .map_err(|why| refused(why, "check `private_key_path` (or `private_key`) and `private_key_passphrase` in the profile"))?;
+                data["AUTHENTICATOR"] = json!("SNOWFLAKE_JWT");
+                data["TOKEN"] = json!(jwt.0);
+            }
             (Some(password), _) => data["PASSWORD"] = json!(password.0),
             (None, Some(token)) => {
                 data["AUTHENTICATOR"] = json!("PROGRAMMATIC_ACCESS_TOKEN");
@@ -121,8 +128,8 @@ impl Client {
             }
             (None, None) => {
                 return Err(refused(
-                    "needs a password or a token: xform logs in with either".into(),
-                    "set `password:` (or a programmatic access `token:`) in the profile, from env_var()",
+                    "needs a password, a private key or a token to log in".into(),
+                    "set `password:`, `private_key_path:` or a programmatic access `token:` in the profile, from env_var()",
                 ));
             }
         }
@@ -241,6 +248,75 @@ impl Drop for Client {
         let url = format!("{}/session?delete=true", self.base);
         let _ = post(&self.agent, &url, Some(&self.token), "{}");
     }
+}
+
+/// The login token of key-pair authentication: a JWT signed (RS256) with the profile's private
+/// key (`private_key_path`, or `private_key` as PEM or base64 DER; PKCS#8, encrypted with
+/// `private_key_passphrase` or not). Snowflake finds the user's public key by the fingerprint
+/// in `iss`: the SHA-256 of the key's DER form, in base64. It is valid for an hour.
+fn key_pair_jwt(sf: &Snowflake, user: &str) -> Result<Secret, String> {
+    use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+    use sha2::Digest as _;
+    let text = match (&sf.private_key_path, secret(sf, "private_key")) {
+        (_, Some(key)) => key.0.clone(),
+        (Some(path), None) => {
+            let path = std::path::Path::new(path);
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the private key `{}`: {e}", path.display()))?
+        }
+        (None, None) => return Err("has no private key".to_string()),
+    };
+    let passphrase = secret(sf, "private_key_passphrase");
+    let bad = |e: &dyn std::fmt::Display| format!("cannot use the private key: {e}");
+    let key = if text.contains("-----BEGIN") {
+        match passphrase {
+            Some(p) => rsa::PrivateKey::from_pkcs8_encrypted_pem(&text, p.0.as_bytes()),
+            None => rsa::PrivateKey::from_pkcs8_pem(&text),
+        }
+        .map_err(|e| bad(&e))?
+    } else {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| bad(&e))?;
+        match passphrase {
+            Some(p) => rsa::PrivateKey::from_pkcs8_encrypted_der(&der, p.0.as_bytes()),
+            None => rsa::PrivateKey::from_pkcs8_der(&der),
+        }
+        .map_err(|e| bad(&e))?
+    };
+    let public = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|e| bad(&e))?;
+    let fingerprint =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(public.as_bytes()));
+    // The account's name without its region or cloud (`xy12345.eu-west-1` is `XY12345`).
+    let account = sf
+        .account
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_uppercase();
+    let subject = format!("{account}.{}", user.to_uppercase());
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": format!("{subject}.SHA256:{fingerprint}"),
+        "sub": subject,
+        "iat": now,
+        "exp": now + 3600,
+    });
+    let der = {
+        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+        key.to_pkcs1_der().map_err(|e| bad(&e))?
+    };
+    let signing = jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &signing,
+    )
+    .map(Secret)
+    .map_err(|e| bad(&e))
 }
 
 /// Why a request failed: the network, or Snowflake's own answer.
@@ -950,6 +1026,77 @@ mod tests {
         // Already text, or not a date at all: as it is.
         assert_eq!(from_epoch("date", "2024-01-02".into()), "2024-01-02");
         assert_eq!(from_epoch("text", "19724".into()), "19724");
+    }
+
+    fn profile(secrets: &[(&str, &str)], path: Option<&str>) -> Snowflake {
+        Snowflake {
+            account: "xy12345.eu-west-1".into(),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), Secret((*v).to_string())))
+                .collect(),
+            private_key_path: path.map(String::from),
+            ..Snowflake::default()
+        }
+    }
+
+    /// The claims of a JWT, checked against the key's public half (RS256).
+    fn verified(jwt: &str, key_pem: &str) -> Json {
+        use rsa::pkcs1::EncodeRsaPublicKey as _;
+        use rsa::pkcs8::DecodePrivateKey as _;
+        let key = rsa::PrivateKey::from_pkcs8_pem(key_pem).unwrap();
+        let public = key.to_public_key().to_pkcs1_der().unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        jsonwebtoken::decode::<Json>(
+            jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_der(public.as_bytes()),
+            &validation,
+        )
+        .unwrap()
+        .claims
+    }
+
+    #[test]
+    fn a_key_pair_login_token_is_signed_and_names_the_key_by_its_fingerprint() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snowflake");
+        let pem = std::fs::read_to_string(format!("{dir}/test_key.p8")).unwrap();
+        let fingerprint = std::fs::read_to_string(format!("{dir}/test_key.sha256")).unwrap();
+        let expected_iss = format!("XY12345.DEV.SHA256:{}", fingerprint.trim());
+        // From a file, from the profile's text, and encrypted with a passphrase.
+        let path = format!("{dir}/test_key.p8");
+        let encrypted = std::fs::read_to_string(format!("{dir}/test_key_encrypted.p8")).unwrap();
+        for sf in [
+            profile(&[], Some(&path)),
+            profile(&[("private_key", &pem)], None),
+            profile(
+                &[
+                    ("private_key", &encrypted),
+                    ("private_key_passphrase", "open-sesame"),
+                ],
+                None,
+            ),
+        ] {
+            let jwt = key_pair_jwt(&sf, "dev").unwrap();
+            let claims = verified(&jwt.0, &pem);
+            assert_eq!(claims["iss"], expected_iss.as_str());
+            assert_eq!(claims["sub"], "XY12345.DEV");
+            assert_eq!(
+                claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+                3600
+            );
+        }
+        // A wrong passphrase is a message that does not repeat it.
+        let sf = profile(
+            &[
+                ("private_key", &encrypted),
+                ("private_key_passphrase", "not-it"),
+            ],
+            None,
+        );
+        let why = key_pair_jwt(&sf, "dev").unwrap_err();
+        assert!(why.starts_with("cannot use the private key"), "{why}");
+        assert!(!why.contains("not-it"), "{why}");
     }
 
     #[test]
