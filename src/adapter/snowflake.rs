@@ -52,7 +52,12 @@ pub struct SnowflakeError {
     pub code: String,
     pub sql_state: Option<String>,
     pub message: String,
+    /// Where the result of a statement still running can be asked for (`getResultUrl`).
+    pub result_url: Option<String>,
 }
+
+/// The codes of a statement that is still running: its result is to be asked for again.
+const IN_PROGRESS: [&str; 2] = ["333333", "333334"];
 
 impl std::fmt::Display for SnowflakeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,6 +221,7 @@ impl Client {
         read_answer(&data).map_err(|why| SnowflakeError {
             code: "result".to_string(),
             sql_state: None,
+            result_url: None,
             message: format!("the result cannot be read: {why}"),
         })
     }
@@ -229,15 +235,36 @@ impl Client {
             "querySubmissionTime": 0,
         })
         .to_string();
-        let mut answer =
-            post(&self.agent, &url, Some(&self.token), &body).map_err(|e| match e {
-                Fault::Refused(e) => e,
-                Fault::Unreachable(why) => SnowflakeError {
-                    code: "unreachable".to_string(),
-                    sql_state: None,
-                    message: format!("Snowflake at {} cannot be reached: {why}", self.base),
-                },
-            })?;
+        let unreachable = |why: String| SnowflakeError {
+            code: "unreachable".to_string(),
+            sql_state: None,
+            result_url: None,
+            message: format!("Snowflake at {} cannot be reached: {why}", self.base),
+        };
+        let mut answer = post(&self.agent, &url, Some(&self.token), &body);
+        // A statement still running when the request's time is up (about 45 s) is answered
+        // with "in progress" and where to ask for its result: ask until it is done.
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let result_url = match &answer {
+                Err(Fault::Refused(e)) if IN_PROGRESS.contains(&e.code.as_str()) => e
+                    .result_url
+                    .clone()
+                    .ok_or_else(|| unreachable("no result URL for a running statement".into()))?,
+                _ => break,
+            };
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(2));
+            answer = get(
+                &self.agent,
+                &format!("{}{result_url}", self.base),
+                &self.token,
+            );
+        }
+        let mut answer = answer.map_err(|e| match e {
+            Fault::Refused(e) => e,
+            Fault::Unreachable(why) => unreachable(why),
+        })?;
         Ok(answer["data"].take())
     }
 }
@@ -333,9 +360,25 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&Secret>, body: &str) -> R
     if let Some(token) = token {
         request = request.header("Authorization", format!("Snowflake Token=\"{}\"", token.0));
     }
-    let mut response = request
+    let response = request
         .send(body.as_bytes())
         .map_err(|e| Fault::Unreachable(e.to_string()))?;
+    judge(response)
+}
+
+/// A GET of a statement's result (`getResultUrl`), in the session.
+fn get(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<Json, Fault> {
+    let response = agent
+        .get(url)
+        .header("Accept", "application/snowflake")
+        .header("Authorization", format!("Snowflake Token=\"{}\"", token.0))
+        .call()
+        .map_err(|e| Fault::Unreachable(e.to_string()))?;
+    judge(response)
+}
+
+/// Snowflake's JSON answer, or its error as a `Fault`.
+fn judge(mut response: ureq::http::Response<ureq::Body>) -> Result<Json, Fault> {
     let status = response.status().as_u16();
     let text = response
         .body_mut()
@@ -352,6 +395,7 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&Secret>, body: &str) -> R
                 .as_str()
                 .map_or_else(|| format!("HTTP {status}"), String::from),
             sql_state: answer["data"]["sqlState"].as_str().map(String::from),
+            result_url: answer["data"]["getResultUrl"].as_str().map(String::from),
             message: answer["message"]
                 .as_str()
                 .unwrap_or("no message")
@@ -1097,6 +1141,83 @@ mod tests {
         let why = key_pair_jwt(&sf, "dev").unwrap_err();
         assert!(why.starts_with("cannot use the private key"), "{why}");
         assert!(!why.contains("not-it"), "{why}");
+    }
+
+    /// A statement still running when its request returns is asked for again at its result
+    /// URL, in the session, until it is done (a stand-in server plays Snowflake's part).
+    #[test]
+    fn a_long_statement_is_polled_until_its_result_is_ready() {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || {
+            let mut polls = 0;
+            let mut seen = Vec::new();
+            for request in serving.incoming_requests() {
+                let url = request.url().to_string();
+                let authorized = request
+                    .headers()
+                    .iter()
+                    .any(|h| h.field.equiv("Authorization") && h.value.as_str().contains("tok-1"));
+                seen.push((request.method().to_string(), url.clone(), authorized));
+                let running = json!({"success": false, "code": "333334", "message": "running",
+                    "data": {"getResultUrl": "/queries/q1/result"}});
+                let body = if url.starts_with("/session/v1/login-request") {
+                    json!({"success": true, "data": {"token": "tok-1"}})
+                } else if url.starts_with("/queries/v1/query-request") {
+                    running
+                } else if url == "/queries/q1/result" && polls == 0 {
+                    polls += 1;
+                    running
+                } else if url == "/queries/q1/result" {
+                    json!({"success": true, "data": {"queryResultFormat": "json",
+                        "rowtype": [{"name": "X", "type": "fixed", "scale": 0}],
+                        "rowset": [["42"]]}})
+                } else {
+                    json!({"success": true})
+                };
+                let done = url.starts_with("/session?delete");
+                let _ = request.respond(tiny_http::Response::from_string(body.to_string()));
+                if done {
+                    break;
+                }
+            }
+            seen
+        });
+        let sf = Snowflake {
+            account: "a".into(),
+            user: Some("u".into()),
+            secrets: vec![("password".into(), Secret("p".into()))],
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+            protocol: Some("http".into()),
+            ..Snowflake::default()
+        };
+        let target = Target {
+            profile_name: "p".into(),
+            name: "sf".into(),
+            database: "d".into(),
+            schema: "s".into(),
+            threads: 1,
+            profiles_file: None,
+            credentials: crate::config::Credentials::Snowflake(sf.clone()),
+            quote_policy: crate::relation::QuotePolicy::default(),
+        };
+        let client = Client::login(&target, &sf).unwrap();
+        let answer = client.query("select 42 as x").unwrap();
+        assert_eq!(answer.rows, vec![vec![Some("42".to_string())]]);
+        drop(client);
+        let seen = thread.join().unwrap();
+        let polled: Vec<_> = seen
+            .iter()
+            .filter(|(m, u, _)| m == "GET" && u == "/queries/q1/result")
+            .collect();
+        assert_eq!(polled.len(), 2, "{seen:?}");
+        // Every request after the login carries the session's token.
+        assert!(
+            seen.iter().skip(1).all(|(_, _, authorized)| *authorized),
+            "{seen:?}"
+        );
     }
 
     #[test]
