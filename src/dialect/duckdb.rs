@@ -493,7 +493,10 @@ impl Dialect for DuckDb {
                 body_line: Some(2),
                 counts: Some(count(relation)),
             },
-            Step::AssertUniqueKey { relation, key } => self.assert_unique_key(relation, key),
+            Step::AssertUniqueKey { .. }
+            | Step::Insert { .. }
+            | Step::DeleteWindow { .. }
+            | Step::Merge { .. } => return super::shared_step(self, step).into_iter().collect(),
             Step::AddColumn { relation, column } => ddl(format!(
                 "alter table {relation} add column {} {}",
                 quote(&column.name),
@@ -513,11 +516,6 @@ impl Dialect for DuckDb {
                 quote(&column.name),
                 column.data_type
             )),
-            Step::Insert {
-                target,
-                source,
-                columns,
-            } => dml(self.insert_columns(target, source, columns)),
             Step::DeleteMatching {
                 target,
                 source,
@@ -548,27 +546,6 @@ impl Dialect for DuckDb {
                 };
                 return vec![delete, dml(self.insert_columns(target, source, columns))];
             }
-            Step::DeleteWindow {
-                target,
-                column,
-                window,
-                predicates,
-            } => dml(self.delete_window(target, column, window, predicates)),
-            Step::Merge {
-                target,
-                source,
-                key,
-                insert_columns,
-                update_columns,
-                predicates,
-            } => dml(self.merge(
-                target,
-                source,
-                key,
-                insert_columns,
-                update_columns,
-                predicates,
-            )),
             Step::CreateSnapshot {
                 target,
                 source,

@@ -91,6 +91,42 @@ pub fn lower(dialect: &dyn Dialect, steps: &[Step]) -> Lowered {
     })
 }
 
+/// The steps every dialect spells through its own `Dialect` methods (its insert, window delete,
+/// merge and unique-key check), lowered once here for all of them (`None` for any other step).
+pub(crate) fn shared_step(dialect: &dyn Dialect, step: &Step) -> Option<Statement> {
+    let dml = |sql: String| Statement::new(StatementKind::Dml, sql);
+    Some(match step {
+        Step::AssertUniqueKey { relation, key } => dialect.assert_unique_key(relation, key),
+        Step::Insert {
+            target,
+            source,
+            columns,
+        } => dml(dialect.insert_columns(target, source, columns)),
+        Step::DeleteWindow {
+            target,
+            column,
+            window,
+            predicates,
+        } => dml(dialect.delete_window(target, column, window, predicates)),
+        Step::Merge {
+            target,
+            source,
+            key,
+            insert_columns,
+            update_columns,
+            predicates,
+        } => dml(dialect.merge(
+            target,
+            source,
+            key,
+            insert_columns,
+            update_columns,
+            predicates,
+        )),
+        _ => return None,
+    })
+}
+
 /// The statements of a plan as one text, for `target/run/`.
 pub fn script(statements: &[Statement]) -> String {
     statements

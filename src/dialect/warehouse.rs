@@ -694,7 +694,10 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             body_line: Some(2),
             counts: Some(count(relation)),
         },
-        Step::AssertUniqueKey { relation, key } => dialect.assert_unique_key(relation, key),
+        Step::AssertUniqueKey { .. }
+        | Step::Insert { .. }
+        | Step::DeleteWindow { .. }
+        | Step::Merge { .. } => return super::shared_step(dialect, step).into_iter().collect(),
         Step::AddColumn { relation, column } => ddl(format!(
             "alter table {relation} add column {} {}",
             ident(flavor, &column.name),
@@ -714,11 +717,6 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
             ident(flavor, &column.name),
             column.data_type
         )),
-        Step::Insert {
-            target,
-            source,
-            columns,
-        } => dml(dialect.insert_columns(target, source, columns)),
         Step::DeleteMatching {
             target,
             source,
@@ -762,27 +760,6 @@ fn lower(flavor: Flavor, dialect: &dyn Dialect, step: &Step) -> Vec<Statement> {
                 predicates,
             ),
         }),
-        Step::DeleteWindow {
-            target,
-            column,
-            window,
-            predicates,
-        } => dml(dialect.delete_window(target, column, window, predicates)),
-        Step::Merge {
-            target,
-            source,
-            key,
-            insert_columns,
-            update_columns,
-            predicates,
-        } => dml(dialect.merge(
-            target,
-            source,
-            key,
-            insert_columns,
-            update_columns,
-            predicates,
-        )),
         // A snapshot's history cannot be built again from its source: its table is permanent
         // on Snowflake too (kept by Fail-safe), where models' tables are transient.
         Step::CreateSnapshot {
