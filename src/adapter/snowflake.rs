@@ -1031,7 +1031,7 @@ impl Introspect for Worker {
         let answer = self
             .client
             .query(&format!(
-                "select column_name, data_type from {database}.information_schema.columns \
+                "select column_name, data_type, numeric_precision, numeric_scale from {database}.information_schema.columns \
                  where table_schema = {} and table_name = {} order by ordinal_position",
                 literal(&schema),
                 literal(&name)
@@ -1042,17 +1042,42 @@ impl Introspect for Worker {
         Ok(answer
             .rows
             .into_iter()
-            .map(|r| Column {
-                name: r.first().cloned().flatten().unwrap_or_default(),
-                data_type: r.get(1).cloned().flatten().unwrap_or_default(),
+            .map(|r| {
+                let cell = |i: usize| r.get(i).cloned().flatten();
+                Column {
+                    name: cell(0).unwrap_or_default(),
+                    data_type: full_type(
+                        &cell(1).unwrap_or_default(),
+                        cell(2).as_deref(),
+                        cell(3).as_deref(),
+                    ),
+                }
             })
             .collect())
+    }
+}
+
+/// A column's type as `information_schema.columns` gives it, with a number's precision and
+/// scale (`NUMBER(10,2)`): a plan that casts to the type or adds the column must keep them.
+fn full_type(data_type: &str, precision: Option<&str>, scale: Option<&str>) -> String {
+    match (precision, scale) {
+        (Some(p), Some(s)) if data_type.eq_ignore_ascii_case("number") => {
+            format!("{data_type}({p},{s})")
+        }
+        _ => data_type.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_keeps_its_precision_and_scale() {
+        assert_eq!(full_type("NUMBER", Some("10"), Some("2")), "NUMBER(10,2)");
+        assert_eq!(full_type("TEXT", None, None), "TEXT");
+        assert_eq!(full_type("FLOAT", None, None), "FLOAT");
+    }
 
     #[test]
     fn epoch_numbers_are_read_as_iso_dates_and_times() {

@@ -411,7 +411,12 @@ impl Dialect for DuckDb {
         )
     }
 
-    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+    fn rows_diff(
+        &self,
+        actual: &str,
+        expected: &str,
+        columns: &[String],
+    ) -> (Vec<(String, String)>, String) {
         let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         let list = cols.join(", ");
         // Differing rows first, each group sorted on the typed values (so that a missing row
@@ -421,17 +426,19 @@ impl Dialect for DuckDb {
             .chain(cols.iter().map(|c| format!("d.{c} nulls first")))
             .chain(std::iter::once("d.diff".to_string()))
             .collect();
-        format!(
-            "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
-             select cast(columns(*) as varchar) from ( \
+        let ctes = vec![
+            ("a".to_string(), format!("select {list} from {actual}")),
+            ("e".to_string(), format!("select {list} from {expected}")),
+        ];
+        let select = format!(
+            "select cast(columns(*) as varchar) from ( \
              select '-' as diff, * from (select * from e except all select * from a) \
              union all select '+' as diff, * from (select * from a except all select * from e) \
              union all select ' ' as diff, * from (select * from a intersect all select * from e) \
              ) as d order by {}",
             order.join(", "),
-            actual = self.relation(actual),
-            expected = self.relation(expected),
-        )
+        );
+        (ctes, select)
     }
 
     fn lower(&self, step: &Step) -> Vec<Statement> {

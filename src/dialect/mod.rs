@@ -587,27 +587,55 @@ pub trait Dialect: Sync {
         )
     }
 
-    /// A unit test's comparison of the `actual` and `expected` rows on `columns`: one row per
-    /// row of either side, marked `-` (expected, missing), `+` (returned, not expected) or
-    /// ` ` (both), every value as text, differing rows first.
-    fn rows_diff(&self, actual: &Relation, expected: &Relation, columns: &[String]) -> String {
+    /// The distinct `except` and `intersect` operators as the warehouse spells them.
+    fn set_operators(&self) -> (&'static str, &'static str) {
+        ("except distinct", "intersect distinct")
+    }
+
+    /// A unit test's comparison of the rows of `actual` and `expected` (relations or CTE names)
+    /// on `columns`: one row per row of either side, marked `-` (expected, missing), `+`
+    /// (returned, not expected) or ` ` (both), every value as text, differing rows first. The
+    /// CTEs it needs (`name`, `body`) and the `select` that reads them, so that it can follow
+    /// other CTEs.
+    ///
+    /// By default both sides are cast to text and each row numbered among its equals, so that
+    /// the distinct set operators compare multisets: a row expected twice must be returned
+    /// twice.
+    fn rows_diff(
+        &self,
+        actual: &str,
+        expected: &str,
+        columns: &[String],
+    ) -> (Vec<(String, String)>, String) {
+        let (except_op, intersect_op) = self.set_operators();
         let text = self.string_type();
-        let list: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
-        let list = list.join(", ");
-        let as_text: Vec<String> = columns
+        let cols: Vec<String> = columns.iter().map(|c| self.column(c)).collect();
+        let as_text: Vec<String> = cols
             .iter()
-            .map(|c| format!("cast(d.{} as {text}) as {}", self.quote(c), self.quote(c)))
+            .map(|c| format!("cast({c} as {text}) as {c}"))
             .collect();
-        format!(
-            "with a as (select {list} from {actual}), e as (select {list} from {expected}) \
-             select d.diff, {} from ( \
-             select '-' as diff, * from (select * from e except distinct select * from a) \
-             union all select '+' as diff, * from (select * from a except distinct select * from e) \
-             union all select ' ' as diff, * from (select * from a intersect distinct select * from e) \
-             ) as d order by d.diff = ' '",
-            as_text.join(", "),
-            actual = self.relation(actual),
-            expected = self.relation(expected),
+        let list = cols.join(", ");
+        let numbered = |from: &str| {
+            format!(
+                "select {list}, row_number() over (partition by {list} order by {list}) as __xform_n\nfrom (select {} from {from}) as t",
+                as_text.join(", ")
+            )
+        };
+        let picked: Vec<String> = cols.iter().map(|c| format!("d.{c}")).collect();
+        let select = format!(
+            "select d.diff, {picked} from (\n\
+             select '-' as diff, x.* from (select * from __xform_e {except_op} select * from __xform_a) as x\n\
+             union all select '+' as diff, y.* from (select * from __xform_a {except_op} select * from __xform_e) as y\n\
+             union all select ' ' as diff, z.* from (select * from __xform_a {intersect_op} select * from __xform_e) as z\n\
+             ) as d\norder by case when d.diff = ' ' then 1 else 0 end, {picked}, d.diff",
+            picked = picked.join(", "),
+        );
+        (
+            vec![
+                ("__xform_a".to_string(), numbered(actual)),
+                ("__xform_e".to_string(), numbered(expected)),
+            ],
+            select,
         )
     }
 }

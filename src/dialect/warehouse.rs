@@ -826,6 +826,11 @@ impl Dialect for Snowflake {
         ident(Flavor::Snowflake, name)
     }
 
+    fn set_operators(&self) -> (&'static str, &'static str) {
+        // Snowflake's `except` and `intersect` are distinct, and take no quantifier.
+        ("except", "intersect")
+    }
+
     fn string_type(&self) -> &'static str {
         "VARCHAR"
     }

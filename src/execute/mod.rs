@@ -21,6 +21,7 @@ mod microbatch;
 mod node;
 mod output;
 mod scheduler;
+mod unit_inline;
 mod unit_test;
 
 use std::cmp::Reverse;

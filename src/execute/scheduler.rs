@@ -98,7 +98,7 @@ impl Runner<'_> {
                     self.graph,
                     &self.compiler,
                     i,
-                    &**worker,
+                    worker,
                     self.warehouse,
                     &self.shapes,
                 )

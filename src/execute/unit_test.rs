@@ -32,6 +32,7 @@ use crate::config::{Session, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Dialect, Statement};
 use crate::graph::{Graph, Materialization, Node, ResourceType};
+use crate::materialize::unit_test::{pairs, value_sql, with_ctes};
 use crate::materialize::{Column, Kind, Plan, Step, plan};
 use crate::project::TestTarget;
 use crate::project::unit_tests::{Input, Rows, UnitTestDef};
@@ -52,13 +53,13 @@ pub struct UnitOutcome {
 
 /// Every `ref()` and `source()` resolves to its node's relation: ephemeral models too, since in
 /// a unit test's database every input is a table.
-struct TableResolver {
+pub(super) struct TableResolver {
     refs: HashMap<String, Relation>,
     sources: HashMap<(String, String), Relation>,
 }
 
 impl TableResolver {
-    fn new(graph: &Graph) -> Self {
+    pub(super) fn new(graph: &Graph) -> Self {
         let mut refs = HashMap::new();
         let mut sources = HashMap::new();
         for n in &graph.nodes {
@@ -293,7 +294,8 @@ impl Shapes<'_> {
                     self.compiler,
                     node,
                     self.resolver.clone(),
-                    self.db,
+                    self.db.worker.clone(),
+                    node.relation.clone(),
                     false,
                     unit,
                 )
@@ -340,18 +342,18 @@ fn load_seed(db: &Db, node: &Node) -> Result<(), DbError> {
 
 /// Render a model (or snapshot) for a unit test: every input a table, `is_incremental()` as
 /// asked unless the overrides say otherwise.
-fn render(
+pub(super) fn render(
     compiler: &Compiler<'_>,
     node: &Node,
-    resolver: Arc<TableResolver>,
-    db: &Db,
+    resolver: Arc<dyn Resolve>,
+    introspector: Arc<dyn Introspect>,
+    this: Relation,
     is_incremental: bool,
     unit: Option<&UnitTestDef>,
 ) -> Result<String, Problem> {
     let Some(file) = &node.file else {
         return Ok(String::new());
     };
-    let introspector: Arc<dyn Introspect> = db.worker.clone();
     let rendered = compiler.renderer().render_with(
         RenderRequest {
             template: node.template.as_deref().unwrap_or(&file.name),
@@ -360,7 +362,7 @@ fn render(
             execute: true,
             is_incremental,
             config: node.config.clone(),
-            this: node.relation.clone(),
+            this,
             resolver,
             introspector: Some(introspector),
             model: model_value(node),
@@ -368,37 +370,6 @@ fn render(
         unit.map(|u| &u.overrides),
     )?;
     Ok(rendered.sql)
-}
-
-/// A YAML or CSV value as SQL, cast to `data_type` when it is known.
-fn value_sql(dialect: &dyn Dialect, value: &Json, data_type: Option<&str>) -> String {
-    let text = match value {
-        Json::Null => "null".to_string(),
-        Json::Bool(b) => b.to_string(),
-        Json::Number(n) => n.to_string(),
-        Json::String(s) => dialect.literal(s),
-        other => dialect.literal(&other.to_string()),
-    };
-    match data_type {
-        Some(t) => dialect.cast(&text, t),
-        None => text,
-    }
-}
-
-/// The rows as `(name, value)` pairs, CSV fields as strings.
-fn pairs(rows: &Rows) -> Vec<Vec<(String, Json)>> {
-    match rows {
-        Rows::Dict(rows) => rows.clone(),
-        Rows::Csv(rows) => rows
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|(k, v)| (k.clone(), v.clone().map_or(Json::Null, Json::String)))
-                    .collect()
-            })
-            .collect(),
-        Rows::Sql(_) | Rows::Missing => Vec::new(),
-    }
 }
 
 /// Why a unit test's input or expected rows could not be made into a table.
@@ -493,7 +464,7 @@ fn create_rows(
 }
 
 /// A unit-test problem pointing at the test's YAML entry.
-fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
+pub(super) fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
     Problem::new(Code::UnitTest, message)
         .at(&unit.file, unit.offset, unit.name.len(), "this unit test")
         .help(help)
@@ -502,7 +473,7 @@ fn unit_problem(unit: &UnitTestDef, message: String, help: String) -> Problem {
 /// A database error while running the tested model, pointed at the model's line.
 /// `untyped` lists the inputs whose columns could not be learnt (they have just the columns
 /// given), which is the usual reason a column is missing.
-fn model_problem(
+pub(super) fn model_problem(
     dialect: &dyn Dialect,
     unit: &UnitTestDef,
     model: &Node,
@@ -578,7 +549,7 @@ pub(super) fn run(
     graph: &Graph,
     compiler: &Compiler<'_>,
     i: usize,
-    project: &dyn Connection,
+    project: &Arc<dyn Connection>,
     warehouse: &dyn Adapter,
     shape_cache: &std::sync::Mutex<ShapeCache>,
 ) -> Result<UnitOutcome, Problem> {
@@ -656,6 +627,22 @@ pub(super) fn run(
         };
         places.push(place);
     }
+    // A warehouse runs the test as one query on the given rows.
+    if crate::dialect::warehouse::Flavor::of(target).is_some() {
+        return super::unit_inline::run(
+            session,
+            graph,
+            compiler,
+            &super::unit_inline::Tested {
+                test: node,
+                unit,
+                model: m,
+                places: &places,
+            },
+            project,
+        );
+    }
+    let project: &dyn Connection = &**project;
     let shapes: Vec<(Option<Vec<Column>>, Option<String>)> = {
         let mut cache = shape_cache.lock().expect("shape cache lock");
         let cache = &mut *cache;
@@ -755,7 +742,15 @@ pub(super) fn run(
         && this_given
         && model.resource_type == ResourceType::Model
         && model.materialized() == Materialization::Incremental;
-    let sql = render(compiler, model, resolver, &db, incremental, Some(unit))?;
+    let sql = render(
+        compiler,
+        model,
+        resolver,
+        db.worker.clone(),
+        model.relation.clone(),
+        incremental,
+        Some(unit),
+    )?;
     let artifact = node.compiled_file();
     write_file(
         &sql_path(&session.target_dir, "compiled", node.package(), &artifact),
@@ -861,7 +856,12 @@ pub(super) fn run(
         )
     })?;
     let names: Vec<String> = compared.iter().map(|c| c.name.clone()).collect();
-    let diff_sql = db.dialect.rows_diff(&actual, &expected, &names);
+    let (ctes, select) = db.dialect.rows_diff(
+        &db.dialect.relation(&actual),
+        &db.dialect.relation(&expected),
+        &names,
+    );
+    let diff_sql = with_ctes(&ctes, &select);
     let diff = db.worker.query(&diff_sql).map_err(|e| {
         unit_problem(
             unit,
@@ -873,6 +873,16 @@ pub(super) fn run(
             e.message.clone(),
         )
     })?;
+    Ok(outcome(unit, model, &diff, sql))
+}
+
+/// What the comparison's rows (`-` missing, `+` unexpected, ` ` both) say about the unit test.
+pub(super) fn outcome(
+    unit: &UnitTestDef,
+    model: &Node,
+    diff: &QueryTable,
+    sql: String,
+) -> UnitOutcome {
     let count = |mark: &str| {
         diff.rows
             .iter()
@@ -882,13 +892,13 @@ pub(super) fn run(
     let (missing, extra) = (count("-"), count("+"));
     let failures = i64::try_from(missing + extra).unwrap_or(i64::MAX);
     if failures == 0 {
-        return Ok(UnitOutcome {
+        return UnitOutcome {
             status: Status::Pass,
             failures: 0,
             sql,
             message: String::new(),
             problem: None,
-        });
+        };
     }
     let what = if unit.expect_table.is_some() {
         format!("the table `{}` after the run", model.name)
@@ -904,16 +914,16 @@ pub(super) fn run(
         message.clone(),
         format!(
             "- expected but missing, + returned but not expected:\n{}",
-            diff_table(&diff)
+            diff_table(diff)
         ),
     );
     let mut problem = problem.preformatted();
     problem.code = Code::TestFailed;
-    Ok(UnitOutcome {
+    UnitOutcome {
         status: Status::Fail,
         failures,
         sql,
         message,
         problem: Some(problem),
-    })
+    }
 }

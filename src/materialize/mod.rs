@@ -12,6 +12,7 @@ pub mod incremental;
 pub mod microbatch;
 pub mod offline;
 pub mod snapshot;
+pub mod unit_test;
 
 use std::path::{Path, PathBuf};
 
