@@ -764,6 +764,64 @@ fn example_project_on_bigquery_leaves_the_duckdb_rows() {
     same_rows_as_duckdb(&example_project(), Warehouse::BigQuery);
 }
 
+/// The unit tests of `example_project` compiled for BigQuery (one query each, the given rows
+/// typed as the YAML declares them) pass on the emulator, every row on both sides; an expected
+/// value changed makes that row missing and the model's row unexpected.
+#[test]
+fn unit_tests_on_bigquery_compare_rows_as_on_duckdb() {
+    let Some(emulator) = Emulator::start(Warehouse::BigQuery) else {
+        return;
+    };
+    let p = example_project();
+    let dir = "target/run/shop/models/marts/unit_tests.yml";
+    let queries = |p: &TempProject| {
+        let out = p.xform(&["compile", "--target", "bq"]);
+        assert!(out.status.success(), "{}", transcript(p.path(), &out));
+        let mut queries = BTreeMap::new();
+        for (model, test) in [
+            ("customers", "customers_lifetime_value_ignores_returns"),
+            ("orders", "orders_without_payments_are_zero"),
+        ] {
+            let sql = std::fs::read_to_string(p.path().join(format!("{dir}/{model}/{test}.sql")))
+                .unwrap();
+            queries.insert(test.to_string(), sql);
+        }
+        emulator.run(&[], &queries)
+    };
+    let marks = |answer: &Value, test: &str| -> Vec<String> {
+        let q = &answer["queries"][test];
+        assert!(q["error"].is_null(), "{test}: {q}");
+        q["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let answer = queries(&p);
+    assert_eq!(
+        marks(&answer, "customers_lifetime_value_ignores_returns"),
+        [" ", " "]
+    );
+    assert_eq!(
+        marks(&answer, "orders_without_payments_are_zero"),
+        [" ", " "]
+    );
+    let yaml = std::fs::read_to_string(p.path().join("models/marts/unit_tests.yml")).unwrap();
+    p.write(
+        "models/marts/unit_tests.yml",
+        &yaml.replace("lifetime_value: 12.5,", "lifetime_value: 12.75,"),
+    );
+    let answer = queries(&p);
+    let q = &answer["queries"]["customers_lifetime_value_ignores_returns"];
+    assert_eq!(
+        marks(&answer, "customers_lifetime_value_ignores_returns"),
+        ["+", "-", " "],
+        "{q}"
+    );
+    assert_eq!(q["rows"][1][3], "12.75", "{q}");
+}
+
 /// `xform debug` logs in to Snowflake over its HTTP API and runs one statement; an endpoint
 /// nobody answers is a diagnostic naming the target. The password is in neither output.
 /// (fakesnow accepts any password, so a refused login is not tested here.)
@@ -850,8 +908,8 @@ fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
 }
 
 /// `xform build` on Snowflake (fakesnow) through xform's own HTTP client: `example_project`
-/// (but its unit tests, which do not run on a warehouse yet) leaves the DuckDB build's rows, its
-/// data tests pass as on DuckDB, a second build runs again, and the password is in no file
+/// leaves the DuckDB build's rows, its data tests pass as on DuckDB and its unit tests run as
+/// one query each on the warehouse, a second build runs again, and the password is in no file
 /// xform wrote.
 #[test]
 fn build_on_snowflake_leaves_the_duckdb_rows() {
@@ -888,9 +946,13 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
         assert!(!text.contains(secret), "{text}");
         text
     };
-    let args = ["build", "--target", "live", "--exclude", "test_type:unit"];
+    let args = ["build", "--target", "live"];
     let text = live(&args);
-    assert!(text.contains("15 passed, 0 failed"), "{text}");
+    assert!(text.contains("17 passed, 0 failed"), "{text}");
+    assert!(
+        text.contains("PASS  unit test customers.customers_lifetime_value_ignores_returns"),
+        "{text}"
+    );
     // What the warehouse holds, read back with Snowflake's own client.
     let m = manifest(&p);
     let mut compiled = Compiled {
@@ -942,7 +1004,32 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
     );
     // Again: every relation exists now, and is replaced.
     let text = live(&args);
-    assert!(text.contains("15 passed, 0 failed"), "{text}");
+    assert!(text.contains("17 passed, 0 failed"), "{text}");
+    // A unit test whose expected rows differ fails with both rows shown, and skips its model.
+    let yaml = std::fs::read_to_string(p.path().join("models/marts/unit_tests.yml")).unwrap();
+    p.write(
+        "models/marts/unit_tests.yml",
+        &yaml.replace("lifetime_value: 12.5,", "lifetime_value: 12.75,"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["build", "--target", "live", "--select", "customers"])
+        .current_dir(p.path())
+        .env("SF_PASSWORD", secret)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = transcript(p.path(), &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("(1 missing, 1 unexpected)"), "{text}");
+    assert!(
+        text.contains("- | 1           | 2                | 12.75"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SKIP  table analytics.shop_marts.customers"),
+        "{text}"
+    );
+    p.write("models/marts/unit_tests.yml", &yaml);
     // A model Snowflake refuses: a diagnostic at the model with Snowflake's error code, and
     // the table the last build left is still there, whole.
     let orders = std::fs::read_to_string(p.path().join("models/marts/orders.sql")).unwrap();

@@ -262,12 +262,116 @@ fn write_warehouse_plans(
             Err(p) => problems.push(p),
         }
     }
+    for (&i, sql) in &done.units {
+        match unit_test_query(&done.graph, i, sql, dialect, assumed) {
+            Ok(query) => {
+                let node = &done.graph.nodes[i];
+                let path = sql_path(&s.target_dir, "run", node.package(), &node.compiled_file());
+                files.push((path, query.into_bytes()));
+            }
+            Err(p) => problems.push(p),
+        }
+    }
     let refs: Vec<(std::path::PathBuf, &[u8])> = files
         .iter()
         .map(|(p, b)| (p.clone(), b.as_slice()))
         .collect();
     problems.extend(write_files(&refs));
     problems
+}
+
+/// A unit test as the one query a warehouse runs (`materialize::unit_test`), without a
+/// connection: an input's columns are those its YAML declares with types, else the catalog's
+/// (`--assume-exists`); an input with neither has just the columns given, and expected rows
+/// without known types are compared as written.
+fn unit_test_query(
+    graph: &Graph,
+    i: usize,
+    sql: &str,
+    dialect: &dyn Dialect,
+    assumed: Option<&Assumed>,
+) -> Result<String, Problem> {
+    use crate::materialize::unit_test::{comparison, declared_columns, fixture_name, rows_query};
+    use crate::project::unit_tests::Rows;
+    let node = &graph.nodes[i];
+    let unit = node.unit().expect("a unit test node");
+    let problem = |message: String| {
+        Problem::new(
+            Code::UnitTest,
+            format!("unit test `{}`: {message}", unit.name),
+        )
+        .at(&unit.file, unit.offset, unit.name.len(), "this unit test")
+    };
+    let (m, owners) =
+        crate::compile::unit_tests::given_nodes(graph, i).expect("rendered unit tests have models");
+    let shape_of = |n: usize| {
+        let n = &graph.nodes[n];
+        // A catalog may come from another target (a DuckDB build), and YAML types may be
+        // written for one: DuckDB's type names respelled.
+        let mut columns =
+            declared_columns(n).or_else(|| assumed.and_then(|a| a.columns_of(n).ok()))?;
+        for c in &mut columns {
+            c.data_type = dialect.own_type(&c.data_type);
+        }
+        Some(columns)
+    };
+    if unit.expect_table.is_some() {
+        return Err(problem(
+            "`expect_table` runs the model's materialization in a scratch database, which only a DuckDB target has".to_string(),
+        )
+        .help("use `expect:` to compare the rows the model returns, or leave it out with --exclude")
+        .warning());
+    }
+    let mut fixtures = Vec::new();
+    for (g, owner) in unit.given.iter().zip(owners) {
+        if g.rows == Rows::Missing {
+            continue;
+        }
+        let shape = owner.and_then(shape_of);
+        let rows = rows_query(dialect, shape.as_deref(), &g.rows, &format!("`{}`", g.input.label()))
+            .map_err(|e| {
+                problem(format!("cannot write the input `{}`: {e}", g.input.label())).help(
+                    "declare the input's columns with a `data_type`, or pass --assume-exists with a catalog",
+                )
+            })?;
+        fixtures.push((fixture_name(&g.input), rows));
+    }
+    let rows = unit.expect.as_ref().expect("a unit test expects rows");
+    let mut wanted = rows.columns();
+    if let Rows::Sql(text) = rows {
+        wanted =
+            crate::compile::outputs::output_columns(text, &*dialect.parser()).unwrap_or_default();
+    }
+    let model_shape = shape_of(m);
+    if wanted.is_empty() {
+        wanted = model_shape
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+    }
+    if wanted.is_empty() {
+        return Err(problem("the columns to compare are not known".to_string())
+            .help("name the expected columns, or declare the model's columns with a `data_type`"));
+    }
+    // Expected rows typed like the model's columns when all of them are known.
+    let typed: Option<Vec<crate::relation::Column>> = model_shape.as_ref().and_then(|shape| {
+        wanted
+            .iter()
+            .map(|w| {
+                shape
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(w))
+                    .cloned()
+            })
+            .collect()
+    });
+    if let Some(typed) = &typed {
+        wanted = typed.iter().map(|c| c.name.clone()).collect();
+    }
+    let expected = rows_query(dialect, typed.as_deref(), rows, "the expected rows")
+        .map_err(|e| problem(format!("cannot read the expected rows: {e}")))?;
+    Ok(comparison(dialect, &fixtures, sql, &expected, &wanted))
 }
 
 /// A microbatch model's statements, batch by batch, as `xform build` runs them: on a first run
@@ -461,6 +565,9 @@ pub struct Compiled {
     /// For a warehouse target, each microbatch model's batches in order: the window and its
     /// compiled SQL (the first creates the table on a first run).
     pub batches: BTreeMap<usize, Vec<(Window, String)>>,
+    /// For a warehouse target, each unit test of a selected model: the model rendered on the
+    /// test's given rows.
+    pub units: BTreeMap<usize, String>,
 }
 
 /// Each selected microbatch model's batches, rendered for a warehouse target as `xform build`
@@ -678,6 +785,30 @@ pub fn compile_selected(
     } else {
         BTreeMap::new()
     };
+    let mut units = BTreeMap::new();
+    if crate::dialect::warehouse::Flavor::of(&s.target).is_some() {
+        let chosen: HashSet<usize> = chosen.iter().copied().collect();
+        let mut problems = Vec::new();
+        for (i, n) in graph.nodes.iter().enumerate() {
+            if n.resource_type != ResourceType::UnitTest
+                || !crate::compile::unit_tests::given_nodes(&graph, i)
+                    .is_some_and(|(m, _)| chosen.contains(&m))
+            {
+                continue;
+            }
+            match crate::compile::unit_tests::render_inline(&compiler, &graph, i, None) {
+                Some(Ok(sql)) => {
+                    units.insert(i, sql);
+                }
+                Some(Err(p)) => problems.push(p),
+                None => {}
+            }
+        }
+        if !problems.is_empty() {
+            report(&problems);
+            return Err(EXIT_USAGE);
+        }
+    }
     // As at the end of the process: dropping the compiler frees its caches one by one.
     std::mem::forget(compiler);
     std::mem::forget(renderer);
@@ -685,6 +816,7 @@ pub fn compile_selected(
         graph,
         sql: compiled,
         batches,
+        units,
     })
 }
 

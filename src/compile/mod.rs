@@ -19,7 +19,7 @@ pub mod outputs;
 mod parse;
 mod pass;
 mod resolve;
-mod unit_tests;
+pub(crate) mod unit_tests;
 
 pub use ctes::injected_line_shift;
 pub use nodes::model_value;

@@ -2,15 +2,17 @@
 //! against what the model reads, so that `xform compile` already reports a missing or stray
 //! input.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::naming::in_target;
+use super::{Compiler, model_value};
 use crate::config::Target;
 use crate::diagnostics::{Code, Problem};
-use crate::graph::{Definition, Node, ResourceType};
-use crate::project::unit_tests::Input;
+use crate::graph::{Definition, Graph, Node, ResourceType};
+use crate::project::unit_tests::{Input, UnitTestDef};
 use crate::project::{Project, TestTarget};
-use crate::render::RefCall;
+use crate::render::{Introspect, RefCall, Relation, RenderRequest, Resolve};
 
 /// The unit-test nodes: one per enabled `unit_tests:` entry whose model exists. Each depends
 /// on its model (as in dbt's manifest); the scheduler runs it before the model instead. Its
@@ -300,4 +302,176 @@ pub(super) fn unit_test_nodes(
         units.extend(built);
     }
     nodes.extend(units);
+}
+
+/// Every `ref()` and `source()` resolves to its node's relation: ephemeral models too, since in
+/// a unit test's database every input is a table.
+pub(crate) struct TableResolver {
+    refs: HashMap<String, Relation>,
+    sources: HashMap<(String, String), Relation>,
+}
+
+impl TableResolver {
+    pub(crate) fn new(graph: &Graph) -> Self {
+        let mut refs = HashMap::new();
+        let mut sources = HashMap::new();
+        for n in &graph.nodes {
+            match (n.resource_type, n.source()) {
+                (ResourceType::Source, Some(s)) => {
+                    // A source read from files is a table of given rows here.
+                    let relation = Relation {
+                        external: None,
+                        ..n.relation.clone()
+                    };
+                    sources.insert((s.source_name.clone(), s.name.clone()), relation);
+                }
+                (ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot, _) => {
+                    for name in n.ref_names() {
+                        refs.insert(name.to_string(), n.relation.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        TableResolver { refs, sources }
+    }
+}
+
+impl Resolve for TableResolver {
+    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Option<Relation> {
+        self.refs.get(name).cloned()
+    }
+    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
+    }
+}
+
+/// `ref()` and `source()` of a given input read its CTE; any other input its relation.
+pub(crate) struct GivenResolver {
+    pub given: HashMap<Input, Relation>,
+    pub base: TableResolver,
+}
+
+impl Resolve for GivenResolver {
+    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Option<Relation> {
+        self.given
+            .get(&Input::Node(TestTarget::Ref(name.to_string())))
+            .cloned()
+            .or_else(|| self.base.resolve_ref(package, name))
+    }
+    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
+        self.given
+            .get(&Input::Node(TestTarget::Source(
+                source.to_string(),
+                table.to_string(),
+            )))
+            .cloned()
+            .or_else(|| self.base.resolve_source(source, table))
+    }
+}
+
+/// Render a model (or snapshot) for a unit test with its overrides: every input as `resolver`
+/// says, `this` as given, `is_incremental()` as asked unless the overrides say otherwise.
+pub(crate) fn render_unit(
+    compiler: &Compiler<'_>,
+    node: &Node,
+    resolver: Arc<dyn Resolve>,
+    introspector: Option<Arc<dyn Introspect>>,
+    this: Relation,
+    is_incremental: bool,
+    unit: Option<&UnitTestDef>,
+) -> Result<String, Problem> {
+    let Some(file) = &node.file else {
+        return Ok(String::new());
+    };
+    let rendered = compiler.renderer().render_with(
+        RenderRequest {
+            template: node.template.as_deref().unwrap_or(&file.name),
+            name: &node.name,
+            unique_id: &node.unique_id,
+            execute: true,
+            is_incremental,
+            config: node.config.clone(),
+            this,
+            resolver,
+            introspector,
+            model: model_value(node),
+        },
+        unit.map(|u| &u.overrides),
+    )?;
+    Ok(rendered.sql)
+}
+
+/// A unit test's model (its first model or snapshot parent) and, for each given input, the
+/// node it stands for (`None`: the model does not read it).
+pub(crate) fn given_nodes(graph: &Graph, test: usize) -> Option<(usize, Vec<Option<usize>>)> {
+    let unit = graph.nodes[test].unit()?;
+    let model = graph.parents(test).into_iter().find(|&p| {
+        matches!(
+            graph.nodes[p].resource_type,
+            ResourceType::Model | ResourceType::Snapshot
+        )
+    })?;
+    let parents = graph.parents(model);
+    let owners = unit
+        .given
+        .iter()
+        .map(|g| match &g.input {
+            Input::This => Some(model),
+            Input::Node(TestTarget::Ref(name)) => parents.iter().copied().find(|&p| {
+                graph.nodes[p].resource_type != ResourceType::Source
+                    && graph.nodes[p].ref_names().any(|r| r == name.as_str())
+            }),
+            Input::Node(TestTarget::Source(source, table)) => parents.iter().copied().find(|&p| {
+                graph.nodes[p]
+                    .source()
+                    .is_some_and(|s| &s.source_name == source && &s.name == table)
+            }),
+        })
+        .collect();
+    Some((model, owners))
+}
+
+/// Render unit test `test`'s model as a warehouse runs it: each given input reads its CTE
+/// (`materialize::unit_test`), `this` too when it is given; a seed given without rows reads
+/// its relation.
+pub(crate) fn render_inline(
+    compiler: &Compiler<'_>,
+    graph: &Graph,
+    test: usize,
+    introspector: Option<Arc<dyn Introspect>>,
+) -> Option<Result<String, Problem>> {
+    let unit = graph.nodes[test].unit()?;
+    let (model, _) = given_nodes(graph, test)?;
+    let model = &graph.nodes[model];
+    let given: HashMap<Input, Relation> = unit
+        .given
+        .iter()
+        .filter(|g| g.rows != crate::project::unit_tests::Rows::Missing)
+        .map(|g| {
+            (
+                g.input.clone(),
+                crate::materialize::unit_test::fixture_relation(&g.input),
+            )
+        })
+        .collect();
+    let this = given
+        .get(&Input::This)
+        .cloned()
+        .unwrap_or_else(|| model.relation.clone());
+    let resolver = Arc::new(GivenResolver {
+        given,
+        base: TableResolver::new(graph),
+    });
+    Some(render_unit(
+        compiler,
+        model,
+        resolver,
+        introspector,
+        this,
+        false,
+        Some(unit),
+    ))
 }

@@ -587,6 +587,13 @@ pub trait Dialect: Sync {
         )
     }
 
+    /// A column type as a catalog written on another target may spell it (a DuckDB build's
+    /// `catalog.json` serving `compile --assume-exists` for a warehouse), in this warehouse's
+    /// spelling; a type it already spells is kept.
+    fn own_type(&self, data_type: &str) -> String {
+        data_type.to_string()
+    }
+
     /// The distinct `except` and `intersect` operators as the warehouse spells them.
     fn set_operators(&self) -> (&'static str, &'static str) {
         ("except distinct", "intersect distinct")

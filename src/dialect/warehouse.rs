@@ -269,6 +269,33 @@ fn contracted(
     }
 }
 
+/// DuckDB's type names as this warehouse spells the same type; any other name as it is.
+fn own_type(flavor: Flavor, data_type: &str) -> String {
+    let upper = data_type.trim().to_ascii_uppercase();
+    let base = upper.split('(').next().unwrap_or_default().trim();
+    let name = match (flavor, base) {
+        (Flavor::BigQuery, "VARCHAR" | "TEXT" | "CHAR" | "BPCHAR" | "UUID") => "STRING",
+        (
+            Flavor::BigQuery,
+            "INTEGER" | "BIGINT" | "INT" | "SMALLINT" | "TINYINT" | "HUGEINT" | "UBIGINT"
+            | "UINTEGER" | "USMALLINT" | "UTINYINT",
+        ) => "INT64",
+        (Flavor::BigQuery, "DOUBLE" | "FLOAT" | "REAL") => "FLOAT64",
+        (Flavor::BigQuery, "DECIMAL") => "NUMERIC",
+        (Flavor::BigQuery, "BOOLEAN") => "BOOL",
+        (Flavor::BigQuery, "TIMESTAMP") => "DATETIME",
+        (Flavor::BigQuery, "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ") => "TIMESTAMP",
+        (Flavor::BigQuery, "BLOB") => "BYTES",
+        (Flavor::Snowflake, "HUGEINT" | "UBIGINT") => "NUMBER(38,0)",
+        (Flavor::Snowflake, "TIMESTAMP") => "TIMESTAMP_NTZ",
+        (Flavor::Snowflake, "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ") => "TIMESTAMP_TZ",
+        (Flavor::Snowflake, "BLOB") => "BINARY",
+        (Flavor::Snowflake, "UUID") => "VARCHAR",
+        _ => return data_type.to_string(),
+    };
+    name.to_string()
+}
+
 /// The rows a seed's statement inserts at most, as dbt-snowflake and dbt-bigquery batch them.
 const SEED_BATCH: usize = 10_000;
 
@@ -826,6 +853,10 @@ impl Dialect for Snowflake {
         ident(Flavor::Snowflake, name)
     }
 
+    fn own_type(&self, data_type: &str) -> String {
+        own_type(Flavor::Snowflake, data_type)
+    }
+
     fn set_operators(&self) -> (&'static str, &'static str) {
         // Snowflake's `except` and `intersect` are distinct, and take no quantifier.
         ("except", "intersect")
@@ -876,6 +907,10 @@ impl Dialect for BigQuery {
 
     fn string_type(&self) -> &'static str {
         "STRING"
+    }
+
+    fn own_type(&self, data_type: &str) -> String {
+        own_type(Flavor::BigQuery, data_type)
     }
 
     fn timestamp(&self, t: chrono::NaiveDateTime) -> String {

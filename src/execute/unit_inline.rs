@@ -7,56 +7,33 @@
 //! parents first), else from the columns its YAML declares with a `data_type`; failing both it
 //! has just the columns given. A seed given without rows is read from its relation.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::unit_test::{TableResolver, UnitOutcome, model_problem, outcome, render, unit_problem};
+use super::unit_test::{UnitOutcome, model_problem, outcome, unit_problem};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
 use crate::compile::Compiler;
+use crate::compile::unit_tests::render_inline;
 use crate::config::Session;
 use crate::diagnostics::Problem;
 use crate::graph::{Graph, Node};
 use crate::materialize::Column;
 use crate::materialize::unit_test::{
-    actual_query, comparison, declared_columns, fixture_name, fixture_relation, rows_query,
+    actual_query, comparison, declared_columns, fixture_name, rows_query,
 };
-use crate::project::TestTarget;
-use crate::project::unit_tests::{Input, Rows, UnitTestDef};
-use crate::render::{Relation, Resolve};
+use crate::project::unit_tests::{Rows, UnitTestDef};
+use crate::render::Relation;
 
 /// The unit test being run and what it mocks.
 pub(super) struct Tested<'a> {
     pub test: &'a Node,
+    /// The unit test's index.
+    pub index: usize,
     pub unit: &'a UnitTestDef,
     /// The tested model's index.
     pub model: usize,
     /// Each given input's relation and the index of the node it stands for.
     pub places: &'a [(Relation, usize)],
-}
-
-/// `ref()` and `source()` of a given input read its CTE; any other input its relation.
-struct GivenResolver {
-    given: HashMap<Input, Relation>,
-    base: TableResolver,
-}
-
-impl Resolve for GivenResolver {
-    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Option<Relation> {
-        self.given
-            .get(&Input::Node(TestTarget::Ref(name.to_string())))
-            .cloned()
-            .or_else(|| self.base.resolve_ref(package, name))
-    }
-    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
-        self.given
-            .get(&Input::Node(TestTarget::Source(
-                source.to_string(),
-                table.to_string(),
-            )))
-            .cloned()
-            .or_else(|| self.base.resolve_source(source, table))
-    }
 }
 
 /// The columns of the node an input stands for: its relation's in the warehouse, else those
@@ -81,6 +58,7 @@ pub(super) fn run(
         unit,
         model: m,
         places,
+        ..
     } = *tested;
     let model = &graph.nodes[m];
     let dialect = crate::dialect::of(&session.target);
@@ -97,7 +75,6 @@ pub(super) fn run(
 
     // 1. Each given input as a CTE of its rows.
     let mut fixtures = Vec::new();
-    let mut given = HashMap::new();
     let mut untyped = Vec::new();
     for (g, (_, owner)) in unit.given.iter().zip(places) {
         // A seed given without rows is its relation, loaded from its file by the build.
@@ -124,28 +101,12 @@ pub(super) fn run(
             )
         })?;
         fixtures.push((fixture_name(&g.input), rows));
-        given.insert(g.input.clone(), fixture_relation(&g.input));
     }
 
     // 2. The model on them.
-    let this = given
-        .get(&Input::This)
-        .cloned()
-        .unwrap_or_else(|| model.relation.clone());
-    let resolver = Arc::new(GivenResolver {
-        given,
-        base: TableResolver::new(graph),
-    });
     let introspector: Arc<dyn crate::render::Introspect> = project.clone();
-    let sql = render(
-        compiler,
-        model,
-        resolver,
-        introspector,
-        this,
-        false,
-        Some(unit),
-    )?;
+    let sql = render_inline(compiler, graph, tested.index, Some(introspector))
+        .expect("a unit test of a model")?;
     let artifact = test.compiled_file();
     write_file(
         &sql_path(&session.target_dir, "compiled", test.package(), &artifact),
@@ -154,9 +115,9 @@ pub(super) fn run(
     let (actual, body_line) = actual_query(&fixtures, &sql);
     let described = dialect.describe_query(&actual);
     // The describe statement wraps the query after its first line.
-    let actual_columns = project.describe(&described).map_err(|e| {
-        model_problem(dialect, unit, model, &sql, body_line + 1, &e, &untyped)
-    })?;
+    let actual_columns = project
+        .describe(&described)
+        .map_err(|e| model_problem(dialect, unit, model, &sql, body_line + 1, &e, &untyped))?;
 
     // 3. The expected rows, typed like the model's columns.
     let rows = unit.expect.as_ref().expect("a unit test expects rows");
@@ -200,13 +161,17 @@ pub(super) fn run(
         };
         compared.push(c.clone());
     }
-    let expected = rows_query(dialect, Some(&compared), rows, "the expected rows").map_err(|e| {
-        unit_problem(
-            unit,
-            format!("unit test `{}`: cannot read the expected rows: {e}", unit.name),
-            "expected values must be castable to the types of the model's columns".to_string(),
-        )
-    })?;
+    let expected =
+        rows_query(dialect, Some(&compared), rows, "the expected rows").map_err(|e| {
+            unit_problem(
+                unit,
+                format!(
+                    "unit test `{}`: cannot read the expected rows: {e}",
+                    unit.name
+                ),
+                "expected values must be castable to the types of the model's columns".to_string(),
+            )
+        })?;
 
     // 4. Compare, in one query, kept in `target/run/` as it ran.
     let names: Vec<String> = compared.iter().map(|c| c.name.clone()).collect();

@@ -27,7 +27,8 @@ use serde_json::Value as Json;
 use super::node_plan;
 use crate::adapter::{Adapter, Connection, DbError};
 use crate::artifacts::{Status, sql_path, write_file};
-use crate::compile::{Compiler, model_value};
+use crate::compile::Compiler;
+use crate::compile::unit_tests::{TableResolver, render_unit};
 use crate::config::{Session, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Dialect, Statement};
@@ -36,7 +37,7 @@ use crate::materialize::unit_test::{pairs, value_sql, with_ctes};
 use crate::materialize::{Column, Kind, Plan, Step, plan};
 use crate::project::TestTarget;
 use crate::project::unit_tests::{Input, Rows, UnitTestDef};
-use crate::render::{Introspect, QueryTable, Relation, RenderRequest, Resolve, spans};
+use crate::render::{QueryTable, Relation, spans};
 
 /// How many rows of a diff a report shows.
 const DIFF_ROWS: usize = 40;
@@ -49,50 +50,6 @@ pub struct UnitOutcome {
     pub sql: String,
     pub message: String,
     pub problem: Option<Problem>,
-}
-
-/// Every `ref()` and `source()` resolves to its node's relation: ephemeral models too, since in
-/// a unit test's database every input is a table.
-pub(super) struct TableResolver {
-    refs: HashMap<String, Relation>,
-    sources: HashMap<(String, String), Relation>,
-}
-
-impl TableResolver {
-    pub(super) fn new(graph: &Graph) -> Self {
-        let mut refs = HashMap::new();
-        let mut sources = HashMap::new();
-        for n in &graph.nodes {
-            match (n.resource_type, n.source()) {
-                (ResourceType::Source, Some(s)) => {
-                    // A source read from files is a table of given rows here.
-                    let relation = Relation {
-                        external: None,
-                        ..n.relation.clone()
-                    };
-                    sources.insert((s.source_name.clone(), s.name.clone()), relation);
-                }
-                (ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot, _) => {
-                    for name in n.ref_names() {
-                        refs.insert(name.to_string(), n.relation.clone());
-                    }
-                }
-                _ => {}
-            }
-        }
-        TableResolver { refs, sources }
-    }
-}
-
-impl Resolve for TableResolver {
-    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Option<Relation> {
-        self.refs.get(name).cloned()
-    }
-    fn resolve_source(&self, source: &str, table: &str) -> Option<Relation> {
-        self.sources
-            .get(&(source.to_string(), table.to_string()))
-            .cloned()
-    }
 }
 
 /// A scratch database named like the target's catalogs.
@@ -290,11 +247,11 @@ impl Shapes<'_> {
                     self.of(p)?;
                 }
                 let unit = (i == self.tested).then_some(self.unit);
-                let rendered = render(
+                let rendered = render_unit(
                     self.compiler,
                     node,
                     self.resolver.clone(),
-                    self.db.worker.clone(),
+                    Some(self.db.worker.clone()),
                     node.relation.clone(),
                     false,
                     unit,
@@ -338,38 +295,6 @@ fn load_seed(db: &Db, node: &Node) -> Result<(), DbError> {
     db.run(&db.statements(&plan))?;
     db.warehouse.record(&node.relation, plan.result);
     Ok(())
-}
-
-/// Render a model (or snapshot) for a unit test: every input a table, `is_incremental()` as
-/// asked unless the overrides say otherwise.
-pub(super) fn render(
-    compiler: &Compiler<'_>,
-    node: &Node,
-    resolver: Arc<dyn Resolve>,
-    introspector: Arc<dyn Introspect>,
-    this: Relation,
-    is_incremental: bool,
-    unit: Option<&UnitTestDef>,
-) -> Result<String, Problem> {
-    let Some(file) = &node.file else {
-        return Ok(String::new());
-    };
-    let rendered = compiler.renderer().render_with(
-        RenderRequest {
-            template: node.template.as_deref().unwrap_or(&file.name),
-            name: &node.name,
-            unique_id: &node.unique_id,
-            execute: true,
-            is_incremental,
-            config: node.config.clone(),
-            this,
-            resolver,
-            introspector: Some(introspector),
-            model: model_value(node),
-        },
-        unit.map(|u| &u.overrides),
-    )?;
-    Ok(rendered.sql)
 }
 
 /// Why a unit test's input or expected rows could not be made into a table.
@@ -635,6 +560,7 @@ pub(super) fn run(
             compiler,
             &super::unit_inline::Tested {
                 test: node,
+                index: i,
                 unit,
                 model: m,
                 places: &places,
@@ -742,11 +668,11 @@ pub(super) fn run(
         && this_given
         && model.resource_type == ResourceType::Model
         && model.materialized() == Materialization::Incremental;
-    let sql = render(
+    let sql = render_unit(
         compiler,
         model,
         resolver,
-        db.worker.clone(),
+        Some(db.worker.clone()),
         model.relation.clone(),
         incremental,
         Some(unit),

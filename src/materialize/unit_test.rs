@@ -13,8 +13,8 @@ use serde_json::Value as Json;
 
 use crate::dialect::Dialect;
 use crate::graph::Node;
-use crate::project::unit_tests::{Input, Rows};
 use crate::project::TestTarget;
+use crate::project::unit_tests::{Input, Rows};
 use crate::relation::{Column, Relation};
 
 /// Why rows could not be written as a query.
@@ -246,7 +246,11 @@ mod tests {
     fn dict(rows: &[&[(&str, Json)]]) -> Rows {
         Rows::Dict(
             rows.iter()
-                .map(|r| r.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect())
+                .map(|r| {
+                    r.iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect()
+                })
                 .collect(),
         )
     }
@@ -254,7 +258,10 @@ mod tests {
     #[test]
     fn typed_rows_fill_missing_columns_with_typed_nulls() {
         let shape = [col("ID", "NUMBER(38,0)"), col("NAME", "VARCHAR")];
-        let rows = dict(&[&[("id", Json::from(1))], &[("id", Json::from(2)), ("name", Json::from("b"))]]);
+        let rows = dict(&[
+            &[("id", Json::from(1))],
+            &[("id", Json::from(2)), ("name", Json::from("b"))],
+        ]);
         let sql = rows_query(&Snowflake, Some(&shape), &rows, "`x`").unwrap();
         assert_eq!(
             sql,
@@ -277,6 +284,16 @@ mod tests {
     }
 
     #[test]
+    fn duckdb_type_names_are_respelled_for_each_warehouse() {
+        assert_eq!(BigQuery.own_type("varchar"), "STRING");
+        assert_eq!(BigQuery.own_type("DECIMAL(18,3)"), "NUMERIC");
+        assert_eq!(BigQuery.own_type("TIMESTAMP WITH TIME ZONE"), "TIMESTAMP");
+        assert_eq!(BigQuery.own_type("INT64"), "INT64");
+        assert_eq!(Snowflake.own_type("timestamp"), "TIMESTAMP_NTZ");
+        assert_eq!(Snowflake.own_type("NUMBER(10,2)"), "NUMBER(10,2)");
+    }
+
+    #[test]
     fn the_comparison_is_one_query_in_each_dialect() {
         let fixtures = vec![("given__orders".to_string(), "select 1 as id".to_string())];
         let sql = comparison(
@@ -293,8 +310,17 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("except distinct"), "{sql}");
-        let snow = comparison(&Snowflake, &fixtures, "select id from x", "select 1 as id", &["id".to_string()]);
-        assert!(snow.contains(" except select") && !snow.contains("distinct"), "{snow}");
+        let snow = comparison(
+            &Snowflake,
+            &fixtures,
+            "select id from x",
+            "select 1 as id",
+            &["id".to_string()],
+        );
+        assert!(
+            snow.contains(" except select") && !snow.contains("distinct"),
+            "{snow}"
+        );
         for (dialect, sql) in [(&BigQuery as &dyn Dialect, &sql), (&Snowflake, &snow)] {
             sqlparser::parser::Parser::parse_sql(&*dialect.parser(), sql)
                 .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", dialect.name()));
