@@ -231,14 +231,25 @@ pub(super) fn close(flavor: Flavor, target: &Relation, staging: &Relation, spec:
     )
 }
 
-/// Insert the new versions.
+/// Insert the new versions whose `dbt_scd_id` the table does not hold yet. dbt-snowflake and
+/// dbt-bigquery apply a snapshot with one `merge` on `dbt_scd_id` that inserts only rows it
+/// does not match: a row deleted (`invalidate`) and back with the same `updated_at` hashes to
+/// the id of its closed version, and stays closed, as there.
 pub(super) fn insert(flavor: Flavor, target: &Relation, staging: &Relation, spec: &Spec) -> String {
     let mut cols = spec.columns.clone();
     cols.extend(spec.meta_columns());
     let list = cols
         .iter()
+        .map(|c| format!("s.{}", ident(flavor, c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = cols
+        .iter()
         .map(|c| ident(flavor, c))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("insert into {target} ({list})\nselect {list} from {staging} where {CHANGE} = 'insert'")
+    let scd_id = ident(flavor, &spec.meta.scd_id);
+    format!(
+        "insert into {target} ({names})\nselect {list} from {staging} as s\nwhere s.{CHANGE} = 'insert'\n  and not exists (select 1 from {target} as t where t.{scd_id} = s.{scd_id})"
+    )
 }
