@@ -85,14 +85,19 @@ pub struct Snowflake {
 }
 
 /// A BigQuery target (dbt-bigquery's profile keys): `project` is the database, `dataset` the
-/// schema. xform writes its SQL; running it is not there yet.
+/// schema.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BigQuery {
     pub method: String,
     pub location: Option<String>,
     pub keyfile: Option<String>,
-    /// `keyfile_json`, `token`, `refresh_token` or `client_secret`, whichever the profile gives.
+    /// `keyfile_json` (a mapping, kept as JSON text), `token`, `refresh_token` or
+    /// `client_secret`, whichever the profile gives.
     pub secrets: Vec<(String, Secret)>,
+    pub client_id: Option<String>,
+    pub token_uri: Option<String>,
+    /// The REST endpoint (`https://bigquery.googleapis.com` when absent): a local emulator.
+    pub api_endpoint: Option<String>,
     pub execution_project: Option<String>,
     pub priority: Option<String>,
     pub maximum_bytes_billed: Option<u64>,
@@ -619,7 +624,19 @@ fn warehouse_target(
             method: text("method").unwrap_or_else(|| "oauth".to_string()),
             location: text("location"),
             keyfile: text("keyfile"),
-            secrets: secrets(&["keyfile_json", "token", "refresh_token", "client_secret"]),
+            secrets: {
+                let mut s = secrets(&["keyfile_json", "token", "refresh_token", "client_secret"]);
+                // `keyfile_json` is the key file's mapping, written into the profile.
+                if let Some(map @ Yaml::Mapping(_)) = output.get("keyfile_json")
+                    && let Ok(json) = serde_json::to_string(map)
+                {
+                    s.push(("keyfile_json".to_string(), Secret(json)));
+                }
+                s
+            },
+            client_id: text("client_id"),
+            token_uri: text("token_uri"),
+            api_endpoint: text("api_endpoint"),
             execution_project: text("execution_project"),
             priority: text("priority"),
             maximum_bytes_billed: output.get("maximum_bytes_billed").and_then(Yaml::as_u64),

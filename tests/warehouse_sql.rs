@@ -143,16 +143,9 @@ fn bigquery_sql_for_every_model() {
 }
 
 #[test]
-fn commands_that_run_sql_are_refused_on_a_warehouse_target() {
+fn an_unreachable_warehouse_is_a_diagnostic_naming_the_target() {
     let p = project();
-    let out = p.xform(&["build", "--target", "bq"]);
-    let text = transcript(p.path(), &out);
-    assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("target `bq` is BigQuery: xform writes its SQL but cannot run it there yet"),
-        "{text}"
-    );
-    // Snowflake runs (tests/warehouse_emulators.rs); an endpoint nobody answers is named.
+    // Both warehouses run (tests/warehouse_emulators.rs); an endpoint nobody answers is named.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -160,11 +153,24 @@ fn commands_that_run_sql_are_refused_on_a_warehouse_target() {
         .port();
     p.write(
         "profiles.yml",
-        &PROFILES.replace(
-            "      schema: dbt_dev\n    bq:",
-            &format!("      schema: dbt_dev\n      host: 127.0.0.1\n      port: {closed}\n      protocol: http\n    bq:"),
+        &format!(
+            "{}      api_endpoint: http://127.0.0.1:{closed}\n      method: oauth-secrets\n      token: not-a-real-token\n",
+            PROFILES
+                .replace(
+                    "      schema: dbt_dev\n    bq:",
+                    &format!("      schema: dbt_dev\n      host: 127.0.0.1\n      port: {closed}\n      protocol: http\n    bq:"),
+                )
+                .replace("      method: oauth\n", "")
         ),
     );
+    let out = p.xform(&["build", "--target", "bq"]);
+    let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("target `bq` of profile `shop`: the datasets of project `acme-analytics` cannot be read at http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(!text.contains("not-a-real-token"), "{text}");
     let out = p.xform(&["build", "--target", "sf"]);
     let text = transcript(p.path(), &out).replace("\n  │ ", " ");
     assert_eq!(out.status.code(), Some(2), "{text}");

@@ -177,7 +177,10 @@ impl Warehouse {
         // `--threads` is how many nodes run at once; each query keeps DuckDB's own parallelism,
         // as dbt-duckdb leaves it.
         let Credentials::DuckDb(file) = &target.credentials else {
-            return Err(super::warehouse_not_yet(target));
+            return Err(Problem::new(
+                Code::Profile,
+                format!("target `{}` is not a DuckDB target", target.name),
+            ));
         };
         let mut config = Config::default();
         if read_only && !file.in_memory() {
@@ -960,7 +963,8 @@ impl LazyCatalog {
     /// A catalog for the target when its data exists (the file was built); `None` before the
     /// first build, when templates see no database at all, as while parsing.
     pub fn if_built(target: &Target) -> Option<Self> {
-        super::data_exists(target).then(|| Self::new(target))
+        (matches!(target.credentials, Credentials::DuckDb(_)) && super::data_exists(target))
+            .then(|| Self::new(target))
     }
 
     pub fn new(target: &Target) -> Self {

@@ -5,8 +5,9 @@
 //! half-built stays behind, reports typed failures (`Failure`), and answers templates'
 //! introspection questions.
 //!
-//! DuckDB (`duckdb.rs`, in-process) and Snowflake (`snowflake.rs`, its HTTP API) are the
-//! adapters; a warehouse adds one file here and one arm in `open`.
+//! DuckDB (`duckdb.rs`, in-process), Snowflake (`snowflake.rs`, its HTTP API) and BigQuery
+//! (`bigquery.rs`, its REST API) are the adapters; a warehouse adds one file here and one arm
+//! in `open`.
 
 #[cfg(feature = "duckdb")]
 mod duckdb;
@@ -14,6 +15,7 @@ mod duckdb;
 #[cfg(feature = "duckdb")]
 pub use self::duckdb::LazyCatalog;
 
+pub mod bigquery;
 pub mod snowflake;
 
 use std::sync::Arc;
@@ -117,32 +119,19 @@ pub fn open(target: &Target, read_only: bool) -> Result<Arc<dyn Adapter>, Proble
             let _ = read_only;
             Ok(Arc::new(snowflake::Warehouse::open(target, sf)?))
         }
-        Credentials::BigQuery(_) => Err(warehouse_not_yet(target)),
+        Credentials::BigQuery(bq) => {
+            let _ = read_only;
+            Ok(Arc::new(bigquery::Warehouse::open(target, bq)?))
+        }
     }
 }
 
-/// Running on BigQuery is not there yet: `compile` writes its SQL.
-pub fn warehouse_not_yet(target: &Target) -> Problem {
-    Problem::new(
-        crate::diagnostics::Code::Profile,
-        format!(
-            "target `{}` is {}: xform writes its SQL but cannot run it there yet",
-            target.name,
-            crate::dialect::of(target).name()
-        ),
-    )
-    .help(
-        "`xform compile` writes every node's statements to target/run/; run, seed, snapshot, test, build and show need a DuckDB target for now",
-    )
-}
-
-/// Whether the target's data exists yet (DuckDB: its file does). Before the first build a
-/// compile's templates and the docs' catalog see no database at all.
+/// Whether the target's data exists yet (DuckDB: its file does; a warehouse always is there).
+/// Before the first build a compile's templates and the docs' catalog see no database at all.
 pub fn data_exists(target: &Target) -> bool {
     match &target.credentials {
         Credentials::DuckDb(file) => !file.in_memory() && file.path.exists(),
-        // Nothing is read from a warehouse yet: templates see no database at compile time.
-        Credentials::Snowflake(_) | Credentials::BigQuery(_) => false,
+        Credentials::Snowflake(_) | Credentials::BigQuery(_) => true,
     }
 }
 

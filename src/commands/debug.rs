@@ -59,6 +59,36 @@ pub fn debug(s: &Session) -> i32 {
             }
         };
     }
+    // A BigQuery target: a token, then one query job.
+    if let crate::config::Credentials::BigQuery(bq) = &t.credentials {
+        let client = match crate::adapter::bigquery::Client::open(t, bq) {
+            Ok(c) => c,
+            Err(p) => {
+                report(&[p]);
+                return EXIT_USAGE;
+            }
+        };
+        return match client.query("select 1") {
+            Ok(_) => {
+                println!(
+                    "connection:   OK (BigQuery at {})",
+                    crate::adapter::bigquery::endpoint(bq)
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                report(&[crate::diagnostics::Problem::new(
+                    crate::diagnostics::Code::Database,
+                    format!(
+                        "target `{}` of profile `{}`: BigQuery ran no query: {e}",
+                        t.name, t.profile_name
+                    ),
+                )
+                .help("check `project`, `location` and `api_endpoint` in the profile, and that the credentials may run jobs in the project")]);
+                EXIT_USAGE
+            }
+        };
+    }
     #[cfg(feature = "duckdb")]
     {
         match crate::adapter::open(t, false) {
