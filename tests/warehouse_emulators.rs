@@ -970,6 +970,136 @@ fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
     assert!(text.contains("cannot be reached"), "{text}");
 }
 
+/// Queries of every model, seed and snapshot a warehouse build left (from its manifest), and of
+/// the same relations in the DuckDB build, to compare.
+fn built_relations(p: &TempProject, duck: &Value, select: Select<'_>) -> Compiled {
+    let m = manifest(p);
+    let mut compiled = Compiled {
+        steps: Vec::new(),
+        queries: BTreeMap::new(),
+        relations: BTreeMap::new(),
+    };
+    for (id, node) in m["nodes"].as_object().unwrap() {
+        let Some(relation) = node["relation_name"].as_str() else {
+            continue;
+        };
+        if ["model", "seed", "snapshot"].contains(&node["resource_type"].as_str().unwrap_or("")) {
+            let columns = select(id).unwrap_or("*");
+            compiled
+                .queries
+                .insert(id.clone(), format!("select {columns} from {relation}"));
+            let duck_relation = duck["nodes"][id]["relation_name"].as_str().unwrap();
+            compiled
+                .relations
+                .insert(id.clone(), format!("select {columns} from {duck_relation}"));
+        }
+    }
+    compiled
+}
+
+/// `xform build` on BigQuery (bqemulator) through xform's own REST client: `example_project`
+/// leaves the DuckDB build's rows, its data and unit tests pass as on DuckDB, a second build
+/// runs again, a model BigQuery refuses is a diagnostic at the model and leaves the tables as
+/// they were, and the token is in no output and no file xform wrote.
+#[test]
+fn build_on_bigquery_leaves_the_duckdb_rows() {
+    let Some(emulator) = Emulator::start(Warehouse::BigQuery) else {
+        return;
+    };
+    let p = example_project();
+    let secret = "bq-token-only-in-the-env";
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}    live:\n      type: bigquery\n      method: oauth-secrets\n      \
+             token: \"{{{{ env_var('BQ_TOKEN', '') }}}}\"\n      project: {PROJECT_ID}\n      \
+             dataset: shop\n      api_endpoint: http://127.0.0.1:{}\n",
+            profiles("shop.duckdb"),
+            emulator.port
+        ),
+    );
+    let duck = build(&p);
+    let duck_failures = failures(&p);
+    let live = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+            .args(args)
+            .current_dir(p.path())
+            .env("BQ_TOKEN", secret)
+            .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+        assert!(!text.contains(secret), "{text}");
+        (out.status.code(), text)
+    };
+    let text = live(&["debug", "--target", "live"]).1;
+    assert!(text.contains("connection:   OK (BigQuery at http://127.0.0.1:"), "{text}");
+    let args = ["build", "--target", "live"];
+    let (code, text) = live(&args);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("17 passed, 0 failed"), "{text}");
+    let compiled = built_relations(&p, &duck, &|_| None);
+    let answer = emulator.run(&[], &compiled.queries);
+    let compared = assert_same_as_duckdb(
+        Warehouse::BigQuery,
+        &compiled,
+        &answer,
+        &p.db_path("shop"),
+        &BTreeMap::new(),
+    );
+    assert_eq!(compared, 8, "every seed and model compared");
+    for (id, failures) in failures(&p) {
+        if id.starts_with("test.") {
+            assert_eq!(failures, duck_failures[&id], "{id}");
+        }
+    }
+    let (code, text) = live(&args);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("17 passed, 0 failed"), "{text}");
+    // The catalog, from BigQuery's INFORMATION_SCHEMA.
+    let (code, text) = live(&["docs", "generate", "--target", "live"]);
+    assert_eq!(code, Some(0), "{text}");
+    let catalog: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("target/catalog.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        catalog["nodes"]["model.shop.orders"]["columns"]["order_id"]["type"],
+        "INT64"
+    );
+    // A model BigQuery refuses: the tables the last build left are still there, whole.
+    let orders = std::fs::read_to_string(p.path().join("models/marts/orders.sql")).unwrap();
+    p.write(
+        "models/marts/orders.sql",
+        &orders.replace("orders.status,", "orders.no_such_status,"),
+    );
+    let (code, text) = live(&["build", "--target", "live", "--exclude", "test_type:unit"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("model `orders` failed"), "{text}");
+    assert!(text.contains("models/marts/orders.sql"), "{text}");
+    assert!(text.contains("BigQuery says:"), "{text}");
+    let answer = emulator.run(&[], &compiled.queries);
+    assert_same_as_duckdb(
+        Warehouse::BigQuery,
+        &compiled,
+        &answer,
+        &p.db_path("shop"),
+        &BTreeMap::new(),
+    );
+    for entry in walkdir::WalkDir::new(p.path().join("target")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
 /// `xform build` on Snowflake (fakesnow) through xform's own HTTP client: `example_project`
 /// leaves the DuckDB build's rows, its data tests pass as on DuckDB and its unit tests run as
 /// one query each on the warehouse, a second build runs again, and the password is in no file
@@ -1017,26 +1147,7 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
         "{text}"
     );
     // What the warehouse holds, read back with Snowflake's own client.
-    let m = manifest(&p);
-    let mut compiled = Compiled {
-        steps: Vec::new(),
-        queries: BTreeMap::new(),
-        relations: BTreeMap::new(),
-    };
-    for (id, node) in m["nodes"].as_object().unwrap() {
-        let Some(relation) = node["relation_name"].as_str() else {
-            continue;
-        };
-        if node["resource_type"] == "model" || node["resource_type"] == "seed" {
-            compiled
-                .queries
-                .insert(id.clone(), format!("select * from {relation}"));
-            let duck_relation = duck["nodes"][id]["relation_name"].as_str().unwrap();
-            compiled
-                .relations
-                .insert(id.clone(), format!("select * from {duck_relation}"));
-        }
-    }
+    let compiled = built_relations(&p, &duck, &|_| None);
     let answer = emulator.run(&[], &compiled.queries);
     let compared = assert_same_as_duckdb(
         Warehouse::Snowflake,
