@@ -17,8 +17,10 @@
 //!   `tests/emulators/start_bqemulator.py` starts it without (no test reads a GEOGRAPHY);
 //! - Snowflake needs its database to exist before a run (dbt never creates one): the test
 //!   creates it, as an administrator would;
-//! - fakesnow refuses a temporary table named with its schema: `compile_for` says how that is
-//!   worked around;
+//! - fakesnow refuses a temporary table named with its schema: `tests/emulators/start_fakesnow.py`
+//!   makes it a plain table of the same name at the emulator's door (each plan drops its
+//!   staging table at its end), so `xform build` runs its own SQL there; `compile_for` does the
+//!   same to compiled statements;
 //! - a fakesnow session that starts in an existing schema does not find fakesnow's helper
 //!   functions: the snapshot test's third run starts its session in `main`.
 
@@ -103,8 +105,10 @@ impl Emulator {
             .port();
         let mut command = match warehouse {
             Warehouse::Snowflake => {
-                let mut c = Command::new(venv.join("bin/fakesnow"));
-                c.args(["-s", "--port", &port.to_string()]);
+                let mut c = Command::new(venv.join("bin/python"));
+                let start =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulators/start_fakesnow.py");
+                c.arg(start).args(["-s", "--port", &port.to_string()]);
                 c
             }
             Warehouse::BigQuery => {
@@ -621,6 +625,147 @@ fn incremental_runs_leave_the_duckdb_rows(warehouse: Warehouse) {
     );
 }
 
+/// `xform build` of a fixture of `tests/fixtures/warehouse/` twice on the warehouse, through
+/// xform's own client, the second on `run2/`'s seeds (its incremental plans, its snapshots'
+/// changes), leaves the rows two DuckDB builds leave. Each build's output names no secret.
+fn builds_leave_the_duckdb_rows(fixture: &str, warehouse: Warehouse, select: Select<'_>) -> usize {
+    let Some(emulator) = Emulator::start(warehouse) else {
+        return 0;
+    };
+    let p = TempProject::from_fixture(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/warehouse")
+            .join(fixture),
+    );
+    let live = match warehouse {
+        Warehouse::Snowflake => format!(
+            "    live:\n      type: snowflake\n      account: fakesnow\n      user: xform\n      \
+             password: \"{{{{ env_var('WH_SECRET', '') }}}}\"\n      database: analytics\n      \
+             schema: shop\n      host: 127.0.0.1\n      port: {}\n      protocol: http\n",
+            emulator.port
+        ),
+        Warehouse::BigQuery => format!(
+            "    live:\n      type: bigquery\n      method: oauth-secrets\n      \
+             token: \"{{{{ env_var('WH_SECRET', '') }}}}\"\n      project: {PROJECT_ID}\n      \
+             dataset: shop\n      api_endpoint: http://127.0.0.1:{}\n",
+            emulator.port
+        ),
+    };
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}{live}",
+            profiles("wh.duckdb").replacen("shop:", &format!("wh_{fixture}:"), 1)
+        ),
+    );
+    let answer = emulator.run(&setup(warehouse), &BTreeMap::new());
+    assert!(answer["steps"][0]["error"].is_null(), "{answer}");
+    let secret = "wh-secret-only-in-the-env";
+    let live_build = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+            .args([
+                "build",
+                "--target",
+                "live",
+                "--event-time-end",
+                EVENT_TIME_END,
+            ])
+            .current_dir(p.path())
+            .env("WH_SECRET", secret)
+            .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let text = transcript(p.path(), &out);
+        assert!(out.status.success(), "{text}");
+        assert!(!text.contains(secret), "{text}");
+        text
+    };
+    live_build();
+    build(&p);
+    for entry in std::fs::read_dir(p.path().join("run2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), p.path().join("seeds").join(entry.file_name())).unwrap();
+    }
+    let duck = build(&p);
+    live_build();
+    // The second build ran each incremental model's later plan (as `target/run/` keeps it).
+    let m = manifest(&p);
+    for (id, node) in m["nodes"].as_object().unwrap() {
+        if node["config"]["materialized"] == "incremental" {
+            let path = p
+                .path()
+                .join(node["compiled_path"].as_str().unwrap().replacen(
+                    "target/compiled/",
+                    "target/run/",
+                    1,
+                ));
+            let all = std::fs::read_to_string(&path).unwrap().to_lowercase();
+            assert!(
+                [
+                    "merge into",
+                    "delete from",
+                    "insert into",
+                    "insert overwrite into"
+                ]
+                .iter()
+                .any(|s| all.contains(s)),
+                "{id} did not run an incremental plan:\n{all}"
+            );
+        }
+    }
+    let compiled = built_relations(&p, &duck, select);
+    let answer = emulator.run(&[], &compiled.queries);
+    assert_same_as_duckdb(
+        warehouse,
+        &compiled,
+        &answer,
+        &p.db_path("wh"),
+        &BTreeMap::new(),
+    )
+}
+
+/// Columns of the snapshot fixture's tables that do not depend on the clock (a check-strategy
+/// version's times, a hard delete's `valid_to`): each row's state stands for them.
+fn snapshot_columns(id: &str) -> Option<&'static str> {
+    match id {
+        "snapshot.wh_snapshot.customers_timestamp" => Some(
+            "id, name, tier, updated_at, dbt_updated_at, dbt_valid_from, \
+             case when dbt_valid_to is null then 'current' else 'closed' end as state",
+        ),
+        "snapshot.wh_snapshot.customers_check" => Some(
+            "id, name, tier, dbt_is_deleted, \
+             case when dbt_valid_to is null then 'current' else 'closed' end as state",
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn incremental_builds_on_bigquery_leave_the_duckdb_rows() {
+    let compared = builds_leave_the_duckdb_rows("incremental", Warehouse::BigQuery, &|_| None);
+    assert!(compared == 0 || compared == 13, "{compared} compared");
+}
+
+#[test]
+fn incremental_builds_on_snowflake_leave_the_duckdb_rows() {
+    let compared = builds_leave_the_duckdb_rows("incremental", Warehouse::Snowflake, &|_| None);
+    assert!(compared == 0 || compared == 13, "{compared} compared");
+}
+
+#[test]
+fn snapshot_builds_on_bigquery_leave_the_duckdb_rows() {
+    let compared = builds_leave_the_duckdb_rows("snapshot", Warehouse::BigQuery, &snapshot_columns);
+    assert!(compared == 0 || compared == 3, "{compared} compared");
+}
+
+#[test]
+fn snapshot_builds_on_snowflake_leave_the_duckdb_rows() {
+    let compared =
+        builds_leave_the_duckdb_rows("snapshot", Warehouse::Snowflake, &snapshot_columns);
+    assert!(compared == 0 || compared == 3, "{compared} compared");
+}
+
 /// A fixture of `tests/fixtures/warehouse/` run twice: built on DuckDB (its catalog kept), the
 /// first run's statements compiled for the warehouse, every file of `run2/` copied over the
 /// seed of the same name, built again on DuckDB, and the later run's statements compiled with
@@ -1034,7 +1179,10 @@ fn build_on_bigquery_leaves_the_duckdb_rows() {
         (out.status.code(), text)
     };
     let text = live(&["debug", "--target", "live"]).1;
-    assert!(text.contains("connection:   OK (BigQuery at http://127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("connection:   OK (BigQuery at http://127.0.0.1:"),
+        "{text}"
+    );
     let args = ["build", "--target", "live"];
     let (code, text) = live(&args);
     assert_eq!(code, Some(0), "{text}");
