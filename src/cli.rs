@@ -217,6 +217,10 @@ pub struct CommonArgs {
     /// Microbatch models: build the batches up to this time (default: now)
     #[arg(long, value_name = "TIME")]
     pub event_time_end: Option<String>,
+    /// BigQuery: print the bytes each selected node's query would scan, and the total, from
+    /// BigQuery's dry runs; nothing is built or billed
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -1183,10 +1183,25 @@ fn build_on_bigquery_leaves_the_duckdb_rows() {
         text.contains("connection:   OK (BigQuery at http://127.0.0.1:"),
         "{text}"
     );
+    // `--dry-run` before anything exists: every query waits for what the build makes.
+    let dry = ["build", "--target", "live", "--dry-run"];
+    let (code, text) = live(&dry);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("in 0 queries, and 12 not known until their inputs are built; nothing was built or billed"),
+        "{text}"
+    );
     let args = ["build", "--target", "live"];
     let (code, text) = live(&args);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("17 passed, 0 failed"), "{text}");
+    // Now each model's and test's query has a dry run (the emulator reports 0 bytes).
+    let (code, text) = live(&dry);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Would scan 0 B (0 bytes) in 12 queries; nothing was built"),
+        "{text}"
+    );
     let compiled = built_relations(&p, &duck, &|_| None);
     let answer = emulator.run(&[], &compiled.queries);
     let compared = assert_same_as_duckdb(
@@ -1221,6 +1236,19 @@ fn build_on_bigquery_leaves_the_duckdb_rows() {
     p.write(
         "models/marts/orders.sql",
         &orders.replace("orders.status,", "orders.no_such_status,"),
+    );
+    let (code, text) = live(&[
+        "build",
+        "--target",
+        "live",
+        "--select",
+        "orders",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("model `orders`: BigQuery refused its query"),
+        "{text}"
     );
     let (code, text) = live(&["build", "--target", "live", "--exclude", "test_type:unit"]);
     assert_eq!(code, Some(1), "{text}");

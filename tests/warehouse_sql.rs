@@ -171,6 +171,16 @@ fn an_unreachable_warehouse_is_a_diagnostic_naming_the_target() {
         "{text}"
     );
     assert!(!text.contains("not-a-real-token"), "{text}");
+    // Bytes scanned are BigQuery's to tell.
+    let out = p.xform(&["build", "--target", "sf", "--dry-run"]);
+    let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "--dry-run asks BigQuery what each node would scan; target `sf` is Snowflake"
+        ),
+        "{text}"
+    );
     let out = p.xform(&["build", "--target", "sf"]);
     let text = transcript(p.path(), &out).replace("\n  │ ", " ");
     assert_eq!(out.status.code(), Some(2), "{text}");

@@ -79,7 +79,10 @@ enum Auth {
 }
 
 enum Grant {
-    ServiceAccount { email: String, key: Secret },
+    ServiceAccount {
+        email: String,
+        key: Secret,
+    },
     Refresh {
         refresh_token: Secret,
         client_id: String,
@@ -116,8 +119,8 @@ fn secret<'a>(bq: &'a BigQuery, key: &str) -> Option<&'a Secret> {
 
 /// A service-account key file's fields that sign a token.
 fn service_account(text: &str, whence: &str) -> Result<(String, Secret, Option<String>), String> {
-    let key: Json = serde_json::from_str(text)
-        .map_err(|e| format!("the key in {whence} is not JSON: {e}"))?;
+    let key: Json =
+        serde_json::from_str(text).map_err(|e| format!("the key in {whence} is not JSON: {e}"))?;
     let field = |name: &str| key[name].as_str().map(str::to_string);
     match (field("client_email"), field("private_key")) {
         (Some(email), Some(pem)) => Ok((email, Secret(pem), field("token_uri"))),
@@ -141,7 +144,10 @@ impl Auth {
         };
         let key_grant = |text: &str, whence: &str, token_uri: Option<&String>| {
             let (email, key, uri) = service_account(text, whence).map_err(|why| {
-                bad(why, "give the JSON key file of a service account (`keyfile:` or `keyfile_json:`)")
+                bad(
+                    why,
+                    "give the JSON key file of a service account (`keyfile:` or `keyfile_json:`)",
+                )
             })?;
             Ok::<_, Problem>(Auth::Grant {
                 token_uri: token_uri
@@ -214,7 +220,8 @@ impl Auth {
                     .filter(|p| !p.is_empty())
                     .or_else(|| {
                         let home = std::env::var("HOME").ok()?;
-                        let p = format!("{home}/.config/gcloud/application_default_credentials.json");
+                        let p =
+                            format!("{home}/.config/gcloud/application_default_credentials.json");
                         std::path::Path::new(&p).exists().then_some(p)
                     });
                 let Some(path) = path else {
@@ -230,7 +237,11 @@ impl Auth {
                 let doc: Json = serde_json::from_str(&text).unwrap_or_default();
                 if doc["type"] == "authorized_user" {
                     let field = |k: &str| doc[k].as_str().map(str::to_string);
-                    match (field("refresh_token"), field("client_id"), field("client_secret")) {
+                    match (
+                        field("refresh_token"),
+                        field("client_id"),
+                        field("client_secret"),
+                    ) {
                         (Some(refresh), Some(id), Some(client_secret)) => Ok(Auth::Grant {
                             token_uri: GOOGLE_TOKEN_URI.to_string(),
                             grant: Grant::Refresh {
@@ -287,7 +298,10 @@ impl Grant {
     fn exchange(&self, agent: &ureq::Agent, token_uri: &str) -> Result<(Secret, Duration), String> {
         let form: Vec<(&str, String)> = match self {
             Grant::ServiceAccount { email, key } => vec![
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string()),
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+                ),
                 ("assertion", signed_assertion(email, key, token_uri)?.0),
             ],
             Grant::Refresh {
@@ -314,7 +328,9 @@ impl Grant {
                 .as_str()
                 .or_else(|| doc["error"].as_str())
                 .unwrap_or("no reason given");
-            return Err(format!("the token endpoint refused the credentials ({status}): {why}"));
+            return Err(format!(
+                "the token endpoint refused the credentials ({status}): {why}"
+            ));
         }
         let token = doc["access_token"]
             .as_str()
@@ -537,11 +553,19 @@ impl Client {
                 .retain(|(j, _)| j != &id);
             waited?;
         }
-        let fields = doc["schema"]["fields"].as_array().cloned().unwrap_or_default();
+        let fields = doc["schema"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut answer = Answer {
             columns: fields
                 .iter()
-                .map(|f| (f["name"].as_str().unwrap_or_default().to_string(), field_type(f)))
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or_default().to_string(),
+                        field_type(f),
+                    )
+                })
                 .collect(),
             affected: doc["numDmlAffectedRows"]
                 .as_str()
@@ -596,7 +620,11 @@ impl Client {
         let mut out = Vec::new();
         let mut page: Option<String> = None;
         loop {
-            let mut url = format!("{}/projects/{}/datasets?all=true", self.base, percent(project));
+            let mut url = format!(
+                "{}/projects/{}/datasets?all=true",
+                self.base,
+                percent(project)
+            );
             if let Some(p) = &page {
                 url.push_str("&pageToken=");
                 url.push_str(&percent(p));
@@ -649,7 +677,11 @@ impl Client {
     }
 
     /// A table's kind and columns (`None` when it does not exist).
-    fn table(&self, relation: &Relation, project: &str) -> Result<Option<(Kind, Vec<Column>)>, BigQueryError> {
+    fn table(
+        &self,
+        relation: &Relation,
+        project: &str,
+    ) -> Result<Option<(Kind, Vec<Column>)>, BigQueryError> {
         let url = format!(
             "{}/projects/{}/datasets/{}/tables/{}",
             self.base,
@@ -695,7 +727,13 @@ fn field_type(field: &Json) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|f| format!("{} {}", f["name"].as_str().unwrap_or_default(), field_type(f)))
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        f["name"].as_str().unwrap_or_default(),
+                        field_type(f)
+                    )
+                })
                 .collect();
             format!("STRUCT<{}>", inner.join(", "))
         }
@@ -900,7 +938,9 @@ impl Adapter for Warehouse {
                 .help("check that the credentials may create datasets in the project")
             })?;
             self.schemas.lock().expect("schemas lock").insert((
-                database.clone().unwrap_or_else(|| self.target.database.clone()),
+                database
+                    .clone()
+                    .unwrap_or_else(|| self.target.database.clone()),
                 schema.clone(),
             ));
         }
@@ -1139,7 +1179,8 @@ mod tests {
             r#"["1","2"]"#
         );
         assert_eq!(field_type(&array), "ARRAY<INT64>");
-        let record = json!({"name": "s", "type": "RECORD", "fields": [{"name": "q", "type": "FLOAT"}]});
+        let record =
+            json!({"name": "s", "type": "RECORD", "fields": [{"name": "q", "type": "FLOAT"}]});
         assert_eq!(field_type(&record), "STRUCT<q FLOAT64>");
         assert_eq!(cell_text(&Json::Null, &ts), None);
     }
@@ -1160,8 +1201,12 @@ mod tests {
             "/tests/fixtures/snowflake/test_key.p8"
         ))
         .unwrap();
-        let jwt = signed_assertion("xform@p.iam.gserviceaccount.com", &Secret(pem), "https://t/token")
-            .unwrap();
+        let jwt = signed_assertion(
+            "xform@p.iam.gserviceaccount.com",
+            &Secret(pem),
+            "https://t/token",
+        )
+        .unwrap();
         let claims = jwt.0.split('.').nth(1).unwrap();
         use base64::Engine as _;
         let claims: Json = serde_json::from_slice(

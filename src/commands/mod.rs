@@ -7,6 +7,7 @@ mod compile;
 mod debug;
 mod deps;
 mod docs;
+mod dry_run;
 #[cfg(feature = "duckdb")]
 mod execute;
 #[cfg(feature = "duckdb")]
@@ -159,6 +160,9 @@ fn with_session(args: &CommonArgs, command: &str, f: impl FnOnce(Session) -> i32
 
 #[cfg(feature = "duckdb")]
 fn execute_command(args: &CommonArgs, mode: crate::execute::Mode) -> i32 {
+    if args.dry_run {
+        return with_session(args, mode.name(), |s| dry_run::dry_run(&s, args));
+    }
     with_session(args, mode.name(), |s| execute::execute(&s, args, mode))
 }
 

@@ -96,6 +96,7 @@ pub fn retry(s: &mut Session, args: &CommonArgs) -> i32 {
         indirect_selection: args.indirect_selection.clone(),
         event_time_start: previous["event_time_start"].as_str().map(String::from),
         event_time_end: previous["event_time_end"].as_str().map(String::from),
+        dry_run: false,
     };
     println!(
         "Retrying {} nodes of the last `{}`",
