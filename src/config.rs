@@ -98,6 +98,9 @@ pub struct BigQuery {
     pub token_uri: Option<String>,
     /// The REST endpoint (`https://bigquery.googleapis.com` when absent): a local emulator.
     pub api_endpoint: Option<String>,
+    /// `job_execution_timeout_seconds` (or the older `timeout_seconds`): how long one job
+    /// may run before it is cancelled.
+    pub job_timeout_seconds: Option<u64>,
     pub execution_project: Option<String>,
     pub priority: Option<String>,
     pub maximum_bytes_billed: Option<u64>,
@@ -637,6 +640,10 @@ fn warehouse_target(
             client_id: text("client_id"),
             token_uri: text("token_uri"),
             api_endpoint: text("api_endpoint"),
+            job_timeout_seconds: output
+                .get("job_execution_timeout_seconds")
+                .or_else(|| output.get("timeout_seconds"))
+                .and_then(Yaml::as_u64),
             execution_project: text("execution_project"),
             priority: text("priority"),
             maximum_bytes_billed: output.get("maximum_bytes_billed").and_then(Yaml::as_u64),

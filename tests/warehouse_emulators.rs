@@ -97,18 +97,27 @@ struct Emulator {
 
 impl Emulator {
     fn start(warehouse: Warehouse) -> Option<Emulator> {
-        let venv = venv(warehouse)?;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Emulator::start_on(warehouse, port, None)
+    }
+
+    /// On `port`, keeping its data in `data` (a folder) when given, so that a restarted
+    /// emulator has what the killed one held.
+    fn start_on(warehouse: Warehouse, port: u16, data: Option<&Path>) -> Option<Emulator> {
+        let venv = venv(warehouse)?;
         let mut command = match warehouse {
             Warehouse::Snowflake => {
                 let mut c = Command::new(venv.join("bin/python"));
                 let start =
                     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulators/start_fakesnow.py");
                 c.arg(start).args(["-s", "--port", &port.to_string()]);
+                if let Some(dir) = data {
+                    c.arg("--db_path").arg(dir);
+                }
                 c
             }
             Warehouse::BigQuery => {
@@ -126,6 +135,9 @@ impl Emulator {
                     "--log-level",
                     "error",
                 ]);
+                if let Some(dir) = data {
+                    c.args(["--persistent", "--data-dir"]).arg(dir);
+                }
                 c
             }
         };
@@ -1419,4 +1431,172 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
             );
         }
     }
+}
+
+/// Faults on BigQuery, each a diagnostic naming the target or the model, a non-zero exit, and
+/// nothing lost:
+/// - a service account's key the token endpoint refuses (a stand-in for Google's, which also
+///   checks that the request carries a JWT signed for it, and then grants a token);
+/// - a job longer than the profile's `job_execution_timeout_seconds`;
+/// - the emulator killed in the middle of a build: the tables the last build left are there
+///   when it is back, and a rerun succeeds.
+#[test]
+fn faults_on_bigquery_are_diagnostics_and_lose_nothing() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = tempfile::tempdir().unwrap();
+    let Some(emulator) = Emulator::start_on(Warehouse::BigQuery, port, Some(data.path())) else {
+        return;
+    };
+    let p = example_project();
+    // A stand-in for Google's token endpoint: refuses the first request, grants the next.
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let token_uri = format!("http://{}/token", server.server_addr().to_ip().unwrap());
+    let pem = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snowflake/test_key.p8"),
+    )
+    .unwrap();
+    let key = json!({
+        "type": "service_account",
+        "client_email": "xform@xform-test.iam.gserviceaccount.com",
+        "private_key": pem,
+        "token_uri": token_uri,
+    });
+    p.write("key.json", &key.to_string());
+    let grants = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for (n, mut request) in server.incoming_requests().take(2).enumerate() {
+            let mut body = String::new();
+            std::io::Read::read_to_string(request.as_reader(), &mut body).unwrap();
+            bodies.push(body);
+            let response = if n == 0 {
+                tiny_http::Response::from_string(
+                    r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+                )
+                .with_status_code(400)
+            } else {
+                tiny_http::Response::from_string(
+                    r#"{"access_token":"granted-token","expires_in":3600,"token_type":"Bearer"}"#,
+                )
+            };
+            request.respond(response).unwrap();
+        }
+        bodies
+    });
+    let live = |target: &str, extra: &str| {
+        format!(
+            "    {target}:\n      type: bigquery\n      project: {PROJECT_ID}\n      \
+             dataset: shop\n      api_endpoint: http://127.0.0.1:{port}\n{extra}"
+        )
+    };
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}{}{}{}",
+            profiles("shop.duckdb"),
+            live(
+                "keyed",
+                "      method: service-account\n      keyfile: key.json\n"
+            ),
+            live("live", "      method: oauth\n"),
+            live(
+                "impatient",
+                "      method: oauth\n      job_execution_timeout_seconds: 1\n"
+            ),
+        ),
+    );
+    let xform = |args: &[&str]| {
+        let out = p.xform(args);
+        let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = xform(&["debug", "--target", "keyed"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("target `keyed` of profile `shop`: BigQuery gave no access token: the token endpoint refused the credentials (400): Invalid JWT Signature."),
+        "{text}"
+    );
+    let (code, text) = xform(&["debug", "--target", "keyed"]);
+    assert_eq!(code, Some(0), "{text}");
+    let bodies = grants.join().unwrap();
+    assert!(
+        bodies[1].starts_with(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=ey"
+        ),
+        "{}",
+        bodies[1]
+    );
+
+    // A build, then a model that outlasts the job timeout.
+    let (code, text) = xform(&["build", "--target", "live", "--exclude", "test_type:unit"]);
+    assert_eq!(code, Some(0), "{text}");
+    p.write(
+        "models/marts/slow.sql",
+        "select count(*) as n from unnest(generate_array(1, 20000000)) as a, \
+         unnest(generate_array(1, 5)) as b, {{ ref('orders') }} as o where o.order_id = 1\n",
+    );
+    // What the build left, to find again after the emulator is killed.
+    let orders = |e: &Emulator| {
+        let q = BTreeMap::from([(
+            "orders".to_string(),
+            format!("select count(*) from `{PROJECT_ID}`.`shop_marts`.`orders`"),
+        )]);
+        e.run(&[], &q)["queries"]["orders"].clone()
+    };
+    let before = orders(&emulator);
+    assert!(before["error"].is_null(), "{before}");
+    let (code, text) = xform(&["run", "--target", "impatient", "--select", "slow"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("model `slow` failed"), "{text}");
+    assert!(
+        text.contains("the job ran longer than the profile's job_execution_timeout_seconds (1 s)"),
+        "{text}"
+    );
+
+    // The emulator killed while a run of `slow` and its parents is under way.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["run", "--target", "live", "--select", "+slow"])
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once the first model is built, while the next runs.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut shown = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains(" OK ") {
+            break;
+        }
+    }
+    drop(emulator);
+    for line in lines {
+        shown.push_str(&line.unwrap());
+        shown.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{shown}{}", String::from_utf8_lossy(&out.stderr)).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 of 4 OK"), "{text}");
+    assert!(text.contains("BigQuery could not be reached"), "{text}");
+    assert!(p.path().join("target/run_results.json").exists());
+    let emulator = Emulator::start_on(Warehouse::BigQuery, port, Some(data.path())).unwrap();
+    assert_eq!(orders(&emulator), before);
+    let (code, text) = xform(&[
+        "build",
+        "--target",
+        "live",
+        "--exclude",
+        "slow",
+        "test_type:unit",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
 }

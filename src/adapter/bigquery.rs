@@ -99,6 +99,8 @@ pub struct Client {
     project: String,
     location: Option<String>,
     maximum_bytes_billed: Option<u64>,
+    /// How long one job may run (`job_execution_timeout_seconds`).
+    job_timeout: Option<Duration>,
     auth: Auth,
     /// Jobs running now, for Ctrl-C: `(job id, location)`.
     running: Mutex<Vec<(String, Option<String>)>>,
@@ -376,7 +378,7 @@ impl From<Fault> for BigQueryError {
             Fault::Refused(e) => e,
             Fault::Unreachable(why) => BigQueryError {
                 reason: "unreachable".to_string(),
-                message: why,
+                message: format!("BigQuery could not be reached: {why}"),
             },
         }
     }
@@ -414,6 +416,7 @@ impl Client {
                 .unwrap_or_else(|| target.database.clone()),
             location: bq.location.clone(),
             maximum_bytes_billed: bq.maximum_bytes_billed,
+            job_timeout: bq.job_timeout_seconds.map(Duration::from_secs),
             auth,
             running: Mutex::new(Vec::new()),
         };
@@ -431,9 +434,25 @@ impl Client {
     }
 
     fn send(&self, method: &str, url: &str, body: Option<&Json>) -> Result<Json, Fault> {
+        self.send_within(method, url, body, REQUEST_TIMEOUT)
+    }
+
+    /// A request that may take `within` at most.
+    fn send_within(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Json>,
+        within: Duration,
+    ) -> Result<Json, Fault> {
         let header = self.auth.header(&self.agent).map_err(Fault::Unreachable)?;
         let response = if method == "GET" {
-            let mut request = self.agent.get(url);
+            let mut request = self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(within))
+                .build();
             if let Some(h) = &header {
                 request = request.header("Authorization", h);
             }
@@ -442,6 +461,9 @@ impl Client {
             let mut request = self
                 .agent
                 .post(url)
+                .config()
+                .timeout_global(Some(within))
+                .build()
                 .header("Content-Type", "application/json");
             if let Some(h) = &header {
                 request = request.header("Authorization", h);
@@ -489,24 +511,58 @@ impl Client {
     }
 
     fn job(&self, sql: &str, dry: bool) -> Result<Answer, BigQueryError> {
+        // With a job timeout, BigQuery stops the job itself (`jobTimeoutMs`); xform stops
+        // waiting at the same time, cancels the job, and says so.
+        let started = Instant::now();
+        let wait = self.job_timeout.map_or(WAIT_MS, |t| {
+            WAIT_MS.min(u64::try_from(t.as_millis()).unwrap_or(WAIT_MS))
+        });
+        let timed_out = |job: Option<&str>, location: Option<&String>| {
+            if let Some(id) = job {
+                self.cancel_job(id, location.map(String::as_str));
+            }
+            BigQueryError {
+                reason: "timeout".to_string(),
+                message: format!(
+                    "the job ran longer than the profile's job_execution_timeout_seconds ({} s) and was cancelled",
+                    self.job_timeout.unwrap_or_default().as_secs()
+                ),
+            }
+        };
+        let within = |elapsed: Duration| match self.job_timeout {
+            // Room for the answer to come back once BigQuery stops the job.
+            Some(t) => REQUEST_TIMEOUT.min(t.saturating_sub(elapsed) + Duration::from_secs(1)),
+            None => REQUEST_TIMEOUT,
+        };
+        let past = |elapsed: Duration| self.job_timeout.is_some_and(|t| elapsed >= t);
         let mut body = json!({
             "query": sql,
             "useLegacySql": false,
-            "timeoutMs": WAIT_MS,
+            "timeoutMs": wait,
             "dryRun": dry,
             "formatOptions": { "useInt64Timestamp": true },
         });
+        if let Some(t) = self.job_timeout {
+            body["jobTimeoutMs"] = json!(t.as_millis().to_string());
+        }
         if let Some(location) = &self.location {
             body["location"] = json!(location);
         }
         if let Some(max) = self.maximum_bytes_billed {
             body["maximumBytesBilled"] = json!(max.to_string());
         }
-        let mut doc = self.send(
+        let mut doc = match self.send_within(
             "POST",
             &format!("{}/projects/{}/queries", self.base, percent(&self.project)),
             Some(&body),
-        )?;
+            within(Duration::ZERO),
+        ) {
+            Ok(doc) => doc,
+            Err(Fault::Unreachable(_)) if past(started.elapsed()) => {
+                return Err(timed_out(None, None));
+            }
+            Err(f) => return Err(f.into()),
+        };
         let job = doc["jobReference"]["jobId"].as_str().map(str::to_string);
         let location = doc["jobReference"]["location"]
             .as_str()
@@ -514,7 +570,7 @@ impl Client {
             .or_else(|| self.location.clone());
         let results = |page: Option<&str>| {
             let mut url = format!(
-                "{}/projects/{}/queries/{}?timeoutMs={WAIT_MS}&formatOptions.useInt64Timestamp=true",
+                "{}/projects/{}/queries/{}?timeoutMs={wait}&formatOptions.useInt64Timestamp=true",
                 self.base,
                 percent(&self.project),
                 percent(job.as_deref().unwrap_or_default())
@@ -543,9 +599,23 @@ impl Client {
                 .push((id.clone(), location.clone()));
             let waited = (|| {
                 while doc["jobComplete"] == false {
-                    doc = self.send("GET", &results(None), None)?;
+                    if past(started.elapsed()) {
+                        return Err(timed_out(Some(&id), location.as_ref()));
+                    }
+                    doc = match self.send_within(
+                        "GET",
+                        &results(None),
+                        None,
+                        within(started.elapsed()),
+                    ) {
+                        Ok(doc) => doc,
+                        Err(Fault::Unreachable(_)) if past(started.elapsed()) => {
+                            return Err(timed_out(Some(&id), location.as_ref()));
+                        }
+                        Err(f) => return Err(f.into()),
+                    };
                 }
-                Ok::<(), Fault>(())
+                Ok::<(), BigQueryError>(())
             })();
             self.running
                 .lock()
@@ -601,18 +671,22 @@ impl Client {
     pub fn cancel(&self) {
         let running = self.running.lock().expect("running lock").clone();
         for (job, location) in running {
-            let mut url = format!(
-                "{}/projects/{}/jobs/{}/cancel",
-                self.base,
-                percent(&self.project),
-                percent(&job)
-            );
-            if let Some(l) = location {
-                url.push_str("?location=");
-                url.push_str(&percent(&l));
-            }
-            let _ = self.send("POST", &url, Some(&json!({})));
+            self.cancel_job(&job, location.as_deref());
         }
+    }
+
+    fn cancel_job(&self, job: &str, location: Option<&str>) {
+        let mut url = format!(
+            "{}/projects/{}/jobs/{}/cancel",
+            self.base,
+            percent(&self.project),
+            percent(job)
+        );
+        if let Some(l) = location {
+            url.push_str("?location=");
+            url.push_str(&percent(l));
+        }
+        let _ = self.send("POST", &url, Some(&json!({})));
     }
 
     /// Every dataset of `project`.
