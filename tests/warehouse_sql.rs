@@ -467,3 +467,43 @@ fn the_projects_quoting_config_is_honoured() {
         "{all}"
     );
 }
+
+/// Credentials Snowflake refuses (a stand-in answers the login as Snowflake does): a
+/// diagnostic naming the target and Snowflake's reason, exit 2, and the password nowhere.
+#[test]
+fn credentials_snowflake_refuses_are_a_diagnostic_naming_the_target() {
+    let p = project();
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let refusing = std::thread::spawn(move || {
+        let request = server.incoming_requests().next().unwrap();
+        let url = request.url().to_string();
+        let body = r#"{"success": false, "code": "390100", "message": "Incorrect username or password was specified.", "data": null}"#;
+        request
+            .respond(tiny_http::Response::from_string(body))
+            .unwrap();
+        url
+    });
+    p.write(
+        "profiles.yml",
+        &PROFILES.replace(
+            "      schema: dbt_dev\n    bq:",
+            &format!("      schema: dbt_dev\n      host: 127.0.0.1\n      port: {port}\n      protocol: http\n    bq:"),
+        ),
+    );
+    let out = p.xform(&["build", "--target", "sf"]);
+    let text = transcript(p.path(), &out).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("target `sf` of profile `shop`: Snowflake at http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused the login: Incorrect username or password was specified. (390100)"),
+        "{text}"
+    );
+    assert!(!text.contains("not-a-real-password"), "{text}");
+    let url = refusing.join().unwrap();
+    assert!(url.starts_with("/session/v1/login-request"), "{url}");
+    assert!(!url.contains("not-a-real-password"), "{url}");
+}
