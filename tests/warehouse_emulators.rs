@@ -1127,6 +1127,21 @@ fn debug_connects_to_snowflake_and_names_an_unreachable_endpoint() {
     assert!(text.contains("cannot be reached"), "{text}");
 }
 
+/// The `adapter_response` of a node in `target/run_results.json`.
+fn adapter_response(p: &TempProject, id: &str) -> Value {
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == id)
+        .map(|r| r["adapter_response"].clone())
+        .unwrap_or(Value::Null)
+}
+
 /// Queries of every model, seed and snapshot a warehouse build left (from its manifest), and of
 /// the same relations in the DuckDB build, to compare.
 fn built_relations(p: &TempProject, duck: &Value, select: Select<'_>) -> Compiled {
@@ -1207,6 +1222,13 @@ fn build_on_bigquery_leaves_the_duckdb_rows() {
     let (code, text) = live(&args);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("17 passed, 0 failed"), "{text}");
+    // run_results.json names each node's BigQuery job, as dbt-bigquery's does.
+    let response = adapter_response(&p, "model.shop.orders");
+    assert!(
+        response["job_id"].as_str().is_some_and(|j| !j.is_empty()),
+        "{response}"
+    );
+    assert_eq!(response["project_id"], PROJECT_ID, "{response}");
     // Now each model's and test's query has a dry run (the emulator reports 0 bytes).
     let (code, text) = live(&dry);
     assert_eq!(code, Some(0), "{text}");
@@ -1333,6 +1355,12 @@ fn build_on_snowflake_leaves_the_duckdb_rows() {
     assert!(
         text.contains("PASS  unit test customers.customers_lifetime_value_ignores_returns"),
         "{text}"
+    );
+    // run_results.json names each node's last Snowflake query, as dbt-snowflake's does.
+    let response = adapter_response(&p, "model.shop.orders");
+    assert!(
+        response["query_id"].as_str().is_some_and(|q| !q.is_empty()),
+        "{response}"
     );
     // What the warehouse holds, read back with Snowflake's own client.
     let compiled = built_relations(&p, &duck, &|_| None);

@@ -48,6 +48,8 @@ pub struct Answer {
     pub affected: Option<usize>,
     /// Bytes the job processed (or, dry, would process).
     pub bytes: Option<u64>,
+    /// The job's id and location.
+    pub job: Option<(String, Option<String>)>,
 }
 
 /// A job BigQuery refused or failed.
@@ -501,16 +503,21 @@ impl Client {
 
     /// Run one statement (or script) as a query job and read all it returns.
     pub fn query(&self, sql: &str) -> Result<Answer, BigQueryError> {
-        self.job(sql, false)
+        self.job(sql, false, None)
+    }
+
+    /// `query`, the job labelled with the node it builds (`xform_node`).
+    pub fn query_for(&self, sql: &str, node: Option<&str>) -> Result<Answer, BigQueryError> {
+        self.job(sql, false, node)
     }
 
     /// What a statement would do, without running it: its columns and the bytes it would
     /// scan.
     pub fn dry_run(&self, sql: &str) -> Result<Answer, BigQueryError> {
-        self.job(sql, true)
+        self.job(sql, true, None)
     }
 
-    fn job(&self, sql: &str, dry: bool) -> Result<Answer, BigQueryError> {
+    fn job(&self, sql: &str, dry: bool, node: Option<&str>) -> Result<Answer, BigQueryError> {
         // With a job timeout, BigQuery stops the job itself (`jobTimeoutMs`); xform stops
         // waiting at the same time, cancels the job, and says so.
         let started = Instant::now();
@@ -544,6 +551,9 @@ impl Client {
         });
         if let Some(t) = self.job_timeout {
             body["jobTimeoutMs"] = json!(t.as_millis().to_string());
+        }
+        if let Some(node) = node {
+            body["labels"] = json!({ "xform_node": label_value(node) });
         }
         if let Some(location) = &self.location {
             body["location"] = json!(location);
@@ -644,6 +654,7 @@ impl Client {
                 .as_str()
                 .and_then(|n| n.parse().ok()),
             rows: Vec::new(),
+            job: job.clone().map(|j| (j, location.clone())),
         };
         loop {
             for row in doc["rows"].as_array().into_iter().flatten() {
@@ -780,6 +791,18 @@ impl Client {
             Err(f) => Err(f.into()),
         }
     }
+}
+
+/// A node's id as a label value: lower case letters, digits, `_` and `-`, 63 at most
+/// (`model.shop.orders` is `model-shop-orders`).
+fn label_value(id: &str) -> String {
+    id.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '-',
+        })
+        .take(63)
+        .collect()
 }
 
 fn kind_of_type(t: Option<&str>) -> Kind {
@@ -987,6 +1010,8 @@ impl Adapter for Warehouse {
         Ok(Arc::new(Worker {
             client: self.client.clone(),
             project: self.target.database.clone(),
+            node: Mutex::new(None),
+            done: Mutex::new((None, 0)),
         }))
     }
 
@@ -1051,6 +1076,10 @@ impl Adapter for Warehouse {
 pub struct Worker {
     client: Arc<Client>,
     project: String,
+    /// The node being built, whose id labels its jobs.
+    node: Mutex<Option<String>>,
+    /// Its last job and the bytes its jobs processed, for `run_results.json`.
+    done: Mutex<(Option<(String, Option<String>)>, u64)>,
 }
 
 fn failed(statement: usize, e: &BigQueryError) -> DbError {
@@ -1084,7 +1113,18 @@ impl Connection for Worker {
             if sql.trim().is_empty() {
                 continue;
             }
-            let answer = self.client.query(&sql).map_err(|e| failed(i, &e))?;
+            let node = self.node.lock().expect("node lock").clone();
+            let answer = self
+                .client
+                .query_for(&sql, node.as_deref())
+                .map_err(|e| failed(i, &e))?;
+            {
+                let mut done = self.done.lock().expect("done lock");
+                if answer.job.is_some() {
+                    done.0.clone_from(&answer.job);
+                }
+                done.1 += answer.bytes.unwrap_or(0);
+            }
             match s.kind {
                 StatementKind::Check if !answer.rows.is_empty() => {
                     let values: Vec<String> = answer
@@ -1114,6 +1154,24 @@ impl Connection for Worker {
             }
         }
         Ok(rows)
+    }
+
+    fn working_on(&self, unique_id: &str) {
+        *self.node.lock().expect("node lock") = Some(unique_id.to_string());
+        *self.done.lock().expect("done lock") = (None, 0);
+    }
+
+    fn response(&self) -> Option<serde_json::Map<String, Json>> {
+        let (job, bytes) = self.done.lock().expect("done lock").clone();
+        let (id, location) = job?;
+        let mut map = serde_json::Map::new();
+        map.insert("job_id".to_string(), json!(id));
+        map.insert("project_id".to_string(), json!(self.client.project));
+        if let Some(l) = location {
+            map.insert("location".to_string(), json!(l));
+        }
+        map.insert("bytes_processed".to_string(), json!(bytes));
+        Some(map)
     }
 
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {
@@ -1257,6 +1315,86 @@ mod tests {
             json!({"name": "s", "type": "RECORD", "fields": [{"name": "q", "type": "FLOAT"}]});
         assert_eq!(field_type(&record), "STRUCT<q FLOAT64>");
         assert_eq!(cell_text(&Json::Null, &ts), None);
+    }
+
+    /// A job still running when `jobs.query` answers is polled, then read page by page; the
+    /// request carries the node's label and the job timeout (a stand-in plays BigQuery).
+    #[test]
+    fn a_running_job_is_polled_and_paged() {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for mut request in serving.incoming_requests() {
+                let url = request.url().to_string();
+                let mut body = String::new();
+                std::io::Read::read_to_string(request.as_reader(), &mut body).unwrap();
+                seen.push((url.clone(), body));
+                let fields = json!([{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]);
+                let answer = if url.ends_with("/queries") {
+                    json!({"jobComplete": false, "jobReference": {"projectId": "p", "jobId": "j1", "location": "EU"}})
+                } else if url.contains("pageToken=next") {
+                    json!({"jobComplete": true, "schema": {"fields": fields}, "rows": [{"f": [{"v": "2"}]}]})
+                } else {
+                    json!({"jobComplete": true, "schema": {"fields": fields}, "rows": [{"f": [{"v": "1"}]}],
+                        "pageToken": "next", "totalBytesProcessed": "10"})
+                };
+                let last = url.contains("pageToken=next");
+                request
+                    .respond(tiny_http::Response::from_string(answer.to_string()))
+                    .unwrap();
+                if last {
+                    break;
+                }
+            }
+            seen
+        });
+        let bq = BigQuery {
+            method: "oauth-secrets".into(),
+            secrets: vec![("token".into(), Secret("t0k".into()))],
+            api_endpoint: Some(format!("http://127.0.0.1:{port}")),
+            location: Some("EU".into()),
+            job_timeout_seconds: Some(60),
+            ..BigQuery::default()
+        };
+        let target = Target {
+            profile_name: "p".into(),
+            name: "bq".into(),
+            database: "p".into(),
+            schema: "s".into(),
+            threads: 1,
+            profiles_file: None,
+            credentials: crate::config::Credentials::BigQuery(bq.clone()),
+            quote_policy: crate::relation::QuotePolicy::default(),
+        };
+        let client = Client::open(&target, &bq).unwrap();
+        let answer = client
+            .query_for("select n from t", Some("model.p.orders"))
+            .unwrap();
+        assert_eq!(
+            answer.rows,
+            vec![vec![Some("1".to_string())], vec![Some("2".to_string())]]
+        );
+        assert_eq!(answer.bytes, Some(10));
+        assert_eq!(answer.job, Some(("j1".to_string(), Some("EU".to_string()))));
+        let seen = thread.join().unwrap();
+        let sent: Json = serde_json::from_str(&seen[0].1).unwrap();
+        assert_eq!(sent["labels"]["xform_node"], "model-p-orders");
+        assert_eq!(sent["jobTimeoutMs"], "60000");
+        assert_eq!(sent["location"], "EU");
+        assert!(
+            seen[1].0.starts_with("/bigquery/v2/projects/p/queries/j1?"),
+            "{seen:?}"
+        );
+        assert!(seen[1].0.contains("location=EU"), "{seen:?}");
+        assert!(seen[2].0.contains("pageToken=next"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_node_id_is_a_label_value() {
+        assert_eq!(label_value("model.Shop.orders_v2"), "model-shop-orders_v2");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
     }
 
     #[test]

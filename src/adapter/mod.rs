@@ -86,6 +86,16 @@ pub trait Connection: Introspect {
         render: &mut dyn FnMut(usize) -> Result<String, DbError>,
     ) -> Result<Option<usize>, DbError>;
 
+    /// The node whose statements come next, for a warehouse that tags its jobs with it
+    /// (BigQuery's labels).
+    fn working_on(&self, _unique_id: &str) {}
+
+    /// What the warehouse said of the statements run since `working_on` beyond their rows, as
+    /// dbt's `adapter_response` fields (`query_id`, `job_id`, `bytes_processed`…).
+    fn response(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        None
+    }
+
     /// The columns a query returns, from a `describe` statement (the query is not run).
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError>;
 

@@ -44,6 +44,8 @@ pub struct Client {
 pub struct Answer {
     pub columns: Vec<(String, String)>,
     pub rows: Vec<Vec<Option<String>>>,
+    /// Snowflake's id of the query.
+    pub query_id: Option<String>,
 }
 
 /// A statement Snowflake refused, with its error code and SQL state.
@@ -478,6 +480,7 @@ fn read_answer(data: &Json) -> Result<Answer, String> {
     Ok(Answer {
         columns: types.into_iter().map(|(n, t, _)| (n, t)).collect(),
         rows,
+        query_id: data["queryId"].as_str().map(String::from),
     })
 }
 
@@ -639,6 +642,9 @@ pub struct Warehouse {
     location: String,
     relations: Mutex<HashMap<(String, String, String), Kind>>,
     schemas: Mutex<HashSet<(String, String)>>,
+    /// The databases whose `information_schema` was read (the target's when it opens, another
+    /// on first ask).
+    read: Mutex<HashSet<String>>,
     /// Every session handed out, for Ctrl-C's abort requests.
     sessions: Arc<Mutex<Vec<Arc<Client>>>>,
 }
@@ -658,59 +664,90 @@ impl Warehouse {
             )
             .help("check that the database exists and the profile's role may read its information_schema")
         };
-        let mut schemas = HashSet::new();
-        let answer = client
-            .query(&format!(
-                "select schema_name from {database}.information_schema.schemata"
-            ))
-            .map_err(unreadable)?;
-        for row in answer.rows {
-            if let Some(Some(schema)) = row.into_iter().next() {
-                schemas.insert((database.clone(), schema));
-            }
-        }
-        let mut relations = HashMap::new();
-        let answer = client
-            .query(&format!(
-                "select table_schema, table_name, table_type from {database}.information_schema.tables"
-            ))
-            .map_err(unreadable)?;
-        for row in answer.rows {
-            if let [Some(schema), Some(name), Some(kind)] = row.as_slice() {
-                let kind = if kind.eq_ignore_ascii_case("VIEW") {
-                    Kind::View
-                } else {
-                    Kind::Table
-                };
-                relations.insert((database.clone(), schema.clone(), name.clone()), kind);
-            }
-        }
+        let (schemas, relations) = read_database(&client, &database).map_err(unreadable)?;
         Ok(Warehouse {
             target: target.clone(),
             sf: sf.clone(),
             location: endpoint(sf),
             relations: Mutex::new(relations),
             schemas: Mutex::new(schemas),
+            read: Mutex::new(HashSet::from([database])),
             sessions: Arc::new(Mutex::new(vec![Arc::new(client)])),
         })
     }
+
+    /// Read another database's schemas and relations the first time a plan asks about it
+    /// (one that cannot be read has none).
+    fn read_other(&self, database: &str) {
+        // Held while reading: another worker asking about the same database waits for the
+        // answer rather than taking its relations for absent.
+        let mut read = self.read.lock().expect("read lock");
+        if !read.insert(database.to_string()) {
+            return;
+        }
+        let client = self.sessions.lock().expect("sessions lock")[0].clone();
+        if let Ok((schemas, relations)) = read_database(&client, database) {
+            self.schemas.lock().expect("schemas lock").extend(schemas);
+            self.relations
+                .lock()
+                .expect("relations lock")
+                .extend(relations);
+        }
+    }
+}
+
+/// Which schemas and relations a database has: two `information_schema` reads.
+type DatabaseContents = (
+    HashSet<(String, String)>,
+    HashMap<(String, String, String), Kind>,
+);
+
+fn read_database(client: &Client, database: &str) -> Result<DatabaseContents, SnowflakeError> {
+    let mut schemas = HashSet::new();
+    let answer = client.query(&format!(
+        "select schema_name from {database}.information_schema.schemata"
+    ))?;
+    for row in answer.rows {
+        if let Some(Some(schema)) = row.into_iter().next() {
+            schemas.insert((database.to_string(), schema));
+        }
+    }
+    let mut relations = HashMap::new();
+    let answer = client.query(&format!(
+        "select table_schema, table_name, table_type from {database}.information_schema.tables"
+    ))?;
+    for row in answer.rows {
+        if let [Some(schema), Some(name), Some(kind)] = row.as_slice() {
+            let kind = if kind.eq_ignore_ascii_case("VIEW") {
+                Kind::View
+            } else {
+                Kind::Table
+            };
+            relations.insert((database.to_string(), schema.clone(), name.clone()), kind);
+        }
+    }
+    Ok((schemas, relations))
 }
 
 impl Existing for Warehouse {
     fn kind_of(&self, relation: &Relation) -> Option<Kind> {
+        let key = relation_key(relation, &self.target.database);
+        self.read_other(&key.0);
         self.relations
             .lock()
             .expect("relations lock")
-            .get(&relation_key(relation, &self.target.database))
+            .get(&key)
             .copied()
     }
 
     fn schema_exists(&self, database: Option<&str>, schema: &str) -> bool {
         let q = crate::dialect::quoting(&self.target);
-        self.schemas.lock().expect("schemas lock").contains(&(
-            stored(database.unwrap_or(&self.target.database), q.database),
-            stored(schema, q.schema),
-        ))
+        let database = stored(database.unwrap_or(&self.target.database), q.database);
+        self.read_other(&database);
+        self.schemas
+            .lock()
+            .expect("schemas lock")
+            .contains(&(database, stored(schema, q.schema)))
     }
 
     fn rules(&self) -> AdapterRules {
@@ -736,6 +773,7 @@ impl Adapter for Warehouse {
         Ok(Arc::new(Worker {
             client,
             database: self.target.database.clone(),
+            last_query: Mutex::new(None),
         }))
     }
 
@@ -804,6 +842,8 @@ impl Adapter for Warehouse {
 pub struct Worker {
     client: Arc<Client>,
     database: String,
+    /// The id of the last query of the node being built.
+    last_query: Mutex<Option<String>>,
 }
 
 impl Worker {
@@ -868,6 +908,12 @@ impl Connection for Worker {
                     return Err(Self::failed(i, e));
                 }
             };
+            if answer.query_id.is_some() {
+                self.last_query
+                    .lock()
+                    .expect("query lock")
+                    .clone_from(&answer.query_id);
+            }
             match s.kind {
                 StatementKind::Begin => in_transaction = true,
                 StatementKind::Commit => in_transaction = false,
@@ -905,6 +951,17 @@ impl Connection for Worker {
             }
         }
         Ok(rows)
+    }
+
+    fn working_on(&self, _unique_id: &str) {
+        *self.last_query.lock().expect("query lock") = None;
+    }
+
+    fn response(&self) -> Option<serde_json::Map<String, Json>> {
+        let id = self.last_query.lock().expect("query lock").clone()?;
+        let mut map = serde_json::Map::new();
+        map.insert("query_id".to_string(), json!(id));
+        Some(map)
     }
 
     fn describe(&self, statement: &Statement) -> Result<Vec<Column>, DbError> {

@@ -73,6 +73,9 @@ pub struct NodeResult {
     pub relation_name: Option<String>,
     /// For tests: the failing-row count (`fail_calc`).
     pub failures: Option<i64>,
+    /// What the warehouse said of the node's statements beyond the rows (a Snowflake query
+    /// id, a BigQuery job id and bytes processed), merged into `adapter_response`.
+    pub response: Option<serde_json::Map<String, Json>>,
 }
 
 fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -762,6 +765,13 @@ pub fn write_run_results(
     let results: Vec<Json> = results
         .iter()
         .map(|r| {
+            let mut response = match r.rows_affected {
+                Some(n) => json!({"_message": "OK", "rows_affected": n}),
+                None => json!({}),
+            };
+            if let (Some(extra), Some(map)) = (&r.response, response.as_object_mut()) {
+                map.extend(extra.clone());
+            }
             json!({
                 "unique_id": r.unique_id,
                 "status": r.status.as_str(),
@@ -775,7 +785,7 @@ pub fn write_run_results(
                     n => format!("Thread-{n}"),
                 },
                 "execution_time": (r.completed_at - r.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
-                "adapter_response": match r.rows_affected { Some(n) => json!({"_message": "OK", "rows_affected": n}), None => json!({}) },
+                "adapter_response": response,
                 // dbt writes null where there is nothing to say (a passing test).
                 "message": if r.message.is_empty() { Json::Null } else { json!(r.message) },
                 "failures": r.failures,

@@ -73,6 +73,7 @@ pub fn run_operation(s: &Session, args: &RunOperationArgs) -> i32 {
         compiled_code: None,
         relation_name: None,
         failures: Some(i64::from(outcome.is_err())),
+        response: None,
     };
     let written = write_run_results(
         &s.target_dir,

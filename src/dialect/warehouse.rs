@@ -599,7 +599,7 @@ fn insert_overwrite(
     }
     format!(
         "declare dbt_partitions_for_replacement array<{data_type}>;\n\
-         set dbt_partitions_for_replacement = (\n  select array_agg(distinct {}) from {source}\n);\n{merge}",
+         set dbt_partitions_for_replacement = (\n  select array_agg(distinct {} ignore nulls) from {source}\n);\n{merge}",
         render("")
     )
 }

@@ -387,6 +387,7 @@ pub fn run(
             compiled_code: None,
             relation_name: None,
             failures: Some(0),
+            response: None,
         }));
     }
     let elapsed = clock.elapsed().as_secs_f64();
@@ -482,6 +483,7 @@ fn run_project_hooks(
             compiled_code: None,
             relation_name: None,
             failures: Some(1),
+            response: None,
         };
         if failed.is_none() {
             let outcome = compiler

@@ -82,6 +82,7 @@ impl Runner<'_> {
             let node = &self.graph.nodes[i];
             let started = chrono::Utc::now();
             let clock = Instant::now();
+            worker.working_on(&node.unique_id);
             let outcome = if node.resource_type == ResourceType::Test {
                 data_test::run(
                     self.session,
@@ -118,6 +119,7 @@ impl Runner<'_> {
                 compiled_code: None,
                 relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
                 failures: None,
+                response: None,
             };
             let mut problem = None;
             match outcome {
@@ -141,6 +143,7 @@ impl Runner<'_> {
                 }
                 Ok(Outcome::Built(super::node::Built { rows, sql })) => {
                     result.rows_affected = rows;
+                    result.response = worker.response();
                     result.compiled_code = sql;
                     result.message = match rows {
                         Some(n) if node.resource_type == ResourceType::Seed => {
@@ -291,5 +294,6 @@ fn skipped(node: &Node, message: String) -> NodeResult {
         compiled_code: None,
         relation_name: (!node.is_ephemeral()).then(|| node.relation.to_string()),
         failures: None,
+        response: None,
     }
 }
