@@ -1138,8 +1138,7 @@ fn adapter_response(p: &TempProject, id: &str) -> Value {
         .unwrap()
         .iter()
         .find(|r| r["unique_id"] == id)
-        .map(|r| r["adapter_response"].clone())
-        .unwrap_or(Value::Null)
+        .map_or(Value::Null, |r| r["adapter_response"].clone())
 }
 
 /// Queries of every model, seed and snapshot a warehouse build left (from its manifest), and of

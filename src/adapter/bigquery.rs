@@ -16,6 +16,7 @@
 //! `Authorization` header only: no message, log or error text built here contains them.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -393,7 +394,7 @@ fn percent(text: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -865,6 +866,10 @@ fn timestamp_text(micros: &str) -> String {
     let Ok(n) = micros.parse::<i64>() else {
         // Seconds in floating point (without `useInt64Timestamp`), or already text.
         return match micros.parse::<f64>() {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a timestamp's microseconds fit an i64; out of range saturates"
+            )]
             Ok(s) => timestamp_text(&format!("{}", (s * 1e6).round() as i64)),
             Err(_) => micros.to_string(),
         };
@@ -1027,7 +1032,7 @@ impl Adapter for Warehouse {
                 dialect.schema(database.as_deref(), schema)
             );
             if let Some(location) = &self.client.location {
-                sql.push_str(&format!(" options(location={})", dialect.literal(location)));
+                let _ = write!(sql, " options(location={})", dialect.literal(location));
             }
             self.client.query(&sql).map_err(|e| {
                 Problem::new(
@@ -1072,6 +1077,9 @@ impl Adapter for Warehouse {
     }
 }
 
+/// A node's last job (id and location) and the bytes all its jobs processed.
+type NodeJobs = (Option<(String, Option<String>)>, u64);
+
 /// One worker thread's view: jobs in the target's project.
 pub struct Worker {
     client: Arc<Client>,
@@ -1079,7 +1087,7 @@ pub struct Worker {
     /// The node being built, whose id labels its jobs.
     node: Mutex<Option<String>>,
     /// Its last job and the bytes its jobs processed, for `run_results.json`.
-    done: Mutex<(Option<(String, Option<String>)>, u64)>,
+    done: Mutex<NodeJobs>,
 }
 
 fn failed(statement: usize, e: &BigQueryError) -> DbError {
@@ -1408,6 +1416,7 @@ mod tests {
 
     #[test]
     fn a_service_account_signs_its_token_request() {
+        use base64::Engine as _;
         let pem = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/snowflake/test_key.p8"
@@ -1420,7 +1429,6 @@ mod tests {
         )
         .unwrap();
         let claims = jwt.0.split('.').nth(1).unwrap();
-        use base64::Engine as _;
         let claims: Json = serde_json::from_slice(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(claims)

@@ -6,6 +6,8 @@
 //! query returns). A query that reads a relation this build has not made yet cannot be dry-run:
 //! it is listed as not known, with the relation it waits for.
 
+use std::fmt::Write as _;
+
 use rayon::prelude::*;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, report};
@@ -123,9 +125,10 @@ pub fn dry_run(s: &Session, args: &CommonArgs) -> i32 {
         nodes.len() - unknown - problems.len()
     );
     if unknown > 0 {
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             ", and {unknown} not known until their inputs are built"
-        ));
+        );
     }
     println!("{line}; nothing was built or billed");
     if problems.is_empty() {
