@@ -1399,6 +1399,84 @@ mod tests {
         assert!(seen[2].0.contains("pageToken=next"), "{seen:?}");
     }
 
+    /// Ctrl-C on a running job: `cancel` asks BigQuery to cancel it (`jobs.cancel`), and the
+    /// job's next poll reports it stopped, which fails the node as interrupted.
+    #[test]
+    fn a_cancelled_job_stops_as_interrupted() {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || {
+            let mut cancelled = false;
+            let mut seen = Vec::new();
+            for request in serving.incoming_requests() {
+                let url = request.url().to_string();
+                seen.push(url.clone());
+                let (status, answer) = if url.contains("/jobs/j1/cancel") {
+                    cancelled = true;
+                    (200, json!({"job": {"id": "p:j1"}}))
+                } else if cancelled && url.contains("/queries/j1") {
+                    (
+                        400,
+                        json!({"error": {"code": 400,
+                        "message": "Job execution was cancelled: User requested cancellation",
+                        "errors": [{"reason": "stopped"}]}}),
+                    )
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    (
+                        200,
+                        json!({"jobComplete": false,
+                        "jobReference": {"projectId": "p", "jobId": "j1"}}),
+                    )
+                };
+                let done = status == 400;
+                request
+                    .respond(
+                        tiny_http::Response::from_string(answer.to_string())
+                            .with_status_code(status),
+                    )
+                    .unwrap();
+                if done {
+                    break;
+                }
+            }
+            seen
+        });
+        let bq = BigQuery {
+            method: "oauth-secrets".into(),
+            secrets: vec![("token".into(), Secret("t0k".into()))],
+            api_endpoint: Some(format!("http://127.0.0.1:{port}")),
+            ..BigQuery::default()
+        };
+        let target = Target {
+            profile_name: "p".into(),
+            name: "bq".into(),
+            database: "p".into(),
+            schema: "s".into(),
+            threads: 1,
+            profiles_file: None,
+            credentials: crate::config::Credentials::BigQuery(bq.clone()),
+            quote_policy: crate::relation::QuotePolicy::default(),
+        };
+        let client = Arc::new(Client::open(&target, &bq).unwrap());
+        let running = client.clone();
+        let query = std::thread::spawn(move || running.query("select 1"));
+        while client.running.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        client.cancel();
+        let err = query.join().unwrap().unwrap_err();
+        assert_eq!(err.reason, "stopped", "{err}");
+        assert_eq!(failed(0, &err).failure, Failure::Interrupted);
+        let seen = thread.join().unwrap();
+        assert!(
+            seen.iter()
+                .any(|u| u.ends_with("/projects/p/jobs/j1/cancel")),
+            "{seen:?}"
+        );
+    }
+
     #[test]
     fn a_node_id_is_a_label_value() {
         assert_eq!(label_value("model.Shop.orders_v2"), "model-shop-orders_v2");

@@ -1302,6 +1302,84 @@ mod tests {
         );
     }
 
+    /// Ctrl-C on a running statement: `abort` sends Snowflake's abort request for it, and its
+    /// next poll reports it cancelled (000604), which fails the node as interrupted.
+    #[test]
+    fn an_aborted_statement_stops_as_interrupted() {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || {
+            let mut aborted = false;
+            let mut seen = Vec::new();
+            for mut request in serving.incoming_requests() {
+                let url = request.url().to_string();
+                let mut body = String::new();
+                std::io::Read::read_to_string(request.as_reader(), &mut body).unwrap();
+                seen.push((url.clone(), body));
+                let running = json!({"success": false, "code": "333334", "message": "running",
+                    "data": {"getResultUrl": "/queries/q1/result"}});
+                let answer = if url.starts_with("/session/v1/login-request") {
+                    json!({"success": true, "data": {"token": "tok-1"}})
+                } else if url.starts_with("/queries/v1/abort-request") {
+                    aborted = true;
+                    json!({"success": true})
+                } else if url == "/queries/q1/result" && aborted {
+                    json!({"success": false, "code": "000604",
+                        "message": "SQL execution canceled", "data": {"sqlState": "57014"}})
+                } else if url.starts_with("/session?delete") {
+                    json!({"success": true})
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    running
+                };
+                let done = url.starts_with("/session?delete");
+                let _ = request.respond(tiny_http::Response::from_string(answer.to_string()));
+                if done {
+                    break;
+                }
+            }
+            seen
+        });
+        let sf = Snowflake {
+            account: "a".into(),
+            user: Some("u".into()),
+            secrets: vec![("password".into(), Secret("p".into()))],
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+            protocol: Some("http".into()),
+            ..Snowflake::default()
+        };
+        let target = Target {
+            profile_name: "p".into(),
+            name: "sf".into(),
+            database: "d".into(),
+            schema: "s".into(),
+            threads: 1,
+            profiles_file: None,
+            credentials: crate::config::Credentials::Snowflake(sf.clone()),
+            quote_policy: crate::relation::QuotePolicy::default(),
+        };
+        let client = Arc::new(Client::login(&target, &sf).unwrap());
+        let running = client.clone();
+        let query = std::thread::spawn(move || running.query("select system$wait(60)"));
+        while client.running.lock().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        client.abort();
+        let err = query.join().unwrap().unwrap_err();
+        assert_eq!(err.code, "000604", "{err}");
+        assert_eq!(Worker::failed(0, err).failure, Failure::Interrupted);
+        drop(client);
+        let seen = thread.join().unwrap();
+        let abort = seen
+            .iter()
+            .find(|(u, _)| u.starts_with("/queries/v1/abort-request"))
+            .unwrap_or_else(|| panic!("{seen:?}"));
+        assert!(abort.1.contains("select system$wait(60)"), "{seen:?}");
+    }
+
     #[test]
     fn a_query_string_value_is_percent_encoded() {
         assert_eq!(percent("my db/ü"), "my%20db%2F%C3%BC");
