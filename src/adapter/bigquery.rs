@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use super::{Adapter, Connection, DbError, Failure, Interrupt, Scratch};
-use crate::artifacts::catalog::{CatalogColumn, CatalogTable};
+use crate::artifacts::catalog::CatalogTable;
 use crate::config::{BigQuery, Secret, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::dialect::{Statement, StatementKind};
@@ -1135,23 +1135,7 @@ impl Connection for Worker {
             }
             match s.kind {
                 StatementKind::Check if !answer.rows.is_empty() => {
-                    let values: Vec<String> = answer
-                        .rows
-                        .iter()
-                        .map(|r| r.first().cloned().flatten().unwrap_or_default())
-                        .collect();
-                    let total = answer
-                        .rows
-                        .first()
-                        .and_then(|r| r.get(1).cloned().flatten())
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(values.len());
-                    return Err(DbError {
-                        statement: i,
-                        message: format!("repeated values: {}", Failure::listed(&values, total)),
-                        failure: Failure::Check { values, total },
-                        line: None,
-                    });
+                    return Err(super::check_failure(i, &answer.rows));
                 }
                 StatementKind::Dml => {
                     if let Some(n) = answer.affected {
@@ -1217,30 +1201,13 @@ impl Connection for Worker {
                     p = self.project
                 ))
                 .map_err(err)?;
-            for row in answer.rows {
-                let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-                let name = cell(0);
-                if tables
-                    .last()
-                    .is_none_or(|t| t.schema != dataset || t.name != name)
-                {
-                    tables.push(CatalogTable {
-                        database: self.project.clone(),
-                        schema: dataset.clone(),
-                        name: name.clone(),
-                        kind: cell(1),
-                        comment: None,
-                        columns: Vec::new(),
-                    });
-                }
-                let table = tables.last_mut().expect("a table was pushed");
-                table.columns.push(CatalogColumn {
-                    name: cell(2),
-                    data_type: cell(3),
-                    index: cell(4).parse().unwrap_or(table.columns.len() + 1),
-                    comment: None,
-                });
-            }
+            tables.extend(super::catalog_tables(
+                &self.project,
+                answer.rows.into_iter().map(|row| {
+                    let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+                    [dataset.clone(), cell(0), cell(1), cell(2), cell(3), cell(4)]
+                }),
+            ));
         }
         Ok(tables)
     }
@@ -1251,32 +1218,9 @@ impl Introspect for Worker {
         let answer = self.client.query(sql).map_err(|e| QueryError {
             message: e.to_string(),
         })?;
-        let numeric: Vec<bool> = answer
-            .columns
-            .iter()
-            .map(|(_, t)| matches!(t.as_str(), "INT64" | "FLOAT64" | "NUMERIC" | "BIGNUMERIC"))
-            .collect();
-        Ok(QueryTable {
-            columns: answer.columns.into_iter().map(|(n, _)| n).collect(),
-            rows: answer
-                .rows
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .zip(&numeric)
-                        .map(|(cell, numeric)| match cell {
-                            None => Json::Null,
-                            Some(text) if *numeric => text
-                                .parse::<i64>()
-                                .map(Json::from)
-                                .or_else(|_| text.parse::<f64>().map(Json::from))
-                                .unwrap_or(Json::String(text)),
-                            Some(text) => Json::String(text),
-                        })
-                        .collect()
-                })
-                .collect(),
-        })
+        Ok(super::text_table(answer.columns, answer.rows, |t| {
+            matches!(t, "INT64" | "FLOAT64" | "NUMERIC" | "BIGNUMERIC")
+        }))
     }
 
     fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError> {

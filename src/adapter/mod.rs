@@ -200,6 +200,91 @@ impl Failure {
     }
 }
 
+/// A warehouse's answer of text cells as a template's table: the cells of a column whose type
+/// `numeric` accepts read as numbers.
+pub(crate) fn text_table(
+    columns: Vec<(String, String)>,
+    rows: Vec<Vec<Option<String>>>,
+    numeric: impl Fn(&str) -> bool,
+) -> crate::render::QueryTable {
+    use serde_json::Value as Json;
+    let numeric: Vec<bool> = columns.iter().map(|(_, t)| numeric(t)).collect();
+    crate::render::QueryTable {
+        columns: columns.into_iter().map(|(n, _)| n).collect(),
+        rows: rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(&numeric)
+                    .map(|(cell, numeric)| match cell {
+                        None => Json::Null,
+                        Some(text) if *numeric => text
+                            .parse::<i64>()
+                            .map(Json::from)
+                            .or_else(|_| text.parse::<f64>().map(Json::from))
+                            .unwrap_or(Json::String(text)),
+                        Some(text) => Json::String(text),
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The failure of a `Check` statement that returned rows: the first column of each, and the
+/// count of all (the first row's second column, else the rows).
+pub(crate) fn check_failure(statement: usize, rows: &[Vec<Option<String>>]) -> DbError {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|r| r.first().cloned().flatten().unwrap_or_default())
+        .collect();
+    let total = rows
+        .first()
+        .and_then(|r| r.get(1).cloned().flatten())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(values.len());
+    DbError {
+        statement,
+        message: format!("repeated values: {}", Failure::listed(&values, total)),
+        failure: Failure::Check { values, total },
+        line: None,
+    }
+}
+
+/// Catalog rows of one database (schema, table, table type, column, column type, position),
+/// ordered by table and position, grouped into its tables.
+pub(crate) fn catalog_tables(
+    database: &str,
+    rows: impl IntoIterator<Item = [String; 6]>,
+) -> Vec<crate::artifacts::catalog::CatalogTable> {
+    let mut tables: Vec<crate::artifacts::catalog::CatalogTable> = Vec::new();
+    for [schema, name, kind, column, data_type, position] in rows {
+        if tables
+            .last()
+            .is_none_or(|t| t.schema != schema || t.name != name)
+        {
+            tables.push(crate::artifacts::catalog::CatalogTable {
+                database: database.to_string(),
+                schema,
+                name,
+                kind,
+                comment: None,
+                columns: Vec::new(),
+            });
+        }
+        let table = tables.last_mut().expect("a table was pushed");
+        table
+            .columns
+            .push(crate::artifacts::catalog::CatalogColumn {
+                name: column,
+                data_type,
+                index: position.parse().unwrap_or(table.columns.len() + 1),
+                comment: None,
+            });
+    }
+    tables
+}
+
 impl DbError {
     /// An error that is not a statement's (a plan that could not be made, a failed read).
     pub fn other(message: impl Into<String>) -> Self {

@@ -920,23 +920,7 @@ impl Connection for Worker {
                 // The rows that break the rule: the first column of each, and the count.
                 StatementKind::Check if !answer.rows.is_empty() => {
                     rollback(in_transaction);
-                    let values: Vec<String> = answer
-                        .rows
-                        .iter()
-                        .map(|r| r.first().cloned().flatten().unwrap_or_default())
-                        .collect();
-                    let total = answer
-                        .rows
-                        .first()
-                        .and_then(|r| r.get(1).cloned().flatten())
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(values.len());
-                    return Err(DbError {
-                        statement: i,
-                        message: format!("repeated values: {}", Failure::listed(&values, total)),
-                        failure: Failure::Check { values, total },
-                        line: None,
-                    });
+                    return Err(super::check_failure(i, &answer.rows));
                 }
                 // DML answers with the rows it changed, a column per kind of change.
                 StatementKind::Dml => {
@@ -994,34 +978,13 @@ impl Connection for Worker {
             .map_err(|e| QueryError {
                 message: e.to_string(),
             })?;
-        let mut tables: Vec<CatalogTable> = Vec::new();
-        for row in answer.rows {
-            let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-            let (schema, name) = (cell(0), cell(1));
-            if tables
-                .last()
-                .is_none_or(|t| t.schema != schema || t.name != name)
-            {
-                tables.push(CatalogTable {
-                    database: database.clone(),
-                    schema: schema.clone(),
-                    name: name.clone(),
-                    kind: cell(2),
-                    comment: None,
-                    columns: Vec::new(),
-                });
-            }
-            let table = tables.last_mut().expect("a table was pushed");
-            table
-                .columns
-                .push(crate::artifacts::catalog::CatalogColumn {
-                    name: cell(3),
-                    data_type: cell(4),
-                    index: cell(5).parse().unwrap_or(table.columns.len() + 1),
-                    comment: None,
-                });
-        }
-        Ok(tables)
+        Ok(super::catalog_tables(
+            &database,
+            answer.rows.into_iter().map(|row| {
+                let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+                [cell(0), cell(1), cell(2), cell(3), cell(4), cell(5)]
+            }),
+        ))
     }
 }
 
@@ -1030,32 +993,9 @@ impl Introspect for Worker {
         let answer = self.client.query(sql).map_err(|e| QueryError {
             message: e.to_string(),
         })?;
-        let numeric: Vec<bool> = answer
-            .columns
-            .iter()
-            .map(|(_, t)| matches!(t.to_ascii_lowercase().as_str(), "fixed" | "real"))
-            .collect();
-        Ok(QueryTable {
-            columns: answer.columns.into_iter().map(|(n, _)| n).collect(),
-            rows: answer
-                .rows
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .zip(&numeric)
-                        .map(|(cell, numeric)| match cell {
-                            None => Json::Null,
-                            Some(text) if *numeric => text
-                                .parse::<i64>()
-                                .map(Json::from)
-                                .or_else(|_| text.parse::<f64>().map(Json::from))
-                                .unwrap_or(Json::String(text)),
-                            Some(text) => Json::String(text),
-                        })
-                        .collect()
-                })
-                .collect(),
-        })
+        Ok(super::text_table(answer.columns, answer.rows, |t| {
+            matches!(t.to_ascii_lowercase().as_str(), "fixed" | "real")
+        }))
     }
 
     fn relation_kind(&self, relation: &Relation) -> Result<Option<Kind>, QueryError> {

@@ -32,59 +32,62 @@ pub fn debug(s: &Session) -> i32 {
         "{}",
         crate::env::mask(&format!("database:     {} ({})", t.database, t.location()))
     );
-    // A Snowflake target: log in and run one statement, as `dbt debug` tests a connection.
-    if let crate::config::Credentials::Snowflake(sf) = &t.credentials {
-        let client = match crate::adapter::snowflake::Client::login(t, sf) {
-            Ok(c) => c,
-            Err(p) => {
-                report(&[p]);
-                return EXIT_USAGE;
-            }
-        };
-        return match client.query("select 1") {
-            Ok(_) => {
-                println!(
-                    "connection:   OK (Snowflake at {})",
-                    crate::adapter::snowflake::endpoint(sf)
-                );
-                EXIT_OK
-            }
-            Err(e) => {
-                report(&[crate::diagnostics::Problem::new(
-                    crate::diagnostics::Code::Database,
-                    format!("target `{}`: Snowflake logged in but ran no statement: {e}", t.name),
-                )
-                .help("check the profile's `warehouse` and `role`: the session needs both to run queries")]);
-                EXIT_USAGE
-            }
-        };
-    }
-    // A BigQuery target: a token, then one query job.
-    if let crate::config::Credentials::BigQuery(bq) = &t.credentials {
-        let client = match crate::adapter::bigquery::Client::open(t, bq) {
-            Ok(c) => c,
-            Err(p) => {
-                report(&[p]);
-                return EXIT_USAGE;
-            }
-        };
-        return match client.query("select 1") {
-            Ok(_) => {
-                println!(
-                    "connection:   OK (BigQuery at {})",
-                    crate::adapter::bigquery::endpoint(bq)
-                );
+    // A warehouse: log in (or get a token) and run one statement, as `dbt debug` tests a
+    // connection.
+    let probe: Option<(&str, String, Result<(), String>, &str)> = match &t.credentials {
+        crate::config::Credentials::Snowflake(sf) => {
+            let client = match crate::adapter::snowflake::Client::login(t, sf) {
+                Ok(c) => c,
+                Err(p) => {
+                    report(&[p]);
+                    return EXIT_USAGE;
+                }
+            };
+            Some((
+                "Snowflake",
+                crate::adapter::snowflake::endpoint(sf),
+                client
+                    .query("select 1")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                "check the profile's `warehouse` and `role`: the session needs both to run queries",
+            ))
+        }
+        crate::config::Credentials::BigQuery(bq) => {
+            let client = match crate::adapter::bigquery::Client::open(t, bq) {
+                Ok(c) => c,
+                Err(p) => {
+                    report(&[p]);
+                    return EXIT_USAGE;
+                }
+            };
+            Some((
+                "BigQuery",
+                crate::adapter::bigquery::endpoint(bq),
+                client
+                    .query("select 1")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                "check `project`, `location` and `api_endpoint` in the profile, and that the credentials may run jobs in the project",
+            ))
+        }
+        crate::config::Credentials::DuckDb(_) => None,
+    };
+    if let Some((warehouse, endpoint, ran, help)) = probe {
+        return match ran {
+            Ok(()) => {
+                println!("connection:   OK ({warehouse} at {endpoint})");
                 EXIT_OK
             }
             Err(e) => {
                 report(&[crate::diagnostics::Problem::new(
                     crate::diagnostics::Code::Database,
                     format!(
-                        "target `{}` of profile `{}`: BigQuery ran no query: {e}",
+                        "target `{}` of profile `{}`: {warehouse} ran no statement: {e}",
                         t.name, t.profile_name
                     ),
                 )
-                .help("check `project`, `location` and `api_endpoint` in the profile, and that the credentials may run jobs in the project")]);
+                .help(help)]);
                 EXIT_USAGE
             }
         };

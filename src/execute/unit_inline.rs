@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::unit_test::{UnitOutcome, model_problem, outcome, unit_problem};
+use super::unit_test::{UnitOutcome, compared_columns, model_problem, outcome, unit_problem};
 use crate::adapter::Connection;
 use crate::artifacts::{sql_path, write_file};
 use crate::compile::Compiler;
@@ -121,46 +121,7 @@ pub(super) fn run(
 
     // 3. The expected rows, typed like the model's columns.
     let rows = unit.expect.as_ref().expect("a unit test expects rows");
-    let mut wanted = rows.columns();
-    if let Rows::Sql(text) = rows
-        && !text.trim().is_empty()
-    {
-        let described = project
-            .describe(&dialect.describe_query(text.trim()))
-            .map_err(|e| {
-                unit_problem(
-                    unit,
-                    format!(
-                        "unit test `{}`: the expected rows' query fails: {}",
-                        unit.name,
-                        e.message.lines().next().unwrap_or_default()
-                    ),
-                    e.message.clone(),
-                )
-            })?;
-        wanted = described.into_iter().map(|c| c.name).collect();
-    }
-    if wanted.is_empty() {
-        wanted = actual_columns.iter().map(|c| c.name.clone()).collect();
-    }
-    let mut compared = Vec::with_capacity(wanted.len());
-    for w in &wanted {
-        let Some(c) = actual_columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(w))
-        else {
-            let names: Vec<&str> = actual_columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(unit_problem(
-                unit,
-                format!(
-                    "unit test `{}` expects the column `{w}`, which the model `{}` does not return",
-                    unit.name, model.name
-                ),
-                format!("the model returns: {}", names.join(", ")),
-            ));
-        };
-        compared.push(c.clone());
-    }
+    let compared = compared_columns(unit, model, rows, &**project, dialect, &actual_columns)?;
     let expected =
         rows_query(dialect, Some(&compared), rows, "the expected rows").map_err(|e| {
             unit_problem(

@@ -728,48 +728,7 @@ pub(super) fn run(
         .as_ref()
         .or(unit.expect_table.as_ref())
         .expect("a unit test expects rows");
-    let mut wanted = rows.columns();
-    if let Rows::Sql(text) = rows
-        && !text.trim().is_empty()
-    {
-        let described = db
-            .worker
-            .describe(&db.dialect.describe_query(text.trim()))
-            .map_err(|e| {
-                unit_problem(
-                    unit,
-                    format!(
-                        "unit test `{}`: the expected rows' query fails: {}",
-                        unit.name,
-                        e.message.lines().next().unwrap_or_default()
-                    ),
-                    e.message.clone(),
-                )
-            })?;
-        wanted = described.into_iter().map(|c| c.name).collect();
-    }
-    if wanted.is_empty() {
-        wanted = actual_columns.iter().map(|c| c.name.clone()).collect();
-    }
-    let mut compared = Vec::with_capacity(wanted.len());
-    for w in &wanted {
-        if let Some(c) = actual_columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(w))
-        {
-            compared.push(c.clone());
-        } else {
-            let names: Vec<&str> = actual_columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(unit_problem(
-                unit,
-                format!(
-                    "unit test `{}` expects the column `{w}`, which the model `{}` does not return",
-                    unit.name, model.name
-                ),
-                format!("the model returns: {}", names.join(", ")),
-            ));
-        }
-    }
+    let compared = compared_columns(unit, model, rows, &*db.worker, db.dialect, &actual_columns)?;
     let expected = db.relation("__xform_expected");
     create_rows(&db, &expected, Some(&compared), rows, "the expected rows").map_err(|m| {
         unit_problem(
@@ -800,6 +759,62 @@ pub(super) fn run(
         )
     })?;
     Ok(outcome(unit, model, &diff, sql))
+}
+
+/// The model's columns the expected rows are compared on: those the rows name (a query's, as
+/// `connection` describes it), or all the model returns; a column it does not return is a
+/// problem at the unit test.
+pub(super) fn compared_columns(
+    unit: &UnitTestDef,
+    model: &Node,
+    rows: &Rows,
+    connection: &dyn Connection,
+    dialect: &dyn Dialect,
+    actual_columns: &[Column],
+) -> Result<Vec<Column>, Problem> {
+    let mut wanted = rows.columns();
+    if let Rows::Sql(text) = rows
+        && !text.trim().is_empty()
+    {
+        let described = connection
+            .describe(&dialect.describe_query(text.trim()))
+            .map_err(|e| {
+                unit_problem(
+                    unit,
+                    format!(
+                        "unit test `{}`: the expected rows' query fails: {}",
+                        unit.name,
+                        e.message.lines().next().unwrap_or_default()
+                    ),
+                    e.message.clone(),
+                )
+            })?;
+        wanted = described.into_iter().map(|c| c.name).collect();
+    }
+    if wanted.is_empty() {
+        wanted = actual_columns.iter().map(|c| c.name.clone()).collect();
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            actual_columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(w))
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        actual_columns.iter().map(|c| c.name.as_str()).collect();
+                    unit_problem(
+                        unit,
+                        format!(
+                            "unit test `{}` expects the column `{w}`, which the model `{}` does not return",
+                            unit.name, model.name
+                        ),
+                        format!("the model returns: {}", names.join(", ")),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// What the comparison's rows (`-` missing, `+` unexpected, ` ` both) say about the unit test.
