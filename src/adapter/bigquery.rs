@@ -1310,16 +1310,8 @@ mod tests {
             job_timeout_seconds: Some(60),
             ..BigQuery::default()
         };
-        let target = Target {
-            profile_name: "p".into(),
-            name: "bq".into(),
-            database: "p".into(),
-            schema: "s".into(),
-            threads: 1,
-            profiles_file: None,
-            credentials: crate::config::Credentials::BigQuery(bq.clone()),
-            quote_policy: crate::relation::QuotePolicy::default(),
-        };
+        let target =
+            super::super::test_target("p", crate::config::Credentials::BigQuery(bq.clone()));
         let client = Client::open(&target, &bq).unwrap();
         let answer = client
             .query_for("select n from t", Some("model.p.orders"))
@@ -1393,16 +1385,8 @@ mod tests {
             api_endpoint: Some(format!("http://127.0.0.1:{port}")),
             ..BigQuery::default()
         };
-        let target = Target {
-            profile_name: "p".into(),
-            name: "bq".into(),
-            database: "p".into(),
-            schema: "s".into(),
-            threads: 1,
-            profiles_file: None,
-            credentials: crate::config::Credentials::BigQuery(bq.clone()),
-            quote_policy: crate::relation::QuotePolicy::default(),
-        };
+        let target =
+            super::super::test_target("p", crate::config::Credentials::BigQuery(bq.clone()));
         let client = Arc::new(Client::open(&target, &bq).unwrap());
         let running = client.clone();
         let query = std::thread::spawn(move || running.query("select 1"));

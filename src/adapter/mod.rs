@@ -300,3 +300,18 @@ impl DbError {
         self.failure == Failure::Interrupted
     }
 }
+
+/// A target of the given credentials, for the adapters' tests against stand-in servers.
+#[cfg(test)]
+pub(crate) fn test_target(database: &str, credentials: Credentials) -> Target {
+    Target {
+        profile_name: "p".into(),
+        name: "t".into(),
+        database: database.into(),
+        schema: "s".into(),
+        threads: 1,
+        profiles_file: None,
+        credentials,
+        quote_policy: crate::relation::QuotePolicy::default(),
+    }
+}

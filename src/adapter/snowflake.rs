@@ -1215,16 +1215,8 @@ mod tests {
             protocol: Some("http".into()),
             ..Snowflake::default()
         };
-        let target = Target {
-            profile_name: "p".into(),
-            name: "sf".into(),
-            database: "d".into(),
-            schema: "s".into(),
-            threads: 1,
-            profiles_file: None,
-            credentials: crate::config::Credentials::Snowflake(sf.clone()),
-            quote_policy: crate::relation::QuotePolicy::default(),
-        };
+        let target =
+            super::super::test_target("d", crate::config::Credentials::Snowflake(sf.clone()));
         let client = Client::login(&target, &sf).unwrap();
         let answer = client.query("select 42 as x").unwrap();
         assert_eq!(answer.rows, vec![vec![Some("42".to_string())]]);
@@ -1290,16 +1282,8 @@ mod tests {
             protocol: Some("http".into()),
             ..Snowflake::default()
         };
-        let target = Target {
-            profile_name: "p".into(),
-            name: "sf".into(),
-            database: "d".into(),
-            schema: "s".into(),
-            threads: 1,
-            profiles_file: None,
-            credentials: crate::config::Credentials::Snowflake(sf.clone()),
-            quote_policy: crate::relation::QuotePolicy::default(),
-        };
+        let target =
+            super::super::test_target("d", crate::config::Credentials::Snowflake(sf.clone()));
         let client = Arc::new(Client::login(&target, &sf).unwrap());
         let running = client.clone();
         let query = std::thread::spawn(move || running.query("select system$wait(60)"));
