@@ -22,7 +22,10 @@
 //!   staging table at its end), so `xform build` runs its own SQL there; `compile_for` does the
 //!   same to compiled statements;
 //! - a fakesnow session that starts in an existing schema does not find fakesnow's helper
-//!   functions: the snapshot test's third run starts its session in `main`.
+//!   functions: the snapshot test's third run starts its session in `main`;
+//! - fakesnow's server keeps its databases in memory whatever `--db_path` says:
+//!   `start_fakesnow.py` makes its sessions share databases in files there, for the test that
+//!   kills it mid-build and starts it again.
 
 #![cfg(feature = "duckdb")]
 
@@ -1626,4 +1629,97 @@ fn faults_on_bigquery_are_diagnostics_and_lose_nothing() {
         "test_type:unit",
     ]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// fakesnow killed in the middle of a build: the run fails naming the endpoint it lost, exits
+/// 1 and writes `run_results.json`; the tables the last build left are there when the emulator
+/// is back (it keeps its databases in files here), and a rerun succeeds.
+#[test]
+fn a_snowflake_killed_mid_build_loses_nothing() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = tempfile::tempdir().unwrap();
+    let Some(emulator) = Emulator::start_on(Warehouse::Snowflake, port, Some(data.path())) else {
+        return;
+    };
+    let p = example_project();
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}    live:\n      type: snowflake\n      account: fakesnow\n      user: xform\n      \
+             password: emulator\n      database: analytics\n      schema: shop\n      \
+             host: 127.0.0.1\n      port: {port}\n      protocol: http\n",
+            profiles("shop.duckdb")
+        ),
+    );
+    let answer = emulator.run(&setup(Warehouse::Snowflake), &BTreeMap::new());
+    assert!(answer["steps"][0]["error"].is_null(), "{answer}");
+    let out = p.xform(&["build", "--target", "live", "--exclude", "test_type:unit"]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
+    // (`create database if not exists` attaches the database's file again after a restart.)
+    let orders = |e: &Emulator| {
+        let q = BTreeMap::from([(
+            "orders".to_string(),
+            "select count(*), sum(amount) from analytics.shop_marts.orders".to_string(),
+        )]);
+        e.run(&setup(Warehouse::Snowflake), &q)["queries"]["orders"].clone()
+    };
+    let before = orders(&emulator);
+    assert!(before["error"].is_null(), "{before}");
+    // A model that takes the emulator seconds, after `orders` in the graph.
+    p.write(
+        "models/marts/slow.sql",
+        "{{ config(materialized='table') }}\n\
+         select count(distinct random()) as n from table(generator(rowcount => 30000000)), \
+         {{ ref('orders') }} as o where o.order_id = 1\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xform"))
+        .args(["run", "--target", "live", "--select", "+slow"])
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once the first model is built, while the next run.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut shown = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains(" OK ") {
+            break;
+        }
+    }
+    drop(emulator);
+    for line in lines {
+        shown.push_str(&line.unwrap());
+        shown.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{shown}{}", String::from_utf8_lossy(&out.stderr)).replace("\n  │ ", " ");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 of 4 OK"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Snowflake at http://127.0.0.1:{port} cannot be reached"
+        )),
+        "{text}"
+    );
+    assert!(p.path().join("target/run_results.json").exists());
+    let emulator = Emulator::start_on(Warehouse::Snowflake, port, Some(data.path())).unwrap();
+    assert_eq!(orders(&emulator), before);
+    let out = p.xform(&[
+        "build",
+        "--target",
+        "live",
+        "--exclude",
+        "slow",
+        "test_type:unit",
+    ]);
+    assert!(out.status.success(), "{}", transcript(p.path(), &out));
 }
